@@ -1,0 +1,6 @@
+//! Kernel networking for swarm nodes. Today: the task sandbox's plumbing (a
+//! gateway bridge per node, and a veth into each task's network namespace),
+//! done through rtnetlink. The data-plane work adds BPF loading, Maglev
+//! tables, conntrack and the iptables mode here.
+
+pub mod sandbox;

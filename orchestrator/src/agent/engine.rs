@@ -1,0 +1,249 @@
+//! The agent's view of the Docker Engine: the containers that make up a task
+//! (a pause container holding the network namespace, and the application
+//! container joined to it), found again by their labels after any restart.
+
+use crate::types::Task;
+use bollard::container::{
+    Config, CreateContainerOptions, InspectContainerOptions, ListContainersOptions,
+    RemoveContainerOptions, StopContainerOptions,
+};
+use bollard::models::{ContainerSummary, HostConfig};
+use bollard::Docker;
+use std::collections::HashMap;
+
+pub const LABEL_NODE: &str = "swarm.node.id";
+pub const LABEL_DATA_DIR: &str = "swarm.data-dir";
+pub const LABEL_SERVICE_ID: &str = "swarm.service.id";
+pub const LABEL_SERVICE_NAME: &str = "swarm.service.name";
+pub const LABEL_TASK_ID: &str = "swarm.task.id";
+pub const LABEL_TASK_NAME: &str = "swarm.task.name";
+pub const LABEL_SLOT: &str = "swarm.task.slot";
+pub const LABEL_ROLE: &str = "swarm.role";
+pub const LABEL_ADDR: &str = "swarm.task.addr";
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("cannot reach the Docker Engine: {0}. Is dockerd running and is /var/run/docker.sock accessible?")]
+    Connect(bollard::errors::Error),
+    #[error("{0}")]
+    Docker(#[from] bollard::errors::Error),
+}
+
+/// The containers Docker holds for one task.
+#[derive(Debug, Default, Clone)]
+pub struct TaskContainers {
+    pub pause: Option<ContainerSummary>,
+    pub app: Option<ContainerSummary>,
+}
+
+impl TaskContainers {
+    pub fn ids(&self) -> impl Iterator<Item = &str> {
+        // The app goes first: it must stop before its namespace holder.
+        [&self.app, &self.pause]
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c.id.as_deref())
+    }
+}
+
+pub fn is_running(c: &ContainerSummary) -> bool {
+    c.state.as_deref() == Some("running")
+}
+
+pub fn label<'a>(c: &'a ContainerSummary, key: &str) -> Option<&'a str> {
+    c.labels.as_ref()?.get(key).map(String::as_str)
+}
+
+/// The task's hostname, unique per task: `web-1-<short id>`. Docker would
+/// split a dotted name into host and domain, so dots become dashes.
+pub fn hostname(task: &Task) -> String {
+    let short = &task.id[..task.id.len().min(12)];
+    let mut name = format!("{}-{short}", task.name().replace('.', "-"));
+    name.truncate(63);
+    name
+}
+
+#[derive(Clone)]
+pub struct Engine {
+    pub docker: Docker,
+    node_id: String,
+    data_dir: String,
+}
+
+impl Engine {
+    pub async fn connect(node_id: &str, data_dir: &str) -> Result<Engine, EngineError> {
+        let docker = Docker::connect_with_local_defaults().map_err(EngineError::Connect)?;
+        // The engine may be older than bollard's default API version.
+        let docker = docker.negotiate_version().await.map_err(EngineError::Connect)?;
+        Ok(Engine {
+            docker,
+            node_id: node_id.to_string(),
+            data_dir: data_dir.to_string(),
+        })
+    }
+
+    pub async fn version(&self) -> Result<String, EngineError> {
+        Ok(self.docker.version().await?.version.unwrap_or_default())
+    }
+
+    /// Every container this node's agent made, grouped by task ID.
+    pub async fn task_containers(&self) -> Result<HashMap<String, TaskContainers>, EngineError> {
+        let filters = HashMap::from([("label", vec![format!("{LABEL_NODE}={}", self.node_id)])]);
+        let list = self
+            .docker
+            .list_containers(Some(ListContainersOptions {
+                all: true,
+                filters: filters
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.clone()))
+                    .collect(),
+                ..Default::default()
+            }))
+            .await?;
+        let mut by_task: HashMap<String, TaskContainers> = HashMap::new();
+        for c in list {
+            let Some(task) = label(&c, LABEL_TASK_ID).map(str::to_string) else {
+                continue;
+            };
+            let entry = by_task.entry(task).or_default();
+            if label(&c, LABEL_ROLE) == Some("pause") {
+                entry.pause = Some(c);
+            } else {
+                entry.app = Some(c);
+            }
+        }
+        Ok(by_task)
+    }
+
+    fn labels(&self, task: &Task, role: &str) -> HashMap<String, String> {
+        HashMap::from([
+            (LABEL_NODE.into(), self.node_id.clone()),
+            (LABEL_DATA_DIR.into(), self.data_dir.clone()),
+            (LABEL_SERVICE_ID.into(), task.service_id.clone()),
+            (LABEL_SERVICE_NAME.into(), task.service_name.clone()),
+            (LABEL_TASK_ID.into(), task.id.clone()),
+            (LABEL_TASK_NAME.into(), task.name()),
+            (LABEL_SLOT.into(), task.slot.to_string()),
+            (LABEL_ROLE.into(), role.into()),
+        ])
+    }
+
+    /// Docker's container name for a task: `web.1.<task id>`.
+    pub fn container_name(task: &Task) -> String {
+        format!("{}.{}", task.name(), task.id)
+    }
+
+    /// Whether the image is present locally; Docker's message if not.
+    pub async fn check_image(&self, image: &str) -> Result<(), String> {
+        match self.docker.inspect_image(image).await {
+            Ok(_) => Ok(()),
+            Err(bollard::errors::Error::DockerResponseServerError { message, .. }) => Err(message),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// Create and start the pause container, returning its ID and PID.
+    pub async fn start_pause(
+        &self,
+        task: &Task,
+        image: &str,
+        addr: &str,
+    ) -> Result<(String, u32), EngineError> {
+        let mut labels = self.labels(task, "pause");
+        labels.insert(LABEL_ADDR.into(), addr.into());
+        let config = Config {
+            image: Some(image.to_string()),
+            hostname: Some(hostname(task)),
+            labels: Some(labels),
+            host_config: Some(HostConfig {
+                network_mode: Some("none".into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let name = format!("{}.pause", Self::container_name(task));
+        let id = self.create(&name, config).await?;
+        self.docker.start_container::<String>(&id, None).await?;
+        let pid = self.pid(&id).await?;
+        Ok((id, pid))
+    }
+
+    async fn pid(&self, id: &str) -> Result<u32, EngineError> {
+        let info = self
+            .docker
+            .inspect_container(id, None::<InspectContainerOptions>)
+            .await?;
+        Ok(info.state.and_then(|s| s.pid).unwrap_or(0) as u32)
+    }
+
+    /// Create (not start) the application container inside the pause
+    /// container's network namespace.
+    pub async fn create_app(&self, task: &Task, pause_id: &str) -> Result<String, EngineError> {
+        let spec = &task.spec;
+        let config = Config {
+            image: Some(spec.image.clone()),
+            cmd: (!spec.args.is_empty()).then(|| spec.args.clone()),
+            env: Some(spec.env.clone()),
+            labels: Some(self.labels(task, "task")),
+            host_config: Some(HostConfig {
+                network_mode: Some(format!("container:{pause_id}")),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        self.create(&Self::container_name(task), config).await
+    }
+
+    async fn create(&self, name: &str, config: Config<String>) -> Result<String, EngineError> {
+        let opts = CreateContainerOptions {
+            name: name.to_string(),
+            platform: None,
+        };
+        Ok(self.docker.create_container(Some(opts), config).await?.id)
+    }
+
+    pub async fn start(&self, id: &str) -> Result<(), EngineError> {
+        Ok(self.docker.start_container::<String>(id, None).await?)
+    }
+
+    /// The exit code of a stopped container.
+    pub async fn exit_code(&self, id: &str) -> Result<i64, EngineError> {
+        let info = self
+            .docker
+            .inspect_container(id, None::<InspectContainerOptions>)
+            .await?;
+        Ok(info.state.and_then(|s| s.exit_code).unwrap_or(-1))
+    }
+
+    /// Stop a container, giving it `grace` seconds before SIGKILL.
+    pub async fn stop(&self, id: &str, grace: i64) -> Result<(), EngineError> {
+        match self
+            .docker
+            .stop_container(id, Some(StopContainerOptions { t: grace }))
+            .await
+        {
+            Ok(()) => Ok(()),
+            // 304: already stopped; 404: already gone. Both are the goal.
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 304 | 404,
+                ..
+            }) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub async fn remove(&self, id: &str) -> Result<(), EngineError> {
+        let opts = RemoveContainerOptions {
+            force: true,
+            v: true,
+            ..Default::default()
+        };
+        match self.docker.remove_container(id, Some(opts)).await {
+            Ok(()) => Ok(()),
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+}

@@ -1,0 +1,9 @@
+//! The control API between the CLI and its local daemon (gRPC over a unix
+//! socket). Objects travel as JSON in the schema `--format json` prints.
+
+pub mod client;
+pub mod server;
+
+pub mod pb {
+    tonic::include_proto!("swarm.control.v1");
+}

@@ -1,0 +1,329 @@
+//! The daemon side of the control API. Every handler validates its input and
+//! either commits one command through raft or changes nothing.
+
+use super::pb::{self, control_server::Control};
+use crate::daemon::Daemon;
+use crate::state::{Command, State};
+use crate::store::StoreError;
+use crate::types::{new_id, now_ms, ClusterInfo, Mode, Service, ServiceSpec};
+use futures::{Stream, StreamExt};
+use std::pin::Pin;
+use std::sync::Arc;
+use tonic::{Request, Response, Status};
+
+pub struct ControlService {
+    daemon: Arc<Daemon>,
+}
+
+const NOT_A_MANAGER: &str = "this node is not a swarm manager. Use \"swarm init\" or \"swarm join\" to connect this node to a swarm and try again";
+
+fn store_err(e: StoreError) -> Status {
+    match e {
+        StoreError::Rejected(msg) if msg.contains("already in use") => Status::already_exists(msg),
+        StoreError::Rejected(msg) => Status::failed_precondition(msg),
+        StoreError::NoLeader(msg) => Status::unavailable(msg),
+        other => Status::internal(other.to_string()),
+    }
+}
+
+fn to_json<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_string(v).expect("cluster objects always serialize")
+}
+
+/// Docker's rule for object names, which also keeps them usable in DNS.
+pub fn validate_name(name: &str) -> Result<(), String> {
+    let ok_start = name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric());
+    let ok_rest = name.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
+    if name.is_empty() || name.len() > 63 || !ok_start || !ok_rest {
+        return Err(format!(
+            "invalid service name {name:?}: use 1-63 characters [a-zA-Z0-9_.-], starting with a letter or digit"
+        ));
+    }
+    Ok(())
+}
+
+impl ControlService {
+    pub fn new(daemon: Arc<Daemon>) -> Self {
+        ControlService { daemon }
+    }
+
+    pub fn into_server(self) -> pb::control_server::ControlServer<Self> {
+        pb::control_server::ControlServer::new(self)
+    }
+
+    /// The current state, if this node is a manager of an initialised swarm.
+    fn manager_state(&self) -> Result<Arc<State>, Status> {
+        let st = self.daemon.store.state();
+        if st.cluster.is_none() {
+            return Err(Status::failed_precondition(NOT_A_MANAGER));
+        }
+        Ok(st)
+    }
+
+    fn find_service(&self, key: &str) -> Result<Service, Status> {
+        let st = self.manager_state()?;
+        st.find_service(key)
+            .cloned()
+            .ok_or_else(|| Status::not_found(format!("service {key} not found")))
+    }
+}
+
+type LogStream = Pin<Box<dyn Stream<Item = Result<pb::LogChunk, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Control for ControlService {
+    async fn info(&self, _req: Request<pb::InfoRequest>) -> Result<Response<pb::InfoResponse>, Status> {
+        let st = self.daemon.store.state();
+        Ok(Response::new(pb::InfoResponse {
+            node_id: self.daemon.identity.node_id.clone(),
+            hostname: self.daemon.config.hostname.clone(),
+            swarm_state: if st.cluster.is_some() { "active" } else { "inactive" }.into(),
+            cluster_id: st.cluster.as_ref().map(|c| c.id.clone()).unwrap_or_default(),
+            is_leader: self.daemon.store.is_leader(),
+            advertise_addr: self.daemon.config.advertise_addr.clone(),
+            leader_raft_id: self.daemon.store.raft_metrics().borrow().current_leader.unwrap_or(0),
+        }))
+    }
+
+    async fn init(&self, req: Request<pb::InitRequest>) -> Result<Response<pb::InitResponse>, Status> {
+        let req = req.into_inner();
+        let d = &self.daemon;
+        if d.store.is_initialized().await || d.store.state().cluster.is_some() {
+            return Err(Status::failed_precondition(
+                "this node is already part of a swarm",
+            ));
+        }
+        let addr = if req.advertise_addr.is_empty() {
+            d.config.advertise_addr.clone()
+        } else {
+            req.advertise_addr
+        };
+        d.store.bootstrap(&addr).await.map_err(store_err)?;
+        d.store
+            .wait_for_leader(std::time::Duration::from_secs(10))
+            .await
+            .map_err(store_err)?;
+        let cluster = ClusterInfo {
+            id: new_id(),
+            created_at: now_ms(),
+        };
+        let mut node = d.node_record().await;
+        node.addr = addr;
+        d.store
+            .write(Command::InitCluster {
+                cluster: cluster.clone(),
+                node,
+            })
+            .await
+            .map_err(store_err)?;
+        d.start_roles()
+            .await
+            .map_err(|e| Status::internal(format!("{e:#}")))?;
+        Ok(Response::new(pb::InitResponse {
+            node_id: d.identity.node_id.clone(),
+            cluster_id: cluster.id,
+        }))
+    }
+
+    async fn create_service(
+        &self,
+        req: Request<pb::CreateServiceRequest>,
+    ) -> Result<Response<pb::ServiceResponse>, Status> {
+        self.manager_state()?;
+        let mut spec: ServiceSpec = serde_json::from_str(&req.into_inner().spec_json)
+            .map_err(|e| Status::invalid_argument(format!("invalid service spec: {e}")))?;
+        if spec.name.is_empty() {
+            spec.name = generated_name();
+        }
+        validate_name(&spec.name).map_err(Status::invalid_argument)?;
+        if spec.image.trim().is_empty() {
+            return Err(Status::invalid_argument("an image is required"));
+        }
+        if spec.mode == Mode::Global {
+            spec.replicas = 0;
+        }
+        let now = now_ms();
+        let svc = Service {
+            id: new_id(),
+            spec,
+            version: 1,
+            created_at: now,
+            updated_at: now,
+        };
+        self.daemon
+            .store
+            .write(Command::CreateService(svc.clone()))
+            .await
+            .map_err(store_err)?;
+        Ok(Response::new(pb::ServiceResponse {
+            service_json: to_json(&svc),
+        }))
+    }
+
+    async fn scale_service(
+        &self,
+        req: Request<pb::ScaleServiceRequest>,
+    ) -> Result<Response<pb::ServiceResponse>, Status> {
+        let req = req.into_inner();
+        let cur = self.find_service(&req.service)?;
+        if cur.spec.mode != Mode::Replicated {
+            return Err(Status::failed_precondition(format!(
+                "scale can only be used with replicated mode; service {} is global",
+                cur.spec.name
+            )));
+        }
+        let mut next = cur.clone();
+        next.spec.replicas = req.replicas;
+        next.version += 1;
+        next.updated_at = now_ms();
+        self.daemon
+            .store
+            .write(Command::UpdateService {
+                service: next.clone(),
+                expected_version: cur.version,
+            })
+            .await
+            .map_err(store_err)?;
+        Ok(Response::new(pb::ServiceResponse {
+            service_json: to_json(&next),
+        }))
+    }
+
+    async fn remove_service(
+        &self,
+        req: Request<pb::RemoveServiceRequest>,
+    ) -> Result<Response<pb::RemoveServiceResponse>, Status> {
+        let svc = self.find_service(&req.into_inner().service)?;
+        self.daemon
+            .store
+            .write(Command::RemoveService { id: svc.id.clone() })
+            .await
+            .map_err(store_err)?;
+        Ok(Response::new(pb::RemoveServiceResponse { id: svc.id }))
+    }
+
+    async fn get_service(
+        &self,
+        req: Request<pb::GetServiceRequest>,
+    ) -> Result<Response<pb::ServiceResponse>, Status> {
+        let svc = self.find_service(&req.into_inner().service)?;
+        Ok(Response::new(pb::ServiceResponse {
+            service_json: to_json(&svc),
+        }))
+    }
+
+    async fn list_services(
+        &self,
+        _req: Request<pb::ListServicesRequest>,
+    ) -> Result<Response<pb::ObjectList>, Status> {
+        let st = self.manager_state()?;
+        Ok(Response::new(pb::ObjectList {
+            items_json: st.services.values().map(to_json).collect(),
+        }))
+    }
+
+    async fn list_tasks(
+        &self,
+        req: Request<pb::ListTasksRequest>,
+    ) -> Result<Response<pb::ObjectList>, Status> {
+        let key = req.into_inner().service;
+        let st = self.manager_state()?;
+        let items = if key.is_empty() {
+            st.tasks.values().map(to_json).collect()
+        } else {
+            let svc = self.find_service(&key)?;
+            st.tasks_of(&svc.id).map(to_json).collect()
+        };
+        Ok(Response::new(pb::ObjectList { items_json: items }))
+    }
+
+    async fn list_nodes(
+        &self,
+        _req: Request<pb::ListNodesRequest>,
+    ) -> Result<Response<pb::ObjectList>, Status> {
+        let st = self.manager_state()?;
+        Ok(Response::new(pb::ObjectList {
+            items_json: st.nodes.values().map(to_json).collect(),
+        }))
+    }
+
+    type ServiceLogsStream = LogStream;
+
+    async fn service_logs(
+        &self,
+        req: Request<pb::ServiceLogsRequest>,
+    ) -> Result<Response<LogStream>, Status> {
+        let req = req.into_inner();
+        let svc = self.find_service(&req.service)?;
+        let st = self.manager_state()?;
+        let node = self.daemon.config.hostname.clone();
+        let mut streams = Vec::new();
+        for task in st.tasks_of(&svc.id) {
+            let Some(container) = task.status.container_id.clone() else {
+                continue;
+            };
+            let opts = bollard::container::LogsOptions::<String> {
+                follow: req.follow,
+                stdout: true,
+                stderr: true,
+                tail: if req.tail == 0 { "all".into() } else { req.tail.to_string() },
+                ..Default::default()
+            };
+            let (name, id, node) = (task.name(), task.id.clone(), node.clone());
+            let s = self
+                .daemon
+                .engine
+                .docker
+                .logs(&container, Some(opts))
+                .map(move |item| match item {
+                    Ok(out) => {
+                        use bollard::container::LogOutput;
+                        let (stream, data) = match out {
+                            LogOutput::StdErr { message } => ("stderr", message),
+                            LogOutput::StdOut { message }
+                            | LogOutput::Console { message }
+                            | LogOutput::StdIn { message } => ("stdout", message),
+                        };
+                        Ok(pb::LogChunk {
+                            task_name: name.clone(),
+                            task_id: id.clone(),
+                            node: node.clone(),
+                            stream: stream.into(),
+                            data: data.to_vec(),
+                        })
+                    }
+                    Err(e) => Err(Status::unavailable(format!("logs of task {name}: {e}"))),
+                });
+            streams.push(s.boxed());
+        }
+        Ok(Response::new(Box::pin(futures::stream::select_all(streams))))
+    }
+}
+
+/// A readable default name, as docker gives services created without --name.
+fn generated_name() -> String {
+    const ADJ: &[&str] = &["brave", "calm", "eager", "fond", "keen", "lucid", "nifty", "quirky", "sharp", "witty"];
+    const NOUN: &[&str] = &["curie", "darwin", "hopper", "lovelace", "noether", "pascal", "ritchie", "turing"];
+    use rand::seq::SliceRandom;
+    let mut rng = rand::thread_rng();
+    format!(
+        "{}_{}",
+        ADJ.choose(&mut rng).expect("non-empty"),
+        NOUN.choose(&mut rng).expect("non-empty")
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::validate_name;
+
+    #[test]
+    fn service_names_follow_docker_rules() {
+        assert!(validate_name("demo_web").is_ok());
+        assert!(validate_name("web.1-a").is_ok());
+        assert!(validate_name("").is_err());
+        assert!(validate_name("-web").is_err());
+        assert!(validate_name("we b").is_err());
+        assert!(validate_name(&"a".repeat(64)).is_err());
+    }
+}

@@ -1,0 +1,75 @@
+//! The `swarm` command line: docker's verbs, flags and table output.
+
+pub mod format;
+pub mod node;
+pub mod progress;
+pub mod service;
+
+use crate::api::client::DEFAULT_HOST;
+use clap::{Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+#[derive(Parser, Debug)]
+#[command(name = "swarm", version, about = "A Docker-Swarm-compatible orchestrator with a kernel data plane")]
+pub struct Cli {
+    /// Daemon socket to talk to.
+    #[arg(short = 'H', long = "host", env = "SWARM_HOST", default_value = DEFAULT_HOST, global = true)]
+    pub host: String,
+    #[command(subcommand)]
+    pub command: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Cmd {
+    /// Run the node daemon (one per host).
+    Daemon(DaemonArgs),
+    /// Create a new swarm with this node as its manager.
+    Init {
+        /// Address other nodes use to reach this one (ADDR[:PORT]).
+        #[arg(long)]
+        advertise_addr: Option<String>,
+    },
+    /// Show this daemon's node and swarm status.
+    Info {
+        #[arg(long, value_enum)]
+        format: Option<Format>,
+    },
+    /// Manage services.
+    #[command(subcommand)]
+    Service(service::ServiceCmd),
+    /// Manage nodes.
+    #[command(subcommand)]
+    Node(node::NodeCmd),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct DaemonArgs {
+    /// Where the node keeps its identity and raft state.
+    #[arg(long, default_value = "/var/lib/swarm")]
+    pub data_dir: PathBuf,
+    /// Control socket for the CLI (created with mode 0600).
+    #[arg(long, default_value = "/run/swarm/swarm.sock")]
+    pub socket: PathBuf,
+    /// Address other nodes use to reach this one.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub advertise_addr: String,
+    /// Node name shown in `node ls` (default: the host's name).
+    #[arg(long)]
+    pub hostname: Option<String>,
+    /// Subnet of this node's gateway bridge, from which tasks get addresses.
+    #[arg(long, default_value = "172.18.0.0/16")]
+    pub gateway_subnet: ipnet::Ipv4Net,
+    /// Image of the container that holds each task's network namespace.
+    #[arg(long, default_value = "swarm/pause:latest")]
+    pub pause_image: String,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Table,
+    Json,
+}
+
+pub fn is_json(f: Option<Format>) -> bool {
+    f == Some(Format::Json)
+}

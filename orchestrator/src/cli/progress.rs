@@ -1,0 +1,228 @@
+//! Waiting for a service to converge, with docker's progress display:
+//!
+//! ```text
+//! overall progress: 2 out of 3 tasks
+//! 1/3: running   [==================================================>]
+//! 2/3: preparing [=================================>                 ]
+//! 3/3: running   [==================================================>]
+//! ```
+//!
+//! Unlike docker, it stops and says why as soon as the service cannot
+//! converge: a rejected task, or a task that keeps failing.
+
+use super::service::fetch_tasks;
+use crate::api::client::Client;
+use crate::types::{Mode, Service, Task, TaskState};
+use anyhow::{bail, Result};
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{IsTerminal, Write};
+use std::time::{Duration, Instant};
+
+const POLL: Duration = Duration::from_millis(200);
+/// How long all tasks must stay running before the service counts as converged.
+const VERIFY: Duration = Duration::from_secs(2);
+/// Failures of one slot during a wait that mean it will not converge.
+const MAX_FAILURES: usize = 3;
+/// Hard limit, so a wait never hangs a script forever.
+const GIVE_UP: Duration = Duration::from_secs(600);
+
+/// The progress of one slot (or, for global services, one node).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SlotView {
+    pub label: String,
+    pub state: TaskState,
+    pub err: Option<String>,
+}
+
+/// What the display shows at one moment, and whether the wait is over.
+#[derive(Debug, PartialEq)]
+pub struct View {
+    pub slots: Vec<SlotView>,
+    pub running: usize,
+    /// Running task IDs, to check stability across the verify window.
+    pub running_ids: BTreeSet<String>,
+    /// Tasks outside the wanted slots that still run (scale-down in progress).
+    pub draining: usize,
+    pub failure: Option<String>,
+}
+
+/// Summarise a service's tasks. Pure, so the convergence rules are testable.
+pub fn view(svc: &Service, tasks: &[Task], failures: &BTreeMap<String, BTreeSet<String>>) -> View {
+    let mut groups: BTreeMap<(u64, String), Vec<&Task>> = BTreeMap::new();
+    let mut draining = 0;
+    for t in tasks {
+        let wanted = t.desired_state <= TaskState::Running
+            || (t.desired_state == TaskState::Shutdown && t.status.state.is_terminal());
+        if t.desired_state >= TaskState::Remove || (svc.spec.mode == Mode::Replicated && t.slot > svc.spec.replicas) {
+            if !t.status.state.is_terminal() && t.status.state >= TaskState::Assigned {
+                draining += 1;
+            }
+            continue;
+        }
+        if wanted {
+            let key = (t.slot, t.node_id.clone().unwrap_or_default());
+            let key = if t.slot > 0 { (t.slot, String::new()) } else { key };
+            groups.entry(key).or_default().push(t);
+        }
+    }
+    if svc.spec.mode == Mode::Replicated {
+        for s in 1..=svc.spec.replicas {
+            groups.entry((s, String::new())).or_default();
+        }
+    }
+    let total = groups.len();
+    let mut slots = Vec::new();
+    let mut running_ids = BTreeSet::new();
+    let mut failure = None;
+    for (i, ((slot, node), ts)) in groups.iter().enumerate() {
+        let current = ts.iter().filter(|t| t.is_live()).max_by_key(|t| t.created_at)
+            .or_else(|| ts.iter().max_by_key(|t| t.created_at));
+        let label = if *slot > 0 { format!("{slot}/{total}") } else { format!("{}/{total} ({})", i + 1, &node[..node.len().min(12)]) };
+        let (state, err) = match current {
+            Some(t) => (t.status.state, t.status.err.clone()),
+            None => (TaskState::New, None),
+        };
+        if let Some(t) = current {
+            if t.status.state == TaskState::Running && t.desired_state == TaskState::Running {
+                running_ids.insert(t.id.clone());
+            }
+            if t.status.state == TaskState::Rejected {
+                failure.get_or_insert(format!("task {} rejected: {}", t.name(), err.clone().unwrap_or_default()));
+            }
+            let slot_key = format!("{slot}/{node}");
+            if failures.get(&slot_key).map_or(0, |f| f.len()) >= MAX_FAILURES {
+                failure.get_or_insert(format!(
+                    "task {} keeps failing ({} failures): {}",
+                    t.name(), MAX_FAILURES, err.clone().unwrap_or_else(|| t.status.message.clone())
+                ));
+            }
+            // A slot whose task ended and that will not be restarted.
+            if t.status.state.is_terminal() && t.desired_state == TaskState::Running && !ts.iter().any(|x| x.is_live()) && t.status.state != TaskState::Rejected {
+                let settled = t.status.state == TaskState::Complete;
+                if !settled {
+                    failure.get_or_insert(format!("task {} {}: {} and the restart policy does not restart it", t.name(), t.status.state.as_str(), err.clone().unwrap_or_default()));
+                }
+            }
+        }
+        slots.push(SlotView { label, state, err });
+    }
+    View { running: running_ids.len(), running_ids, slots, draining, failure }
+}
+
+fn bar(state: TaskState) -> String {
+    const W: usize = 50;
+    let step = (state.min(TaskState::Running) as usize) + 1;
+    let filled = W * step / (TaskState::Running as usize + 1);
+    if filled >= W {
+        format!("[{}>]", "=".repeat(W))
+    } else {
+        format!("[{}>{}]", "=".repeat(filled), " ".repeat(W - filled))
+    }
+}
+
+fn render(v: &View) -> Vec<String> {
+    let mut lines = vec![format!("overall progress: {} out of {} tasks", v.running, v.slots.len())];
+    for s in &v.slots {
+        let mut line = format!("{}: {:<9} {}", s.label, s.state.as_str(), bar(s.state));
+        if let (Some(e), true) = (&s.err, s.state.is_terminal()) {
+            line.push_str(&format!(" {e}"));
+        }
+        lines.push(line);
+    }
+    lines
+}
+
+pub async fn wait_converged(c: &mut Client, svc: &Service, quiet: bool) -> Result<()> {
+    let tty = std::io::stdout().is_terminal();
+    let mut out = std::io::stdout();
+    let mut shown: Vec<String> = Vec::new();
+    let started = Instant::now();
+    let mut stable_since: Option<(Instant, BTreeSet<String>)> = None;
+    // Failed task IDs seen per slot during this wait.
+    let mut failures: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    loop {
+        let tasks = fetch_tasks(c, &svc.id).await?;
+        for t in &tasks {
+            if t.status.state == TaskState::Failed && t.created_at >= svc.updated_at {
+                let key = format!("{}/{}", t.slot, if t.slot > 0 { "" } else { t.node_id.as_deref().unwrap_or("") });
+                failures.entry(key).or_default().insert(t.id.clone());
+            }
+        }
+        let v = view(svc, &tasks, &failures);
+        let lines = render(&v);
+        if !quiet && lines != shown {
+            if tty && !shown.is_empty() {
+                write!(out, "\x1b[{}A", shown.len())?;
+            }
+            for l in &lines {
+                if tty {
+                    writeln!(out, "\x1b[2K{l}")?;
+                } else if !shown.contains(l) {
+                    writeln!(out, "{l}")?;
+                }
+            }
+            out.flush()?;
+            shown = lines;
+        }
+        if let Some(why) = v.failure {
+            bail!(
+                "service {} did not converge: {why}\nThe service exists; see `swarm service ps {}`, then fix it or remove it with `swarm service rm {}`",
+                svc.spec.name, svc.spec.name, svc.spec.name
+            );
+        }
+        let converged = v.running == v.slots.len() && v.draining == 0;
+        stable_since = match (converged, stable_since) {
+            (false, _) => None,
+            (true, Some((at, ids))) if ids == v.running_ids => Some((at, ids)),
+            (true, _) => Some((Instant::now(), v.running_ids.clone())),
+        };
+        if let Some((at, _)) = &stable_since {
+            if at.elapsed() >= VERIFY {
+                if !quiet {
+                    writeln!(out, "verify: Service {} converged", svc.spec.name)?;
+                }
+                return Ok(());
+            }
+        }
+        if started.elapsed() > GIVE_UP {
+            bail!("service {} did not converge within {}s; see `swarm service ps {}`", svc.spec.name, GIVE_UP.as_secs(), svc.spec.name);
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manager::testutil::{service, task};
+
+    #[test]
+    fn counts_running_slots_and_spots_rejection() {
+        let s = service("s", Mode::Replicated, 3);
+        let tasks = vec![task("a", &s, 1, TaskState::Running), task("b", &s, 2, TaskState::Preparing)];
+        let v = view(&s, &tasks, &BTreeMap::new());
+        assert_eq!((v.running, v.slots.len(), v.failure.is_none()), (1, 3, true));
+
+        let mut r = task("c", &s, 3, TaskState::Rejected);
+        r.status.err = Some("No such image: nope:latest".into());
+        let v = view(&s, &[tasks.clone(), vec![r]].concat(), &BTreeMap::new());
+        assert!(v.failure.unwrap().contains("No such image"));
+    }
+
+    #[test]
+    fn scale_down_waits_for_extra_tasks_to_stop() {
+        let s = service("s", Mode::Replicated, 1);
+        let mut extra = task("b", &s, 2, TaskState::Running);
+        extra.desired_state = TaskState::Remove;
+        let v = view(&s, &[task("a", &s, 1, TaskState::Running), extra], &BTreeMap::new());
+        assert_eq!((v.running, v.slots.len(), v.draining), (1, 1, 1));
+    }
+
+    #[test]
+    fn repeated_failures_end_the_wait() {
+        let s = service("s", Mode::Replicated, 1);
+        let failures = BTreeMap::from([("1/".to_string(), BTreeSet::from(["x".into(), "y".into(), "z".into()]))]);
+        let v = view(&s, &[task("a", &s, 1, TaskState::Starting)], &failures);
+        assert!(v.failure.unwrap().contains("keeps failing"));
+    }
+}

@@ -1,0 +1,443 @@
+//! `swarm service ...`
+
+use super::format::{ago, json_lines, parse_duration, short, table};
+use super::{is_json, progress, Format};
+use crate::api::client::{connect, status_error, Client};
+use crate::api::pb;
+use crate::types::{
+    now_ms, Mode, Node, RestartCondition, RestartPolicy, Service, ServiceSpec, Task, TaskState,
+};
+use anyhow::{anyhow, bail, Context, Result};
+use clap::{Args, Subcommand, ValueEnum};
+use futures::StreamExt;
+use serde_json::json;
+use std::collections::HashMap;
+use std::io::Write;
+
+#[derive(Subcommand, Debug)]
+pub enum ServiceCmd {
+    /// Create a new service.
+    Create(CreateArgs),
+    /// List services.
+    Ls {
+        #[arg(short, long)]
+        quiet: bool,
+        #[arg(long, value_enum)]
+        format: Option<Format>,
+    },
+    /// List the tasks of one or more services.
+    Ps {
+        #[arg(required = true)]
+        services: Vec<String>,
+        #[arg(long)]
+        no_trunc: bool,
+        #[arg(short, long)]
+        quiet: bool,
+        #[arg(long, value_enum)]
+        format: Option<Format>,
+    },
+    /// Display detailed information on one or more services.
+    Inspect {
+        #[arg(required = true)]
+        services: Vec<String>,
+        #[arg(long)]
+        pretty: bool,
+    },
+    /// Scale one or more replicated services: SERVICE=REPLICAS...
+    Scale {
+        #[arg(required = true, value_name = "SERVICE=REPLICAS")]
+        targets: Vec<String>,
+        /// Exit immediately instead of waiting for the service to converge.
+        #[arg(short, long)]
+        detach: bool,
+    },
+    /// Remove one or more services.
+    Rm {
+        #[arg(required = true)]
+        services: Vec<String>,
+    },
+    /// Fetch the logs of a service's tasks.
+    Logs {
+        service: String,
+        #[arg(short, long)]
+        follow: bool,
+        /// Number of lines to show from the end of each task's log.
+        #[arg(long, default_value = "all")]
+        tail: String,
+    },
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug)]
+pub enum ModeArg {
+    Replicated,
+    Global,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug)]
+pub enum ConditionArg {
+    Any,
+    OnFailure,
+    None,
+}
+
+#[derive(Args, Debug)]
+pub struct CreateArgs {
+    /// Service name.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Number of tasks (replicated mode only).
+    #[arg(long)]
+    pub replicas: Option<u64>,
+    #[arg(long, value_enum, default_value = "replicated")]
+    pub mode: ModeArg,
+    /// Set environment variables (KEY=VALUE).
+    #[arg(short, long = "env")]
+    pub env: Vec<String>,
+    /// Restart when a task ends: any, on-failure or none.
+    #[arg(long, value_enum, default_value = "any")]
+    pub restart_condition: ConditionArg,
+    /// Delay between restart attempts (ms|s|m|h).
+    #[arg(long, default_value = "5s")]
+    pub restart_delay: String,
+    /// Maximum number of restarts before giving up (0: unlimited).
+    #[arg(long, default_value_t = 0)]
+    pub restart_max_attempts: u64,
+    /// Exit immediately instead of waiting for the service to converge.
+    #[arg(short, long)]
+    pub detach: bool,
+    /// Suppress progress output.
+    #[arg(short, long)]
+    pub quiet: bool,
+    pub image: String,
+    /// Command and arguments for the container.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub args: Vec<String>,
+}
+
+impl CreateArgs {
+    fn spec(&self) -> Result<ServiceSpec> {
+        let mode = match self.mode {
+            ModeArg::Replicated => Mode::Replicated,
+            ModeArg::Global => Mode::Global,
+        };
+        if mode == Mode::Global && self.replicas.is_some() {
+            bail!("--replicas can only be used with replicated mode");
+        }
+        for e in &self.env {
+            if e.is_empty() || e.starts_with('=') {
+                bail!("invalid environment variable {e:?}: expected KEY=VALUE");
+            }
+        }
+        let delay = parse_duration(&self.restart_delay).context("--restart-delay")?;
+        Ok(ServiceSpec {
+            name: self.name.clone().unwrap_or_default(),
+            image: self.image.clone(),
+            args: self.args.clone(),
+            env: self.env.clone(),
+            mode,
+            replicas: self.replicas.unwrap_or(1),
+            restart: RestartPolicy {
+                condition: match self.restart_condition {
+                    ConditionArg::Any => RestartCondition::Any,
+                    ConditionArg::OnFailure => RestartCondition::OnFailure,
+                    ConditionArg::None => RestartCondition::None,
+                },
+                delay_ms: delay.as_millis() as u64,
+                max_attempts: self.restart_max_attempts,
+            },
+        })
+    }
+}
+
+pub async fn run(host: &str, cmd: ServiceCmd) -> Result<()> {
+    // Validate everything local before touching the daemon.
+    if let ServiceCmd::Create(args) = &cmd {
+        args.spec()?;
+    }
+    let targets = match &cmd {
+        ServiceCmd::Scale { targets, .. } => parse_scale_targets(targets)?,
+        _ => Vec::new(),
+    };
+    let mut c = connect(host).await?;
+    match cmd {
+        ServiceCmd::Create(args) => create(&mut c, args).await,
+        ServiceCmd::Ls { quiet, format } => ls(&mut c, quiet, format).await,
+        ServiceCmd::Ps { services, no_trunc, quiet, format } => {
+            ps(&mut c, &services, no_trunc, quiet, format).await
+        }
+        ServiceCmd::Inspect { services, pretty } => inspect(&mut c, &services, pretty).await,
+        ServiceCmd::Scale { detach, .. } => scale(&mut c, targets, detach).await,
+        ServiceCmd::Rm { services } => rm(&mut c, &services).await,
+        ServiceCmd::Logs { service, follow, tail } => logs(&mut c, &service, follow, &tail).await,
+    }
+}
+
+async fn create(c: &mut Client, args: CreateArgs) -> Result<()> {
+    let spec = args.spec()?;
+    let req = pb::CreateServiceRequest {
+        spec_json: serde_json::to_string(&spec)?,
+    };
+    let resp = c.create_service(req).await.map_err(status_error)?.into_inner();
+    let svc: Service = serde_json::from_str(&resp.service_json)?;
+    println!("{}", svc.id);
+    if args.detach {
+        return Ok(());
+    }
+    progress::wait_converged(c, &svc, args.quiet).await
+}
+
+/// `web=5 api=2` -> [("web", 5), ("api", 2)], refusing anything malformed.
+pub fn parse_scale_targets(targets: &[String]) -> Result<Vec<(String, u64)>> {
+    targets
+        .iter()
+        .map(|t| {
+            let (name, n) = t
+                .split_once('=')
+                .ok_or_else(|| anyhow!("invalid scale specifier {t:?}: expected SERVICE=REPLICAS"))?;
+            let n: u64 = n.parse().map_err(|_| {
+                anyhow!("invalid replicas value {n:?} for service {name}: must be a non-negative integer")
+            })?;
+            if name.is_empty() {
+                bail!("invalid scale specifier {t:?}: missing service name");
+            }
+            Ok((name.to_string(), n))
+        })
+        .collect()
+}
+
+async fn scale(c: &mut Client, targets: Vec<(String, u64)>, detach: bool) -> Result<()> {
+    let mut failed = false;
+    for (name, replicas) in targets {
+        let req = pb::ScaleServiceRequest { service: name.clone(), replicas };
+        match c.scale_service(req).await {
+            Ok(resp) => {
+                println!("{name} scaled to {replicas}");
+                let svc: Service = serde_json::from_str(&resp.into_inner().service_json)?;
+                if !detach {
+                    if let Err(e) = progress::wait_converged(c, &svc, false).await {
+                        eprintln!("{e:#}");
+                        failed = true;
+                    }
+                }
+            }
+            Err(s) => {
+                eprintln!("{name}: {}", s.message());
+                failed = true;
+            }
+        }
+    }
+    if failed {
+        bail!("some services could not be scaled");
+    }
+    Ok(())
+}
+
+async fn rm(c: &mut Client, services: &[String]) -> Result<()> {
+    let mut errors = Vec::new();
+    for s in services {
+        match c.remove_service(pb::RemoveServiceRequest { service: s.clone() }).await {
+            Ok(_) => println!("{s}"),
+            Err(e) => errors.push(e.message().to_string()),
+        }
+    }
+    if !errors.is_empty() {
+        bail!("{}", errors.join("\n"));
+    }
+    Ok(())
+}
+
+pub async fn fetch_tasks(c: &mut Client, service: &str) -> Result<Vec<Task>> {
+    let resp = c
+        .list_tasks(pb::ListTasksRequest { service: service.into() })
+        .await
+        .map_err(status_error)?;
+    resp.into_inner()
+        .items_json
+        .iter()
+        .map(|j| serde_json::from_str(j).context("decoding task"))
+        .collect()
+}
+
+pub async fn fetch_nodes(c: &mut Client) -> Result<Vec<Node>> {
+    let resp = c.list_nodes(pb::ListNodesRequest {}).await.map_err(status_error)?;
+    resp.into_inner()
+        .items_json
+        .iter()
+        .map(|j| serde_json::from_str(j).context("decoding node"))
+        .collect()
+}
+
+async fn ls(c: &mut Client, quiet: bool, format: Option<Format>) -> Result<()> {
+    let resp = c.list_services(pb::ListServicesRequest {}).await.map_err(status_error)?;
+    let services: Vec<Service> = resp
+        .into_inner()
+        .items_json
+        .iter()
+        .map(|j| serde_json::from_str(j))
+        .collect::<Result<_, _>>()?;
+    let tasks = fetch_tasks(c, "").await?;
+    let mut rows = Vec::new();
+    for s in &services {
+        let mine = tasks.iter().filter(|t| t.service_id == s.id);
+        let running = mine.clone().filter(|t| t.status.state == TaskState::Running && t.desired_state == TaskState::Running).count();
+        let desired = match s.spec.mode {
+            Mode::Replicated => s.spec.replicas as usize,
+            Mode::Global => mine.filter(|t| t.desired_state <= TaskState::Running).count(),
+        };
+        let mode = match s.spec.mode {
+            Mode::Replicated => "replicated",
+            Mode::Global => "global",
+        };
+        rows.push((s, mode, format!("{running}/{desired}")));
+    }
+    if quiet {
+        rows.iter().for_each(|(s, ..)| println!("{}", short(&s.id)));
+    } else if is_json(format) {
+        let items: Vec<_> = rows
+            .iter()
+            .map(|(s, mode, replicas)| {
+                json!({"ID": s.id, "Name": s.spec.name, "Mode": mode, "Replicas": replicas, "Image": s.spec.image, "Ports": ""})
+            })
+            .collect();
+        json_lines(&items);
+    } else {
+        let rows: Vec<Vec<String>> = rows
+            .iter()
+            .map(|(s, mode, replicas)| {
+                vec![short(&s.id).into(), s.spec.name.clone(), mode.to_string(), replicas.clone(), s.spec.image.clone(), String::new()]
+            })
+            .collect();
+        table(&["ID", "NAME", "MODE", "REPLICAS", "IMAGE", "PORTS"], &rows);
+    }
+    Ok(())
+}
+
+async fn ps(c: &mut Client, services: &[String], no_trunc: bool, quiet: bool, format: Option<Format>) -> Result<()> {
+    let nodes: HashMap<String, String> = fetch_nodes(c)
+        .await?
+        .into_iter()
+        .map(|n| (n.id, n.hostname))
+        .collect();
+    let mut tasks = Vec::new();
+    for s in services {
+        tasks.extend(fetch_tasks(c, s).await?);
+    }
+    // Slot by slot; within a slot the newest task first, older ones as history.
+    tasks.sort_by(|a, b| {
+        (&a.service_name, a.slot, &a.node_id, std::cmp::Reverse(a.created_at))
+            .cmp(&(&b.service_name, b.slot, &b.node_id, std::cmp::Reverse(b.created_at)))
+    });
+    let now = now_ms();
+    let trunc = |s: &str| if no_trunc { s.to_string() } else { short(s).to_string() };
+    let mut rows = Vec::new();
+    let mut json_items = Vec::new();
+    let mut prev_group = None;
+    for t in &tasks {
+        let group = (t.service_id.clone(), t.slot, if t.slot == 0 { t.node_id.clone() } else { None });
+        let history = prev_group.as_ref() == Some(&group);
+        prev_group = Some(group);
+        let node = t.node_id.as_ref().map(|n| nodes.get(n).cloned().unwrap_or_else(|| n.clone())).unwrap_or_default();
+        let name = if t.slot > 0 { format!("{}.{}", t.service_name, t.slot) } else { format!("{}.{}", t.service_name, t.node_id.as_deref().map(short).unwrap_or("")) };
+        let current = format!("{} {}", t.status.state, ago(t.status.timestamp, now));
+        let err = t.status.err.clone().unwrap_or_else(|| {
+            if t.status.state == TaskState::Pending { t.status.message.clone() } else { String::new() }
+        });
+        if quiet {
+            println!("{}", trunc(&t.id));
+            continue;
+        }
+        json_items.push(json!({
+            "ID": t.id, "Name": name, "Image": t.spec.image, "Node": node,
+            "DesiredState": t.desired_state.to_string(), "CurrentState": current,
+            "Error": err, "Ports": "", "Slot": t.slot, "ServiceID": t.service_id,
+            "Addr": t.status.addr, "ContainerID": t.status.container_id,
+        }));
+        let shown_err = if err.is_empty() || no_trunc { err.clone() } else { format!("\"{}\"", truncate(&err, 40)) };
+        rows.push(vec![
+            trunc(&t.id),
+            if history { format!(" \\_ {name}") } else { name },
+            t.spec.image.clone(),
+            node,
+            t.desired_state.to_string(),
+            current,
+            shown_err,
+            String::new(),
+        ]);
+    }
+    if quiet {
+        return Ok(());
+    }
+    if is_json(format) {
+        json_lines(&json_items);
+    } else {
+        table(&["ID", "NAME", "IMAGE", "NODE", "DESIRED STATE", "CURRENT STATE", "ERROR", "PORTS"], &rows);
+    }
+    Ok(())
+}
+
+fn truncate(s: &str, n: usize) -> String {
+    if s.chars().count() <= n {
+        s.to_string()
+    } else {
+        format!("{}…", s.chars().take(n - 1).collect::<String>())
+    }
+}
+
+async fn inspect(c: &mut Client, services: &[String], pretty: bool) -> Result<()> {
+    let mut out = Vec::new();
+    for s in services {
+        let resp = c
+            .get_service(pb::GetServiceRequest { service: s.clone() })
+            .await
+            .map_err(status_error)?;
+        let svc: Service = serde_json::from_str(&resp.into_inner().service_json)?;
+        out.push(svc);
+    }
+    if pretty {
+        for s in &out {
+            println!("ID:\t\t{}\nName:\t\t{}\nMode:\t\t{:?}", s.id, s.spec.name, s.spec.mode);
+            if s.spec.mode == Mode::Replicated {
+                println!(" Replicas:\t{}", s.spec.replicas);
+            }
+            println!("Image:\t\t{}\nArgs:\t\t{}\nEnv:\t\t{}", s.spec.image, s.spec.args.join(" "), s.spec.env.join(" "));
+            let r = &s.spec.restart;
+            println!("RestartPolicy:\n Condition:\t{:?}\n Delay:\t\t{}ms\n MaxAttempts:\t{}", r.condition, r.delay_ms, r.max_attempts);
+        }
+    } else {
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    }
+    Ok(())
+}
+
+async fn logs(c: &mut Client, service: &str, follow: bool, tail: &str) -> Result<()> {
+    let tail = match tail {
+        "all" => 0,
+        n => n.parse().map_err(|_| anyhow!("invalid --tail {n:?}: expected a number or \"all\""))?,
+    };
+    let req = pb::ServiceLogsRequest { service: service.into(), follow, tail };
+    let mut stream = c.service_logs(req).await.map_err(status_error)?.into_inner();
+    let mut stdout = std::io::stdout();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(status_error)?;
+        let prefix = format!("{}.{}@{}", chunk.task_name, short(&chunk.task_id), chunk.node);
+        for line in String::from_utf8_lossy(&chunk.data).lines() {
+            writeln!(stdout, "{prefix}    | {line}")?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scale_targets_are_validated() {
+        assert_eq!(parse_scale_targets(&["web=5".into()]).unwrap(), vec![("web".to_string(), 5)]);
+        let err = parse_scale_targets(&["web=abc".into()]).unwrap_err().to_string();
+        assert!(err.contains("abc") && err.contains("web"), "{err}");
+        assert!(parse_scale_targets(&["web".into()]).is_err());
+        assert!(parse_scale_targets(&["=3".into()]).is_err());
+        assert!(parse_scale_targets(&["web=-1".into()]).is_err());
+    }
+}

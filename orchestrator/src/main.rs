@@ -1,0 +1,65 @@
+//! `swarm`: one binary for the node daemon and the command line.
+
+mod agent;
+mod api;
+mod cli;
+mod daemon;
+mod manager;
+mod raft;
+mod state;
+mod store;
+mod types;
+
+use clap::Parser;
+use cli::{Cli, Cmd};
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("swarm: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(dispatch(cli)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("Error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn dispatch(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Cmd::Daemon(args) => {
+            init_logging();
+            let hostname = match args.hostname {
+                Some(h) => h,
+                None => std::fs::read_to_string("/proc/sys/kernel/hostname")
+                    .map(|h| h.trim().to_string())
+                    .unwrap_or_else(|_| "localhost".into()),
+            };
+            daemon::run(daemon::DaemonConfig {
+                data_dir: args.data_dir,
+                socket: args.socket,
+                advertise_addr: args.advertise_addr,
+                hostname,
+                gateway_subnet: args.gateway_subnet,
+                pause_image: args.pause_image,
+            })
+            .await
+        }
+        Cmd::Init { advertise_addr } => cli::node::init(&cli.host, advertise_addr).await,
+        Cmd::Info { format } => cli::node::info(&cli.host, format).await,
+        Cmd::Service(cmd) => cli::service::run(&cli.host, cmd).await,
+        Cmd::Node(cmd) => cli::node::run(&cli.host, cmd).await,
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SWARM_LOG")
+        .unwrap_or_else(|_| "info,openraft=warn".into());
+    tracing_subscriber::fmt().with_env_filter(filter).init();
+}

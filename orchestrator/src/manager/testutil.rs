@@ -1,0 +1,68 @@
+//! Builders for the pure decision tests of the manager loops.
+
+use crate::state::State;
+use crate::types::*;
+
+pub fn node(id: &str) -> Node {
+    Node {
+        id: id.into(),
+        raft_id: 1,
+        hostname: id.into(),
+        role: NodeRole::Manager,
+        availability: Availability::Active,
+        state: NodeState::Ready,
+        addr: "198.18.0.11".into(),
+        engine_version: String::new(),
+        nano_cpus: 0,
+        memory_bytes: 0,
+        created_at: 0,
+        updated_at: 0,
+    }
+}
+
+pub fn service(id: &str, mode: Mode, replicas: u64) -> Service {
+    Service {
+        id: id.into(),
+        spec: ServiceSpec {
+            name: format!("svc-{id}"),
+            image: "img".into(),
+            args: vec![],
+            env: vec![],
+            mode,
+            replicas,
+            restart: RestartPolicy::default(),
+        },
+        version: 1,
+        created_at: 0,
+        updated_at: 0,
+    }
+}
+
+pub fn task(id: &str, svc: &Service, slot: u64, state: TaskState) -> Task {
+    Task {
+        id: id.into(),
+        service_id: svc.id.clone(),
+        service_name: svc.spec.name.clone(),
+        slot,
+        node_id: Some("n1".into()),
+        spec: svc.spec.clone(),
+        spec_version: svc.version,
+        desired_state: TaskState::Running,
+        status: TaskStatus {
+            timestamp: 1_000,
+            ..TaskStatus::new(state, "")
+        },
+        created_at: 1_000,
+        restart_at: None,
+        attempt: 0,
+    }
+}
+
+pub fn state(nodes: &[Node], services: &[Service], tasks: &[Task]) -> State {
+    State {
+        cluster: None,
+        nodes: nodes.iter().map(|n| (n.id.clone(), n.clone())).collect(),
+        services: services.iter().map(|s| (s.id.clone(), s.clone())).collect(),
+        tasks: tasks.iter().map(|t| (t.id.clone(), t.clone())).collect(),
+    }
+}

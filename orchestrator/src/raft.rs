@@ -1,0 +1,52 @@
+//! Raft consensus for the cluster store, built on openraft with its log and
+//! state machine kept on disk in one redb file. Today a cluster has a single
+//! manager; the network layer is where more managers plug in.
+
+pub mod log_store;
+pub mod network;
+pub mod state_machine;
+
+use crate::state::{Command, Response};
+use openraft::BasicNode;
+use std::io::Cursor;
+
+openraft::declare_raft_types!(
+    /// Types for the cluster store's raft group.
+    pub TypeConfig:
+        D = Command,
+        R = Response,
+        NodeId = u64,
+        Node = BasicNode,
+        Entry = openraft::Entry<TypeConfig>,
+        SnapshotData = Cursor<Vec<u8>>,
+        AsyncRuntime = openraft::TokioRuntime,
+);
+
+pub type Raft = openraft::Raft<TypeConfig>;
+pub type NodeId = u64;
+
+/// redb table names, shared by the log store and the state machine, which live
+/// in the same file so one fsync policy covers both.
+pub(crate) mod tables {
+    use redb::TableDefinition;
+    /// Log index -> JSON-encoded entry.
+    pub const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("raft_log");
+    /// "vote", "committed", "last_purged" -> JSON.
+    pub const LOG_META: TableDefinition<&str, &[u8]> = TableDefinition::new("raft_meta");
+    /// "<kind>/<id>" -> JSON object of the state machine.
+    pub const OBJECTS: TableDefinition<&str, &[u8]> = TableDefinition::new("sm_objects");
+    /// "last_applied", "membership" -> JSON.
+    pub const SM_META: TableDefinition<&str, &[u8]> = TableDefinition::new("sm_meta");
+}
+
+/// Raft timing tuned for a LAN cluster: fast failure detection, as the
+/// failover goals (under a second) need.
+pub fn config() -> openraft::Config {
+    openraft::Config {
+        cluster_name: "swarm".into(),
+        heartbeat_interval: 100,
+        election_timeout_min: 300,
+        election_timeout_max: 600,
+        ..Default::default()
+    }
+}

@@ -1,0 +1,331 @@
+//! The replicated state machine: every cluster object, and the commands that
+//! change them. `State::apply` is pure and deterministic, so every manager that
+//! applies the same raft log reaches the same state. Invariants that must hold
+//! whatever order concurrent writers race in (unique service names, one live
+//! task per slot, forward-only task states) are enforced here, not by callers.
+
+use crate::types::{ClusterInfo, Millis, Node, Service, Task, TaskState, TaskStatus};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct State {
+    pub cluster: Option<ClusterInfo>,
+    pub nodes: BTreeMap<String, Node>,
+    pub services: BTreeMap<String, Service>,
+    pub tasks: BTreeMap<String, Task>,
+}
+
+/// A change to the cluster, written to the raft log.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Command {
+    InitCluster { cluster: ClusterInfo, node: Node },
+    PutNode(Node),
+    CreateService(Service),
+    /// Replace a service's spec; `expected_version` guards against lost updates.
+    UpdateService { service: Service, expected_version: u64 },
+    /// Delete a service and mark all its tasks for removal.
+    RemoveService { id: String },
+    CreateTasks(Vec<Task>),
+    /// Move tasks' desired state forward (never back).
+    SetDesiredState { ids: Vec<String>, state: TaskState },
+    /// The scheduler's decision: a node, or why none fits.
+    Assign(Vec<Assignment>),
+    /// Observed state reported by the agent running the task.
+    UpdateStatus(Vec<(String, TaskStatus)>),
+    DeleteTasks(Vec<String>),
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Assignment {
+    pub task_id: String,
+    /// `None` leaves the task pending with `message` saying why.
+    pub node_id: Option<String>,
+    pub message: String,
+    pub at: Millis,
+}
+
+/// The result of applying one command. Rejections are results, not raft
+/// errors: the entry is committed, it just changes nothing.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Response {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl Response {
+    fn ok() -> Self {
+        Response { error: None }
+    }
+    fn err(msg: impl Into<String>) -> Self {
+        Response {
+            error: Some(msg.into()),
+        }
+    }
+}
+
+impl State {
+    pub fn service_by_name(&self, name: &str) -> Option<&Service> {
+        self.services.values().find(|s| s.spec.name == name)
+    }
+
+    /// Resolve a service the way docker does: full ID, name, or unique ID prefix.
+    pub fn find_service(&self, key: &str) -> Option<&Service> {
+        if let Some(s) = self.services.get(key) {
+            return Some(s);
+        }
+        if let Some(s) = self.service_by_name(key) {
+            return Some(s);
+        }
+        let mut matches = self.services.values().filter(|s| s.id.starts_with(key));
+        match (matches.next(), matches.next()) {
+            (Some(s), None) => Some(s),
+            _ => None,
+        }
+    }
+
+    pub fn tasks_of<'a>(&'a self, service_id: &'a str) -> impl Iterator<Item = &'a Task> + 'a {
+        self.tasks.values().filter(move |t| t.service_id == service_id)
+    }
+
+    pub fn apply(&mut self, cmd: Command) -> Response {
+        match cmd {
+            Command::InitCluster { cluster, node } => {
+                if self.cluster.is_some() {
+                    return Response::err("this node is already part of a swarm");
+                }
+                self.cluster = Some(cluster);
+                self.nodes.insert(node.id.clone(), node);
+                Response::ok()
+            }
+            Command::PutNode(node) => {
+                self.nodes.insert(node.id.clone(), node);
+                Response::ok()
+            }
+            Command::CreateService(svc) => {
+                if self.service_by_name(&svc.spec.name).is_some() {
+                    return Response::err(format!(
+                        "service name \"{}\" is already in use",
+                        svc.spec.name
+                    ));
+                }
+                if self.services.contains_key(&svc.id) {
+                    return Response::err(format!("service ID {} already exists", svc.id));
+                }
+                self.services.insert(svc.id.clone(), svc);
+                Response::ok()
+            }
+            Command::UpdateService {
+                service,
+                expected_version,
+            } => match self.services.get_mut(&service.id) {
+                None => Response::err(format!("service {} not found", service.id)),
+                Some(cur) if cur.version != expected_version => Response::err(format!(
+                    "service {} was changed concurrently (version {} != {}); retry",
+                    service.spec.name, cur.version, expected_version
+                )),
+                Some(cur) => {
+                    *cur = service;
+                    Response::ok()
+                }
+            },
+            Command::RemoveService { id } => {
+                if self.services.remove(&id).is_none() {
+                    return Response::err(format!("service {id} not found"));
+                }
+                for t in self.tasks.values_mut().filter(|t| t.service_id == id) {
+                    t.desired_state = t.desired_state.max(TaskState::Remove);
+                }
+                Response::ok()
+            }
+            Command::CreateTasks(tasks) => self.create_tasks(tasks),
+            Command::SetDesiredState { ids, state } => {
+                for id in ids {
+                    if let Some(t) = self.tasks.get_mut(&id) {
+                        t.desired_state = t.desired_state.max(state);
+                    }
+                }
+                Response::ok()
+            }
+            Command::Assign(assignments) => {
+                for a in assignments {
+                    self.assign(a);
+                }
+                Response::ok()
+            }
+            Command::UpdateStatus(updates) => {
+                for (id, status) in updates {
+                    if let Some(t) = self.tasks.get_mut(&id) {
+                        // A late report must not resurrect a finished task.
+                        if status.state >= t.status.state && !t.status.state.is_terminal() {
+                            t.status = status;
+                        }
+                    }
+                }
+                Response::ok()
+            }
+            Command::DeleteTasks(ids) => {
+                for id in ids {
+                    self.tasks.remove(&id);
+                }
+                Response::ok()
+            }
+        }
+    }
+
+    fn create_tasks(&mut self, tasks: Vec<Task>) -> Response {
+        let mut skipped = Vec::new();
+        for task in tasks {
+            if !self.services.contains_key(&task.service_id) {
+                skipped.push(format!("{}: service gone", task.name()));
+                continue;
+            }
+            // One live task per slot (replicated) or per node (global).
+            let clash = self.tasks.values().any(|t| {
+                t.service_id == task.service_id
+                    && t.is_live()
+                    && if task.slot > 0 {
+                        t.slot == task.slot
+                    } else {
+                        t.node_id == task.node_id
+                    }
+            });
+            if clash {
+                skipped.push(format!("{}: slot already has a live task", task.name()));
+                continue;
+            }
+            self.tasks.insert(task.id.clone(), task);
+        }
+        if skipped.is_empty() {
+            Response::ok()
+        } else {
+            Response::err(format!("tasks not created: {}", skipped.join("; ")))
+        }
+    }
+
+    fn assign(&mut self, a: Assignment) {
+        let Some(t) = self.tasks.get_mut(&a.task_id) else {
+            return;
+        };
+        // Only unassigned tasks may be placed; a stale decision is ignored.
+        if t.status.state > TaskState::Pending {
+            return;
+        }
+        match a.node_id {
+            Some(node) => {
+                t.node_id = Some(node);
+                t.status = TaskStatus::new(TaskState::Assigned, a.message);
+            }
+            None => {
+                t.status = TaskStatus::new(TaskState::Pending, a.message);
+            }
+        }
+        t.status.timestamp = a.at;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::{Mode, RestartPolicy, ServiceSpec};
+
+    fn svc(id: &str, name: &str) -> Service {
+        Service {
+            id: id.into(),
+            spec: ServiceSpec {
+                name: name.into(),
+                image: "img".into(),
+                args: vec![],
+                env: vec![],
+                mode: Mode::Replicated,
+                replicas: 1,
+                restart: RestartPolicy::default(),
+            },
+            version: 1,
+            created_at: 0,
+            updated_at: 0,
+        }
+    }
+
+    fn task(id: &str, svc: &Service, slot: u64) -> Task {
+        Task {
+            id: id.into(),
+            service_id: svc.id.clone(),
+            service_name: svc.spec.name.clone(),
+            slot,
+            node_id: None,
+            spec: svc.spec.clone(),
+            spec_version: svc.version,
+            desired_state: TaskState::Running,
+            status: TaskStatus::new(TaskState::New, "created"),
+            created_at: 0,
+            restart_at: None,
+            attempt: 0,
+        }
+    }
+
+    #[test]
+    fn duplicate_service_name_is_rejected() {
+        let mut st = State::default();
+        assert!(st.apply(Command::CreateService(svc("a", "web"))).error.is_none());
+        let r = st.apply(Command::CreateService(svc("b", "web")));
+        assert!(r.error.unwrap().contains("already in use"));
+        assert_eq!(st.services.len(), 1);
+    }
+
+    #[test]
+    fn a_slot_never_gets_two_live_tasks() {
+        let mut st = State::default();
+        let s = svc("a", "web");
+        st.apply(Command::CreateService(s.clone()));
+        st.apply(Command::CreateTasks(vec![task("t1", &s, 1)]));
+        let r = st.apply(Command::CreateTasks(vec![task("t2", &s, 1), task("t3", &s, 2)]));
+        assert!(r.error.is_some());
+        assert!(st.tasks.contains_key("t3") && !st.tasks.contains_key("t2"));
+    }
+
+    #[test]
+    fn status_only_moves_forward_and_terminal_is_final() {
+        let mut st = State::default();
+        let s = svc("a", "web");
+        st.apply(Command::CreateService(s.clone()));
+        st.apply(Command::CreateTasks(vec![task("t1", &s, 1)]));
+        let up = |state| Command::UpdateStatus(vec![("t1".into(), TaskStatus::new(state, ""))]);
+        st.apply(up(TaskState::Running));
+        st.apply(up(TaskState::Starting));
+        assert_eq!(st.tasks["t1"].status.state, TaskState::Running);
+        st.apply(up(TaskState::Failed));
+        st.apply(up(TaskState::Shutdown));
+        assert_eq!(st.tasks["t1"].status.state, TaskState::Failed);
+    }
+
+    #[test]
+    fn removing_a_service_marks_its_tasks_for_removal() {
+        let mut st = State::default();
+        let s = svc("a", "web");
+        st.apply(Command::CreateService(s.clone()));
+        st.apply(Command::CreateTasks(vec![task("t1", &s, 1)]));
+        st.apply(Command::RemoveService { id: "a".into() });
+        assert_eq!(st.tasks["t1"].desired_state, TaskState::Remove);
+        assert!(st.services.is_empty());
+    }
+
+    #[test]
+    fn stale_assignment_is_ignored() {
+        let mut st = State::default();
+        let s = svc("a", "web");
+        st.apply(Command::CreateService(s.clone()));
+        st.apply(Command::CreateTasks(vec![task("t1", &s, 1)]));
+        let assign = |node: &str| {
+            Command::Assign(vec![Assignment {
+                task_id: "t1".into(),
+                node_id: Some(node.into()),
+                message: "scheduled".into(),
+                at: 1,
+            }])
+        };
+        st.apply(assign("n1"));
+        st.apply(assign("n2"));
+        assert_eq!(st.tasks["t1"].node_id.as_deref(), Some("n1"));
+    }
+}

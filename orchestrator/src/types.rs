@@ -1,0 +1,274 @@
+//! Cluster objects. Desired state (`*Spec`) and observed state (`*Status`) are
+//! separate types, as in SwarmKit: users write specs, agents write statuses.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// Milliseconds since the Unix epoch. Stamped by the writer of a command, so
+/// replaying the raft log gives the same state on every manager.
+pub type Millis = u64;
+
+pub fn now_ms() -> Millis {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// A random object ID in Docker's style: 25 lowercase alphanumerics.
+pub fn new_id() -> String {
+    use rand::Rng;
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    let mut rng = rand::thread_rng();
+    (0..25)
+        .map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char)
+        .collect()
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    Replicated,
+    Global,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RestartCondition {
+    Any,
+    OnFailure,
+    None,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestartPolicy {
+    pub condition: RestartCondition,
+    /// Wait between a task ending and its replacement starting.
+    pub delay_ms: u64,
+    /// 0 means unlimited, as in Docker.
+    pub max_attempts: u64,
+}
+
+impl Default for RestartPolicy {
+    fn default() -> Self {
+        // Docker's defaults: restart on any exit, after 5 seconds, forever.
+        RestartPolicy {
+            condition: RestartCondition::Any,
+            delay_ms: 5_000,
+            max_attempts: 0,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceSpec {
+    pub name: String,
+    pub image: String,
+    /// Arguments after the image: replace the image's CMD when non-empty.
+    #[serde(default)]
+    pub args: Vec<String>,
+    #[serde(default)]
+    pub env: Vec<String>,
+    pub mode: Mode,
+    /// Desired replica count; ignored for global services.
+    #[serde(default)]
+    pub replicas: u64,
+    #[serde(default)]
+    pub restart: RestartPolicy,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Service {
+    pub id: String,
+    pub spec: ServiceSpec,
+    /// Bumped on every spec change; tasks record the version they were made from.
+    pub version: u64,
+    pub created_at: Millis,
+    pub updated_at: Millis,
+}
+
+/// Swarm's task state machine. The order matters: a task's observed state only
+/// moves forward, and `desired_state` only moves forward too.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TaskState {
+    New,
+    Pending,
+    Assigned,
+    Accepted,
+    Preparing,
+    Ready,
+    Starting,
+    Running,
+    Complete,
+    Shutdown,
+    Failed,
+    Rejected,
+    Remove,
+    Orphaned,
+}
+
+impl TaskState {
+    /// The task has stopped for good: its container no longer runs.
+    pub fn is_terminal(self) -> bool {
+        self >= TaskState::Complete
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskState::New => "new",
+            TaskState::Pending => "pending",
+            TaskState::Assigned => "assigned",
+            TaskState::Accepted => "accepted",
+            TaskState::Preparing => "preparing",
+            TaskState::Ready => "ready",
+            TaskState::Starting => "starting",
+            TaskState::Running => "running",
+            TaskState::Complete => "complete",
+            TaskState::Shutdown => "shutdown",
+            TaskState::Failed => "failed",
+            TaskState::Rejected => "rejected",
+            TaskState::Remove => "remove",
+            TaskState::Orphaned => "orphaned",
+        }
+    }
+}
+
+impl fmt::Display for TaskState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Docker capitalises states in tables: "Running", "Rejected".
+        let s = self.as_str();
+        let mut c = s.chars();
+        match c.next() {
+            Some(first) => write!(f, "{}{}", first.to_ascii_uppercase(), c.as_str()),
+            None => Ok(()),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskStatus {
+    pub state: TaskState,
+    pub timestamp: Millis,
+    /// Short human description, e.g. "started" or "no suitable node (...)".
+    #[serde(default)]
+    pub message: String,
+    /// The error that ended or blocked the task, as Docker reported it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub err: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i64>,
+    /// The task's address on its node's gateway bridge.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub addr: Option<String>,
+}
+
+impl TaskStatus {
+    pub fn new(state: TaskState, message: impl Into<String>) -> Self {
+        TaskStatus {
+            state,
+            timestamp: now_ms(),
+            message: message.into(),
+            err: None,
+            container_id: None,
+            exit_code: None,
+            addr: None,
+        }
+    }
+
+    pub fn with_err(mut self, err: impl Into<String>) -> Self {
+        self.err = Some(err.into());
+        self
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Task {
+    pub id: String,
+    pub service_id: String,
+    /// Copied from the service so a task's name outlives its service.
+    pub service_name: String,
+    /// 1..N for replicated services; 0 for global ones (keyed by node instead).
+    pub slot: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_id: Option<String>,
+    /// The spec the task runs, frozen when the task was created.
+    pub spec: ServiceSpec,
+    pub spec_version: u64,
+    pub desired_state: TaskState,
+    pub status: TaskStatus,
+    pub created_at: Millis,
+    /// For a restart: the time the restart delay ends and the task may start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restart_at: Option<Millis>,
+    /// How many restarts led to this task within its slot (0 for the first).
+    #[serde(default)]
+    pub attempt: u64,
+}
+
+impl Task {
+    /// Docker's task name: `service.slot` or, for global tasks, `service.node`.
+    pub fn name(&self) -> String {
+        if self.slot > 0 {
+            format!("{}.{}", self.service_name, self.slot)
+        } else {
+            let node = self.node_id.as_deref().unwrap_or("unassigned");
+            format!("{}.{}", self.service_name, node)
+        }
+    }
+
+    /// Whether the task holds its slot: it is meant to run and has not ended.
+    pub fn is_live(&self) -> bool {
+        self.desired_state <= TaskState::Running && !self.status.state.is_terminal()
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NodeRole {
+    Manager,
+    Worker,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Availability {
+    Active,
+    Pause,
+    Drain,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NodeState {
+    Unknown,
+    Ready,
+    Down,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Node {
+    pub id: String,
+    pub raft_id: u64,
+    pub hostname: String,
+    pub role: NodeRole,
+    pub availability: Availability,
+    pub state: NodeState,
+    pub addr: String,
+    #[serde(default)]
+    pub engine_version: String,
+    #[serde(default)]
+    pub nano_cpus: i64,
+    #[serde(default)]
+    pub memory_bytes: i64,
+    pub created_at: Millis,
+    pub updated_at: Millis,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterInfo {
+    pub id: String,
+    pub created_at: Millis,
+}

@@ -1,0 +1,120 @@
+#!/usr/bin/env bash
+# Prepares this host for building and running swarm: Debian packages (BPF
+# toolchain, netlink/iptables tools, mmdebstrap for images), Docker Engine
+# reachable, bpffs mounted, IPv4 forwarding on, a Rust toolchain present.
+#
+# Idempotent: a second run installs nothing and takes about a second.
+# Usage: scripts/setup.sh
+set -euo pipefail
+
+# shellcheck source=scripts/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+PACKAGES=(
+    clang-19 libbpf-dev            # eBPF programs (C, compiled to BPF objects)
+    iproute2 iptables              # netns, veth, VXLAN; iptables data-plane mode
+    mmdebstrap                     # Debian rootfs for the local images
+    protobuf-compiler              # tonic-build
+    jq curl ca-certificates        # scripts and tests
+    procps psmisc util-linux       # ps/pkill, fuser, nsenter/mount/findmnt
+)
+
+need_root "installs packages, mounts bpffs and sets sysctls"
+have dpkg-query || die "this script supports Debian-based hosts only (no dpkg-query)"
+
+missing_packages() {
+    local p status
+    for p in "${PACKAGES[@]}"; do
+        status=$(dpkg-query -W -f='${db:Status-Abbrev}' "$p" 2>/dev/null || true)
+        [[ $status == ii* ]] || printf '%s\n' "$p"
+    done
+}
+
+# True when apt's package lists lack a candidate for any of the given packages
+# (or there are no lists at all), i.e. when `apt-get update` is needed.
+lists_stale() {
+    local p candidate
+    compgen -G '/var/lib/apt/lists/*_Packages*' >/dev/null || return 0
+    for p in "$@"; do
+        candidate=$(apt-cache policy "$p" 2>/dev/null | awk '/Candidate:/ { print $2 }')
+        [[ -n $candidate && $candidate != "(none)" ]] || return 0
+    done
+    return 1
+}
+
+install_packages() {
+    local missing
+    mapfile -t missing < <(missing_packages)
+    if ((${#missing[@]} == 0)); then
+        log "packages: all ${#PACKAGES[@]} present"
+        return
+    fi
+    log "packages: installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    if lists_stale "${missing[@]}"; then
+        log "packages: apt-get update"
+        apt-get update -qq
+    fi
+    apt-get install -y -qq --no-install-recommends "${missing[@]}"
+    mapfile -t missing < <(missing_packages)
+    ((${#missing[@]} == 0)) || die "packages still missing after apt-get install: ${missing[*]}"
+}
+
+check_docker() {
+    have docker || die "the docker CLI is not installed; install Docker Engine (e.g. 'apt-get install docker.io') and start it"
+    if ! timeout 20 docker info >/dev/null 2>&1; then
+        die "Docker Engine does not answer 'docker info'.
+  Start it with 'systemctl start docker' (or 'service docker start';
+  without an init system: 'dockerd >/var/log/dockerd.log 2>&1 &'),
+  then run this script again."
+    fi
+}
+
+mount_bpffs() {
+    if findmnt -n -t bpf /sys/fs/bpf >/dev/null 2>&1; then
+        return
+    fi
+    mkdir -p /sys/fs/bpf
+    mount -t bpf bpf /sys/fs/bpf ||
+        die "could not mount bpffs at /sys/fs/bpf (kernel without CONFIG_BPF_SYSCALL, or no CAP_SYS_ADMIN?)"
+    log "mounted bpffs at /sys/fs/bpf"
+}
+
+check_rust() {
+    # rustup installs into ~/.cargo/bin, which a non-login shell may not have on PATH.
+    if ! have cargo && [[ -x ${CARGO_HOME:-$HOME/.cargo}/bin/cargo ]]; then
+        export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
+        warn "cargo found in ${CARGO_HOME:-$HOME/.cargo}/bin, which is not on PATH; add it to PATH"
+    fi
+    have cargo || die "no Rust toolchain: 'cargo' is not on PATH.
+  Install stable Rust with rustup (it puts cargo in ~/.cargo/bin), then run this script again."
+}
+
+enable_forwarding() {
+    if [[ $(sysctl -n net.ipv4.ip_forward) != 1 ]]; then
+        sysctl -q -w net.ipv4.ip_forward=1 >/dev/null ||
+            die "could not set net.ipv4.ip_forward=1 (read-only /proc/sys?)"
+        log "set net.ipv4.ip_forward=1"
+    fi
+}
+
+summary() {
+    local docker_version
+    docker_version=$(docker version --format '{{.Server.Version}} (API {{.Server.APIVersion}})' 2>/dev/null || echo '?')
+    cat <<EOF
+swarm host setup done:
+  kernel        $(uname -r)
+  docker        $docker_version
+  clang         $(clang-19 --version | head -n 1)
+  cargo         $(cargo --version | awk '{ print $2 }')
+  bpffs         $(findmnt -n -o TARGET -t bpf /sys/fs/bpf)
+  ip_forward    $(sysctl -n net.ipv4.ip_forward)
+EOF
+}
+
+install_packages
+check_docker
+mount_bpffs
+check_rust
+enable_forwarding
+summary

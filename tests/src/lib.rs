@@ -1,0 +1,1 @@
+//! Scenario tests live in tests/tests/*.rs; this crate has no library code.
