@@ -47,14 +47,18 @@ CHECK=""  # what the last verify_* function saw
 
 TMP_DIRS=()
 cleanup() {
+    set +e # best effort: one failed step must not skip the rest
     local c d
     for c in $(docker ps -aq --filter "name=^$VERIFY_PREFIX-" 2>/dev/null); do
         docker rm -f "$c" >/dev/null 2>&1 || true
     done
     for d in "${TMP_DIRS[@]}"; do
-        # mmdebstrap may leave read-only dirs; make sure rm can get through.
-        chmod -R u+w "$d" 2>/dev/null || true
-        rm -rf "$d"
+        # An interrupted mmdebstrap may leave proc/sys/dev mounted in its
+        # chroot: unmount them, and never let rm cross into another filesystem.
+        findmnt -rn -o TARGET | grep -F "$d/" | sort -r | while read -r m; do
+            umount -l "$m"
+        done
+        rm -rf --one-file-system "$d"
     done
 }
 trap cleanup EXIT
@@ -377,7 +381,7 @@ verify_pause() {
 }
 
 verify_whoami() {
-    local c out
+    local c out t0 code
     c=$(vname whoami)
     docker run -d --name "$c" --hostname whoami-check --network none -e UDP_PORT=81 \
         "${TAG[whoami]}" >/dev/null
@@ -388,8 +392,12 @@ verify_whoami() {
     out=$(nsenter -t "$(cpid "$c")" -n bash -c \
         'exec 3<>/dev/udp/127.0.0.1/81; printf x >&3; timeout 3 dd bs=512 count=1 <&3 2>/dev/null')
     [[ $out == *"hostname: whoami-check"* ]] || die "whoami: unexpected UDP answer: $out"
-    docker rm -f "$c" >/dev/null
-    CHECK="HTTP and UDP answer with hostname and peer"
+    t0=$(now)
+    docker stop -t 10 "$c" >/dev/null
+    code=$(docker inspect -f '{{.State.ExitCode}}' "$c")
+    [[ $code == 0 ]] || die "whoami: exit code $code after SIGTERM (want 0)"
+    docker rm "$c" >/dev/null
+    CHECK="HTTP and UDP answer with hostname and peer; stops on SIGTERM in $(elapsed "$t0")"
 }
 
 verify_redis() {
@@ -434,7 +442,9 @@ verify_stack() {
     new_tmp
     secret_dir=$TMP
     printf 'check-secret\n' >"$secret_dir/db_password"
-    docker run -d --name "$holder" --network none --dns 127.0.0.1 "${TAG[redis]}" >/dev/null
+    # (Quiet: docker warns that a loopback DNS server may not work; here it does.)
+    docker run -d --name "$holder" --network none --dns 127.0.0.1 "${TAG[redis]}" >/dev/null 2>&1 ||
+        die "stack: could not start redis: $(docker run -d --network none --dns 127.0.0.1 "${TAG[redis]}" 2>&1)"
     local net=(--network "container:$holder")
     docker run -d --name "$(vname dns)" "${net[@]}" "${TAG[web]}" python3 -c "$FAKE_DNS" >/dev/null
     docker run -d --name "$(vname web)" "${net[@]}" \

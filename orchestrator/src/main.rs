@@ -60,6 +60,9 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
 
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("SWARM_LOG")
-        .unwrap_or_else(|_| "info,openraft=warn".into());
-    tracing_subscriber::fmt().with_env_filter(filter).init();
+        .unwrap_or_else(|_| "info,openraft=warn,netlink_packet_route=error".into());
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
 }

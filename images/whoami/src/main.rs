@@ -23,6 +23,7 @@ const MAX_HEAD: usize = 16 * 1024;
 const MAX_DRAIN: usize = 64 * 1024;
 
 fn main() {
+    exit_on_term_signals();
     if let Err(e) = run() {
         eprintln!("whoami: {e}");
         std::process::exit(1);
@@ -69,6 +70,27 @@ fn run() -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// As PID 1 of a container, the kernel ignores SIGTERM unless a handler is
+/// installed, and `docker stop` would wait out its timeout and then kill.
+/// Exit at once instead. std has no signal API; std links libc anyway.
+fn exit_on_term_signals() {
+    use std::os::raw::c_int;
+    extern "C" {
+        fn signal(signum: c_int, handler: usize) -> usize;
+        fn _exit(status: c_int) -> !;
+    }
+    extern "C" fn on_term(_sig: c_int) {
+        // _exit is async-signal-safe; nothing here needs flushing.
+        unsafe { _exit(0) }
+    }
+    const SIGINT: c_int = 2;
+    const SIGTERM: c_int = 15;
+    let handler: extern "C" fn(c_int) = on_term;
+    for sig in [SIGINT, SIGTERM] {
+        unsafe { signal(sig, handler as usize) };
+    }
 }
 
 fn port_from_env(var: &str) -> Result<Option<u16>, String> {

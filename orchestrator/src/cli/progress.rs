@@ -12,7 +12,7 @@
 
 use super::service::fetch_tasks;
 use crate::api::client::Client;
-use crate::types::{Mode, Service, Task, TaskState};
+use crate::types::{Millis, Mode, Service, Task, TaskState};
 use anyhow::{bail, Result};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{IsTerminal, Write};
@@ -47,7 +47,10 @@ pub struct View {
 }
 
 /// Summarise a service's tasks. Pure, so the convergence rules are testable.
-pub fn view(svc: &Service, tasks: &[Task], failures: &BTreeMap<String, BTreeSet<String>>) -> View {
+///
+/// Tasks created at or after `since` count towards failure: any rejection, or
+/// `MAX_FAILURES` failures in one slot, means the service will not converge.
+pub fn view(svc: &Service, tasks: &[Task], since: Millis) -> View {
     let mut groups: BTreeMap<(u64, String), Vec<&Task>> = BTreeMap::new();
     let mut draining = 0;
     for t in tasks {
@@ -82,26 +85,22 @@ pub fn view(svc: &Service, tasks: &[Task], failures: &BTreeMap<String, BTreeSet<
             Some(t) => (t.status.state, t.status.err.clone()),
             None => (TaskState::New, None),
         };
+        let recent = |state: TaskState| ts.iter().filter(move |t| t.created_at >= since && t.status.state == state);
+        if let Some(t) = recent(TaskState::Rejected).next() {
+            failure.get_or_insert(format!("task {} rejected: {}", t.name(), t.status.err.clone().unwrap_or_default()));
+        }
+        if let Some(t) = recent(TaskState::Failed).nth(MAX_FAILURES - 1) {
+            let why = t.status.err.clone().unwrap_or_else(|| t.status.message.clone());
+            failure.get_or_insert(format!("task {} keeps failing ({MAX_FAILURES} failures): {why}", t.name()));
+        }
         if let Some(t) = current {
             if t.status.state == TaskState::Running && t.desired_state == TaskState::Running {
                 running_ids.insert(t.id.clone());
             }
-            if t.status.state == TaskState::Rejected {
-                failure.get_or_insert(format!("task {} rejected: {}", t.name(), err.clone().unwrap_or_default()));
-            }
-            let slot_key = format!("{slot}/{node}");
-            if failures.get(&slot_key).map_or(0, |f| f.len()) >= MAX_FAILURES {
-                failure.get_or_insert(format!(
-                    "task {} keeps failing ({} failures): {}",
-                    t.name(), MAX_FAILURES, err.clone().unwrap_or_else(|| t.status.message.clone())
-                ));
-            }
-            // A slot whose task ended and that will not be restarted.
-            if t.status.state.is_terminal() && t.desired_state == TaskState::Running && !ts.iter().any(|x| x.is_live()) && t.status.state != TaskState::Rejected {
-                let settled = t.status.state == TaskState::Complete;
-                if !settled {
-                    failure.get_or_insert(format!("task {} {}: {} and the restart policy does not restart it", t.name(), t.status.state.as_str(), err.clone().unwrap_or_default()));
-                }
+            // The task ended with a failure and its restart policy leaves the slot empty.
+            if t.status.state == TaskState::Failed && t.desired_state == TaskState::Running {
+                let why = t.status.err.clone().unwrap_or_default();
+                failure.get_or_insert(format!("task {} failed: {why}; the restart policy does not restart it", t.name()));
             }
         }
         slots.push(SlotView { label, state, err });
@@ -138,17 +137,10 @@ pub async fn wait_converged(c: &mut Client, svc: &Service, quiet: bool) -> Resul
     let mut shown: Vec<String> = Vec::new();
     let started = Instant::now();
     let mut stable_since: Option<(Instant, BTreeSet<String>)> = None;
-    // Failed task IDs seen per slot during this wait.
-    let mut failures: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     loop {
         let tasks = fetch_tasks(c, &svc.id).await?;
-        for t in &tasks {
-            if t.status.state == TaskState::Failed && t.created_at >= svc.updated_at {
-                let key = format!("{}/{}", t.slot, if t.slot > 0 { "" } else { t.node_id.as_deref().unwrap_or("") });
-                failures.entry(key).or_default().insert(t.id.clone());
-            }
-        }
-        let v = view(svc, &tasks, &failures);
+        // Tasks made for this change: the service's last update or later.
+        let v = view(svc, &tasks, svc.updated_at);
         let lines = render(&v);
         if !quiet && lines != shown {
             if tty && !shown.is_empty() {
@@ -200,13 +192,20 @@ mod tests {
     fn counts_running_slots_and_spots_rejection() {
         let s = service("s", Mode::Replicated, 3);
         let tasks = vec![task("a", &s, 1, TaskState::Running), task("b", &s, 2, TaskState::Preparing)];
-        let v = view(&s, &tasks, &BTreeMap::new());
+        let v = view(&s, &tasks, 0);
         assert_eq!((v.running, v.slots.len(), v.failure.is_none()), (1, 3, true));
 
+        // A rejected task fails the wait even while its replacement is pending.
         let mut r = task("c", &s, 3, TaskState::Rejected);
         r.status.err = Some("No such image: nope:latest".into());
-        let v = view(&s, &[tasks.clone(), vec![r]].concat(), &BTreeMap::new());
+        r.desired_state = TaskState::Shutdown;
+        let mut next = task("d", &s, 3, TaskState::New);
+        next.desired_state = TaskState::Ready;
+        let v = view(&s, &[tasks.clone(), vec![r, next]].concat(), 0);
         assert!(v.failure.unwrap().contains("No such image"));
+        // ...but not one from before the change being waited for.
+        let v = view(&s, &tasks, 5_000);
+        assert!(v.failure.is_none());
     }
 
     #[test]
@@ -214,15 +213,22 @@ mod tests {
         let s = service("s", Mode::Replicated, 1);
         let mut extra = task("b", &s, 2, TaskState::Running);
         extra.desired_state = TaskState::Remove;
-        let v = view(&s, &[task("a", &s, 1, TaskState::Running), extra], &BTreeMap::new());
+        let v = view(&s, &[task("a", &s, 1, TaskState::Running), extra], 0);
         assert_eq!((v.running, v.slots.len(), v.draining), (1, 1, 1));
     }
 
     #[test]
     fn repeated_failures_end_the_wait() {
         let s = service("s", Mode::Replicated, 1);
-        let failures = BTreeMap::from([("1/".to_string(), BTreeSet::from(["x".into(), "y".into(), "z".into()]))]);
-        let v = view(&s, &[task("a", &s, 1, TaskState::Starting)], &failures);
-        assert!(v.failure.unwrap().contains("keeps failing"));
+        let mut tasks: Vec<Task> = (0..3)
+            .map(|i| {
+                let mut t = task(&format!("f{i}"), &s, 1, TaskState::Failed);
+                t.desired_state = TaskState::Shutdown;
+                t
+            })
+            .collect();
+        tasks.push(task("a", &s, 1, TaskState::Starting));
+        assert!(view(&s, &tasks[1..], 0).failure.is_none(), "two failures may still recover");
+        assert!(view(&s, &tasks, 0).failure.unwrap().contains("keeps failing"));
     }
 }

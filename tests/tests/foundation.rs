@@ -1,0 +1,213 @@
+//! Single-manager swarm on a real Docker Engine: replicas, restarts, daemon
+//! crash recovery, scaling, global mode, removal, and every bad input.
+
+use std::time::Duration;
+use swarm_tests::*;
+
+const CONVERGE: Duration = Duration::from_secs(60);
+
+fn app_containers(service: &str, running_only: bool) -> Vec<String> {
+    containers(&[&format!("swarm.service.name={service}"), "swarm.role=task"], running_only)
+}
+
+#[test]
+fn three_replicas_give_three_running_containers_that_answer() {
+    let _lab = single_node_swarm();
+    let name = unique("three");
+    let out = swarm(&["service", "create", "--name", &name, "--replicas", "3", "swarm/whoami"]).ok();
+    assert!(out.stdout.contains("overall progress: 3 out of 3 tasks"), "{}", out.stdout);
+    assert!(out.stdout.contains("converged"), "{}", out.stdout);
+
+    assert_eq!(running_tasks(&name).len(), 3);
+    assert_eq!(app_containers(&name, true).len(), 3);
+    // Each replica answers on its own address with its own hostname.
+    let mut hostnames = Vec::new();
+    for t in running_tasks(&name) {
+        let addr = t["Addr"].as_str().expect("running task has an address");
+        let body = lab(&["exec", "n1", "curl", "-s", "-m", "5", &format!("http://{addr}/")]).ok().stdout;
+        let host = body.lines().next().unwrap_or("").to_string();
+        assert!(host.starts_with(&format!("hostname: {name}-")), "unexpected answer {body:?}");
+        hostnames.push(host);
+    }
+    hostnames.sort();
+    hostnames.dedup();
+    assert_eq!(hostnames.len(), 3, "three distinct replicas answered");
+    swarm(&["service", "rm", &name]).ok();
+}
+
+#[test]
+fn killed_container_is_replaced_after_the_restart_delay_and_kept_in_history() {
+    let _lab = single_node_swarm();
+    let name = unique("restart");
+    swarm(&["service", "create", "--name", &name, "--replicas", "2", "--restart-delay", "3s", "swarm/whoami"]).ok();
+    let victim = running_tasks(&name)[0].clone();
+    let victim_id = victim["ID"].as_str().unwrap().to_string();
+    let container = victim["ContainerID"].as_str().unwrap().to_string();
+    docker(&["kill", &container]).ok();
+
+    // The dead task shows as failed with Docker's exit code...
+    let failed = wait_for("the killed task to be reported failed", CONVERGE, || {
+        tasks(&name).into_iter().find(|t| t["ID"] == victim_id.as_str() && t["CurrentState"].as_str().unwrap_or("").starts_with("Failed"))
+    });
+    assert!(failed["Error"].as_str().unwrap().contains("non-zero exit (137)"), "{failed}");
+    assert_eq!(failed["DesiredState"], "Shutdown");
+    // ...and its slot does not run again before the delay has passed.
+    let slot = victim["Slot"].as_u64().unwrap();
+    let replacement_running = || {
+        running_tasks(&name).into_iter().find(|t| t["Slot"] == slot && t["ID"] != victim_id.as_str())
+    };
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(replacement_running().is_none(), "replacement started before the 3s restart delay");
+    let replacement = wait_for("a replacement task in the slot", CONVERGE, replacement_running);
+    assert_ne!(replacement["ContainerID"], victim["ContainerID"]);
+    assert_eq!(running_tasks(&name).len(), 2);
+    // History keeps the dead task under the same slot.
+    let history: Vec<_> = tasks(&name).into_iter().filter(|t| t["Slot"] == slot).collect();
+    assert_eq!(history.len(), 2, "{history:?}");
+    swarm(&["service", "rm", &name]).ok();
+}
+
+#[test]
+fn daemon_kill_9_and_restart_keeps_services_and_never_duplicates_containers() {
+    let _lab = single_node_swarm();
+    let a = unique("survive-a");
+    let b = unique("survive-g");
+    swarm(&["service", "create", "--name", &a, "--replicas", "3", "swarm/whoami"]).ok();
+    swarm(&["service", "create", "--name", &b, "--mode", "global", "swarm/whoami"]).ok();
+    let before_tasks: Vec<_> = [&a, &b].iter().flat_map(|s| running_tasks(s)).map(|t| t["ID"].clone()).collect();
+    let before_containers = [app_containers(&a, true), app_containers(&b, true)].concat();
+    assert_eq!(before_containers.len(), 4);
+
+    lab(&["kill", "n1"]).ok();
+    lab(&["start", "n1"]).ok();
+
+    let ls = swarm(&["service", "ls", "--format", "json"]).ok().json_lines();
+    for s in [&a, &b] {
+        assert!(ls.iter().any(|x| x["Name"] == s.as_str()), "service {s} lost after restart: {ls:?}");
+    }
+    // Give the restarted agent time to act (it must adopt, not recreate).
+    wait_for("the agent to resync", CONVERGE, || {
+        let r = swarm(&["service", "ls", "--format", "json"]);
+        (r.code == 0).then_some(())
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    let after_tasks: Vec<_> = [&a, &b].iter().flat_map(|s| running_tasks(s)).map(|t| t["ID"].clone()).collect();
+    assert_eq!(before_tasks, after_tasks, "same tasks running after the restart");
+    let mut after_containers = [app_containers(&a, false), app_containers(&b, false)].concat();
+    let mut before_sorted = before_containers.clone();
+    after_containers.sort();
+    before_sorted.sort();
+    assert_eq!(after_containers, before_sorted, "no container duplicated or replaced");
+    swarm(&["service", "rm", &a, &b]).ok();
+}
+
+#[test]
+fn scaling_three_to_five_to_one() {
+    let _lab = single_node_swarm();
+    let name = unique("scale");
+    swarm(&["service", "create", "--name", &name, "--replicas", "3", "swarm/whoami"]).ok();
+    for n in [5usize, 1] {
+        let out = swarm(&["service", "scale", &format!("{name}={n}")]).ok();
+        assert!(out.stdout.contains(&format!("overall progress: {n} out of {n} tasks")), "{}", out.stdout);
+        assert_eq!(running_tasks(&name).len(), n);
+        let slots: Vec<u64> = running_tasks(&name).iter().map(|t| t["Slot"].as_u64().unwrap()).collect();
+        assert!(slots.iter().all(|s| (1..=n as u64).contains(s)), "slots {slots:?}");
+        wait_for(&format!("{n} containers"), CONVERGE, || (app_containers(&name, true).len() == n).then_some(()));
+    }
+    let ls = swarm(&["service", "ls", "--format", "json"]).ok().json_lines();
+    let row = ls.iter().find(|x| x["Name"] == name.as_str()).unwrap();
+    assert_eq!(row["Replicas"], "1/1");
+    swarm(&["service", "rm", &name]).ok();
+}
+
+#[test]
+fn global_service_on_one_node_runs_one_task() {
+    let _lab = single_node_swarm();
+    let name = unique("global");
+    swarm(&["service", "create", "--name", &name, "--mode", "global", "swarm/whoami"]).ok();
+    let running = running_tasks(&name);
+    assert_eq!(running.len(), 1);
+    assert_eq!(running[0]["Node"], "n1");
+    assert_eq!(app_containers(&name, true).len(), 1);
+    swarm(&["service", "rm", &name]).ok();
+}
+
+#[test]
+fn rm_leaves_no_container_behind() {
+    let _lab = single_node_swarm();
+    let name = unique("rm");
+    swarm(&["service", "create", "--name", &name, "--replicas", "2", "swarm/whoami"]).ok();
+    let label = format!("swarm.service.name={name}");
+    assert_eq!(containers(&[&label], false).len(), 4, "two tasks, each an app and a pause container");
+    let out = swarm(&["service", "rm", &name]).ok();
+    assert_eq!(out.stdout.trim(), name);
+    wait_for("every container of the service to be removed", CONVERGE, || {
+        containers(&[&label], false).is_empty().then_some(())
+    });
+    let ps = swarm(&["service", "ps", &name]);
+    assert_ne!(ps.code, 0);
+    assert!(ps.stderr.contains("not found"), "{ps:?}");
+}
+
+#[test]
+fn unknown_image_is_rejected_with_dockers_reason() {
+    let _lab = single_node_swarm();
+    let name = unique("noimage");
+    let out = swarm(&["service", "create", "--name", &name, "no-such-image-here:1.0"]);
+    assert_ne!(out.code, 0, "create must fail: {out:?}");
+    assert!(out.stderr.contains("rejected") && out.stderr.contains("No such image"), "{out:?}");
+    let ps = swarm(&["service", "ps", &name, "--no-trunc"]).ok();
+    assert!(ps.stdout.contains("Rejected"), "{}", ps.stdout);
+    assert!(ps.stdout.contains("No such image: no-such-image-here:1.0"), "{}", ps.stdout);
+    swarm(&["service", "rm", &name]).ok();
+}
+
+#[test]
+fn bad_inputs_fail_clearly_and_change_nothing() {
+    let _lab = single_node_swarm();
+    let name = unique("dup");
+    swarm(&["service", "create", "--name", &name, "-d", "swarm/whoami"]).ok();
+    let services_before = swarm(&["service", "ls", "-q"]).ok().stdout;
+
+    let dup = swarm(&["service", "create", "--name", &name, "swarm/whoami"]);
+    assert_ne!(dup.code, 0);
+    assert!(dup.stderr.contains(&format!("service name \"{name}\" is already in use")), "{dup:?}");
+
+    let nan = swarm(&["service", "create", "--name", "nan", "--replicas", "three", "swarm/whoami"]);
+    assert_ne!(nan.code, 0);
+    assert!(nan.stderr.contains("--replicas") && nan.stderr.contains("three"), "{nan:?}");
+
+    let nan_scale = swarm(&["service", "scale", &format!("{name}=lots")]);
+    assert_ne!(nan_scale.code, 0);
+    assert!(nan_scale.stderr.contains("invalid replicas value \"lots\""), "{nan_scale:?}");
+
+    let g = unique("glob");
+    swarm(&["service", "create", "--name", &g, "--mode", "global", "-d", "swarm/whoami"]).ok();
+    let scale_global = swarm(&["service", "scale", &format!("{g}=3")]);
+    assert_ne!(scale_global.code, 0);
+    assert!(scale_global.stderr.contains("scale can only be used with replicated mode"), "{scale_global:?}");
+
+    for args in [
+        vec!["service", "ps", "ghost-service"],
+        vec!["service", "inspect", "ghost-service"],
+        vec!["service", "rm", "ghost-service"],
+        vec!["service", "scale", "ghost-service=2"],
+    ] {
+        let r = swarm(&args);
+        assert_ne!(r.code, 0, "{args:?}");
+        assert!(r.stderr.contains("ghost-service") && r.stderr.contains("not found"), "{args:?}: {r:?}");
+    }
+
+    // Nothing above created or removed a service (the global one aside).
+    let services_after: Vec<String> = swarm(&["service", "ls", "-q"]).ok().stdout.lines().map(str::to_string).collect();
+    for s in services_before.lines() {
+        assert!(services_after.contains(&s.to_string()));
+    }
+    assert_eq!(services_after.len(), services_before.lines().count() + 1);
+    swarm(&["service", "rm", &name, &g]).ok();
+
+    // With no daemon behind the socket, the error says how to start one.
+    let down = run(std::process::Command::new(swarm_bin()).args(["-H", "unix:///run/swarm-lab/absent.sock", "service", "ls"]));
+    assert_ne!(down.code, 0);
+    assert!(down.stderr.contains("Is the daemon running?") && down.stderr.contains("swarm daemon"), "{down:?}");
+}
