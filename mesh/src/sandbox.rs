@@ -16,7 +16,7 @@ pub enum SandboxError {
     Netlink {
         op: String,
         #[source]
-        source: rtnetlink::Error,
+        source: Box<rtnetlink::Error>,
     },
     #[error("cannot open a netlink socket: {0}")]
     Connect(std::io::Error),
@@ -32,7 +32,10 @@ type Result<T> = std::result::Result<T, SandboxError>;
 
 fn nl(op: impl Into<String>) -> impl FnOnce(rtnetlink::Error) -> SandboxError {
     let op = op.into();
-    move |source| SandboxError::Netlink { op, source }
+    move |source| SandboxError::Netlink {
+        op,
+        source: Box::new(source),
+    }
 }
 
 /// A node's gateway bridge: the L2 segment its tasks hang off.
@@ -214,9 +217,21 @@ async fn configure_inside(peer: &str, addr: Ipv4Addr, prefix: u8, gateway: Ipv4A
         .execute()
         .await
         .map_err(nl(format!("add {addr}/{prefix} to eth0")))?;
-    handle.link().set(index).up().execute().await.map_err(nl("bring up eth0"))?;
+    handle
+        .link()
+        .set(index)
+        .up()
+        .execute()
+        .await
+        .map_err(nl("bring up eth0"))?;
     if let Some(lo) = link_index(&handle, "lo").await? {
-        handle.link().set(lo).up().execute().await.map_err(nl("bring up lo"))?;
+        handle
+            .link()
+            .set(lo)
+            .up()
+            .execute()
+            .await
+            .map_err(nl("bring up lo"))?;
     }
     handle
         .route()
@@ -272,7 +287,10 @@ mod tests {
         let gw = Gateway::for_subnet("swgw0", "198.19.1.0/24".parse().unwrap());
         assert_eq!(gw.addr.to_string(), "198.19.1.1/24");
         let addrs: Vec<_> = gw.task_addrs().take(2).collect();
-        assert_eq!(addrs, vec![Ipv4Addr::new(198, 19, 1, 2), Ipv4Addr::new(198, 19, 1, 3)]);
+        assert_eq!(
+            addrs,
+            vec![Ipv4Addr::new(198, 19, 1, 2), Ipv4Addr::new(198, 19, 1, 3)]
+        );
         assert_eq!(gw.task_addrs().count(), 253);
     }
 }

@@ -37,7 +37,11 @@ impl Agent {
             tracing::error!(error = %e, bridge = %self.gateway.bridge, "cannot set up the gateway bridge; tasks will fail to start");
         }
         let wake = Arc::new(Notify::new());
-        tokio::spawn(watch_engine(self.engine.clone(), wake.clone(), stop.clone()));
+        tokio::spawn(watch_engine(
+            self.engine.clone(),
+            wake.clone(),
+            stop.clone(),
+        ));
         let mut changes = self.store.subscribe();
         loop {
             if let Err(e) = self.pass().await {
@@ -77,11 +81,13 @@ impl Agent {
             }
         }
 
-        let used: Mutex<HashSet<Ipv4Addr>> = Mutex::new(containers
-            .values()
-            .filter_map(|c| c.pause.as_ref())
-            .filter_map(|p| label(p, LABEL_ADDR)?.parse().ok())
-            .collect());
+        let used: Mutex<HashSet<Ipv4Addr>> = Mutex::new(
+            containers
+                .values()
+                .filter_map(|c| c.pause.as_ref())
+                .filter_map(|p| label(p, LABEL_ADDR)?.parse().ok())
+                .collect(),
+        );
         // Tasks progress concurrently: one slow stop must not hold up the rest.
         let steps = mine.iter().map(|task| {
             let have = containers.get(&task.id).cloned().unwrap_or_default();
@@ -115,7 +121,8 @@ impl Agent {
             if any_running || (remove && have.ids().next().is_some()) {
                 self.teardown(&task.id, have, remove).await;
             }
-            return (!observed.is_terminal()).then(|| TaskStatus::new(TaskState::Shutdown, "shutdown"));
+            return (!observed.is_terminal())
+                .then(|| TaskStatus::new(TaskState::Shutdown, "shutdown"));
         }
         if task.desired_state < TaskState::Running || observed.is_terminal() {
             return None;
@@ -178,24 +185,34 @@ impl Agent {
             let err = format!("no free address on gateway {}", self.gateway.addr);
             return TaskStatus::new(TaskState::Rejected, "preparing failed").with_err(err);
         };
-        let pause = match self.engine.start_pause(task, &self.pause_image, &addr.to_string()).await {
+        let pause = match self
+            .engine
+            .start_pause(task, &self.pause_image, &addr.to_string())
+            .await
+        {
             Ok(p) => p,
-            Err(e) => return TaskStatus::new(TaskState::Rejected, "preparing failed").with_err(e.to_string()),
+            Err(e) => {
+                return TaskStatus::new(TaskState::Rejected, "preparing failed")
+                    .with_err(e.to_string())
+            }
         };
         if let Err(e) = sandbox::attach(pause.1, &self.gateway, addr, &veth_name(&task.id)).await {
             let _ = self.engine.remove(&pause.0).await;
-            return TaskStatus::new(TaskState::Rejected, "network setup failed").with_err(e.to_string());
+            return TaskStatus::new(TaskState::Rejected, "network setup failed")
+                .with_err(e.to_string());
         }
         let app = match self.engine.create_app(task, &pause.0).await {
             Ok(id) => id,
             Err(e) => {
                 let _ = self.engine.remove(&pause.0).await;
-                return TaskStatus::new(TaskState::Rejected, "create failed").with_err(e.to_string());
+                return TaskStatus::new(TaskState::Rejected, "create failed")
+                    .with_err(e.to_string());
             }
         };
         if let Err(e) = self.engine.start(&app).await {
             let _ = self.engine.stop(&pause.0, 0).await;
-            return TaskStatus::new(TaskState::Failed, "starting container failed").with_err(e.to_string());
+            return TaskStatus::new(TaskState::Failed, "starting container failed")
+                .with_err(e.to_string());
         }
         let mut st = TaskStatus::new(TaskState::Running, "started");
         st.container_id = Some(app);
@@ -247,7 +264,10 @@ async fn watch_engine(engine: Engine, wake: Arc<Notify>, stop: CancellationToken
     loop {
         let filters = HashMap::from([
             ("type".to_string(), vec!["container".to_string()]),
-            ("event".to_string(), vec!["die".to_string(), "start".to_string()]),
+            (
+                "event".to_string(),
+                vec!["die".to_string(), "start".to_string()],
+            ),
         ]);
         let mut events = engine.docker.events(Some(EventsOptions::<String> {
             filters,

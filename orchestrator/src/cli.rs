@@ -10,7 +10,11 @@ use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
 #[derive(Parser, Debug)]
-#[command(name = "swarm", version, about = "A Docker-Swarm-compatible orchestrator with a kernel data plane")]
+#[command(
+    name = "swarm",
+    version,
+    about = "A Docker-Swarm-compatible orchestrator with a kernel data plane"
+)]
 pub struct Cli {
     /// Daemon socket to talk to.
     #[arg(short = 'H', long = "host", env = "SWARM_HOST", default_value = DEFAULT_HOST, global = true)]

@@ -38,9 +38,14 @@ impl Identity {
     fn load_or_create(dir: &Path) -> Result<Identity> {
         let path = dir.join("node.json");
         if path.exists() {
-            let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
-            return serde_json::from_slice(&bytes)
-                .with_context(|| format!("{} is corrupt; move it away to start as a new node", path.display()));
+            let bytes =
+                std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+            return serde_json::from_slice(&bytes).with_context(|| {
+                format!(
+                    "{} is corrupt; move it away to start as a new node",
+                    path.display()
+                )
+            });
         }
         let id = Identity {
             node_id: new_id(),
@@ -92,18 +97,26 @@ impl Daemon {
     /// The node record as this daemon sees itself now.
     pub async fn node_record(&self) -> Node {
         let now = now_ms();
-        let existing = self.store.state().nodes.get(&self.identity.node_id).cloned();
+        let existing = self
+            .store
+            .state()
+            .nodes
+            .get(&self.identity.node_id)
+            .cloned();
         let engine_version = self.engine.version().await.unwrap_or_default();
         Node {
             id: self.identity.node_id.clone(),
             raft_id: self.identity.raft_id,
             hostname: self.config.hostname.clone(),
             role: NodeRole::Manager,
-            availability: existing.as_ref().map_or(Availability::Active, |n| n.availability),
+            availability: existing
+                .as_ref()
+                .map_or(Availability::Active, |n| n.availability),
             state: NodeState::Ready,
             addr: self.config.advertise_addr.clone(),
             engine_version,
-            nano_cpus: (std::thread::available_parallelism().map_or(1, |n| n.get()) as i64) * 1_000_000_000,
+            nano_cpus: (std::thread::available_parallelism().map_or(1, |n| n.get()) as i64)
+                * 1_000_000_000,
             memory_bytes: memory_bytes(),
             created_at: existing.as_ref().map_or(now, |n| n.created_at),
             updated_at: now,
@@ -196,7 +209,8 @@ fn bind_socket(path: &Path) -> Result<tokio::net::UnixListener> {
                 path.display()
             );
         }
-        std::fs::remove_file(path).with_context(|| format!("removing stale socket {}", path.display()))?;
+        std::fs::remove_file(path)
+            .with_context(|| format!("removing stale socket {}", path.display()))?;
     }
     let listener = tokio::net::UnixListener::bind(path)
         .with_context(|| format!("binding control socket {}", path.display()))?;

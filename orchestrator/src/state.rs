@@ -19,16 +19,27 @@ pub struct State {
 /// A change to the cluster, written to the raft log.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Command {
-    InitCluster { cluster: ClusterInfo, node: Node },
+    InitCluster {
+        cluster: ClusterInfo,
+        node: Node,
+    },
     PutNode(Node),
     CreateService(Service),
     /// Replace a service's spec; `expected_version` guards against lost updates.
-    UpdateService { service: Service, expected_version: u64 },
+    UpdateService {
+        service: Service,
+        expected_version: u64,
+    },
     /// Delete a service and mark all its tasks for removal.
-    RemoveService { id: String },
+    RemoveService {
+        id: String,
+    },
     CreateTasks(Vec<Task>),
     /// Move tasks' desired state forward (never back).
-    SetDesiredState { ids: Vec<String>, state: TaskState },
+    SetDesiredState {
+        ids: Vec<String>,
+        state: TaskState,
+    },
     /// The scheduler's decision: a node, or why none fits.
     Assign(Vec<Assignment>),
     /// Observed state reported by the agent running the task.
@@ -85,7 +96,9 @@ impl State {
     }
 
     pub fn tasks_of<'a>(&'a self, service_id: &'a str) -> impl Iterator<Item = &'a Task> + 'a {
-        self.tasks.values().filter(move |t| t.service_id == service_id)
+        self.tasks
+            .values()
+            .filter(move |t| t.service_id == service_id)
     }
 
     pub fn apply(&mut self, cmd: Command) -> Response {
@@ -267,7 +280,10 @@ mod tests {
     #[test]
     fn duplicate_service_name_is_rejected() {
         let mut st = State::default();
-        assert!(st.apply(Command::CreateService(svc("a", "web"))).error.is_none());
+        assert!(st
+            .apply(Command::CreateService(svc("a", "web")))
+            .error
+            .is_none());
         let r = st.apply(Command::CreateService(svc("b", "web")));
         assert!(r.error.unwrap().contains("already in use"));
         assert_eq!(st.services.len(), 1);
@@ -279,7 +295,10 @@ mod tests {
         let s = svc("a", "web");
         st.apply(Command::CreateService(s.clone()));
         st.apply(Command::CreateTasks(vec![task("t1", &s, 1)]));
-        let r = st.apply(Command::CreateTasks(vec![task("t2", &s, 1), task("t3", &s, 2)]));
+        let r = st.apply(Command::CreateTasks(vec![
+            task("t2", &s, 1),
+            task("t3", &s, 2),
+        ]));
         assert!(r.error.is_some());
         assert!(st.tasks.contains_key("t3") && !st.tasks.contains_key("t2"));
     }

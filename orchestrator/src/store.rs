@@ -14,7 +14,10 @@ use tokio::sync::watch;
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("cannot open the raft store at {path}: {source}")]
-    Open { path: String, source: Box<dyn std::error::Error + Send + Sync> },
+    Open {
+        path: String,
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// The command was committed but the state machine refused it.
     #[error("{0}")]
     Rejected(String),

@@ -11,7 +11,10 @@ use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 pub fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
 }
 
 pub fn swarm_bin() -> PathBuf {
@@ -54,7 +57,9 @@ impl Run {
 }
 
 pub fn run(cmd: &mut Command) -> Run {
-    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
     Run::from(out)
 }
 
@@ -89,7 +94,10 @@ pub fn wait_for<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>
         if let Some(v) = f() {
             return v;
         }
-        assert!(Instant::now() < deadline, "timed out after {limit:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
 }
@@ -107,11 +115,27 @@ static SERIAL: Mutex<()> = Mutex::new(());
 pub fn single_node_swarm() -> MutexGuard<'static, ()> {
     let guard = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     LAB.get_or_init(|| {
-        require("root", run(Command::new("id").arg("-u")).stdout.trim() == "0", "run the tests as root (scripts/test.sh does)");
-        require("Docker Engine", docker(&["info"]).code == 0, "start dockerd; scripts/setup.sh checks it");
-        require("swarm binary", swarm_bin().exists(), "build it: cargo build -p swarm-orchestrator");
+        require(
+            "root",
+            run(Command::new("id").arg("-u")).stdout.trim() == "0",
+            "run the tests as root (scripts/test.sh does)",
+        );
+        require(
+            "Docker Engine",
+            docker(&["info"]).code == 0,
+            "start dockerd; scripts/setup.sh checks it",
+        );
+        require(
+            "swarm binary",
+            swarm_bin().exists(),
+            "build it: cargo build -p swarm-orchestrator",
+        );
         for img in ["swarm/pause:latest", "swarm/whoami:latest"] {
-            require(img, docker(&["image", "inspect", img]).code == 0, "build the images: scripts/images.sh");
+            require(
+                img,
+                docker(&["image", "inspect", img]).code == 0,
+                "build the images: scripts/images.sh",
+            );
         }
         lab(&["up", "1"]).ok();
         let info = swarm(&["info", "--format", "json"]).ok();
@@ -134,14 +158,22 @@ pub fn unique(prefix: &str) -> String {
 
 /// Task rows of `swarm service ps SERVICE --format json`.
 pub fn tasks(service: &str) -> Vec<Value> {
-    swarm(&["service", "ps", service, "--format", "json"]).ok().json_lines()
+    swarm(&["service", "ps", service, "--format", "json"])
+        .ok()
+        .json_lines()
 }
 
 /// Tasks of a service that are meant to run and do.
 pub fn running_tasks(service: &str) -> Vec<Value> {
     tasks(service)
         .into_iter()
-        .filter(|t| t["DesiredState"] == "Running" && t["CurrentState"].as_str().unwrap_or("").starts_with("Running"))
+        .filter(|t| {
+            t["DesiredState"] == "Running"
+                && t["CurrentState"]
+                    .as_str()
+                    .unwrap_or("")
+                    .starts_with("Running")
+        })
         .collect()
 }
 
@@ -156,5 +188,21 @@ pub fn containers(labels: &[&str], running_only: bool) -> Vec<String> {
         args.push("--filter");
         args.push(f);
     }
-    docker(&args).ok().stdout.lines().map(str::to_string).collect()
+    docker(&args)
+        .ok()
+        .stdout
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// Check repeatedly for `window` that `f` keeps holding: for asserting that
+/// something does NOT happen (a duplicate, an early restart), where there is
+/// no event to wait for.
+pub fn holds_for(what: &str, window: Duration, mut f: impl FnMut() -> bool) {
+    let end = Instant::now() + window;
+    while Instant::now() < end {
+        assert!(f(), "{what} stopped holding");
+        std::thread::sleep(Duration::from_millis(250));
+    }
 }

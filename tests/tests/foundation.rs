@@ -7,15 +7,31 @@ use swarm_tests::*;
 const CONVERGE: Duration = Duration::from_secs(60);
 
 fn app_containers(service: &str, running_only: bool) -> Vec<String> {
-    containers(&[&format!("swarm.service.name={service}"), "swarm.role=task"], running_only)
+    containers(
+        &[&format!("swarm.service.name={service}"), "swarm.role=task"],
+        running_only,
+    )
 }
 
 #[test]
 fn three_replicas_give_three_running_containers_that_answer() {
     let _lab = single_node_swarm();
     let name = unique("three");
-    let out = swarm(&["service", "create", "--name", &name, "--replicas", "3", "swarm/whoami"]).ok();
-    assert!(out.stdout.contains("overall progress: 3 out of 3 tasks"), "{}", out.stdout);
+    let out = swarm(&[
+        "service",
+        "create",
+        "--name",
+        &name,
+        "--replicas",
+        "3",
+        "swarm/whoami",
+    ])
+    .ok();
+    assert!(
+        out.stdout.contains("overall progress: 3 out of 3 tasks"),
+        "{}",
+        out.stdout
+    );
     assert!(out.stdout.contains("converged"), "{}", out.stdout);
 
     assert_eq!(running_tasks(&name).len(), 3);
@@ -24,9 +40,22 @@ fn three_replicas_give_three_running_containers_that_answer() {
     let mut hostnames = Vec::new();
     for t in running_tasks(&name) {
         let addr = t["Addr"].as_str().expect("running task has an address");
-        let body = lab(&["exec", "n1", "curl", "-s", "-m", "5", &format!("http://{addr}/")]).ok().stdout;
+        let body = lab(&[
+            "exec",
+            "n1",
+            "curl",
+            "-s",
+            "-m",
+            "5",
+            &format!("http://{addr}/"),
+        ])
+        .ok()
+        .stdout;
         let host = body.lines().next().unwrap_or("").to_string();
-        assert!(host.starts_with(&format!("hostname: {name}-")), "unexpected answer {body:?}");
+        assert!(
+            host.starts_with(&format!("hostname: {name}-")),
+            "unexpected answer {body:?}"
+        );
         hostnames.push(host);
     }
     hostnames.sort();
@@ -39,7 +68,18 @@ fn three_replicas_give_three_running_containers_that_answer() {
 fn killed_container_is_replaced_after_the_restart_delay_and_kept_in_history() {
     let _lab = single_node_swarm();
     let name = unique("restart");
-    swarm(&["service", "create", "--name", &name, "--replicas", "2", "--restart-delay", "3s", "swarm/whoami"]).ok();
+    swarm(&[
+        "service",
+        "create",
+        "--name",
+        &name,
+        "--replicas",
+        "2",
+        "--restart-delay",
+        "3s",
+        "swarm/whoami",
+    ])
+    .ok();
     let victim = running_tasks(&name)[0].clone();
     let victim_id = victim["ID"].as_str().unwrap().to_string();
     let container = victim["ContainerID"].as_str().unwrap().to_string();
@@ -47,22 +87,46 @@ fn killed_container_is_replaced_after_the_restart_delay_and_kept_in_history() {
 
     // The dead task shows as failed with Docker's exit code...
     let failed = wait_for("the killed task to be reported failed", CONVERGE, || {
-        tasks(&name).into_iter().find(|t| t["ID"] == victim_id.as_str() && t["CurrentState"].as_str().unwrap_or("").starts_with("Failed"))
+        tasks(&name).into_iter().find(|t| {
+            t["ID"] == victim_id.as_str()
+                && t["CurrentState"]
+                    .as_str()
+                    .unwrap_or("")
+                    .starts_with("Failed")
+        })
     });
-    assert!(failed["Error"].as_str().unwrap().contains("non-zero exit (137)"), "{failed}");
+    assert!(
+        failed["Error"]
+            .as_str()
+            .unwrap()
+            .contains("non-zero exit (137)"),
+        "{failed}"
+    );
     assert_eq!(failed["DesiredState"], "Shutdown");
     // ...and its slot does not run again before the delay has passed.
     let slot = victim["Slot"].as_u64().unwrap();
     let replacement_running = || {
-        running_tasks(&name).into_iter().find(|t| t["Slot"] == slot && t["ID"] != victim_id.as_str())
+        running_tasks(&name)
+            .into_iter()
+            .find(|t| t["Slot"] == slot && t["ID"] != victim_id.as_str())
     };
-    std::thread::sleep(Duration::from_millis(1500));
-    assert!(replacement_running().is_none(), "replacement started before the 3s restart delay");
-    let replacement = wait_for("a replacement task in the slot", CONVERGE, replacement_running);
+    holds_for(
+        "no replacement before the 3s restart delay",
+        Duration::from_millis(1500),
+        || replacement_running().is_none(),
+    );
+    let replacement = wait_for(
+        "a replacement task in the slot",
+        CONVERGE,
+        replacement_running,
+    );
     assert_ne!(replacement["ContainerID"], victim["ContainerID"]);
     assert_eq!(running_tasks(&name).len(), 2);
     // History keeps the dead task under the same slot.
-    let history: Vec<_> = tasks(&name).into_iter().filter(|t| t["Slot"] == slot).collect();
+    let history: Vec<_> = tasks(&name)
+        .into_iter()
+        .filter(|t| t["Slot"] == slot)
+        .collect();
     assert_eq!(history.len(), 2, "{history:?}");
     swarm(&["service", "rm", &name]).ok();
 }
@@ -72,32 +136,68 @@ fn daemon_kill_9_and_restart_keeps_services_and_never_duplicates_containers() {
     let _lab = single_node_swarm();
     let a = unique("survive-a");
     let b = unique("survive-g");
-    swarm(&["service", "create", "--name", &a, "--replicas", "3", "swarm/whoami"]).ok();
-    swarm(&["service", "create", "--name", &b, "--mode", "global", "swarm/whoami"]).ok();
-    let before_tasks: Vec<_> = [&a, &b].iter().flat_map(|s| running_tasks(s)).map(|t| t["ID"].clone()).collect();
+    swarm(&[
+        "service",
+        "create",
+        "--name",
+        &a,
+        "--replicas",
+        "3",
+        "swarm/whoami",
+    ])
+    .ok();
+    swarm(&[
+        "service",
+        "create",
+        "--name",
+        &b,
+        "--mode",
+        "global",
+        "swarm/whoami",
+    ])
+    .ok();
+    let before_tasks: Vec<_> = [&a, &b]
+        .iter()
+        .flat_map(|s| running_tasks(s))
+        .map(|t| t["ID"].clone())
+        .collect();
     let before_containers = [app_containers(&a, true), app_containers(&b, true)].concat();
     assert_eq!(before_containers.len(), 4);
 
     lab(&["kill", "n1"]).ok();
     lab(&["start", "n1"]).ok();
 
-    let ls = swarm(&["service", "ls", "--format", "json"]).ok().json_lines();
+    let ls = swarm(&["service", "ls", "--format", "json"])
+        .ok()
+        .json_lines();
     for s in [&a, &b] {
-        assert!(ls.iter().any(|x| x["Name"] == s.as_str()), "service {s} lost after restart: {ls:?}");
+        assert!(
+            ls.iter().any(|x| x["Name"] == s.as_str()),
+            "service {s} lost after restart: {ls:?}"
+        );
     }
-    // Give the restarted agent time to act (it must adopt, not recreate).
-    wait_for("the agent to resync", CONVERGE, || {
-        let r = swarm(&["service", "ls", "--format", "json"]);
-        (r.code == 0).then_some(())
-    });
-    std::thread::sleep(Duration::from_secs(3));
-    let after_tasks: Vec<_> = [&a, &b].iter().flat_map(|s| running_tasks(s)).map(|t| t["ID"].clone()).collect();
-    assert_eq!(before_tasks, after_tasks, "same tasks running after the restart");
-    let mut after_containers = [app_containers(&a, false), app_containers(&b, false)].concat();
+    // The restarted agent resyncs within seconds; it must adopt what runs,
+    // never recreate it.
     let mut before_sorted = before_containers.clone();
-    after_containers.sort();
     before_sorted.sort();
-    assert_eq!(after_containers, before_sorted, "no container duplicated or replaced");
+    holds_for(
+        "the original containers, and only them",
+        Duration::from_secs(5),
+        || {
+            let mut now = [app_containers(&a, false), app_containers(&b, false)].concat();
+            now.sort();
+            now == before_sorted
+        },
+    );
+    let after_tasks: Vec<_> = [&a, &b]
+        .iter()
+        .flat_map(|s| running_tasks(s))
+        .map(|t| t["ID"].clone())
+        .collect();
+    assert_eq!(
+        before_tasks, after_tasks,
+        "same tasks running after the restart"
+    );
     swarm(&["service", "rm", &a, &b]).ok();
 }
 
@@ -105,16 +205,40 @@ fn daemon_kill_9_and_restart_keeps_services_and_never_duplicates_containers() {
 fn scaling_three_to_five_to_one() {
     let _lab = single_node_swarm();
     let name = unique("scale");
-    swarm(&["service", "create", "--name", &name, "--replicas", "3", "swarm/whoami"]).ok();
+    swarm(&[
+        "service",
+        "create",
+        "--name",
+        &name,
+        "--replicas",
+        "3",
+        "swarm/whoami",
+    ])
+    .ok();
     for n in [5usize, 1] {
         let out = swarm(&["service", "scale", &format!("{name}={n}")]).ok();
-        assert!(out.stdout.contains(&format!("overall progress: {n} out of {n} tasks")), "{}", out.stdout);
+        assert!(
+            out.stdout
+                .contains(&format!("overall progress: {n} out of {n} tasks")),
+            "{}",
+            out.stdout
+        );
         assert_eq!(running_tasks(&name).len(), n);
-        let slots: Vec<u64> = running_tasks(&name).iter().map(|t| t["Slot"].as_u64().unwrap()).collect();
-        assert!(slots.iter().all(|s| (1..=n as u64).contains(s)), "slots {slots:?}");
-        wait_for(&format!("{n} containers"), CONVERGE, || (app_containers(&name, true).len() == n).then_some(()));
+        let slots: Vec<u64> = running_tasks(&name)
+            .iter()
+            .map(|t| t["Slot"].as_u64().unwrap())
+            .collect();
+        assert!(
+            slots.iter().all(|s| (1..=n as u64).contains(s)),
+            "slots {slots:?}"
+        );
+        wait_for(&format!("{n} containers"), CONVERGE, || {
+            (app_containers(&name, true).len() == n).then_some(())
+        });
     }
-    let ls = swarm(&["service", "ls", "--format", "json"]).ok().json_lines();
+    let ls = swarm(&["service", "ls", "--format", "json"])
+        .ok()
+        .json_lines();
     let row = ls.iter().find(|x| x["Name"] == name.as_str()).unwrap();
     assert_eq!(row["Replicas"], "1/1");
     swarm(&["service", "rm", &name]).ok();
@@ -124,7 +248,16 @@ fn scaling_three_to_five_to_one() {
 fn global_service_on_one_node_runs_one_task() {
     let _lab = single_node_swarm();
     let name = unique("global");
-    swarm(&["service", "create", "--name", &name, "--mode", "global", "swarm/whoami"]).ok();
+    swarm(&[
+        "service",
+        "create",
+        "--name",
+        &name,
+        "--mode",
+        "global",
+        "swarm/whoami",
+    ])
+    .ok();
     let running = running_tasks(&name);
     assert_eq!(running.len(), 1);
     assert_eq!(running[0]["Node"], "n1");
@@ -136,14 +269,29 @@ fn global_service_on_one_node_runs_one_task() {
 fn rm_leaves_no_container_behind() {
     let _lab = single_node_swarm();
     let name = unique("rm");
-    swarm(&["service", "create", "--name", &name, "--replicas", "2", "swarm/whoami"]).ok();
+    swarm(&[
+        "service",
+        "create",
+        "--name",
+        &name,
+        "--replicas",
+        "2",
+        "swarm/whoami",
+    ])
+    .ok();
     let label = format!("swarm.service.name={name}");
-    assert_eq!(containers(&[&label], false).len(), 4, "two tasks, each an app and a pause container");
+    assert_eq!(
+        containers(&[&label], false).len(),
+        4,
+        "two tasks, each an app and a pause container"
+    );
     let out = swarm(&["service", "rm", &name]).ok();
     assert_eq!(out.stdout.trim(), name);
-    wait_for("every container of the service to be removed", CONVERGE, || {
-        containers(&[&label], false).is_empty().then_some(())
-    });
+    wait_for(
+        "every container of the service to be removed",
+        CONVERGE,
+        || containers(&[&label], false).is_empty().then_some(()),
+    );
     let ps = swarm(&["service", "ps", &name]);
     assert_ne!(ps.code, 0);
     assert!(ps.stderr.contains("not found"), "{ps:?}");
@@ -153,12 +301,25 @@ fn rm_leaves_no_container_behind() {
 fn unknown_image_is_rejected_with_dockers_reason() {
     let _lab = single_node_swarm();
     let name = unique("noimage");
-    let out = swarm(&["service", "create", "--name", &name, "no-such-image-here:1.0"]);
+    let out = swarm(&[
+        "service",
+        "create",
+        "--name",
+        &name,
+        "no-such-image-here:1.0",
+    ]);
     assert_ne!(out.code, 0, "create must fail: {out:?}");
-    assert!(out.stderr.contains("rejected") && out.stderr.contains("No such image"), "{out:?}");
+    assert!(
+        out.stderr.contains("rejected") && out.stderr.contains("No such image"),
+        "{out:?}"
+    );
     let ps = swarm(&["service", "ps", &name, "--no-trunc"]).ok();
     assert!(ps.stdout.contains("Rejected"), "{}", ps.stdout);
-    assert!(ps.stdout.contains("No such image: no-such-image-here:1.0"), "{}", ps.stdout);
+    assert!(
+        ps.stdout.contains("No such image: no-such-image-here:1.0"),
+        "{}",
+        ps.stdout
+    );
     swarm(&["service", "rm", &name]).ok();
 }
 
@@ -171,21 +332,54 @@ fn bad_inputs_fail_clearly_and_change_nothing() {
 
     let dup = swarm(&["service", "create", "--name", &name, "swarm/whoami"]);
     assert_ne!(dup.code, 0);
-    assert!(dup.stderr.contains(&format!("service name \"{name}\" is already in use")), "{dup:?}");
+    assert!(
+        dup.stderr
+            .contains(&format!("service name \"{name}\" is already in use")),
+        "{dup:?}"
+    );
 
-    let nan = swarm(&["service", "create", "--name", "nan", "--replicas", "three", "swarm/whoami"]);
+    let nan = swarm(&[
+        "service",
+        "create",
+        "--name",
+        "nan",
+        "--replicas",
+        "three",
+        "swarm/whoami",
+    ]);
     assert_ne!(nan.code, 0);
-    assert!(nan.stderr.contains("--replicas") && nan.stderr.contains("three"), "{nan:?}");
+    assert!(
+        nan.stderr.contains("--replicas") && nan.stderr.contains("three"),
+        "{nan:?}"
+    );
 
     let nan_scale = swarm(&["service", "scale", &format!("{name}=lots")]);
     assert_ne!(nan_scale.code, 0);
-    assert!(nan_scale.stderr.contains("invalid replicas value \"lots\""), "{nan_scale:?}");
+    assert!(
+        nan_scale.stderr.contains("invalid replicas value \"lots\""),
+        "{nan_scale:?}"
+    );
 
     let g = unique("glob");
-    swarm(&["service", "create", "--name", &g, "--mode", "global", "-d", "swarm/whoami"]).ok();
+    swarm(&[
+        "service",
+        "create",
+        "--name",
+        &g,
+        "--mode",
+        "global",
+        "-d",
+        "swarm/whoami",
+    ])
+    .ok();
     let scale_global = swarm(&["service", "scale", &format!("{g}=3")]);
     assert_ne!(scale_global.code, 0);
-    assert!(scale_global.stderr.contains("scale can only be used with replicated mode"), "{scale_global:?}");
+    assert!(
+        scale_global
+            .stderr
+            .contains("scale can only be used with replicated mode"),
+        "{scale_global:?}"
+    );
 
     for args in [
         vec!["service", "ps", "ghost-service"],
@@ -195,11 +389,19 @@ fn bad_inputs_fail_clearly_and_change_nothing() {
     ] {
         let r = swarm(&args);
         assert_ne!(r.code, 0, "{args:?}");
-        assert!(r.stderr.contains("ghost-service") && r.stderr.contains("not found"), "{args:?}: {r:?}");
+        assert!(
+            r.stderr.contains("ghost-service") && r.stderr.contains("not found"),
+            "{args:?}: {r:?}"
+        );
     }
 
     // Nothing above created or removed a service (the global one aside).
-    let services_after: Vec<String> = swarm(&["service", "ls", "-q"]).ok().stdout.lines().map(str::to_string).collect();
+    let services_after: Vec<String> = swarm(&["service", "ls", "-q"])
+        .ok()
+        .stdout
+        .lines()
+        .map(str::to_string)
+        .collect();
     for s in services_before.lines() {
         assert!(services_after.contains(&s.to_string()));
     }
@@ -207,7 +409,15 @@ fn bad_inputs_fail_clearly_and_change_nothing() {
     swarm(&["service", "rm", &name, &g]).ok();
 
     // With no daemon behind the socket, the error says how to start one.
-    let down = run(std::process::Command::new(swarm_bin()).args(["-H", "unix:///run/swarm-lab/absent.sock", "service", "ls"]));
+    let down = run(std::process::Command::new(swarm_bin()).args([
+        "-H",
+        "unix:///run/swarm-lab/absent.sock",
+        "service",
+        "ls",
+    ]));
     assert_ne!(down.code, 0);
-    assert!(down.stderr.contains("Is the daemon running?") && down.stderr.contains("swarm daemon"), "{down:?}");
+    assert!(
+        down.stderr.contains("Is the daemon running?") && down.stderr.contains("swarm daemon"),
+        "{down:?}"
+    );
 }

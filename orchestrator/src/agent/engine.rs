@@ -74,7 +74,10 @@ impl Engine {
     pub async fn connect(node_id: &str, data_dir: &str) -> Result<Engine, EngineError> {
         let docker = Docker::connect_with_local_defaults().map_err(EngineError::Connect)?;
         // The engine may be older than bollard's default API version.
-        let docker = docker.negotiate_version().await.map_err(EngineError::Connect)?;
+        let docker = docker
+            .negotiate_version()
+            .await
+            .map_err(EngineError::Connect)?;
         Ok(Engine {
             docker,
             node_id: node_id.to_string(),

@@ -32,8 +32,13 @@ fn to_json<T: serde::Serialize>(v: &T) -> String {
 
 /// Docker's rule for object names, which also keeps them usable in DNS.
 pub fn validate_name(name: &str) -> Result<(), String> {
-    let ok_start = name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric());
-    let ok_rest = name.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
+    let ok_start = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphanumeric());
+    let ok_rest = name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
     if name.is_empty() || name.len() > 63 || !ok_start || !ok_rest {
         return Err(format!(
             "invalid service name {name:?}: use 1-63 characters [a-zA-Z0-9_.-], starting with a letter or digit"
@@ -72,20 +77,41 @@ type LogStream = Pin<Box<dyn Stream<Item = Result<pb::LogChunk, Status>> + Send>
 
 #[tonic::async_trait]
 impl Control for ControlService {
-    async fn info(&self, _req: Request<pb::InfoRequest>) -> Result<Response<pb::InfoResponse>, Status> {
+    async fn info(
+        &self,
+        _req: Request<pb::InfoRequest>,
+    ) -> Result<Response<pb::InfoResponse>, Status> {
         let st = self.daemon.store.state();
         Ok(Response::new(pb::InfoResponse {
             node_id: self.daemon.identity.node_id.clone(),
             hostname: self.daemon.config.hostname.clone(),
-            swarm_state: if st.cluster.is_some() { "active" } else { "inactive" }.into(),
-            cluster_id: st.cluster.as_ref().map(|c| c.id.clone()).unwrap_or_default(),
+            swarm_state: if st.cluster.is_some() {
+                "active"
+            } else {
+                "inactive"
+            }
+            .into(),
+            cluster_id: st
+                .cluster
+                .as_ref()
+                .map(|c| c.id.clone())
+                .unwrap_or_default(),
             is_leader: self.daemon.store.is_leader(),
             advertise_addr: self.daemon.config.advertise_addr.clone(),
-            leader_raft_id: self.daemon.store.raft_metrics().borrow().current_leader.unwrap_or(0),
+            leader_raft_id: self
+                .daemon
+                .store
+                .raft_metrics()
+                .borrow()
+                .current_leader
+                .unwrap_or(0),
         }))
     }
 
-    async fn init(&self, req: Request<pb::InitRequest>) -> Result<Response<pb::InitResponse>, Status> {
+    async fn init(
+        &self,
+        req: Request<pb::InitRequest>,
+    ) -> Result<Response<pb::InitResponse>, Status> {
         let req = req.into_inner();
         let d = &self.daemon;
         if d.store.is_initialized().await || d.store.state().cluster.is_some() {
@@ -266,44 +292,52 @@ impl Control for ControlService {
                 follow: req.follow,
                 stdout: true,
                 stderr: true,
-                tail: if req.tail == 0 { "all".into() } else { req.tail.to_string() },
+                tail: if req.tail == 0 {
+                    "all".into()
+                } else {
+                    req.tail.to_string()
+                },
                 ..Default::default()
             };
             let (name, id, node) = (task.name(), task.id.clone(), node.clone());
-            let s = self
-                .daemon
-                .engine
-                .docker
-                .logs(&container, Some(opts))
-                .map(move |item| match item {
-                    Ok(out) => {
-                        use bollard::container::LogOutput;
-                        let (stream, data) = match out {
-                            LogOutput::StdErr { message } => ("stderr", message),
-                            LogOutput::StdOut { message }
-                            | LogOutput::Console { message }
-                            | LogOutput::StdIn { message } => ("stdout", message),
-                        };
-                        Ok(pb::LogChunk {
-                            task_name: name.clone(),
-                            task_id: id.clone(),
-                            node: node.clone(),
-                            stream: stream.into(),
-                            data: data.to_vec(),
-                        })
-                    }
-                    Err(e) => Err(Status::unavailable(format!("logs of task {name}: {e}"))),
-                });
+            let s =
+                self.daemon.engine.docker.logs(&container, Some(opts)).map(
+                    move |item| match item {
+                        Ok(out) => {
+                            use bollard::container::LogOutput;
+                            let (stream, data) = match out {
+                                LogOutput::StdErr { message } => ("stderr", message),
+                                LogOutput::StdOut { message }
+                                | LogOutput::Console { message }
+                                | LogOutput::StdIn { message } => ("stdout", message),
+                            };
+                            Ok(pb::LogChunk {
+                                task_name: name.clone(),
+                                task_id: id.clone(),
+                                node: node.clone(),
+                                stream: stream.into(),
+                                data: data.to_vec(),
+                            })
+                        }
+                        Err(e) => Err(Status::unavailable(format!("logs of task {name}: {e}"))),
+                    },
+                );
             streams.push(s.boxed());
         }
-        Ok(Response::new(Box::pin(futures::stream::select_all(streams))))
+        Ok(Response::new(Box::pin(futures::stream::select_all(
+            streams,
+        ))))
     }
 }
 
 /// A readable default name, as docker gives services created without --name.
 fn generated_name() -> String {
-    const ADJ: &[&str] = &["brave", "calm", "eager", "fond", "keen", "lucid", "nifty", "quirky", "sharp", "witty"];
-    const NOUN: &[&str] = &["curie", "darwin", "hopper", "lovelace", "noether", "pascal", "ritchie", "turing"];
+    const ADJ: &[&str] = &[
+        "brave", "calm", "eager", "fond", "keen", "lucid", "nifty", "quirky", "sharp", "witty",
+    ];
+    const NOUN: &[&str] = &[
+        "curie", "darwin", "hopper", "lovelace", "noether", "pascal", "ritchie", "turing",
+    ];
     use rand::seq::SliceRandom;
     let mut rng = rand::thread_rng();
     format!(

@@ -63,7 +63,9 @@ pub fn parse_duration(s: &str) -> Result<std::time::Duration> {
         bail!("empty duration");
     }
     while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(rest.len());
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit() && c != '.')
+            .unwrap_or(rest.len());
         if digits == 0 {
             bail!("invalid duration {s:?}: expected a number, e.g. 5s or 500ms");
         }
@@ -71,7 +73,9 @@ pub fn parse_duration(s: &str) -> Result<std::time::Duration> {
             .parse()
             .map_err(|_| anyhow::anyhow!("invalid duration {s:?}"))?;
         rest = &rest[digits..];
-        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
         let factor = match &rest[..unit_len] {
             "ms" => 1.0,
             "s" => 1000.0,

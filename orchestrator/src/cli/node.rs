@@ -23,24 +23,39 @@ pub enum NodeCmd {
 
 pub async fn init(host: &str, advertise_addr: Option<String>) -> Result<()> {
     let mut c = connect(host).await?;
-    let req = pb::InitRequest { advertise_addr: advertise_addr.unwrap_or_default() };
+    let req = pb::InitRequest {
+        advertise_addr: advertise_addr.unwrap_or_default(),
+    };
     let resp = c.init(req).await.map_err(status_error)?.into_inner();
-    println!("Swarm initialized: current node ({}) is now a manager.", resp.node_id);
+    println!(
+        "Swarm initialized: current node ({}) is now a manager.",
+        resp.node_id
+    );
     Ok(())
 }
 
 pub async fn info(host: &str, format: Option<Format>) -> Result<()> {
     let mut c = connect(host).await?;
-    let i = c.info(pb::InfoRequest {}).await.map_err(status_error)?.into_inner();
+    let i = c
+        .info(pb::InfoRequest {})
+        .await
+        .map_err(status_error)?
+        .into_inner();
     if is_json(format) {
         json_lines(&[json!({
             "NodeID": i.node_id, "Hostname": i.hostname, "Swarm": i.swarm_state,
             "ClusterID": i.cluster_id, "IsLeader": i.is_leader, "AdvertiseAddr": i.advertise_addr,
         })]);
     } else {
-        println!("Node ID:   {}\nHostname:  {}\nSwarm:     {}", i.node_id, i.hostname, i.swarm_state);
+        println!(
+            "Node ID:   {}\nHostname:  {}\nSwarm:     {}",
+            i.node_id, i.hostname, i.swarm_state
+        );
         if !i.cluster_id.is_empty() {
-            println!("Cluster:   {}\nLeader:    {}\nAddress:   {}", i.cluster_id, i.is_leader, i.advertise_addr);
+            println!(
+                "Cluster:   {}\nLeader:    {}\nAddress:   {}",
+                i.cluster_id, i.is_leader, i.advertise_addr
+            );
         }
     }
     Ok(())
@@ -50,7 +65,11 @@ pub async fn run(host: &str, cmd: NodeCmd) -> Result<()> {
     let mut c = connect(host).await?;
     match cmd {
         NodeCmd::Ls { quiet, format } => {
-            let me = c.info(pb::InfoRequest {}).await.map_err(status_error)?.into_inner();
+            let me = c
+                .info(pb::InfoRequest {})
+                .await
+                .map_err(status_error)?
+                .into_inner();
             let nodes = fetch_nodes(&mut c).await?;
             if quiet {
                 nodes.iter().for_each(|n| println!("{}", n.id));
@@ -86,11 +105,30 @@ pub async fn run(host: &str, cmd: NodeCmd) -> Result<()> {
                 })).collect();
                 json_lines(&items);
             } else {
-                let rows: Vec<Vec<String>> = rows.iter().map(|(n, status, avail, manager, self_mark)| vec![
-                    format!("{}{}", n.id, self_mark), n.hostname.clone(), status.to_string(),
-                    avail.to_string(), manager.to_string(), n.engine_version.clone(),
-                ]).collect();
-                table(&["ID", "HOSTNAME", "STATUS", "AVAILABILITY", "MANAGER STATUS", "ENGINE VERSION"], &rows);
+                let rows: Vec<Vec<String>> = rows
+                    .iter()
+                    .map(|(n, status, avail, manager, self_mark)| {
+                        vec![
+                            format!("{}{}", n.id, self_mark),
+                            n.hostname.clone(),
+                            status.to_string(),
+                            avail.to_string(),
+                            manager.to_string(),
+                            n.engine_version.clone(),
+                        ]
+                    })
+                    .collect();
+                table(
+                    &[
+                        "ID",
+                        "HOSTNAME",
+                        "STATUS",
+                        "AVAILABILITY",
+                        "MANAGER STATUS",
+                        "ENGINE VERSION",
+                    ],
+                    &rows,
+                );
             }
         }
     }

@@ -56,7 +56,9 @@ pub fn view(svc: &Service, tasks: &[Task], since: Millis) -> View {
     for t in tasks {
         let wanted = t.desired_state <= TaskState::Running
             || (t.desired_state == TaskState::Shutdown && t.status.state.is_terminal());
-        if t.desired_state >= TaskState::Remove || (svc.spec.mode == Mode::Replicated && t.slot > svc.spec.replicas) {
+        if t.desired_state >= TaskState::Remove
+            || (svc.spec.mode == Mode::Replicated && t.slot > svc.spec.replicas)
+        {
             if !t.status.state.is_terminal() && t.status.state >= TaskState::Assigned {
                 draining += 1;
             }
@@ -64,7 +66,11 @@ pub fn view(svc: &Service, tasks: &[Task], since: Millis) -> View {
         }
         if wanted {
             let key = (t.slot, t.node_id.clone().unwrap_or_default());
-            let key = if t.slot > 0 { (t.slot, String::new()) } else { key };
+            let key = if t.slot > 0 {
+                (t.slot, String::new())
+            } else {
+                key
+            };
             groups.entry(key).or_default().push(t);
         }
     }
@@ -78,20 +84,41 @@ pub fn view(svc: &Service, tasks: &[Task], since: Millis) -> View {
     let mut running_ids = BTreeSet::new();
     let mut failure = None;
     for (i, ((slot, node), ts)) in groups.iter().enumerate() {
-        let current = ts.iter().filter(|t| t.is_live()).max_by_key(|t| t.created_at)
+        let current = ts
+            .iter()
+            .filter(|t| t.is_live())
+            .max_by_key(|t| t.created_at)
             .or_else(|| ts.iter().max_by_key(|t| t.created_at));
-        let label = if *slot > 0 { format!("{slot}/{total}") } else { format!("{}/{total} ({})", i + 1, &node[..node.len().min(12)]) };
+        let label = if *slot > 0 {
+            format!("{slot}/{total}")
+        } else {
+            format!("{}/{total} ({})", i + 1, &node[..node.len().min(12)])
+        };
         let (state, err) = match current {
             Some(t) => (t.status.state, t.status.err.clone()),
             None => (TaskState::New, None),
         };
-        let recent = |state: TaskState| ts.iter().filter(move |t| t.created_at >= since && t.status.state == state);
+        let recent = |state: TaskState| {
+            ts.iter()
+                .filter(move |t| t.created_at >= since && t.status.state == state)
+        };
         if let Some(t) = recent(TaskState::Rejected).next() {
-            failure.get_or_insert(format!("task {} rejected: {}", t.name(), t.status.err.clone().unwrap_or_default()));
+            failure.get_or_insert(format!(
+                "task {} rejected: {}",
+                t.name(),
+                t.status.err.clone().unwrap_or_default()
+            ));
         }
         if let Some(t) = recent(TaskState::Failed).nth(MAX_FAILURES - 1) {
-            let why = t.status.err.clone().unwrap_or_else(|| t.status.message.clone());
-            failure.get_or_insert(format!("task {} keeps failing ({MAX_FAILURES} failures): {why}", t.name()));
+            let why = t
+                .status
+                .err
+                .clone()
+                .unwrap_or_else(|| t.status.message.clone());
+            failure.get_or_insert(format!(
+                "task {} keeps failing ({MAX_FAILURES} failures): {why}",
+                t.name()
+            ));
         }
         if let Some(t) = current {
             if t.status.state == TaskState::Running && t.desired_state == TaskState::Running {
@@ -100,12 +127,21 @@ pub fn view(svc: &Service, tasks: &[Task], since: Millis) -> View {
             // The task ended with a failure and its restart policy leaves the slot empty.
             if t.status.state == TaskState::Failed && t.desired_state == TaskState::Running {
                 let why = t.status.err.clone().unwrap_or_default();
-                failure.get_or_insert(format!("task {} failed: {why}; the restart policy does not restart it", t.name()));
+                failure.get_or_insert(format!(
+                    "task {} failed: {why}; the restart policy does not restart it",
+                    t.name()
+                ));
             }
         }
         slots.push(SlotView { label, state, err });
     }
-    View { running: running_ids.len(), running_ids, slots, draining, failure }
+    View {
+        running: running_ids.len(),
+        running_ids,
+        slots,
+        draining,
+        failure,
+    }
 }
 
 fn bar(state: TaskState) -> String {
@@ -120,7 +156,11 @@ fn bar(state: TaskState) -> String {
 }
 
 fn render(v: &View) -> Vec<String> {
-    let mut lines = vec![format!("overall progress: {} out of {} tasks", v.running, v.slots.len())];
+    let mut lines = vec![format!(
+        "overall progress: {} out of {} tasks",
+        v.running,
+        v.slots.len()
+    )];
     for s in &v.slots {
         let mut line = format!("{}: {:<9} {}", s.label, s.state.as_str(), bar(s.state));
         if let (Some(e), true) = (&s.err, s.state.is_terminal()) {
@@ -177,7 +217,12 @@ pub async fn wait_converged(c: &mut Client, svc: &Service, quiet: bool) -> Resul
             }
         }
         if started.elapsed() > GIVE_UP {
-            bail!("service {} did not converge within {}s; see `swarm service ps {}`", svc.spec.name, GIVE_UP.as_secs(), svc.spec.name);
+            bail!(
+                "service {} did not converge within {}s; see `swarm service ps {}`",
+                svc.spec.name,
+                GIVE_UP.as_secs(),
+                svc.spec.name
+            );
         }
         tokio::time::sleep(POLL).await;
     }
@@ -191,9 +236,15 @@ mod tests {
     #[test]
     fn counts_running_slots_and_spots_rejection() {
         let s = service("s", Mode::Replicated, 3);
-        let tasks = vec![task("a", &s, 1, TaskState::Running), task("b", &s, 2, TaskState::Preparing)];
+        let tasks = vec![
+            task("a", &s, 1, TaskState::Running),
+            task("b", &s, 2, TaskState::Preparing),
+        ];
         let v = view(&s, &tasks, 0);
-        assert_eq!((v.running, v.slots.len(), v.failure.is_none()), (1, 3, true));
+        assert_eq!(
+            (v.running, v.slots.len(), v.failure.is_none()),
+            (1, 3, true)
+        );
 
         // A rejected task fails the wait even while its replacement is pending.
         let mut r = task("c", &s, 3, TaskState::Rejected);
@@ -228,7 +279,13 @@ mod tests {
             })
             .collect();
         tasks.push(task("a", &s, 1, TaskState::Starting));
-        assert!(view(&s, &tasks[1..], 0).failure.is_none(), "two failures may still recover");
-        assert!(view(&s, &tasks, 0).failure.unwrap().contains("keeps failing"));
+        assert!(
+            view(&s, &tasks[1..], 0).failure.is_none(),
+            "two failures may still recover"
+        );
+        assert!(view(&s, &tasks, 0)
+            .failure
+            .unwrap()
+            .contains("keeps failing"));
     }
 }

@@ -162,13 +162,20 @@ pub async fn run(host: &str, cmd: ServiceCmd) -> Result<()> {
     match cmd {
         ServiceCmd::Create(args) => create(&mut c, args).await,
         ServiceCmd::Ls { quiet, format } => ls(&mut c, quiet, format).await,
-        ServiceCmd::Ps { services, no_trunc, quiet, format } => {
-            ps(&mut c, &services, no_trunc, quiet, format).await
-        }
+        ServiceCmd::Ps {
+            services,
+            no_trunc,
+            quiet,
+            format,
+        } => ps(&mut c, &services, no_trunc, quiet, format).await,
         ServiceCmd::Inspect { services, pretty } => inspect(&mut c, &services, pretty).await,
         ServiceCmd::Scale { detach, .. } => scale(&mut c, targets, detach).await,
         ServiceCmd::Rm { services } => rm(&mut c, &services).await,
-        ServiceCmd::Logs { service, follow, tail } => logs(&mut c, &service, follow, &tail).await,
+        ServiceCmd::Logs {
+            service,
+            follow,
+            tail,
+        } => logs(&mut c, &service, follow, &tail).await,
     }
 }
 
@@ -177,7 +184,11 @@ async fn create(c: &mut Client, args: CreateArgs) -> Result<()> {
     let req = pb::CreateServiceRequest {
         spec_json: serde_json::to_string(&spec)?,
     };
-    let resp = c.create_service(req).await.map_err(status_error)?.into_inner();
+    let resp = c
+        .create_service(req)
+        .await
+        .map_err(status_error)?
+        .into_inner();
     let svc: Service = serde_json::from_str(&resp.service_json)?;
     println!("{}", svc.id);
     if args.detach {
@@ -208,7 +219,10 @@ pub fn parse_scale_targets(targets: &[String]) -> Result<Vec<(String, u64)>> {
 async fn scale(c: &mut Client, targets: Vec<(String, u64)>, detach: bool) -> Result<()> {
     let mut failed = false;
     for (name, replicas) in targets {
-        let req = pb::ScaleServiceRequest { service: name.clone(), replicas };
+        let req = pb::ScaleServiceRequest {
+            service: name.clone(),
+            replicas,
+        };
         match c.scale_service(req).await {
             Ok(resp) => {
                 println!("{name} scaled to {replicas}");
@@ -235,7 +249,10 @@ async fn scale(c: &mut Client, targets: Vec<(String, u64)>, detach: bool) -> Res
 async fn rm(c: &mut Client, services: &[String]) -> Result<()> {
     let mut errors = Vec::new();
     for s in services {
-        match c.remove_service(pb::RemoveServiceRequest { service: s.clone() }).await {
+        match c
+            .remove_service(pb::RemoveServiceRequest { service: s.clone() })
+            .await
+        {
             Ok(_) => println!("{s}"),
             Err(e) => errors.push(e.message().to_string()),
         }
@@ -248,7 +265,9 @@ async fn rm(c: &mut Client, services: &[String]) -> Result<()> {
 
 pub async fn fetch_tasks(c: &mut Client, service: &str) -> Result<Vec<Task>> {
     let resp = c
-        .list_tasks(pb::ListTasksRequest { service: service.into() })
+        .list_tasks(pb::ListTasksRequest {
+            service: service.into(),
+        })
         .await
         .map_err(status_error)?;
     resp.into_inner()
@@ -259,7 +278,10 @@ pub async fn fetch_tasks(c: &mut Client, service: &str) -> Result<Vec<Task>> {
 }
 
 pub async fn fetch_nodes(c: &mut Client) -> Result<Vec<Node>> {
-    let resp = c.list_nodes(pb::ListNodesRequest {}).await.map_err(status_error)?;
+    let resp = c
+        .list_nodes(pb::ListNodesRequest {})
+        .await
+        .map_err(status_error)?;
     resp.into_inner()
         .items_json
         .iter()
@@ -268,7 +290,10 @@ pub async fn fetch_nodes(c: &mut Client) -> Result<Vec<Node>> {
 }
 
 async fn ls(c: &mut Client, quiet: bool, format: Option<Format>) -> Result<()> {
-    let resp = c.list_services(pb::ListServicesRequest {}).await.map_err(status_error)?;
+    let resp = c
+        .list_services(pb::ListServicesRequest {})
+        .await
+        .map_err(status_error)?;
     let services: Vec<Service> = resp
         .into_inner()
         .items_json
@@ -279,10 +304,17 @@ async fn ls(c: &mut Client, quiet: bool, format: Option<Format>) -> Result<()> {
     let mut rows = Vec::new();
     for s in &services {
         let mine = tasks.iter().filter(|t| t.service_id == s.id);
-        let running = mine.clone().filter(|t| t.status.state == TaskState::Running && t.desired_state == TaskState::Running).count();
+        let running = mine
+            .clone()
+            .filter(|t| {
+                t.status.state == TaskState::Running && t.desired_state == TaskState::Running
+            })
+            .count();
         let desired = match s.spec.mode {
             Mode::Replicated => s.spec.replicas as usize,
-            Mode::Global => mine.filter(|t| t.desired_state <= TaskState::Running).count(),
+            Mode::Global => mine
+                .filter(|t| t.desired_state <= TaskState::Running)
+                .count(),
         };
         let mode = match s.spec.mode {
             Mode::Replicated => "replicated",
@@ -304,7 +336,14 @@ async fn ls(c: &mut Client, quiet: bool, format: Option<Format>) -> Result<()> {
         let rows: Vec<Vec<String>> = rows
             .iter()
             .map(|(s, mode, replicas)| {
-                vec![short(&s.id).into(), s.spec.name.clone(), mode.to_string(), replicas.clone(), s.spec.image.clone(), String::new()]
+                vec![
+                    short(&s.id).into(),
+                    s.spec.name.clone(),
+                    mode.to_string(),
+                    replicas.clone(),
+                    s.spec.image.clone(),
+                    String::new(),
+                ]
             })
             .collect();
         table(&["ID", "NAME", "MODE", "REPLICAS", "IMAGE", "PORTS"], &rows);
@@ -312,7 +351,13 @@ async fn ls(c: &mut Client, quiet: bool, format: Option<Format>) -> Result<()> {
     Ok(())
 }
 
-async fn ps(c: &mut Client, services: &[String], no_trunc: bool, quiet: bool, format: Option<Format>) -> Result<()> {
+async fn ps(
+    c: &mut Client,
+    services: &[String],
+    no_trunc: bool,
+    quiet: bool,
+    format: Option<Format>,
+) -> Result<()> {
     let nodes: HashMap<String, String> = fetch_nodes(c)
         .await?
         .into_iter()
@@ -324,23 +369,59 @@ async fn ps(c: &mut Client, services: &[String], no_trunc: bool, quiet: bool, fo
     }
     // Slot by slot; within a slot the newest task first, older ones as history.
     tasks.sort_by(|a, b| {
-        (&a.service_name, a.slot, &a.node_id, std::cmp::Reverse(a.created_at))
-            .cmp(&(&b.service_name, b.slot, &b.node_id, std::cmp::Reverse(b.created_at)))
+        (
+            &a.service_name,
+            a.slot,
+            &a.node_id,
+            std::cmp::Reverse(a.created_at),
+        )
+            .cmp(&(
+                &b.service_name,
+                b.slot,
+                &b.node_id,
+                std::cmp::Reverse(b.created_at),
+            ))
     });
     let now = now_ms();
-    let trunc = |s: &str| if no_trunc { s.to_string() } else { short(s).to_string() };
+    let trunc = |s: &str| {
+        if no_trunc {
+            s.to_string()
+        } else {
+            short(s).to_string()
+        }
+    };
     let mut rows = Vec::new();
     let mut json_items = Vec::new();
     let mut prev_group = None;
     for t in &tasks {
-        let group = (t.service_id.clone(), t.slot, if t.slot == 0 { t.node_id.clone() } else { None });
+        let group = (
+            t.service_id.clone(),
+            t.slot,
+            if t.slot == 0 { t.node_id.clone() } else { None },
+        );
         let history = prev_group.as_ref() == Some(&group);
         prev_group = Some(group);
-        let node = t.node_id.as_ref().map(|n| nodes.get(n).cloned().unwrap_or_else(|| n.clone())).unwrap_or_default();
-        let name = if t.slot > 0 { format!("{}.{}", t.service_name, t.slot) } else { format!("{}.{}", t.service_name, t.node_id.as_deref().map(short).unwrap_or("")) };
+        let node = t
+            .node_id
+            .as_ref()
+            .map(|n| nodes.get(n).cloned().unwrap_or_else(|| n.clone()))
+            .unwrap_or_default();
+        let name = if t.slot > 0 {
+            format!("{}.{}", t.service_name, t.slot)
+        } else {
+            format!(
+                "{}.{}",
+                t.service_name,
+                t.node_id.as_deref().map(short).unwrap_or("")
+            )
+        };
         let current = format!("{} {}", t.status.state, ago(t.status.timestamp, now));
         let err = t.status.err.clone().unwrap_or_else(|| {
-            if t.status.state == TaskState::Pending { t.status.message.clone() } else { String::new() }
+            if t.status.state == TaskState::Pending {
+                t.status.message.clone()
+            } else {
+                String::new()
+            }
         });
         if quiet {
             println!("{}", trunc(&t.id));
@@ -352,10 +433,18 @@ async fn ps(c: &mut Client, services: &[String], no_trunc: bool, quiet: bool, fo
             "Error": err, "Ports": "", "Slot": t.slot, "ServiceID": t.service_id,
             "Addr": t.status.addr, "ContainerID": t.status.container_id,
         }));
-        let shown_err = if err.is_empty() || no_trunc { err.clone() } else { format!("\"{}\"", truncate(&err, 40)) };
+        let shown_err = if err.is_empty() || no_trunc {
+            err.clone()
+        } else {
+            format!("\"{}\"", truncate(&err, 40))
+        };
         rows.push(vec![
             trunc(&t.id),
-            if history { format!(" \\_ {name}") } else { name },
+            if history {
+                format!(" \\_ {name}")
+            } else {
+                name
+            },
             t.spec.image.clone(),
             node,
             t.desired_state.to_string(),
@@ -370,7 +459,19 @@ async fn ps(c: &mut Client, services: &[String], no_trunc: bool, quiet: bool, fo
     if is_json(format) {
         json_lines(&json_items);
     } else {
-        table(&["ID", "NAME", "IMAGE", "NODE", "DESIRED STATE", "CURRENT STATE", "ERROR", "PORTS"], &rows);
+        table(
+            &[
+                "ID",
+                "NAME",
+                "IMAGE",
+                "NODE",
+                "DESIRED STATE",
+                "CURRENT STATE",
+                "ERROR",
+                "PORTS",
+            ],
+            &rows,
+        );
     }
     Ok(())
 }
@@ -395,13 +496,24 @@ async fn inspect(c: &mut Client, services: &[String], pretty: bool) -> Result<()
     }
     if pretty {
         for s in &out {
-            println!("ID:\t\t{}\nName:\t\t{}\nMode:\t\t{:?}", s.id, s.spec.name, s.spec.mode);
+            println!(
+                "ID:\t\t{}\nName:\t\t{}\nMode:\t\t{:?}",
+                s.id, s.spec.name, s.spec.mode
+            );
             if s.spec.mode == Mode::Replicated {
                 println!(" Replicas:\t{}", s.spec.replicas);
             }
-            println!("Image:\t\t{}\nArgs:\t\t{}\nEnv:\t\t{}", s.spec.image, s.spec.args.join(" "), s.spec.env.join(" "));
+            println!(
+                "Image:\t\t{}\nArgs:\t\t{}\nEnv:\t\t{}",
+                s.spec.image,
+                s.spec.args.join(" "),
+                s.spec.env.join(" ")
+            );
             let r = &s.spec.restart;
-            println!("RestartPolicy:\n Condition:\t{:?}\n Delay:\t\t{}ms\n MaxAttempts:\t{}", r.condition, r.delay_ms, r.max_attempts);
+            println!(
+                "RestartPolicy:\n Condition:\t{:?}\n Delay:\t\t{}ms\n MaxAttempts:\t{}",
+                r.condition, r.delay_ms, r.max_attempts
+            );
         }
     } else {
         println!("{}", serde_json::to_string_pretty(&out)?);
@@ -412,14 +524,29 @@ async fn inspect(c: &mut Client, services: &[String], pretty: bool) -> Result<()
 async fn logs(c: &mut Client, service: &str, follow: bool, tail: &str) -> Result<()> {
     let tail = match tail {
         "all" => 0,
-        n => n.parse().map_err(|_| anyhow!("invalid --tail {n:?}: expected a number or \"all\""))?,
+        n => n
+            .parse()
+            .map_err(|_| anyhow!("invalid --tail {n:?}: expected a number or \"all\""))?,
     };
-    let req = pb::ServiceLogsRequest { service: service.into(), follow, tail };
-    let mut stream = c.service_logs(req).await.map_err(status_error)?.into_inner();
+    let req = pb::ServiceLogsRequest {
+        service: service.into(),
+        follow,
+        tail,
+    };
+    let mut stream = c
+        .service_logs(req)
+        .await
+        .map_err(status_error)?
+        .into_inner();
     let mut stdout = std::io::stdout();
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(status_error)?;
-        let prefix = format!("{}.{}@{}", chunk.task_name, short(&chunk.task_id), chunk.node);
+        let prefix = format!(
+            "{}.{}@{}",
+            chunk.task_name,
+            short(&chunk.task_id),
+            chunk.node
+        );
         for line in String::from_utf8_lossy(&chunk.data).lines() {
             writeln!(stdout, "{prefix}    | {line}")?;
         }
@@ -433,8 +560,13 @@ mod tests {
 
     #[test]
     fn scale_targets_are_validated() {
-        assert_eq!(parse_scale_targets(&["web=5".into()]).unwrap(), vec![("web".to_string(), 5)]);
-        let err = parse_scale_targets(&["web=abc".into()]).unwrap_err().to_string();
+        assert_eq!(
+            parse_scale_targets(&["web=5".into()]).unwrap(),
+            vec![("web".to_string(), 5)]
+        );
+        let err = parse_scale_targets(&["web=abc".into()])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("abc") && err.contains("web"), "{err}");
         assert!(parse_scale_targets(&["web".into()]).is_err());
         assert!(parse_scale_targets(&["=3".into()]).is_err());

@@ -32,7 +32,11 @@ pub fn plan(st: &State, now: Millis) -> Plan {
                 SlotAction::WaitUntil(at) => {
                     out.wake_at = Some(out.wake_at.map_or(at, |w: Millis| w.min(at)))
                 }
-                SlotAction::Create { attempt, not_before, replaces } => {
+                SlotAction::Create {
+                    attempt,
+                    not_before,
+                    replaces,
+                } => {
                     create.push(new_task(svc, key, attempt, not_before, now));
                     supersede.extend(replaces);
                     if not_before > now {

@@ -10,9 +10,12 @@ use std::collections::BTreeMap;
 /// Ended tasks kept per slot, as Swarm's default task history limit.
 pub const HISTORY_PER_SLOT: usize = 5;
 
+/// A slot's identity: service, replica slot, and node for global tasks.
+type SlotKey<'a> = (&'a str, u64, Option<&'a str>);
+
 pub fn plan(st: &State, _now: Millis) -> Plan {
     let mut delete = Vec::new();
-    let mut history: BTreeMap<(&str, u64, Option<&str>), Vec<(Millis, &str)>> = BTreeMap::new();
+    let mut history: BTreeMap<SlotKey, Vec<(Millis, &str)>> = BTreeMap::new();
     for t in st.tasks.values() {
         if t.desired_state >= TaskState::Remove {
             let never_placed = t.status.state <= TaskState::Pending;
@@ -22,7 +25,11 @@ pub fn plan(st: &State, _now: Millis) -> Plan {
             continue;
         }
         if !t.is_live() {
-            let node = if t.slot == 0 { t.node_id.as_deref() } else { None };
+            let node = if t.slot == 0 {
+                t.node_id.as_deref()
+            } else {
+                None
+            };
             history
                 .entry((t.service_id.as_str(), t.slot, node))
                 .or_default()
@@ -77,7 +84,11 @@ mod tests {
         let p = plan(&st, 0);
         assert_eq!(
             p.commands,
-            vec![Command::DeleteTasks(vec!["t0".into(), "t1".into(), "t2".into()])]
+            vec![Command::DeleteTasks(vec![
+                "t0".into(),
+                "t1".into(),
+                "t2".into()
+            ])]
         );
     }
 }

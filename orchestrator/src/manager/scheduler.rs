@@ -87,7 +87,9 @@ pub fn plan(st: &State, now: Millis) -> Plan {
     for t in st.tasks.values().filter(|t| t.is_live()) {
         if let (Some(node), true) = (t.node_id.as_deref(), t.status.state >= TaskState::Assigned) {
             *load.entry(node).or_default() += 1;
-            *service_load.entry((node, t.service_id.as_str())).or_default() += 1;
+            *service_load
+                .entry((node, t.service_id.as_str()))
+                .or_default() += 1;
         }
     }
 
@@ -110,7 +112,11 @@ pub fn plan(st: &State, now: Millis) -> Plan {
                             .get(&(n.id.as_str(), task.service_id.as_str()))
                             .copied()
                             .unwrap_or(0);
-                        (svc, load.get(n.id.as_str()).copied().unwrap_or(0), n.id.clone())
+                        (
+                            svc,
+                            load.get(n.id.as_str()).copied().unwrap_or(0),
+                            n.id.clone(),
+                        )
                     })
                     .expect("candidates returns at least one node");
                 *load.entry(best.id.as_str()).or_default() += 1;
@@ -174,7 +180,9 @@ mod tests {
     #[test]
     fn spreads_replicas_across_nodes() {
         let s = service("s", Mode::Replicated, 4);
-        let tasks: Vec<_> = (1..=4).map(|i| unassigned(&format!("t{i}"), &s, i)).collect();
+        let tasks: Vec<_> = (1..=4)
+            .map(|i| unassigned(&format!("t{i}"), &s, i))
+            .collect();
         let st = state(&[node("n1"), node("n2")], &[s], &tasks);
         let per_node = placed(&st);
         assert_eq!((per_node["n1"], per_node["n2"]), (2, 2));
@@ -189,11 +197,20 @@ mod tests {
         drained.availability = Availability::Drain;
         let mut down = node("n3");
         down.state = NodeState::Down;
-        let st = state(&[paused, drained, down], &[s.clone()], &[unassigned("t", &s, 1)]);
+        let st = state(
+            &[paused, drained, down],
+            std::slice::from_ref(&s),
+            &[unassigned("t", &s, 1)],
+        );
         let p = plan(&st, 0);
-        let Command::Assign(a) = &p.commands[0] else { panic!("expected an assignment") };
+        let Command::Assign(a) = &p.commands[0] else {
+            panic!("expected an assignment")
+        };
         assert_eq!(a[0].node_id, None);
-        assert_eq!(a[0].message, "no suitable node (3 nodes not available for new tasks)");
+        assert_eq!(
+            a[0].message,
+            "no suitable node (3 nodes not available for new tasks)"
+        );
         // The same reason is not written again.
         let mut next = st.clone();
         next.apply(p.commands[0].clone());

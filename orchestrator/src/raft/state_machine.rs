@@ -77,7 +77,8 @@ impl Key {
 /// The objects a command may change, computed before it is applied (a removed
 /// service's tasks must be found while the service still exists).
 fn touched(st: &State, cmd: &Command) -> Vec<Key> {
-    let tasks = |ids: &mut dyn Iterator<Item = &String>| ids.map(|i| Key::Task(i.clone())).collect();
+    let tasks =
+        |ids: &mut dyn Iterator<Item = &String>| ids.map(|i| Key::Task(i.clone())).collect();
     match cmd {
         Command::InitCluster { node, .. } => vec![Key::Cluster, Key::Node(node.id.clone())],
         Command::PutNode(n) => vec![Key::Node(n.id.clone())],
@@ -147,9 +148,11 @@ impl StateMachine {
             }
             let mut meta = txn.open_table(SM_META).map_err(write_err)?;
             let applied = serde_json::to_vec(&self.last_applied).map_err(write_err)?;
-            meta.insert("last_applied", applied.as_slice()).map_err(write_err)?;
+            meta.insert("last_applied", applied.as_slice())
+                .map_err(write_err)?;
             let membership = serde_json::to_vec(&self.membership).map_err(write_err)?;
-            meta.insert("membership", membership.as_slice()).map_err(write_err)?;
+            meta.insert("membership", membership.as_slice())
+                .map_err(write_err)?;
         }
         txn.commit().map_err(write_err)
     }
@@ -195,7 +198,8 @@ fn load_object(st: &mut State, key: &str, bytes: &[u8]) -> Result<(), serde_json
             st.nodes.insert(id.into(), serde_json::from_slice(bytes)?);
         }
         "service" => {
-            st.services.insert(id.into(), serde_json::from_slice(bytes)?);
+            st.services
+                .insert(id.into(), serde_json::from_slice(bytes)?);
         }
         "task" => {
             st.tasks.insert(id.into(), serde_json::from_slice(bytes)?);
