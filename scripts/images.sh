@@ -236,6 +236,9 @@ debian_image() {
         # usrmerge package, and with it perl (~50MB).
         --hook-dir=/usr/share/mmdebstrap/hooks/merged-usr
         --include="$packages"
+        # Containers need no crash-safe package installs (Debian's own
+        # container images set this too); it saves many fsyncs.
+        --dpkgopt=force-unsafe-io
         # Docs, man pages and translations are dead weight in an image.
         --dpkgopt='path-exclude=/usr/share/doc/*'
         --dpkgopt='path-include=/usr/share/doc/*/copyright'
@@ -243,7 +246,13 @@ debian_image() {
         --dpkgopt='path-exclude=/usr/share/info/*'
         --dpkgopt='path-exclude=/usr/share/locale/*'
         "${APT_OPTS[@]}"
+        # Share downloaded packages between this run's images (the cache is
+        # removed at exit). Keep the essential set's .debs for that, too.
+        --skip=essential/unlink
+        --setup-hook='mkdir -p "$1"/var/cache/apt/archives'
+        --setup-hook="sync-in $DEB_CACHE /var/cache/apt/archives/"
         "${hooks_ref[@]}"
+        --customize-hook="sync-out /var/cache/apt/archives $DEB_CACHE"
         --customize-hook='rm -rf "$1"/var/cache/apt/*.bin "$1"/var/cache/apt/archives/*.deb "$1"/var/lib/apt/lists/* "$1"/var/log/* "$1"/tmp/*'
     )
     if ! TMPDIR=$tmp mmdebstrap "${args[@]}" "$SUITE" "$tmp/rootfs.tar" "$SOURCES_FILE" \
@@ -251,7 +260,9 @@ debian_image() {
         tail -n 30 "$tmp/mmdebstrap.log" >&2
         die "mmdebstrap failed for $tag (last lines above)"
     fi
-    import_tarball "$tmp/rootfs.tar" "$tag" "$hash" "$@"
+    # An imported image has no environment at all; give it Debian's PATH.
+    import_tarball "$tmp/rootfs.tar" "$tag" "$hash" \
+        'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' "$@"
 }
 
 # A hook line for mmdebstrap that copies a repo file into the rootfs.
@@ -484,6 +495,10 @@ verify_nginx() {
 # ---------------------------------------------------------------------------
 
 build_binaries() {
+    # rustup's default place, which a non-login shell may lack on PATH.
+    if ! have cargo && [[ -x ${CARGO_HOME:-$HOME/.cargo}/bin/cargo ]]; then
+        PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
+    fi
     have cargo || die "cargo not found; run scripts/setup.sh"
     log "cargo build (static) swarm-pause swarm-whoami"
     (
@@ -558,6 +573,8 @@ main() {
         [[ -s $SOURCES_FILE ]] ||
             die "no apt source for '$SUITE' (component main) found in /etc/apt/sources.list{,.d/*}"
         mapfile -t APT_OPTS < <(host_aptopts)
+        new_tmp
+        DEB_CACHE=$TMP
     fi
 
     local built=() cached=() hash current t0

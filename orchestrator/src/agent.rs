@@ -8,7 +8,7 @@ pub mod engine;
 use crate::state::Command;
 use crate::store::Store;
 use crate::types::{Task, TaskState, TaskStatus};
-use engine::{is_running, label, Engine, TaskContainers, LABEL_ADDR};
+use engine::{has_exited, is_running, label, Engine, TaskContainers, LABEL_ADDR};
 use futures::StreamExt;
 use std::collections::{HashMap, HashSet};
 use std::net::Ipv4Addr;
@@ -37,14 +37,18 @@ impl Agent {
             tracing::error!(error = %e, bridge = %self.gateway.bridge, "cannot set up the gateway bridge; tasks will fail to start");
         }
         let wake = Arc::new(Notify::new());
-        tokio::spawn(watch_engine(
+        let died = Arc::new(Mutex::new(HashSet::new()));
+        let watcher = watch_engine(
             self.engine.clone(),
             wake.clone(),
+            died.clone(),
             stop.clone(),
-        ));
+        );
+        tokio::spawn(watcher);
         let mut changes = self.store.subscribe();
         loop {
-            if let Err(e) = self.pass().await {
+            let died = std::mem::take(&mut *died.lock().expect("died set lock"));
+            if let Err(e) = self.pass(&died).await {
                 tracing::warn!(error = %e, "agent pass failed; retrying");
             }
             tokio::select! {
@@ -57,9 +61,19 @@ impl Agent {
     }
 
     /// One reconcile pass over this node's tasks and containers.
-    async fn pass(&self) -> Result<(), engine::EngineError> {
+    /// `died` names containers Docker just reported dead: the container list
+    /// can still call them running for a moment, so they are checked one by one.
+    async fn pass(&self, died: &HashSet<String>) -> Result<(), engine::EngineError> {
         let state = self.store.state();
         let mut containers = self.engine.task_containers().await?;
+        for task in containers.values_mut() {
+            for c in [&mut task.app, &mut task.pause].into_iter().flatten() {
+                let id = c.id.clone().unwrap_or_default();
+                if is_running(c) && died.contains(&id) && !self.engine.is_running(&id).await? {
+                    c.state = Some("exited".into());
+                }
+            }
+        }
         let mine: Vec<&Task> = state
             .tasks
             .values()
@@ -132,7 +146,7 @@ impl Agent {
                 (observed < TaskState::Running).then(|| self.running(task, have))
             }
             // The container ran and stopped: the task is over.
-            (Some(app), TaskState::Running | TaskState::Starting) => {
+            (Some(app), TaskState::Running | TaskState::Starting) if has_exited(app) => {
                 let id = app.id.clone().unwrap_or_default();
                 let code = self.engine.exit_code(&id).await.unwrap_or(-1);
                 // Free the namespace holder; containers stay for `logs` until reaped.
@@ -164,6 +178,7 @@ impl Agent {
         have: &TaskContainers,
         used: &Mutex<HashSet<Ipv4Addr>>,
     ) -> TaskStatus {
+        self.report(task, TaskState::Preparing, "preparing").await;
         if let Err(msg) = self.engine.check_image(&task.spec.image).await {
             return TaskStatus::new(TaskState::Rejected, "preparing failed").with_err(msg);
         }
@@ -209,6 +224,7 @@ impl Agent {
                     .with_err(e.to_string());
             }
         };
+        self.report(task, TaskState::Starting, "starting").await;
         if let Err(e) = self.engine.start(&app).await {
             let _ = self.engine.stop(&pause.0, 0).await;
             return TaskStatus::new(TaskState::Failed, "starting container failed")
@@ -219,6 +235,18 @@ impl Agent {
         st.addr = Some(addr.to_string());
         tracing::info!(task = %task.name(), id = %task.id, %addr, "task started");
         st
+    }
+
+    /// Report an intermediate state right away, so `service ps` and the
+    /// progress display follow a slow start step by step.
+    async fn report(&self, task: &Task, state: TaskState, message: &str) {
+        if task.status.state >= state {
+            return;
+        }
+        let update = vec![(task.id.clone(), TaskStatus::new(state, message))];
+        if let Err(e) = self.store.write(Command::UpdateStatus(update)).await {
+            tracing::warn!(task = %task.name(), error = %e, "cannot report task status");
+        }
     }
 
     /// Stop a task's containers, and remove them when `remove` is set.
@@ -259,7 +287,12 @@ fn veth_name(task_id: &str) -> String {
 
 /// Wake the agent as soon as one of its containers starts or dies, instead of
 /// waiting for the next resync.
-async fn watch_engine(engine: Engine, wake: Arc<Notify>, stop: CancellationToken) {
+async fn watch_engine(
+    engine: Engine,
+    wake: Arc<Notify>,
+    died: Arc<Mutex<HashSet<String>>>,
+    stop: CancellationToken,
+) {
     use bollard::system::EventsOptions;
     loop {
         let filters = HashMap::from([
@@ -277,7 +310,14 @@ async fn watch_engine(engine: Engine, wake: Arc<Notify>, stop: CancellationToken
             tokio::select! {
                 _ = stop.cancelled() => return,
                 ev = events.next() => match ev {
-                    Some(Ok(_)) => wake.notify_one(),
+                    Some(Ok(ev)) => {
+                        if ev.action.as_deref() == Some("die") {
+                            if let Some(id) = ev.actor.and_then(|a| a.id) {
+                                died.lock().expect("died set lock").insert(id);
+                            }
+                        }
+                        wake.notify_one()
+                    }
                     Some(Err(e)) => { tracing::debug!(error = %e, "docker event stream"); break; }
                     None => break,
                 }

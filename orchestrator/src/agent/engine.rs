@@ -50,6 +50,11 @@ pub fn is_running(c: &ContainerSummary) -> bool {
     c.state.as_deref() == Some("running")
 }
 
+/// The container ran and stopped (as opposed to never having started).
+pub fn has_exited(c: &ContainerSummary) -> bool {
+    matches!(c.state.as_deref(), Some("exited" | "dead"))
+}
+
 pub fn label<'a>(c: &'a ContainerSummary, key: &str) -> Option<&'a str> {
     c.labels.as_ref()?.get(key).map(String::as_str)
 }
@@ -207,6 +212,22 @@ impl Engine {
 
     pub async fn start(&self, id: &str) -> Result<(), EngineError> {
         Ok(self.docker.start_container::<String>(id, None).await?)
+    }
+
+    /// Whether a container runs, asked of the container itself rather than
+    /// the (briefly stale) container list.
+    pub async fn is_running(&self, id: &str) -> Result<bool, EngineError> {
+        match self
+            .docker
+            .inspect_container(id, None::<InspectContainerOptions>)
+            .await
+        {
+            Ok(info) => Ok(info.state.and_then(|s| s.running).unwrap_or(false)),
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// The exit code of a stopped container.
