@@ -21,13 +21,17 @@ log "images";         scripts/images.sh
 log "format";         cargo fmt --all -- --check
 log "lint";           cargo clippy --workspace --all-targets -- -D warnings
 
+results=$(mktemp)
+trap 'rm -f "$results"' EXIT
 log "unit tests"
-cargo test --workspace --exclude swarm-tests
+cargo test --workspace --exclude swarm-tests 2>&1 | tee -a "$results"
 
 log "scenario tests (lab)"
 # Start from a clean lab and leave none behind, pass or fail.
 scripts/lab.sh down >/dev/null
-trap 'scripts/lab.sh down >/dev/null 2>&1 || true' EXIT
-SWARM_BIN="$REPO_ROOT/target/debug/swarm" cargo test -p swarm-tests -- --test-threads=1
+trap 'scripts/lab.sh down >/dev/null 2>&1 || true; rm -f "$results"' EXIT
+SWARM_BIN="$REPO_ROOT/target/debug/swarm" cargo test -p swarm-tests -- --test-threads=1 2>&1 | tee -a "$results"
 
 log "all tests passed in $(elapsed "$start")"
+# One closing line over every cargo test run above.
+awk '/^test result:/ { p += $4; f += $6 } END { printf "tests: %d passed, %d failed\n", p, f }' "$results"

@@ -3,4 +3,5 @@
 //! done through rtnetlink. The data-plane work adds BPF loading, Maglev
 //! tables, conntrack and the iptables mode here.
 
+pub mod maglev;
 pub mod sandbox;

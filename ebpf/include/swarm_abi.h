@@ -1,0 +1,122 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The one header that defines every map key and value shared between the
+ * BPF programs and Rust (ebpf/src/abi.rs mirrors it; a test checks sizes and
+ * offsets against the layout table the build emits from this file).
+ *
+ * Byte order: addresses and ports are stored in network order, exactly as
+ * they appear in packets, so the fast path never swaps bytes.
+ * Every struct has explicit padding so C and Rust agree without packing.
+ */
+#ifndef SWARM_ABI_H
+#define SWARM_ABI_H
+
+#include <linux/types.h>
+
+/* Maglev lookup table entries per service: a prime, so every skip value
+ * visits every bucket. 4093 keeps one service's table at 8 KiB while giving
+ * 40 backends ~100 buckets each (balance within ~1%). */
+#define SWARM_MAGLEV_SIZE 4093
+/* Backends one service can have. */
+#define SWARM_MAX_BACKENDS 256
+/* Services (load-balancing groups) and frontends a node can hold. */
+#define SWARM_MAX_SERVICES 65536
+#define SWARM_MAX_FRONTENDS 131072
+/* Tracked flows per node; least recently used flows are evicted first. */
+#define SWARM_MAX_FLOWS 1048576
+
+/* swarm_backend.state */
+#define SWARM_BACKEND_ACTIVE 0   /* takes new flows */
+#define SWARM_BACKEND_DRAINING 1 /* keeps its flows, gets no new ones */
+
+/* Why a packet was dropped: index into swarm_v4_drops. Userspace prints the
+ * same names (ebpf/src/abi.rs DROP_REASONS). */
+#define SWARM_DROP_NO_BACKEND 0   /* service has no active backend */
+#define SWARM_DROP_FRAGMENT 1     /* fragment of a packet to a service */
+#define SWARM_DROP_BAD_HEADER 2   /* IPv4 header length invalid */
+#define SWARM_DROP_ENCAP_FAILED 3 /* no room to encapsulate, or no route */
+#define SWARM_DROP_DECAP_FAILED 4 /* malformed tunnelled packet */
+#define SWARM_DROP_MAX 5
+
+/* Key of swarm_v4_frontends: how a packet addresses a service. */
+struct swarm_frontend {
+	__u32 addr;  /* VIP, or 0 for a published port on this node's address */
+	__u16 port;  /* destination port */
+	__u8 proto;  /* IPPROTO_TCP or IPPROTO_UDP */
+	__u8 pad;
+};
+
+/* Value of swarm_v4_frontends. */
+struct swarm_frontend_info {
+	__u32 svc_id; /* key into swarm_v4_services and swarm_v4_svc_stats */
+};
+
+struct swarm_backend {
+	__u32 addr;  /* the backend task's address */
+	__u32 node;  /* underlay address of the node running it; 0 = this node */
+	__u16 port;  /* the backend's port */
+	__u8 state;  /* SWARM_BACKEND_* */
+	__u8 pad;
+};
+
+/* Value of swarm_v4_services: everything needed to pick a backend for a new
+ * flow, written in one map update so a reader never sees a torn service. */
+struct swarm_service {
+	__u32 svc_id;
+	__u16 backend_count;              /* valid entries in backends[] */
+	__u16 table_size;                 /* 0 when no backend is active */
+	struct swarm_backend backends[SWARM_MAX_BACKENDS];
+	__u16 table[SWARM_MAGLEV_SIZE];   /* bucket -> index into backends[] */
+	__u16 pad;
+};
+
+/* Key of swarm_v4_flows: a client's flow as it arrives at the frontend. */
+struct swarm_flow {
+	__u32 saddr;
+	__u32 daddr;
+	__u16 sport;
+	__u16 dport;
+	__u8 proto;
+	__u8 pad[3];
+};
+
+/* Value of swarm_v4_flows: the backend a flow is pinned to. */
+struct swarm_flow_target {
+	__u64 created_ns;  /* bpf_ktime_get_ns() at the first packet */
+	__u64 seen_ns;     /* at the latest packet */
+	struct swarm_backend backend;
+	__u32 svc_id;
+};
+
+/* Key of swarm_v4_rnat: a reply as it leaves a local backend. */
+struct swarm_reply {
+	__u32 backend_addr;
+	__u32 client_addr;
+	__u16 backend_port;
+	__u16 client_port;
+	__u8 proto;
+	__u8 pad[3];
+};
+
+/* Value of swarm_v4_rnat: the frontend the client addressed, restored as the
+ * reply's source so the client sees the address it connected to. */
+struct swarm_reply_nat {
+	__u32 frontend_addr;
+	__u16 frontend_port;
+	__u16 pad;
+};
+
+/* Value of swarm_v4_svc_stats (per CPU), keyed by svc_id. */
+struct swarm_svc_stats {
+	__u64 packets;
+	__u64 bytes;
+	__u64 new_flows;
+};
+
+/* swarm_v4_config[0]: this node's settings. */
+struct swarm_config {
+	__u32 node_addr;  /* this node's underlay address */
+	__u32 flags;      /* reserved */
+};
+
+#endif /* SWARM_ABI_H */

@@ -1,0 +1,131 @@
+//! Maglev consistent hashing (Eisenbud et al., NSDI 2016). Each backend
+//! fills a prime-sized lookup table following its own permutation, taking
+//! turns, so every backend owns an almost equal share, and removing one
+//! backend moves little more than that backend's own share.
+//!
+//! The table depends only on the set of backend keys, never on the order they
+//! were given in or on per-process hash seeds, so every node computes the
+//! same table and picks the same backend for a flow.
+
+/// Default table size: a prime, so every skip value visits every entry. At
+/// 16381 entries, 100 backends still get ~164 entries each (±1).
+pub const TABLE_SIZE: u32 = 16381;
+
+/// 64-bit FNV-1a with a seed byte: stable across processes and versions.
+fn fnv1a(seed: u8, data: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in std::iter::once(seed).chain(data.iter().copied()) {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+/// Build the lookup table: entry `i` holds the index into `keys` of the
+/// backend that owns hash bucket `i`. `keys` identify backends (for example
+/// "10.0.1.5:80"); they must be distinct. Returns an empty table when there
+/// are no backends.
+pub fn build(keys: &[impl AsRef<[u8]>], size: u32) -> Vec<u32> {
+    assert!(size > 2, "maglev table size must be a prime above 2");
+    let n = keys.len();
+    if n == 0 {
+        return Vec::new();
+    }
+    // Fill in a canonical order (sorted by key) so the input order of the
+    // backends cannot change the result; report indices in the caller's order.
+    let mut order: Vec<usize> = (0..n).collect();
+    order.sort_by(|&a, &b| keys[a].as_ref().cmp(keys[b].as_ref()));
+    let m = u64::from(size);
+    let perms: Vec<(u64, u64)> = order
+        .iter()
+        .map(|&i| {
+            let k = keys[i].as_ref();
+            let offset = fnv1a(0x4f, k) % m;
+            let skip = fnv1a(0x53, k) % (m - 1) + 1;
+            (offset, skip)
+        })
+        .collect();
+    let mut next = vec![0u64; n];
+    let mut table = vec![u32::MAX; size as usize];
+    let mut filled = 0usize;
+    loop {
+        for (slot, &(offset, skip)) in perms.iter().enumerate() {
+            let mut c = ((offset + next[slot] * skip) % m) as usize;
+            while table[c] != u32::MAX {
+                next[slot] += 1;
+                c = ((offset + next[slot] * skip) % m) as usize;
+            }
+            table[c] = order[slot] as u32;
+            next[slot] += 1;
+            filled += 1;
+            if filled == size as usize {
+                return table;
+            }
+        }
+    }
+}
+
+/// How many table entries each backend owns, by index into the keys.
+pub fn shares(table: &[u32], backends: usize) -> Vec<usize> {
+    let mut counts = vec![0; backends];
+    for &b in table {
+        counts[b as usize] += 1;
+    }
+    counts
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys(n: usize) -> Vec<String> {
+        (0..n).map(|i| format!("10.0.{}.{}:80", i / 250, i % 250 + 2)).collect()
+    }
+
+    #[test]
+    fn every_backend_gets_an_almost_equal_share() {
+        for n in [1, 2, 3, 7, 10, 100] {
+            let t = build(&keys(n), TABLE_SIZE);
+            let s = shares(&t, n);
+            let (min, max) = (*s.iter().min().unwrap(), *s.iter().max().unwrap());
+            assert!(max - min <= 1, "n={n}: shares {min}..{max}");
+        }
+    }
+
+    #[test]
+    fn order_of_backends_does_not_matter() {
+        let k = keys(20);
+        let mut rev = k.clone();
+        rev.reverse();
+        let a = build(&k, TABLE_SIZE);
+        let b = build(&rev, TABLE_SIZE);
+        // Same backend (by key) in every bucket.
+        assert!(a.iter().zip(&b).all(|(&x, &y)| k[x as usize] == rev[y as usize]));
+    }
+
+    #[test]
+    fn removing_one_of_n_backends_remaps_at_most_one_nth_plus_one_percent() {
+        for n in [2, 3, 5, 10, 16, 50, 100] {
+            let all = keys(n);
+            let before = build(&all, TABLE_SIZE);
+            for removed in [0, n / 2, n - 1] {
+                let rest: Vec<String> =
+                    all.iter().enumerate().filter(|(i, _)| *i != removed).map(|(_, k)| k.clone()).collect();
+                let after = build(&rest, TABLE_SIZE);
+                let moved = before
+                    .iter()
+                    .zip(&after)
+                    .filter(|(&b, &a)| all[b as usize] != rest[a as usize])
+                    .count();
+                let fraction = moved as f64 / f64::from(TABLE_SIZE);
+                let bound = 1.0 / n as f64 + 0.01;
+                assert!(fraction <= bound, "n={n} removed={removed}: {fraction:.4} > {bound:.4}");
+            }
+        }
+    }
+
+    #[test]
+    fn no_backends_gives_an_empty_table() {
+        assert!(build(&Vec::<String>::new(), TABLE_SIZE).is_empty());
+    }
+}
