@@ -13,10 +13,12 @@
 
 #include <linux/types.h>
 
-/* Maglev lookup table entries per service: a prime, so every skip value
- * visits every bucket. 4093 keeps one service's table at 8 KiB while giving
- * 40 backends ~100 buckets each (balance within ~1%). */
-#define SWARM_MAGLEV_SIZE 4093
+/* A service's Maglev table has a prime number of buckets, sized by
+ * mesh/src/maglev.rs from the service's declared backend count (at most
+ * SWARM_MAGLEV_MAX). It is stored in chunks of SWARM_MAGLEV_CHUNK buckets,
+ * so small services cost little memory and few map updates. */
+#define SWARM_MAGLEV_CHUNK 1024
+#define SWARM_MAGLEV_MAX 131071
 /* Backends one service can have. */
 #define SWARM_MAX_BACKENDS 256
 /* Services (load-balancing groups) and frontends a node can hold. */
@@ -59,15 +61,23 @@ struct swarm_backend {
 	__u8 pad;
 };
 
-/* Value of swarm_v4_services: everything needed to pick a backend for a new
- * flow, written in one map update so a reader never sees a torn service. */
+/* Value of swarm_v4_services, keyed by svc_id. */
 struct swarm_service {
-	__u32 svc_id;
-	__u16 backend_count;              /* valid entries in backends[] */
-	__u16 table_size;                 /* 0 when no backend is active */
-	struct swarm_backend backends[SWARM_MAX_BACKENDS];
-	__u16 table[SWARM_MAGLEV_SIZE];   /* bucket -> index into backends[] */
+	__u32 table_size;     /* Maglev buckets; 0 when no backend is active */
+	__u16 backend_count;  /* valid entries in backends[] */
 	__u16 pad;
+	struct swarm_backend backends[SWARM_MAX_BACKENDS];
+};
+
+/* Key of swarm_v4_maglev: one chunk of a service's Maglev table. */
+struct swarm_maglev_key {
+	__u32 svc_id;
+	__u32 chunk;  /* bucket / SWARM_MAGLEV_CHUNK */
+};
+
+/* Value of swarm_v4_maglev: bucket -> index into swarm_service.backends. */
+struct swarm_maglev_chunk {
+	__u16 entries[SWARM_MAGLEV_CHUNK];
 };
 
 /* Key of swarm_v4_flows: a client's flow as it arrives at the frontend. */
