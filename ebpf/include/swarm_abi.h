@@ -65,14 +65,17 @@ struct swarm_backend {
 struct swarm_service {
 	__u32 table_size;     /* Maglev buckets; 0 when no backend is active */
 	__u16 backend_count;  /* valid entries in backends[] */
-	__u16 pad;
+	__u16 generation;     /* which swarm_v4_maglev chunks are current */
 	struct swarm_backend backends[SWARM_MAX_BACKENDS];
 };
 
 /* Key of swarm_v4_maglev: one chunk of a service's Maglev table. */
 struct swarm_maglev_key {
 	__u32 svc_id;
-	__u32 chunk;  /* bucket / SWARM_MAGLEV_CHUNK */
+	__u16 chunk;       /* bucket / SWARM_MAGLEV_CHUNK */
+	__u16 generation;  /* chunks of a new table are written under a new
+	                    * generation, then swarm_service switches to it in
+	                    * one update: a reader never mixes two tables */
 };
 
 /* Value of swarm_v4_maglev: bucket -> index into swarm_service.backends. */

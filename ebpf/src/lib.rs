@@ -1,3 +1,11 @@
-//! Will own the BPF programs written in C (XDP routing mesh, service-VIP load
-//! balancing, overlay helpers), the one ABI header shared with Rust, and the
-//! build script that compiles them with clang-19. Filled in by the data-plane issue.
+//! The BPF side of the data plane: programs written in C (in `bpf/`),
+//! compiled by build.rs with clang for the BPF target and embedded here, and
+//! the Rust mirror of their one ABI header (`include/swarm_abi.h`).
+//! Policy lives in `swarm-mesh`; this crate only carries the programs.
+
+pub mod abi;
+
+/// XDP program for a node's underlay interface (`swarm_xdp_ingress`).
+pub const XDP_MESH: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/xdp_mesh.o"));
+/// tc egress program for a node's underlay interface (`swarm_tc_egress`).
+pub const TC_EGRESS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/tc_egress.o"));

@@ -1,0 +1,133 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Service load balancing: frontend lookup, connection tracking and Maglev
+ * backend selection. Every node holds the same tables, so every node picks
+ * the same backend for a new flow. */
+#ifndef SWARM_LB_H
+#define SWARM_LB_H
+
+#include "maps.h"
+#include "parse.h"
+
+static __always_inline __u32 mix32(__u32 h)
+{
+	h ^= h >> 16;
+	h *= 0x85ebca6b;
+	h ^= h >> 13;
+	h *= 0xc2b2ae35;
+	h ^= h >> 16;
+	return h;
+}
+
+static __always_inline __u32 flow_hash(const struct swarm_flow *f)
+{
+	__u32 h = mix32(f->saddr ^ 0x9e3779b9);
+
+	h = mix32(h ^ f->daddr);
+	h = mix32(h ^ (((__u32)f->sport << 16) | f->dport));
+	return mix32(h ^ f->proto);
+}
+
+/* The service a packet addresses: VIP:port, or a published port on this
+ * node's own address. */
+static __always_inline struct swarm_frontend_info *
+find_frontend(const struct packet *p, const struct swarm_config *cfg)
+{
+	struct swarm_frontend key = {
+		.addr = p->ip->daddr,
+		.port = *p->dport,
+		.proto = p->ip->protocol,
+	};
+	struct swarm_frontend_info *fe = bpf_map_lookup_elem(&swarm_v4_frontends, &key);
+
+	if (fe || p->ip->daddr != cfg->node_addr)
+		return fe;
+	key.addr = 0;
+	return bpf_map_lookup_elem(&swarm_v4_frontends, &key);
+}
+
+/* Pick a backend for a new flow with the service's Maglev table. Only
+ * active backends are in the table, so draining ones get no new flows. */
+static __always_inline int maglev_pick(__u32 svc_id, const struct swarm_flow *flow,
+				       struct swarm_backend *out)
+{
+	struct swarm_service *svc = bpf_map_lookup_elem(&swarm_v4_services, &svc_id);
+
+	if (!svc || svc->table_size == 0)
+		return -1;
+	__u32 bucket = flow_hash(flow) % svc->table_size;
+	struct swarm_maglev_key key = {
+		.svc_id = svc_id,
+		.chunk = bucket / SWARM_MAGLEV_CHUNK,
+		.generation = svc->generation,
+	};
+	struct swarm_maglev_chunk *chunk = bpf_map_lookup_elem(&swarm_v4_maglev, &key);
+
+	if (!chunk)
+		return -1;
+	__u16 idx = chunk->entries[bucket % SWARM_MAGLEV_CHUNK];
+
+	if (idx >= svc->backend_count || idx >= SWARM_MAX_BACKENDS)
+		return -1;
+	*out = svc->backends[idx];
+	return 0;
+}
+
+/* The backend for this flow: the tracked one, or a new Maglev pick that is
+ * then tracked, so the flow stays put while backends come and go. */
+static __always_inline int lb_select(__u32 svc_id, const struct swarm_flow *flow, __u64 bytes,
+				     struct swarm_backend *out)
+{
+	__u64 now = bpf_ktime_get_ns();
+	struct swarm_flow_target *t = bpf_map_lookup_elem(&swarm_v4_flows, flow);
+	struct swarm_svc_stats *st = bpf_map_lookup_elem(&swarm_v4_svc_stats, &svc_id);
+
+	if (!st) {
+		struct swarm_svc_stats zero = {};
+
+		bpf_map_update_elem(&swarm_v4_svc_stats, &svc_id, &zero, BPF_NOEXIST);
+		st = bpf_map_lookup_elem(&swarm_v4_svc_stats, &svc_id);
+	}
+	if (st) {
+		st->packets += 1;
+		st->bytes += bytes;
+	}
+	if (t && t->svc_id == svc_id) {
+		t->seen_ns = now;
+		*out = t->backend;
+		return 0;
+	}
+	if (maglev_pick(svc_id, flow, out))
+		return -1;
+	struct swarm_flow_target nt = {
+		.created_ns = now,
+		.seen_ns = now,
+		.backend = *out,
+		.svc_id = svc_id,
+	};
+	bpf_map_update_elem(&swarm_v4_flows, flow, &nt, BPF_ANY);
+	if (st)
+		st->new_flows += 1;
+	return 0;
+}
+
+/* Remember how to restore the frontend as the source of the backend's
+ * replies (done by the tc egress program). */
+static __always_inline void remember_reply(__u32 backend_addr, __u16 backend_port, __u32 client_addr,
+					   __u16 client_port, __u8 proto, __u32 fe_addr, __u16 fe_port)
+{
+	struct swarm_reply key = {
+		.backend_addr = backend_addr,
+		.client_addr = client_addr,
+		.backend_port = backend_port,
+		.client_port = client_port,
+		.proto = proto,
+	};
+	struct swarm_reply_nat val = {
+		.frontend_addr = fe_addr,
+		.frontend_port = fe_port,
+	};
+
+	bpf_map_update_elem(&swarm_v4_rnat, &key, &val, BPF_ANY);
+}
+
+#endif

@@ -1,0 +1,192 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * XDP on a node's underlay interface: the routing mesh.
+ *
+ * A packet to a service frontend (a published port on this node, or a VIP)
+ * gets a backend from connection tracking or Maglev. For a backend on this
+ * node, the destination is rewritten (DNAT) and the packet goes up the stack
+ * to the task. For a backend on another node, the packet is DNATed the same
+ * way and then wrapped in IPIP to that node; the outer source is this node
+ * and the outer IP ID carries the frontend port, so the backend's node can
+ * answer the client directly as this node's address (direct server return).
+ * The client's own address is never rewritten: backends see real client IPs.
+ *
+ * An IPIP packet addressed to this node is unwrapped, its reply translation
+ * recorded, and passed up to the local backend.
+ *
+ * Everything else passes untouched. Malformed packets to a service are
+ * dropped and counted by reason (swarm_v4_drops).
+ */
+#include <linux/bpf.h>
+#include <linux/pkt_cls.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+#include "lib/csum.h"
+#include "lib/lb.h"
+
+#ifndef AF_INET
+#define AF_INET 2
+#endif
+
+char LICENSE[] SEC("license") = "GPL";
+
+static __always_inline void nat_dst(struct packet *p, __u32 addr, __u16 port)
+{
+	__u32 old_addr = p->ip->daddr;
+	__u16 old_port = *p->dport;
+	int udp_nocsum = p->ip->protocol == IPPROTO_UDP && *p->l4_csum == 0;
+
+	csum_replace4(&p->ip->check, old_addr, addr);
+	if (!udp_nocsum) {
+		csum_replace4(p->l4_csum, old_addr, addr);
+		csum_replace2(p->l4_csum, old_port, port);
+	}
+	p->ip->daddr = addr;
+	*p->dport = port;
+}
+
+/* Wrap the packet at ctx in IPIP from this node to `node`. */
+static __always_inline int encap(struct xdp_md *ctx, __u32 self, __u32 node, __u16 fe_port)
+{
+	if (bpf_xdp_adjust_head(ctx, -(int)sizeof(struct iphdr))) {
+		count_drop(SWARM_DROP_ENCAP_FAILED);
+		return XDP_DROP;
+	}
+	void *data = (void *)(long)ctx->data;
+	void *end = (void *)(long)ctx->data_end;
+	struct ethhdr *eth = data;
+	struct iphdr *outer = (void *)(eth + 1);
+	struct iphdr *inner = (void *)(outer + 1);
+
+	if ((void *)(inner + 1) > end) {
+		count_drop(SWARM_DROP_ENCAP_FAILED);
+		return XDP_DROP;
+	}
+	/* The old Ethernet header sits right after the new room. */
+	__builtin_memcpy(eth, (void *)eth + sizeof(struct iphdr), sizeof(*eth));
+	outer->version = 4;
+	outer->ihl = 5;
+	outer->tos = inner->tos;
+	outer->tot_len = bpf_htons(bpf_ntohs(inner->tot_len) + sizeof(struct iphdr));
+	outer->id = fe_port;
+	outer->frag_off = 0;
+	outer->ttl = 64;
+	outer->protocol = IPPROTO_IPIP;
+	outer->check = 0;
+	outer->saddr = self;
+	outer->daddr = node;
+	outer->check = ipv4_csum(outer);
+
+	struct bpf_fib_lookup fib = {
+		.family = AF_INET,
+		.ipv4_src = self,
+		.ipv4_dst = node,
+		.ifindex = ctx->ingress_ifindex,
+	};
+	if (bpf_fib_lookup(ctx, &fib, sizeof(fib), 0) == BPF_FIB_LKUP_RET_SUCCESS) {
+		__builtin_memcpy(eth->h_dest, fib.dmac, ETH_ALEN);
+		__builtin_memcpy(eth->h_source, fib.smac, ETH_ALEN);
+		if (fib.ifindex == ctx->ingress_ifindex)
+			return XDP_TX;
+		return bpf_redirect(fib.ifindex, 0);
+	}
+	/* No neighbour entry yet: the stack forwards the tunnelled packet and
+	 * resolves the neighbour itself. */
+	return XDP_PASS;
+}
+
+/* Unwrap IPIP from another node, whose packet is already DNATed. */
+static __always_inline int decap(struct xdp_md *ctx, struct iphdr *outer, void *end)
+{
+	struct packet p = {};
+
+	if (parse_ipv4(&p, (void *)(outer + 1), end) != PARSE_OK) {
+		count_drop(SWARM_DROP_DECAP_FAILED);
+		return XDP_DROP;
+	}
+	remember_reply(p.ip->daddr, *p.dport, p.ip->saddr, *p.sport, p.ip->protocol,
+		       outer->saddr, outer->id);
+
+	void *data = (void *)(long)ctx->data;
+	struct ethhdr *eth = data;
+
+	if ((void *)(eth + 1) + sizeof(struct iphdr) > end) {
+		count_drop(SWARM_DROP_DECAP_FAILED);
+		return XDP_DROP;
+	}
+	/* Move the Ethernet header over the outer IP header, then drop the gap. */
+	__builtin_memcpy((void *)eth + sizeof(struct iphdr), eth, sizeof(*eth));
+	if (bpf_xdp_adjust_head(ctx, (int)sizeof(struct iphdr))) {
+		count_drop(SWARM_DROP_DECAP_FAILED);
+		return XDP_DROP;
+	}
+	return XDP_PASS;
+}
+
+SEC("xdp")
+int swarm_xdp_ingress(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *end = (void *)(long)ctx->data_end;
+	__u32 zero = 0;
+	struct swarm_config *cfg = bpf_map_lookup_elem(&swarm_v4_config, &zero);
+	struct packet p = {};
+
+	if (!cfg)
+		return XDP_PASS;
+
+	enum parse_result r = parse_eth(&p, data, end);
+
+	if (r == PARSE_NOT_OURS && p.ip && (void *)(p.ip + 1) <= end && p.ip->version == 4 &&
+	    p.ip->ihl == 5 && p.ip->protocol == IPPROTO_IPIP && p.ip->daddr == cfg->node_addr &&
+	    !(p.ip->frag_off & bpf_htons(IP_MF | IP_OFFSET)))
+		return decap(ctx, p.ip, end);
+	if (r == PARSE_NOT_OURS)
+		return XDP_PASS;
+	if (r == PARSE_BAD_HEADER) {
+		count_drop(SWARM_DROP_BAD_HEADER);
+		return XDP_DROP;
+	}
+	if (r == PARSE_FRAGMENT) {
+		/* Only a first fragment carries ports; later ones pass untouched
+		 * (the stack discards them without their first fragment). */
+		if (p.ip->frag_off & bpf_htons(IP_OFFSET))
+			return XDP_PASS;
+		struct udphdr *ports = (void *)p.ip + p.ip->ihl * 4; /* same offsets in TCP */
+
+		if ((void *)(ports + 1) > end)
+			return XDP_PASS;
+		p.dport = &ports->dest;
+		if (find_frontend(&p, cfg)) {
+			count_drop(SWARM_DROP_FRAGMENT);
+			return XDP_DROP;
+		}
+		return XDP_PASS;
+	}
+
+	struct swarm_frontend_info *fe = find_frontend(&p, cfg);
+
+	if (!fe)
+		return XDP_PASS;
+
+	struct swarm_flow flow = {
+		.saddr = p.ip->saddr,
+		.daddr = p.ip->daddr,
+		.sport = *p.sport,
+		.dport = *p.dport,
+		.proto = p.ip->protocol,
+	};
+	struct swarm_backend be;
+
+	if (lb_select(fe->svc_id, &flow, end - data, &be)) {
+		count_drop(SWARM_DROP_NO_BACKEND);
+		return XDP_DROP;
+	}
+	nat_dst(&p, be.addr, be.port);
+	if (be.node == 0 || be.node == cfg->node_addr) {
+		remember_reply(be.addr, be.port, flow.saddr, flow.sport, flow.proto, flow.daddr,
+			       flow.dport);
+		return XDP_PASS;
+	}
+	return encap(ctx, cfg->node_addr, be.node, flow.dport);
+}
