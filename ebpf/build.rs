@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// The BPF programs, one per attach point.
-const PROGRAMS: &[&str] = &["xdp_mesh", "tc_egress"];
+const PROGRAMS: &[&str] = &["xdp_mesh", "tc_egress", "xdp_pass"];
 
 fn run(cmd: &mut Command, what: &str) {
     let status = cmd.status().unwrap_or_else(|e| {
@@ -51,7 +51,9 @@ fn main() {
             .arg(&probe),
         "compiling the ABI layout probe",
     );
-    let table = Command::new(&probe).output().expect("running the layout probe");
+    let table = Command::new(&probe)
+        .output()
+        .expect("running the layout probe");
     assert!(table.status.success(), "the ABI layout probe failed");
     std::fs::write(out.join("layout.rs"), table.stdout).expect("writing layout.rs");
 

@@ -80,6 +80,20 @@ mount_bpffs() {
     log "mounted bpffs at /sys/fs/bpf"
 }
 
+# `ip netns exec` remounts /sys in a private mount namespace, hiding the
+# host's bpffs. A second mount point of the same bpffs outside /sys stays
+# visible there, and the data plane bind-mounts it back over /sys/fs/bpf, so
+# every process, in any lab node, sees the same pinned maps.
+alias_bpffs() {
+    local alias=/run/swarm/bpffs
+    if findmnt -n -t bpf "$alias" >/dev/null 2>&1; then
+        return
+    fi
+    mkdir -p "$alias"
+    mount --bind /sys/fs/bpf "$alias" || die "could not bind-mount /sys/fs/bpf at $alias"
+    log "bpffs also at $alias (for processes in network namespaces)"
+}
+
 check_rust() {
     # rustup installs into ~/.cargo/bin, which a non-login shell may not have on PATH.
     if ! have cargo && [[ -x ${CARGO_HOME:-$HOME/.cargo}/bin/cargo ]]; then
@@ -115,6 +129,7 @@ EOF
 install_packages
 check_docker
 mount_bpffs
+alias_bpffs
 check_rust
 enable_forwarding
 summary

@@ -22,7 +22,7 @@ char LICENSE[] SEC("license") = "GPL";
 #define IP_SRC_OFF (ETH_HLEN + offsetof(struct iphdr, saddr))
 #define IP_CSUM_OFF (ETH_HLEN + offsetof(struct iphdr, check))
 
-SEC("tc")
+SEC("classifier")
 int swarm_tc_egress(struct __sk_buff *skb)
 {
 	void *data = (void *)(long)skb->data;

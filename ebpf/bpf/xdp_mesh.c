@@ -90,9 +90,12 @@ static __always_inline int encap(struct xdp_md *ctx, __u32 self, __u32 node, __u
 			return XDP_TX;
 		return bpf_redirect(fib.ifindex, 0);
 	}
-	/* No neighbour entry yet: the stack forwards the tunnelled packet and
-	 * resolves the neighbour itself. */
-	return XDP_PASS;
+	/* No neighbour entry for the node: the stack cannot forward this
+	 * either (its source is our own address), so drop and count it; the
+	 * loader resolves every backend node's neighbour when it programs
+	 * services, and TCP resends its first packet. */
+	count_drop(SWARM_DROP_ENCAP_FAILED);
+	return XDP_DROP;
 }
 
 /* Unwrap IPIP from another node, whose packet is already DNATed. */

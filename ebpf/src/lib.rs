@@ -6,6 +6,11 @@
 pub mod abi;
 
 /// XDP program for a node's underlay interface (`swarm_xdp_ingress`).
-pub const XDP_MESH: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/xdp_mesh.o"));
+/// (ELF parsing needs the object aligned, hence `include_bytes_aligned!`.)
+pub const XDP_MESH: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/xdp_mesh.o"));
 /// tc egress program for a node's underlay interface (`swarm_tc_egress`).
-pub const TC_EGRESS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/tc_egress.o"));
+pub const TC_EGRESS: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tc_egress.o"));
+/// XDP program that passes everything (`swarm_xdp_pass`), for the far end of
+/// a veth: the kernel accepts XDP_TX frames into a veth only when its peer
+/// runs an XDP program.
+pub const XDP_PASS: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/xdp_pass.o"));

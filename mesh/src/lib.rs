@@ -3,5 +3,8 @@
 //! done through rtnetlink. The data-plane work adds BPF loading, Maglev
 //! tables, conntrack and the iptables mode here.
 
+pub mod bpffs;
+pub mod dataplane;
 pub mod maglev;
 pub mod sandbox;
+pub mod xdp;

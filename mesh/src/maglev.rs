@@ -97,7 +97,9 @@ mod tests {
     use super::*;
 
     fn keys(n: usize) -> Vec<String> {
-        (0..n).map(|i| format!("10.0.{}.{}:80", i / 250, i % 250 + 2)).collect()
+        (0..n)
+            .map(|i| format!("10.0.{}.{}:80", i / 250, i % 250 + 2))
+            .collect()
     }
 
     #[test]
@@ -118,19 +120,28 @@ mod tests {
         let a = build(&k, 8191);
         let b = build(&rev, 8191);
         // Same backend (by key) in every bucket.
-        assert!(a.iter().zip(&b).all(|(&x, &y)| k[x as usize] == rev[y as usize]));
+        assert!(a
+            .iter()
+            .zip(&b)
+            .all(|(&x, &y)| k[x as usize] == rev[y as usize]));
     }
 
     #[test]
     fn removing_one_of_n_backends_remaps_at_most_one_nth_plus_one_percent() {
         // Every N at a table-size boundary, plus a few in between.
-        for n in [1, 2, 3, 4, 5, 8, 9, 16, 17, 32, 33, 50, 65, 66, 100, 131, 132, 200, 256] {
+        for n in [
+            1, 2, 3, 4, 5, 8, 9, 16, 17, 32, 33, 50, 65, 66, 100, 131, 132, 200, 256,
+        ] {
             let size = table_size_for(n);
             let all = keys(n);
             let before = build(&all, size);
             for removed in [0, n / 2, n - 1] {
-                let rest: Vec<String> =
-                    all.iter().enumerate().filter(|(i, _)| *i != removed).map(|(_, k)| k.clone()).collect();
+                let rest: Vec<String> = all
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| *i != removed)
+                    .map(|(_, k)| k.clone())
+                    .collect();
                 let after = build(&rest, size);
                 let moved = before
                     .iter()
@@ -139,7 +150,10 @@ mod tests {
                     .count();
                 let fraction = moved as f64 / f64::from(size);
                 let bound = 1.0 / n as f64 + 0.01;
-                assert!(fraction <= bound, "n={n} removed={removed}: {fraction:.4} > {bound:.4}");
+                assert!(
+                    fraction <= bound,
+                    "n={n} removed={removed}: {fraction:.4} > {bound:.4}"
+                );
             }
         }
     }

@@ -1,6 +1,7 @@
 //! The `swarm` command line: docker's verbs, flags and table output.
 
 pub mod format;
+pub mod mesh;
 pub mod node;
 pub mod progress;
 pub mod service;
@@ -44,6 +45,9 @@ pub enum Cmd {
     /// Manage nodes.
     #[command(subcommand)]
     Node(node::NodeCmd),
+    /// Inspect and drive this host's data plane.
+    #[command(subcommand)]
+    Mesh(mesh::MeshCmd),
 }
 
 #[derive(clap::Args, Debug)]

@@ -59,6 +59,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Cmd::Info { format } => cli::node::info(&cli.host, format).await,
         Cmd::Service(cmd) => cli::service::run(&cli.host, cmd).await,
         Cmd::Node(cmd) => cli::node::run(&cli.host, cmd).await,
+        Cmd::Mesh(cmd) => cli::mesh::run(cmd),
     }
 }
 

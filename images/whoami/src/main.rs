@@ -105,11 +105,14 @@ fn port_from_env(var: &str) -> Result<Option<u16>, String> {
     }
 }
 
-/// The container's name, from the first source that has one: the file Docker
-/// bind-mounts, the environment, then the kernel's UTS nodename.
+/// The container's name, from the first source that has one: an explicit
+/// `WHOAMI_NAME` (for backends run outside containers, which share the
+/// host's name), the file Docker bind-mounts, the environment, then the
+/// kernel's UTS nodename.
 fn hostname() -> String {
     let from_file = |p: &str| std::fs::read_to_string(p).ok();
     [
+        std::env::var("WHOAMI_NAME").ok(),
         from_file("/etc/hostname"),
         std::env::var("HOSTNAME").ok(),
         from_file("/proc/sys/kernel/hostname"),

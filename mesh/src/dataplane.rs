@@ -1,0 +1,164 @@
+//! What the data plane is asked to do, independent of how: the `Dataplane`
+//! trait and its model of load-balanced services. Implemented by the XDP
+//! mode (`xdp.rs`) and, with the same reachability, the iptables mode.
+
+use serde::{Deserialize, Serialize};
+use std::net::{Ipv4Addr, SocketAddrV4};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Proto {
+    Tcp,
+    Udp,
+}
+
+impl Proto {
+    pub fn number(self) -> u8 {
+        match self {
+            Proto::Tcp => 6,
+            Proto::Udp => 17,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Proto::Tcp => "tcp",
+            Proto::Udp => "udp",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendState {
+    /// Takes new flows.
+    #[default]
+    Active,
+    /// Keeps its established flows, gets no new ones.
+    Draining,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Backend {
+    /// The task's address and the port it listens on.
+    pub addr: SocketAddrV4,
+    /// Underlay address of the node that runs it.
+    pub node: Ipv4Addr,
+    #[serde(default)]
+    pub state: BackendState,
+}
+
+/// One load-balanced port of a service: its frontends and its backends.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LbService {
+    /// Unique per node for every (service, port); names maps entries.
+    pub id: u32,
+    /// Human name for dumps, e.g. "web:80/tcp".
+    #[serde(default)]
+    pub name: String,
+    pub proto: Proto,
+    /// East-west frontend: the service's virtual IP and port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vip: Option<SocketAddrV4>,
+    /// North-south frontend: this port on every node's own address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub published_port: Option<u16>,
+    pub backends: Vec<Backend>,
+    /// Backends the service is declared to have (its replicas). Sizes the
+    /// Maglev table, which must not change as backends fail and return.
+    /// Defaults to the number of backends given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub declared_backends: Option<usize>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DataplaneError {
+    #[error("service {id}: {reason}")]
+    InvalidService { id: u32, reason: String },
+    #[error("BPF: {0}")]
+    Bpf(String),
+    #[error("{op}: {source}")]
+    Io {
+        op: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("iptables: {0}")]
+    Iptables(String),
+}
+
+impl LbService {
+    /// Reject what the data plane cannot represent, naming the service.
+    pub fn validate(&self, max_backends: usize) -> Result<(), DataplaneError> {
+        let bad = |reason: String| DataplaneError::InvalidService {
+            id: self.id,
+            reason,
+        };
+        if self.vip.is_none() && self.published_port.is_none() {
+            return Err(bad("needs a VIP or a published port".into()));
+        }
+        if self.backends.len() > max_backends {
+            return Err(bad(format!(
+                "{} backends; at most {max_backends} are supported",
+                self.backends.len()
+            )));
+        }
+        let mut seen = std::collections::HashSet::new();
+        for b in &self.backends {
+            if !seen.insert(b.addr) {
+                return Err(bad(format!("backend {} listed twice", b.addr)));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A snapshot of what a data plane holds, for `swarm mesh dump`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Dump {
+    pub mode: String,
+    pub attach_points: Vec<String>,
+    pub services: Vec<ServiceDump>,
+    pub flows: Vec<FlowDump>,
+    pub drops: Vec<(String, u64)>,
+    /// iptables mode: the rules this program owns.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rules: Vec<String>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct ServiceDump {
+    pub id: u32,
+    pub frontends: Vec<String>,
+    pub table_size: u32,
+    pub backends: Vec<BackendDump>,
+    pub packets: u64,
+    pub bytes: u64,
+    pub new_flows: u64,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct BackendDump {
+    pub addr: String,
+    pub node: String,
+    pub state: String,
+    /// Fraction of the Maglev table this backend owns (0..1).
+    pub share: f64,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct FlowDump {
+    pub client: String,
+    pub frontend: String,
+    pub backend: String,
+    pub proto: String,
+    pub age_ms: u64,
+}
+
+/// A node's service load balancer.
+pub trait Dataplane {
+    /// Make the data plane hold exactly `services` (add, change, remove).
+    fn sync(&mut self, services: &[LbService]) -> Result<(), DataplaneError>;
+    /// Everything it holds, with counters.
+    fn dump(&mut self) -> Result<Dump, DataplaneError>;
+}

@@ -1,0 +1,145 @@
+//! `swarm mesh ...`: drive this host's data plane directly. `attach` loads
+//! and attaches it, `sync` programs it from a JSON list of services, `dump`
+//! shows what it holds, `detach` removes it. These work without a daemon,
+//! on the maps pinned under `--pin-dir`.
+
+use super::format::table;
+use anyhow::{Context, Result};
+use clap::Subcommand;
+use std::io::Read;
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use swarm_mesh::dataplane::{Dataplane, Dump, LbService};
+use swarm_mesh::xdp::{self, XdpDataplane, DEFAULT_PIN_DIR};
+
+#[derive(Subcommand, Debug)]
+pub enum MeshCmd {
+    /// Load the data plane and attach it to the underlay interface.
+    Attach {
+        #[arg(long)]
+        iface: String,
+        /// This node's underlay address (published ports answer on it).
+        #[arg(long)]
+        node_addr: Ipv4Addr,
+        #[arg(long, default_value = DEFAULT_PIN_DIR)]
+        pin_dir: PathBuf,
+    },
+    /// Lab helper: attach a pass-everything XDP program to the host end of a
+    /// node's veth, which the kernel needs before it accepts XDP_TX frames.
+    AttachPeerPass {
+        #[arg(long)]
+        iface: String,
+        #[arg(long, default_value = DEFAULT_PIN_DIR)]
+        pin_dir: PathBuf,
+    },
+    /// Program exactly the services in FILE (JSON array; "-" for stdin).
+    Sync {
+        file: String,
+        #[arg(long, default_value = DEFAULT_PIN_DIR)]
+        pin_dir: PathBuf,
+    },
+    /// Show the mode, attach points, services, flows and counters.
+    Dump {
+        #[arg(long)]
+        json: bool,
+        #[arg(long, default_value = DEFAULT_PIN_DIR)]
+        pin_dir: PathBuf,
+    },
+    /// Detach the programs and remove every pinned map.
+    Detach {
+        #[arg(long, default_value = DEFAULT_PIN_DIR)]
+        pin_dir: PathBuf,
+    },
+}
+
+pub fn run(cmd: MeshCmd) -> Result<()> {
+    match cmd {
+        MeshCmd::Attach {
+            iface,
+            node_addr,
+            pin_dir,
+        } => {
+            for point in xdp::attach(&iface, node_addr, &pin_dir)? {
+                println!("attached {point}");
+            }
+        }
+        MeshCmd::AttachPeerPass { iface, pin_dir } => {
+            xdp::attach_peer_pass(&iface, &pin_dir)?;
+            println!("attached pass program to {iface}");
+        }
+        MeshCmd::Sync { file, pin_dir } => {
+            let mut text = String::new();
+            if file == "-" {
+                std::io::stdin().read_to_string(&mut text)?;
+            } else {
+                text = std::fs::read_to_string(&file).with_context(|| format!("reading {file}"))?;
+            }
+            let services: Vec<LbService> = serde_json::from_str(&text)
+                .with_context(|| format!("{file}: not a JSON array of services"))?;
+            XdpDataplane::open(&pin_dir)?.sync(&services)?;
+            println!("{} services programmed", services.len());
+        }
+        MeshCmd::Dump { json, pin_dir } => {
+            let dump = XdpDataplane::open(&pin_dir)?.dump()?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&dump)?);
+            } else {
+                print_dump(&dump);
+            }
+        }
+        MeshCmd::Detach { pin_dir } => {
+            xdp::detach(&pin_dir)?;
+            println!("detached; removed {}", pin_dir.display());
+        }
+    }
+    Ok(())
+}
+
+fn print_dump(d: &Dump) {
+    println!("mode: {}", d.mode);
+    println!("attach points: {}", d.attach_points.join(", "));
+    println!();
+    for s in &d.services {
+        println!(
+            "service {}  frontends {}  table {}  packets {}  bytes {}  new flows {}",
+            s.id,
+            s.frontends.join(" "),
+            s.table_size,
+            s.packets,
+            s.bytes,
+            s.new_flows
+        );
+        let rows: Vec<Vec<String>> = s
+            .backends
+            .iter()
+            .map(|b| {
+                vec![
+                    format!("  {}", b.addr),
+                    b.node.clone(),
+                    b.state.clone(),
+                    format!("{:.1}%", b.share * 100.0),
+                ]
+            })
+            .collect();
+        table(&["  BACKEND", "NODE", "STATE", "SHARE"], &rows);
+    }
+    println!();
+    let rows: Vec<Vec<String>> = d
+        .flows
+        .iter()
+        .map(|f| {
+            vec![
+                f.proto.clone(),
+                f.client.clone(),
+                f.frontend.clone(),
+                f.backend.clone(),
+                format!("{}s", f.age_ms / 1000),
+            ]
+        })
+        .collect();
+    println!("flows: {}", d.flows.len());
+    table(&["PROTO", "CLIENT", "FRONTEND", "BACKEND", "AGE"], &rows);
+    println!();
+    let drops: Vec<String> = d.drops.iter().map(|(n, c)| format!("{n}={c}")).collect();
+    println!("drops: {}", drops.join(" "));
+}
