@@ -14,7 +14,7 @@ const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
 const HOST_BPFFS: &str = "/run/swarm/bpffs";
 
 fn is_bpffs(path: &Path) -> bool {
-    nix::sys::statfs::statfs(path).is_ok_and(|s| s.filesystem_type().0 as i64 == BPF_FS_MAGIC)
+    nix::sys::statfs::statfs(path).is_ok_and(|s| s.filesystem_type().0 == BPF_FS_MAGIC)
 }
 
 fn io(op: impl Into<String>) -> impl FnOnce(std::io::Error) -> DataplaneError {

@@ -1,0 +1,387 @@
+//! A standalone topology for data-plane tests: a client, N node namespaces
+//! on one underlay bridge, and two plain backend processes per node, each in
+//! its own namespace behind the node. No daemons: the data plane is driven
+//! with `swarm mesh` inside each node, as the cluster will drive it.
+//!
+//! ```text
+//!  swm-c 198.18.1.2 ─┐
+//!                    ├─ swm-br0 ─ swm-n<i> 198.18.1.<10+i> ─ swm-gw ─ swm-b<i><j> 198.19.<100+i>.<10+j>
+//! ```
+//! Traffic stays inside these namespaces and 198.18.0.0/15.
+
+use crate::{run, swarm_bin, Run};
+use serde_json::Value;
+use std::net::Ipv4Addr;
+use std::os::fd::AsFd;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, MutexGuard};
+
+pub const CLIENT: &str = "swm-c";
+pub const CLIENT_ADDR: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 2);
+pub const BACKENDS_PER_NODE: usize = 2;
+/// Ports every backend serves: whoami HTTP and UDP, and a TCP stream.
+pub const HTTP_PORT: u16 = 8080;
+pub const UDP_PORT: u16 = 8081;
+pub const STREAM_PORT: u16 = 8090;
+
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+pub fn node_ns(i: usize) -> String {
+    format!("swm-n{i}")
+}
+pub fn node_addr(i: usize) -> Ipv4Addr {
+    Ipv4Addr::new(198, 18, 1, 10 + i as u8)
+}
+pub fn backend_name(i: usize, j: usize) -> String {
+    format!("b{i}{j}")
+}
+pub fn backend_addr(i: usize, j: usize) -> Ipv4Addr {
+    Ipv4Addr::new(198, 19, 100 + i as u8, 10 + j as u8)
+}
+fn pin_dir(i: usize) -> String {
+    format!("/sys/fs/bpf/swm-n{i}")
+}
+const LAB_PIN_DIR: &str = "/sys/fs/bpf/swm-lab";
+
+fn sh(args: &[&str]) -> Run {
+    run(Command::new(args[0]).args(&args[1..]))
+}
+
+fn must(args: &[&str]) {
+    let r = sh(args);
+    assert_eq!(r.code, 0, "{args:?} failed: {}", r.stderr);
+}
+
+/// Run `f` on a thread inside network namespace `ns`. Sockets it creates
+/// stay in that namespace wherever they are used afterwards.
+pub fn in_netns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let path = format!("/run/netns/{ns}");
+    std::thread::spawn(move || {
+        let file = std::fs::File::open(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        nix::sched::setns(file.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET)
+            .unwrap_or_else(|e| panic!("setns {path}: {e}"));
+        f()
+    })
+    .join()
+    .expect("netns thread panicked")
+}
+
+pub struct MeshLab {
+    pub nodes: usize,
+    procs: Vec<Child>,
+    _serial: MutexGuard<'static, ()>,
+}
+
+impl MeshLab {
+    /// Build the topology (after removing any leftover of an earlier run)
+    /// and attach the XDP data plane on every node.
+    pub fn up(nodes: usize) -> MeshLab {
+        let serial = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+        teardown(nodes.max(3));
+        let mut lab = MeshLab {
+            nodes,
+            procs: Vec::new(),
+            _serial: serial,
+        };
+        must(&["ip", "link", "add", "swm-br0", "type", "bridge"]);
+        must(&["ip", "link", "set", "swm-br0", "up"]);
+        // Bridged traffic may pass through the host's iptables FORWARD chain,
+        // whose policy Docker sets to DROP: accept the lab bridge first.
+        for rule in FORWARD_RULES {
+            must(&[&["iptables", "-I", forward_chain()][..], rule].concat());
+        }
+        lab.add_host(CLIENT, "swm-c", CLIENT_ADDR);
+        // Packets from a real client carry full checksums; a veth would
+        // leave them to an offload that never happens once XDP forwards them.
+        must(&[
+            "ip", "netns", "exec", CLIENT, "ethtool", "-K", "eth0", "tx", "off",
+        ]);
+        let whoami = whoami_bin();
+        let stream = crate::repo_root().join("tests/fixtures/stream_server.py");
+        for i in 1..=nodes {
+            let ns = node_ns(i);
+            lab.add_host(&ns, &ns, node_addr(i));
+            must(&[
+                "ip",
+                "netns",
+                "exec",
+                &ns,
+                "sysctl",
+                "-qw",
+                "net.ipv4.ip_forward=1",
+            ]);
+            must(&["ip", "-n", &ns, "link", "add", "swm-gw", "type", "bridge"]);
+            must(&[
+                "ip",
+                "-n",
+                &ns,
+                "addr",
+                "add",
+                &format!("198.19.{}.1/24", 100 + i),
+                "dev",
+                "swm-gw",
+            ]);
+            must(&["ip", "-n", &ns, "link", "set", "swm-gw", "up"]);
+            for j in 1..=BACKENDS_PER_NODE {
+                let b = format!("swm-b{i}{j}");
+                let addr = backend_addr(i, j);
+                must(&["ip", "netns", "add", &b]);
+                must(&[
+                    "ip",
+                    "-n",
+                    &ns,
+                    "link",
+                    "add",
+                    &format!("b{j}"),
+                    "type",
+                    "veth",
+                    "peer",
+                    "name",
+                    "eth0",
+                    "netns",
+                    &b,
+                ]);
+                must(&[
+                    "ip",
+                    "-n",
+                    &ns,
+                    "link",
+                    "set",
+                    &format!("b{j}"),
+                    "master",
+                    "swm-gw",
+                    "up",
+                ]);
+                must(&[
+                    "ip",
+                    "-n",
+                    &b,
+                    "addr",
+                    "add",
+                    &format!("{addr}/24"),
+                    "dev",
+                    "eth0",
+                ]);
+                must(&["ip", "-n", &b, "link", "set", "eth0", "up"]);
+                must(&["ip", "-n", &b, "link", "set", "lo", "up"]);
+                must(&[
+                    "ip",
+                    "-n",
+                    &b,
+                    "route",
+                    "add",
+                    "default",
+                    "via",
+                    &format!("198.19.{}.1", 100 + i),
+                ]);
+                let name = backend_name(i, j);
+                lab.spawn(
+                    Command::new("ip")
+                        .args(["netns", "exec", &b])
+                        .arg(&whoami)
+                        .env("WHOAMI_NAME", &name)
+                        .env("PORT", HTTP_PORT.to_string())
+                        .env("UDP_PORT", UDP_PORT.to_string()),
+                );
+                lab.spawn(
+                    Command::new("ip")
+                        .args(["netns", "exec", &b, "python3"])
+                        .arg(&stream)
+                        .args([name.as_str(), &STREAM_PORT.to_string()]),
+                );
+            }
+            // Remote backends are reached through the other nodes' subnets.
+            for k in 1..=nodes {
+                if k != i {
+                    must(&[
+                        "ip",
+                        "-n",
+                        &ns,
+                        "route",
+                        "add",
+                        &format!("198.19.{}.0/24", 100 + k),
+                        "via",
+                        &node_addr(k).to_string(),
+                    ]);
+                }
+            }
+        }
+        lab.attach();
+        lab
+    }
+
+    fn add_host(&mut self, ns: &str, host_if: &str, addr: Ipv4Addr) {
+        must(&["ip", "netns", "add", ns]);
+        must(&[
+            "ip", "link", "add", host_if, "type", "veth", "peer", "name", "eth0", "netns", ns,
+        ]);
+        must(&["ip", "link", "set", host_if, "master", "swm-br0", "up"]);
+        must(&[
+            "ip",
+            "-n",
+            ns,
+            "addr",
+            "add",
+            &format!("{addr}/24"),
+            "dev",
+            "eth0",
+        ]);
+        must(&["ip", "-n", ns, "link", "set", "eth0", "up"]);
+        must(&["ip", "-n", ns, "link", "set", "lo", "up"]);
+    }
+
+    fn spawn(&mut self, cmd: &mut Command) {
+        let child = cmd
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawning a backend");
+        self.procs.push(child);
+    }
+
+    /// `swarm ARGS...` inside node `i`.
+    pub fn swarm(&self, i: usize, args: &[&str]) -> Run {
+        let bin = swarm_bin();
+        let ns = node_ns(i);
+        let mut full = vec!["netns", "exec", &ns];
+        full.push(bin.to_str().expect("utf-8 path"));
+        full.extend_from_slice(args);
+        run(Command::new("ip").args(&full))
+    }
+
+    /// Load and attach (or re-attach) the data plane on every node.
+    pub fn attach(&self) {
+        for i in 1..=self.nodes {
+            let host_if = node_ns(i);
+            let pass = run(Command::new(swarm_bin()).args([
+                "mesh",
+                "attach-peer-pass",
+                "--iface",
+                &host_if,
+                "--pin-dir",
+                LAB_PIN_DIR,
+            ]));
+            assert_eq!(pass.code, 0, "peer pass on {host_if}: {pass:?}");
+            let r = self.swarm(
+                i,
+                &[
+                    "mesh",
+                    "attach",
+                    "--iface",
+                    "eth0",
+                    "--node-addr",
+                    &node_addr(i).to_string(),
+                    "--pin-dir",
+                    &pin_dir(i),
+                ],
+            );
+            assert_eq!(r.code, 0, "attach on node {i}: {r:?}");
+        }
+    }
+
+    /// Program `services` (JSON array of LbService) on every node.
+    pub fn sync(&self, services: &Value) {
+        let file = std::env::temp_dir().join(format!("swm-services-{}.json", std::process::id()));
+        std::fs::write(&file, services.to_string()).expect("writing services file");
+        for i in 1..=self.nodes {
+            let r = self.swarm(
+                i,
+                &[
+                    "mesh",
+                    "sync",
+                    file.to_str().unwrap(),
+                    "--pin-dir",
+                    &pin_dir(i),
+                ],
+            );
+            assert_eq!(r.code, 0, "sync on node {i}: {r:?}");
+        }
+    }
+
+    pub fn dump(&self, i: usize) -> Value {
+        let r = self.swarm(i, &["mesh", "dump", "--json", "--pin-dir", &pin_dir(i)]);
+        assert_eq!(r.code, 0, "dump on node {i}: {r:?}");
+        serde_json::from_str(&r.stdout).expect("dump is JSON")
+    }
+}
+
+impl Drop for MeshLab {
+    fn drop(&mut self) {
+        // SWM_KEEP=1 leaves the topology up after a test, to look at it.
+        if std::env::var_os("SWM_KEEP").is_some() {
+            return;
+        }
+        for p in &mut self.procs {
+            let _ = p.kill();
+            let _ = p.wait();
+        }
+        teardown(self.nodes.max(3));
+    }
+}
+
+/// Accept rules for the lab bridge, each tagged so teardown finds its own.
+const FORWARD_RULES: [&[&str]; 2] = [
+    &[
+        "-i",
+        "swm-br0",
+        "-m",
+        "comment",
+        "--comment",
+        "swarm-meshlab",
+        "-j",
+        "ACCEPT",
+    ],
+    &[
+        "-o",
+        "swm-br0",
+        "-m",
+        "comment",
+        "--comment",
+        "swarm-meshlab",
+        "-j",
+        "ACCEPT",
+    ],
+];
+
+/// Docker's user chain when it exists (evaluated before its DROP), else FORWARD.
+fn forward_chain() -> &'static str {
+    if sh(&["iptables", "-nL", "DOCKER-USER"]).code == 0 {
+        "DOCKER-USER"
+    } else {
+        "FORWARD"
+    }
+}
+
+fn teardown(nodes: usize) {
+    for rule in FORWARD_RULES {
+        while sh(&[&["iptables", "-D", forward_chain()][..], rule].concat()).code == 0 {}
+    }
+    for i in 1..=nodes {
+        let _ = run(Command::new(swarm_bin()).args(["mesh", "detach", "--pin-dir", &pin_dir(i)]));
+        for j in 1..=BACKENDS_PER_NODE {
+            let b = format!("swm-b{i}{j}");
+            // Backends left by a crashed run: kill what runs in the netns.
+            let pids = sh(&["ip", "netns", "pids", &b]).stdout;
+            for pid in pids.split_whitespace() {
+                let _ = sh(&["kill", "-9", pid]);
+            }
+            let _ = sh(&["ip", "netns", "del", &b]);
+        }
+        let _ = sh(&["ip", "netns", "del", &node_ns(i)]);
+        let _ = sh(&["ip", "link", "del", &node_ns(i)]);
+    }
+    let _ = sh(&["ip", "netns", "del", CLIENT]);
+    let _ = sh(&["ip", "link", "del", "swm-c"]);
+    let _ = sh(&["ip", "link", "del", "swm-br0"]);
+    let _ = std::fs::remove_dir_all(LAB_PIN_DIR);
+}
+
+fn whoami_bin() -> std::path::PathBuf {
+    let p = crate::repo_root().join("target/images/x86_64-unknown-linux-gnu/release/swarm-whoami");
+    assert!(
+        p.exists(),
+        "{} missing: build it with scripts/images.sh",
+        p.display()
+    );
+    p
+}
