@@ -12,7 +12,7 @@ set -euo pipefail
 
 PACKAGES=(
     clang-19 libbpf-dev            # eBPF programs (C, compiled to BPF objects)
-    iproute2 iptables              # netns, veth, VXLAN; iptables data-plane mode
+    iproute2 iptables ethtool      # netns, veth, VXLAN; iptables data-plane mode; lab NIC offloads
     mmdebstrap                     # Debian rootfs for the local images
     protobuf-compiler              # tonic-build
     jq curl ca-certificates        # scripts and tests
