@@ -5,6 +5,7 @@
 
 pub mod bpffs;
 pub mod dataplane;
+pub mod iptables;
 pub mod maglev;
 pub mod sandbox;
 pub mod xdp;

@@ -68,18 +68,21 @@ pub fn in_netns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'sta
 
 pub struct MeshLab {
     pub nodes: usize,
+    /// "xdp" or "iptables": the `swarm mesh --mode` under test.
+    pub mode: &'static str,
     procs: Vec<Child>,
     _serial: MutexGuard<'static, ()>,
 }
 
 impl MeshLab {
     /// Build the topology (after removing any leftover of an earlier run)
-    /// and attach the XDP data plane on every node.
-    pub fn up(nodes: usize) -> MeshLab {
+    /// and attach the data plane in `mode` on every node.
+    pub fn up(nodes: usize, mode: &'static str) -> MeshLab {
         let serial = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
         teardown(nodes.max(3));
         let mut lab = MeshLab {
             nodes,
+            mode,
             procs: Vec::new(),
             _serial: serial,
         };
@@ -206,8 +209,34 @@ impl MeshLab {
                 }
             }
         }
+        lab.wait_for_backends();
         lab.attach();
         lab
+    }
+
+    /// Poll until every backend process accepts connections.
+    fn wait_for_backends(&self) {
+        for i in 1..=self.nodes {
+            for j in 1..=BACKENDS_PER_NODE {
+                let addr = backend_addr(i, j);
+                crate::wait_for(
+                    &format!("backend {} to listen", backend_name(i, j)),
+                    std::time::Duration::from_secs(20),
+                    || {
+                        let ready = in_netns(&node_ns(i), move || {
+                            [HTTP_PORT, STREAM_PORT].iter().all(|&p| {
+                                std::net::TcpStream::connect_timeout(
+                                    &(addr, p).into(),
+                                    std::time::Duration::from_millis(200),
+                                )
+                                .is_ok()
+                            })
+                        });
+                        ready.then_some(())
+                    },
+                );
+            }
+        }
     }
 
     fn add_host(&mut self, ns: &str, host_if: &str, addr: Ipv4Addr) {
@@ -249,33 +278,34 @@ impl MeshLab {
         run(Command::new("ip").args(&full))
     }
 
+    /// `swarm mesh SUB ARGS... --mode MODE --pin-dir DIR` inside node `i`.
+    fn mesh(&self, i: usize, sub: &str, args: &[&str]) -> Run {
+        let dir = pin_dir(i);
+        let mut full = vec!["mesh", sub];
+        full.extend_from_slice(args);
+        full.extend_from_slice(&["--mode", self.mode, "--pin-dir", &dir]);
+        let r = self.swarm(i, &full);
+        assert_eq!(r.code, 0, "mesh {sub} on node {i}: {r:?}");
+        r
+    }
+
     /// Load and attach (or re-attach) the data plane on every node.
     pub fn attach(&self) {
         for i in 1..=self.nodes {
-            let host_if = node_ns(i);
-            let pass = run(Command::new(swarm_bin()).args([
-                "mesh",
-                "attach-peer-pass",
-                "--iface",
-                &host_if,
-                "--pin-dir",
-                LAB_PIN_DIR,
-            ]));
-            assert_eq!(pass.code, 0, "peer pass on {host_if}: {pass:?}");
-            let r = self.swarm(
-                i,
-                &[
+            if self.mode == "xdp" {
+                let host_if = node_ns(i);
+                let pass = run(Command::new(swarm_bin()).args([
                     "mesh",
-                    "attach",
+                    "attach-peer-pass",
                     "--iface",
-                    "eth0",
-                    "--node-addr",
-                    &node_addr(i).to_string(),
+                    &host_if,
                     "--pin-dir",
-                    &pin_dir(i),
-                ],
-            );
-            assert_eq!(r.code, 0, "attach on node {i}: {r:?}");
+                    LAB_PIN_DIR,
+                ]));
+                assert_eq!(pass.code, 0, "peer pass on {host_if}: {pass:?}");
+            }
+            let addr = node_addr(i).to_string();
+            self.mesh(i, "attach", &["--iface", "eth0", "--node-addr", &addr]);
         }
     }
 
@@ -284,23 +314,12 @@ impl MeshLab {
         let file = std::env::temp_dir().join(format!("swm-services-{}.json", std::process::id()));
         std::fs::write(&file, services.to_string()).expect("writing services file");
         for i in 1..=self.nodes {
-            let r = self.swarm(
-                i,
-                &[
-                    "mesh",
-                    "sync",
-                    file.to_str().unwrap(),
-                    "--pin-dir",
-                    &pin_dir(i),
-                ],
-            );
-            assert_eq!(r.code, 0, "sync on node {i}: {r:?}");
+            self.mesh(i, "sync", &[file.to_str().expect("utf-8 temp path")]);
         }
     }
 
     pub fn dump(&self, i: usize) -> Value {
-        let r = self.swarm(i, &["mesh", "dump", "--json", "--pin-dir", &pin_dir(i)]);
-        assert_eq!(r.code, 0, "dump on node {i}: {r:?}");
+        let r = self.mesh(i, "dump", &["--json"]);
         serde_json::from_str(&r.stdout).expect("dump is JSON")
     }
 }

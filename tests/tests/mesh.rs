@@ -1,5 +1,6 @@
 //! The kernel data plane over network namespaces: a client, three nodes and
-//! plain backend processes, programmed with `swarm mesh`, in XDP mode.
+//! plain backend processes, programmed with `swarm mesh`. Every scenario runs
+//! in both modes, XDP and iptables, from one test body.
 //! Covers reachability from every node (TCP and UDP), spread, the client's
 //! source IP at the backend, draining, backend churn, a loader restart under
 //! a live stream, and what `mesh dump` reports.
@@ -130,28 +131,56 @@ impl Stream {
     }
 }
 
-#[test]
-fn published_ports_answer_on_every_node_spread_over_backends_and_keep_the_client_ip() {
-    let lab = MeshLab::up(NODES);
+/// Generate one #[test] per mode for each scenario.
+macro_rules! in_both_modes {
+    ($($name:ident),* $(,)?) => {
+        mod xdp { $( #[test] fn $name() { super::$name("xdp") } )* }
+        mod iptables { $( #[test] fn $name() { super::$name("iptables") } )* }
+    };
+}
+
+in_both_modes!(
+    published_ports_answer_on_every_node_and_spread_over_backends,
+    a_draining_backend_keeps_its_flows_and_gets_no_new_ones,
+    backend_churn_leaves_established_flows_where_they_are,
+    restarting_the_loader_keeps_streaming_connections_alive,
+    mesh_dump_shows_what_the_data_plane_holds,
+);
+
+/// The address a backend should see for a client connection: the client's
+/// own in XDP mode (always), in iptables mode only for local backends (remote
+/// ones are masqueraded behind the node that received the connection).
+fn check_source(mode: &str, via_node: usize, backend: &str, peer: &str) {
+    let client = format!("{CLIENT_ADDR}:");
+    let local = backend.starts_with(&format!("b{via_node}"));
+    if mode == "xdp" || local {
+        assert!(
+            peer.starts_with(&client),
+            "{mode}: backend {backend} saw {peer}, not the client"
+        );
+    } else {
+        assert!(
+            peer.starts_with(&format!("{}:", node_addr(via_node))),
+            "{mode}: {backend} saw {peer}"
+        );
+    }
+}
+
+fn published_ports_answer_on_every_node_and_spread_over_backends(mode: &'static str) {
+    let lab = MeshLab::up(NODES, mode);
     lab.sync(&services(&[], &[]));
-    let client = CLIENT_ADDR.to_string();
     let mut seen: BTreeMap<usize, BTreeSet<String>> = BTreeMap::new();
     for node in 1..=NODES {
         for _ in 0..12 {
             let (name, peer) =
-                http(node).unwrap_or_else(|| panic!("no TCP answer via node {node}"));
-            assert!(
-                peer.starts_with(&format!("{client}:")),
-                "backend saw {peer}, not the client"
-            );
+                http(node).unwrap_or_else(|| panic!("{mode}: no TCP answer via node {node}"));
+            check_source(mode, node, &name, &peer);
             seen.entry(node).or_default().insert(name);
         }
         for _ in 0..6 {
-            let (_, peer) = udp(node).unwrap_or_else(|| panic!("no UDP answer via node {node}"));
-            assert!(
-                peer.starts_with(&format!("{client}:")),
-                "backend saw {peer}, not the client"
-            );
+            let (name, peer) =
+                udp(node).unwrap_or_else(|| panic!("{mode}: no UDP answer via node {node}"));
+            check_source(mode, node, &name, &peer);
         }
     }
     let all: BTreeSet<_> = seen.values().flatten().cloned().collect();
@@ -165,13 +194,12 @@ fn published_ports_answer_on_every_node_spread_over_backends_and_keep_the_client
     }
 }
 
-#[test]
-fn a_draining_backend_keeps_its_flows_and_gets_no_new_ones() {
-    let lab = MeshLab::up(NODES);
+fn a_draining_backend_keeps_its_flows_and_gets_no_new_ones(mode: &'static str) {
+    let lab = MeshLab::up(NODES, mode);
     lab.sync(&services(&[], &[]));
     let mut stream = Stream::open(1);
     let (victim, peer) = stream.next();
-    assert!(peer.starts_with(&CLIENT_ADDR.to_string()));
+    check_source(mode, 1, &victim, &peer);
 
     lab.sync(&services(std::slice::from_ref(&victim), &[]));
     stream.stays_on(&victim, Duration::from_secs(1), Duration::from_millis(500));
@@ -188,9 +216,8 @@ fn a_draining_backend_keeps_its_flows_and_gets_no_new_ones() {
     );
 }
 
-#[test]
-fn backend_churn_leaves_established_flows_where_they_are() {
-    let lab = MeshLab::up(NODES);
+fn backend_churn_leaves_established_flows_where_they_are(mode: &'static str) {
+    let lab = MeshLab::up(NODES, mode);
     lab.sync(&services(&[], &[]));
     let mut streams: Vec<(Stream, String)> = (0..8)
         .map(|k| {
@@ -218,9 +245,8 @@ fn backend_churn_leaves_established_flows_where_they_are() {
     }
 }
 
-#[test]
-fn restarting_the_loader_keeps_a_streaming_connection_alive() {
-    let lab = MeshLab::up(NODES);
+fn restarting_the_loader_keeps_streaming_connections_alive(mode: &'static str) {
+    let lab = MeshLab::up(NODES, mode);
     lab.sync(&services(&[], &[]));
     // Flows through every node, so both local and tunnelled paths are covered.
     let mut streams: Vec<(Stream, String)> = (1..=NODES)
@@ -246,15 +272,39 @@ fn restarting_the_loader_keeps_a_streaming_connection_alive() {
     reader.join().expect("streams survived the loader restart");
 }
 
-#[test]
-fn mesh_dump_shows_services_backends_shares_flows_and_counters() {
-    let lab = MeshLab::up(NODES);
+fn mesh_dump_shows_what_the_data_plane_holds(mode: &'static str) {
+    let lab = MeshLab::up(NODES, mode);
     lab.sync(&services(&[], &[]));
     for _ in 0..5 {
         http(1).expect("reachable");
     }
     let d = lab.dump(1);
-    assert_eq!(d["mode"], "xdp");
+    assert_eq!(d["mode"], mode);
+    if mode == "iptables" {
+        // The rules this program owns: one DNAT per backend of each service.
+        let rules: Vec<&str> = d["rules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r.as_str().unwrap())
+            .collect();
+        for i in 1..=NODES {
+            for j in 1..=BACKENDS_PER_NODE {
+                let to = format!("--to-destination {}:{HTTP_PORT}", backend_addr(i, j));
+                assert!(
+                    rules.iter().any(|r| r.contains(&to)),
+                    "no DNAT {to} in {rules:#?}"
+                );
+            }
+        }
+        assert!(
+            rules
+                .iter()
+                .any(|r| r.contains("--dport 8000") && r.contains("SWARM-SVC-1")),
+            "{rules:#?}"
+        );
+        return;
+    }
     let points: Vec<String> = d["attach_points"]
         .as_array()
         .unwrap()

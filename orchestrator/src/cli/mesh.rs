@@ -10,7 +10,34 @@ use std::io::Read;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use swarm_mesh::dataplane::{Dataplane, Dump, LbService};
+use swarm_mesh::iptables::IptablesDataplane;
 use swarm_mesh::xdp::{self, XdpDataplane, DEFAULT_PIN_DIR};
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// BPF programs at the interface (XDP and tc).
+    Xdp,
+    /// nat-table rules, for hosts without BPF and for comparison.
+    Iptables,
+}
+
+/// Which data plane, and where XDP mode pins its maps.
+#[derive(clap::Args, Debug)]
+pub struct Target {
+    #[arg(long, value_enum, default_value = "xdp")]
+    mode: Mode,
+    #[arg(long, default_value = DEFAULT_PIN_DIR)]
+    pin_dir: PathBuf,
+}
+
+impl Target {
+    fn open(&self) -> Result<Box<dyn Dataplane>> {
+        Ok(match self.mode {
+            Mode::Xdp => Box::new(XdpDataplane::open(&self.pin_dir)?),
+            Mode::Iptables => Box::new(IptablesDataplane),
+        })
+    }
+}
 
 #[derive(Subcommand, Debug)]
 pub enum MeshCmd {
@@ -21,8 +48,8 @@ pub enum MeshCmd {
         /// This node's underlay address (published ports answer on it).
         #[arg(long)]
         node_addr: Ipv4Addr,
-        #[arg(long, default_value = DEFAULT_PIN_DIR)]
-        pin_dir: PathBuf,
+        #[command(flatten)]
+        target: Target,
     },
     /// Lab helper: attach a pass-everything XDP program to the host end of a
     /// node's veth, which the kernel needs before it accepts XDP_TX frames.
@@ -35,20 +62,22 @@ pub enum MeshCmd {
     /// Program exactly the services in FILE (JSON array; "-" for stdin).
     Sync {
         file: String,
-        #[arg(long, default_value = DEFAULT_PIN_DIR)]
-        pin_dir: PathBuf,
+        #[command(flatten)]
+        target: Target,
     },
-    /// Show the mode, attach points, services, flows and counters.
+    /// Show the mode, attach points, services, flows and counters (XDP), or
+    /// the rules this program owns (iptables).
     Dump {
         #[arg(long)]
         json: bool,
-        #[arg(long, default_value = DEFAULT_PIN_DIR)]
-        pin_dir: PathBuf,
+        #[command(flatten)]
+        target: Target,
     },
-    /// Detach the programs and remove every pinned map.
+    /// Detach the programs and remove every pinned map (XDP), or remove the
+    /// owned chains (iptables).
     Detach {
-        #[arg(long, default_value = DEFAULT_PIN_DIR)]
-        pin_dir: PathBuf,
+        #[command(flatten)]
+        target: Target,
     },
 }
 
@@ -57,17 +86,23 @@ pub fn run(cmd: MeshCmd) -> Result<()> {
         MeshCmd::Attach {
             iface,
             node_addr,
-            pin_dir,
-        } => {
-            for point in xdp::attach(&iface, node_addr, &pin_dir)? {
-                println!("attached {point}");
+            target,
+        } => match target.mode {
+            Mode::Xdp => {
+                for point in xdp::attach(&iface, node_addr, &target.pin_dir)? {
+                    println!("attached {point}");
+                }
             }
-        }
+            Mode::Iptables => {
+                IptablesDataplane::attach()?;
+                println!("attached iptables nat chains");
+            }
+        },
         MeshCmd::AttachPeerPass { iface, pin_dir } => {
             xdp::attach_peer_pass(&iface, &pin_dir)?;
             println!("attached pass program to {iface}");
         }
-        MeshCmd::Sync { file, pin_dir } => {
+        MeshCmd::Sync { file, target } => {
             let mut text = String::new();
             if file == "-" {
                 std::io::stdin().read_to_string(&mut text)?;
@@ -76,21 +111,27 @@ pub fn run(cmd: MeshCmd) -> Result<()> {
             }
             let services: Vec<LbService> = serde_json::from_str(&text)
                 .with_context(|| format!("{file}: not a JSON array of services"))?;
-            XdpDataplane::open(&pin_dir)?.sync(&services)?;
+            target.open()?.sync(&services)?;
             println!("{} services programmed", services.len());
         }
-        MeshCmd::Dump { json, pin_dir } => {
-            let dump = XdpDataplane::open(&pin_dir)?.dump()?;
+        MeshCmd::Dump { json, target } => {
+            let dump = target.open()?.dump()?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&dump)?);
             } else {
                 print_dump(&dump);
             }
         }
-        MeshCmd::Detach { pin_dir } => {
-            xdp::detach(&pin_dir)?;
-            println!("detached; removed {}", pin_dir.display());
-        }
+        MeshCmd::Detach { target } => match target.mode {
+            Mode::Xdp => {
+                xdp::detach(&target.pin_dir)?;
+                println!("detached; removed {}", target.pin_dir.display());
+            }
+            Mode::Iptables => {
+                IptablesDataplane::detach()?;
+                println!("removed the iptables nat chains");
+            }
+        },
     }
     Ok(())
 }
@@ -139,6 +180,9 @@ fn print_dump(d: &Dump) {
         .collect();
     println!("flows: {}", d.flows.len());
     table(&["PROTO", "CLIENT", "FRONTEND", "BACKEND", "AGE"], &rows);
+    for r in &d.rules {
+        println!("{r}");
+    }
     println!();
     let drops: Vec<String> = d.drops.iter().map(|(n, c)| format!("{n}={c}")).collect();
     println!("drops: {}", drops.join(" "));
