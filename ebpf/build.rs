@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// The BPF programs, one per attach point.
-const PROGRAMS: &[&str] = &["xdp_mesh", "tc_egress", "xdp_pass"];
+const PROGRAMS: &[&str] = &["xdp_mesh", "tc_egress", "tc_task", "xdp_pass"];
 
 fn run(cmd: &mut Command, what: &str) {
     let status = cmd.status().unwrap_or_else(|e| {

@@ -108,7 +108,7 @@ static __always_inline int decap(struct xdp_md *ctx, struct iphdr *outer, void *
 		return XDP_DROP;
 	}
 	remember_reply(p.ip->daddr, *p.dport, p.ip->saddr, *p.sport, p.ip->protocol,
-		       outer->saddr, outer->id);
+		       outer->saddr, outer->id, SWARM_RNAT_UNDERLAY);
 
 	void *data = (void *)(long)ctx->data;
 	struct ethhdr *eth = data;
@@ -188,7 +188,7 @@ int swarm_xdp_ingress(struct xdp_md *ctx)
 	nat_dst(&p, be.addr, be.port);
 	if (be.node == 0 || be.node == cfg->node_addr) {
 		remember_reply(be.addr, be.port, flow.saddr, flow.sport, flow.proto, flow.daddr,
-			       flow.dport);
+			       flow.dport, SWARM_RNAT_UNDERLAY);
 		return XDP_PASS;
 	}
 	return encap(ctx, cfg->node_addr, be.node, flow.dport);

@@ -111,12 +111,17 @@ struct swarm_reply {
 	__u8 pad[3];
 };
 
+/* swarm_reply_nat.scope: where the reply gets its source restored. */
+#define SWARM_RNAT_UNDERLAY 0 /* north-south: at the underlay's tc egress */
+#define SWARM_RNAT_TASK 1     /* east-west: at a task port */
+
 /* Value of swarm_v4_rnat: the frontend the client addressed, restored as the
  * reply's source so the client sees the address it connected to. */
 struct swarm_reply_nat {
 	__u32 frontend_addr;
 	__u16 frontend_port;
-	__u16 pad;
+	__u8 scope;  /* SWARM_RNAT_* */
+	__u8 pad;
 };
 
 /* Value of swarm_v4_svc_stats (per CPU), keyed by svc_id. */

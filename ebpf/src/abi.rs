@@ -127,7 +127,8 @@ pub struct Reply {
 pub struct ReplyNat {
     pub frontend_addr: u32,
     pub frontend_port: u16,
-    pub pad: u16,
+    pub scope: u8,
+    pub pad: u8,
 }
 
 #[repr(C)]
@@ -200,7 +201,7 @@ mod tests {
             "swarm_flow" => Flow { saddr, daddr, sport, dport, proto, pad }
             "swarm_flow_target" => FlowTarget { created_ns, seen_ns, backend, svc_id }
             "swarm_reply" => Reply { backend_addr, client_addr, backend_port, client_port, proto, pad }
-            "swarm_reply_nat" => ReplyNat { frontend_addr, frontend_port, pad }
+            "swarm_reply_nat" => ReplyNat { frontend_addr, frontend_port, scope, pad }
             "swarm_svc_stats" => SvcStats { packets, bytes, new_flows }
             "swarm_config" => Config { node_addr, flags }
         }

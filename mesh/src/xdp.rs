@@ -99,31 +99,56 @@ pub fn attach(iface: &str, node_addr: Ipv4Addr, dir: &Path) -> Result<Vec<String
         mode
     };
 
-    let mut tc_obj = EbpfLoader::new()
+    attach_tc(
+        swarm_ebpf::TC_EGRESS,
+        "swarm_tc_egress",
+        iface,
+        TcAttachType::Egress,
+        dir,
+        "tc_egress",
+    )?;
+    Ok(vec![
+        format!("xdp:{iface} ({mode})"),
+        format!("tc-egress:{iface}"),
+    ])
+}
+
+/// Load the tc program `name` from `object` (its maps reused from the pins
+/// in `dir`) and attach it to `iface`, or swap it into the link pinned as
+/// `link_<pin>_<iface>` by an earlier run.
+fn attach_tc(
+    object: &[u8],
+    name: &str,
+    iface: &str,
+    direction: TcAttachType,
+    dir: &Path,
+    pin: &str,
+) -> Result<(), DataplaneError> {
+    let mut obj = EbpfLoader::new()
         .map_pin_path(dir)
-        .load(swarm_ebpf::TC_EGRESS)
-        .map_err(|e| bpf("loading the tc program")(e.to_string()))?;
+        .load(object)
+        .map_err(|e| bpf(format!("loading {name}"))(e.to_string()))?;
     let _ = tc::qdisc_add_clsact(iface); // already present is fine
-    let prog: &mut SchedClassifier = tc_obj
-        .program_mut("swarm_tc_egress")
-        .ok_or_else(|| DataplaneError::Bpf("program swarm_tc_egress missing".into()))?
+    let prog: &mut SchedClassifier = obj
+        .program_mut(name)
+        .ok_or_else(|| DataplaneError::Bpf(format!("program {name} missing")))?
         .try_into()
-        .map_err(|e: aya::programs::ProgramError| bpf("tc program")(e.to_string()))?;
+        .map_err(|e: aya::programs::ProgramError| bpf(name)(e.to_string()))?;
     prog.load()
-        .map_err(|e| bpf("verifying the tc program")(format!("{e:#}")))?;
-    let tc_pin = dir.join(format!("link_tc_egress_{iface}"));
-    if tc_pin.exists() {
-        let link: FdLink = PinnedLink::from_pin(&tc_pin)
-            .map_err(|e| bpf("opening pinned tc link")(e.to_string()))?
+        .map_err(|e| bpf(format!("verifying {name}"))(format!("{e:#}")))?;
+    let pin_path = dir.join(format!("link_{pin}_{iface}"));
+    if pin_path.exists() {
+        let link: FdLink = PinnedLink::from_pin(&pin_path)
+            .map_err(|e| bpf(format!("opening {}", pin_path.display()))(e.to_string()))?
             .into();
         let link = SchedClassifierLink::try_from(link)
             .map_err(|e| bpf("pinned tc link")(e.to_string()))?;
         prog.attach_to_link(link)
-            .map_err(|e| bpf("replacing the tc program")(e.to_string()))?;
+            .map_err(|e| bpf(format!("replacing {name}"))(e.to_string()))?;
     } else {
         let id = prog
-            .attach(iface, TcAttachType::Egress)
-            .map_err(|e| bpf(format!("attaching tc egress to {iface}"))(e.to_string()))?;
+            .attach(iface, direction)
+            .map_err(|e| bpf(format!("attaching {name} to {iface}"))(e.to_string()))?;
         let link: FdLink = prog
             .take_link(id)
             .map_err(|e| bpf("tc link")(e.to_string()))?
@@ -131,13 +156,32 @@ pub fn attach(iface: &str, node_addr: Ipv4Addr, dir: &Path) -> Result<Vec<String
             .map_err(|e: aya::programs::links::LinkError| {
                 bpf("tc link is not a bpf_link")(e.to_string())
             })?;
-        link.pin(&tc_pin)
+        link.pin(&pin_path)
             .map_err(|e| bpf("pinning the tc link")(e.to_string()))?;
     }
-    Ok(vec![
-        format!("xdp:{iface} ({mode})"),
-        format!("tc-egress:{iface}"),
-    ])
+    Ok(())
+}
+
+/// Attach the east-west load balancer to both directions of a task's port
+/// (`iface`, the node end of the task's veth).
+pub fn attach_task(iface: &str, dir: &Path) -> Result<(), DataplaneError> {
+    bpffs::ensure(dir)?;
+    attach_tc(
+        swarm_ebpf::TC_TASK,
+        "swarm_tc_task",
+        iface,
+        TcAttachType::Ingress,
+        dir,
+        "tc_task_in",
+    )?;
+    attach_tc(
+        swarm_ebpf::TC_TASK,
+        "swarm_tc_task",
+        iface,
+        TcAttachType::Egress,
+        dir,
+        "tc_task_out",
+    )
 }
 
 /// Attach the pass-everything program to `iface` (the host end of a node's

@@ -23,6 +23,9 @@ pub const BACKENDS_PER_NODE: usize = 2;
 pub const HTTP_PORT: u16 = 8080;
 pub const UDP_PORT: u16 = 8081;
 pub const STREAM_PORT: u16 = 8090;
+/// A task on node 1 that is no backend: the east-west client.
+pub const TASK: &str = "swm-t1";
+pub const TASK_ADDR: Ipv4Addr = Ipv4Addr::new(198, 19, 101, 50);
 
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
@@ -193,6 +196,37 @@ impl MeshLab {
                         .args([name.as_str(), &STREAM_PORT.to_string()]),
                 );
             }
+            if i == 1 {
+                must(&["ip", "netns", "add", TASK]);
+                must(&[
+                    "ip", "-n", &ns, "link", "add", "t1", "type", "veth", "peer", "name", "eth0",
+                    "netns", TASK,
+                ]);
+                must(&[
+                    "ip", "-n", &ns, "link", "set", "t1", "master", "swm-gw", "up",
+                ]);
+                must(&[
+                    "ip",
+                    "-n",
+                    TASK,
+                    "addr",
+                    "add",
+                    &format!("{TASK_ADDR}/24"),
+                    "dev",
+                    "eth0",
+                ]);
+                must(&["ip", "-n", TASK, "link", "set", "eth0", "up"]);
+                must(&[
+                    "ip",
+                    "-n",
+                    TASK,
+                    "route",
+                    "add",
+                    "default",
+                    "via",
+                    "198.19.101.1",
+                ]);
+            }
             // Remote backends are reached through the other nodes' subnets.
             for k in 1..=nodes {
                 if k != i {
@@ -306,6 +340,28 @@ impl MeshLab {
             }
             let addr = node_addr(i).to_string();
             self.mesh(i, "attach", &["--iface", "eth0", "--node-addr", &addr]);
+            if self.mode == "xdp" {
+                // Every task port gets the east-west load balancer.
+                let mut ports: Vec<String> =
+                    (1..=BACKENDS_PER_NODE).map(|j| format!("b{j}")).collect();
+                if i == 1 {
+                    ports.push("t1".into());
+                }
+                for port in ports {
+                    let r = self.swarm(
+                        i,
+                        &[
+                            "mesh",
+                            "attach-task",
+                            "--iface",
+                            &port,
+                            "--pin-dir",
+                            &pin_dir(i),
+                        ],
+                    );
+                    assert_eq!(r.code, 0, "attach-task {port} on node {i}: {r:?}");
+                }
+            }
         }
     }
 
@@ -389,6 +445,7 @@ fn teardown(nodes: usize) {
         let _ = sh(&["ip", "netns", "del", &node_ns(i)]);
         let _ = sh(&["ip", "link", "del", &node_ns(i)]);
     }
+    let _ = sh(&["ip", "netns", "del", TASK]);
     let _ = sh(&["ip", "netns", "del", CLIENT]);
     let _ = sh(&["ip", "link", "del", "swm-c"]);
     let _ = sh(&["ip", "link", "del", "swm-br0"]);

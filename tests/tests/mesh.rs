@@ -16,6 +16,8 @@ const NODES: usize = 3;
 const WEB: u16 = 8000;
 const DNS_LIKE_UDP: u16 = 9000;
 const STREAM: u16 = 9090;
+/// The web service's virtual IP, for east-west traffic.
+const VIP: &str = "198.19.250.10:80";
 
 fn backends(port: u16, draining: &[String], skip: &[String]) -> Value {
     let mut out = Vec::new();
@@ -39,7 +41,7 @@ fn backends(port: u16, draining: &[String], skip: &[String]) -> Value {
 fn services(draining: &[String], skip: &[String]) -> Value {
     let declared = NODES * BACKENDS_PER_NODE;
     json!([
-        {"id": 1, "name": "web", "proto": "tcp", "published_port": WEB, "backends": backends(HTTP_PORT, draining, skip), "declared_backends": declared},
+        {"id": 1, "name": "web", "proto": "tcp", "vip": VIP, "published_port": WEB, "backends": backends(HTTP_PORT, draining, skip), "declared_backends": declared},
         {"id": 2, "name": "udp", "proto": "udp", "published_port": DNS_LIKE_UDP, "backends": backends(UDP_PORT, draining, skip), "declared_backends": declared},
         {"id": 3, "name": "stream", "proto": "tcp", "published_port": STREAM, "backends": backends(STREAM_PORT, draining, skip), "declared_backends": declared},
     ])
@@ -145,6 +147,7 @@ in_both_modes!(
     backend_churn_leaves_established_flows_where_they_are,
     restarting_the_loader_keeps_streaming_connections_alive,
     mesh_dump_shows_what_the_data_plane_holds,
+    tasks_reach_a_service_by_its_vip_across_all_backends,
 );
 
 /// The address a backend should see for a client connection: the client's
@@ -164,6 +167,42 @@ fn check_source(mode: &str, via_node: usize, backend: &str, peer: &str) {
             "{mode}: {backend} saw {peer}"
         );
     }
+}
+
+/// An HTTP request from the east-west client task to the web VIP.
+fn http_vip() -> Option<(String, String)> {
+    let to: SocketAddrV4 = VIP.parse().unwrap();
+    in_netns(TASK, move || {
+        let mut s = TcpStream::connect_timeout(&to.into(), Duration::from_secs(2)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+        s.write_all(b"GET / HTTP/1.0\r\n\r\n").ok()?;
+        let mut body = String::new();
+        s.read_to_string(&mut body).ok()?;
+        who(&body)
+    })
+}
+
+fn tasks_reach_a_service_by_its_vip_across_all_backends(mode: &'static str) {
+    let lab = MeshLab::up(NODES, mode);
+    lab.sync(&services(&[], &[]));
+    let mut names = BTreeSet::new();
+    for _ in 0..24 {
+        let (name, peer) = http_vip().unwrap_or_else(|| panic!("{mode}: no answer from the VIP"));
+        let local = name.starts_with("b1");
+        if mode == "xdp" || local {
+            assert!(
+                peer.starts_with(&format!("{TASK_ADDR}:")),
+                "{mode}: {name} saw {peer}, not the task"
+            );
+        }
+        names.insert(name);
+    }
+    let on_node_1 = names.iter().filter(|n| n.starts_with("b1")).count();
+    assert!(names.len() >= 4, "{mode}: VIP spread over only {names:?}");
+    assert!(
+        on_node_1 >= 1 && on_node_1 < names.len(),
+        "{mode}: want local and remote backends, got {names:?}"
+    );
 }
 
 fn published_ports_answer_on_every_node_and_spread_over_backends(mode: &'static str) {
@@ -322,7 +361,10 @@ fn mesh_dump_shows_what_the_data_plane_holds(mode: &'static str) {
         .iter()
         .find(|s| s["id"] == 1)
         .expect("service 1");
-    assert_eq!(web["frontends"], json!([format!("*:{WEB}/tcp")]));
+    assert_eq!(
+        web["frontends"],
+        json!([format!("{VIP}/tcp"), format!("*:{WEB}/tcp")])
+    );
     let shares: Vec<f64> = web["backends"]
         .as_array()
         .unwrap()

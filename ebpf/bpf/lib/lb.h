@@ -113,7 +113,8 @@ static __always_inline int lb_select(__u32 svc_id, const struct swarm_flow *flow
 /* Remember how to restore the frontend as the source of the backend's
  * replies (done by the tc egress program). */
 static __always_inline void remember_reply(__u32 backend_addr, __u16 backend_port, __u32 client_addr,
-					   __u16 client_port, __u8 proto, __u32 fe_addr, __u16 fe_port)
+					   __u16 client_port, __u8 proto, __u32 fe_addr, __u16 fe_port,
+					   __u8 scope)
 {
 	struct swarm_reply key = {
 		.backend_addr = backend_addr,
@@ -125,6 +126,7 @@ static __always_inline void remember_reply(__u32 backend_addr, __u16 backend_por
 	struct swarm_reply_nat val = {
 		.frontend_addr = fe_addr,
 		.frontend_port = fe_port,
+		.scope = scope,
 	};
 
 	bpf_map_update_elem(&swarm_v4_rnat, &key, &val, BPF_ANY);

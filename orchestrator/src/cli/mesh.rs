@@ -51,6 +51,14 @@ pub enum MeshCmd {
         #[command(flatten)]
         target: Target,
     },
+    /// Attach the east-west load balancer to a task's port (the node end of
+    /// the task's veth), so the task reaches services by VIP.
+    AttachTask {
+        #[arg(long)]
+        iface: String,
+        #[arg(long, default_value = DEFAULT_PIN_DIR)]
+        pin_dir: PathBuf,
+    },
     /// Lab helper: attach a pass-everything XDP program to the host end of a
     /// node's veth, which the kernel needs before it accepts XDP_TX frames.
     AttachPeerPass {
@@ -98,6 +106,10 @@ pub fn run(cmd: MeshCmd) -> Result<()> {
                 println!("attached iptables nat chains");
             }
         },
+        MeshCmd::AttachTask { iface, pin_dir } => {
+            xdp::attach_task(&iface, &pin_dir)?;
+            println!("attached the east-west load balancer to {iface}");
+        }
         MeshCmd::AttachPeerPass { iface, pin_dir } => {
             xdp::attach_peer_pass(&iface, &pin_dir)?;
             println!("attached pass program to {iface}");
