@@ -5,6 +5,7 @@
 //! missing one fails the test with the reason, it never skips it.
 
 pub mod meshlab;
+pub mod netns;
 
 use serde_json::Value;
 use std::path::PathBuf;

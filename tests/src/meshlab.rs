@@ -9,10 +9,10 @@
 //! ```
 //! Traffic stays inside these namespaces and 198.18.0.0/15.
 
+use crate::netns::{accept_bridge, add_host, in_netns, must, sh, unaccept_bridge};
 use crate::{run, swarm_bin, Run};
 use serde_json::Value;
 use std::net::Ipv4Addr;
-use std::os::fd::AsFd;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, MutexGuard};
 
@@ -46,29 +46,6 @@ fn pin_dir(i: usize) -> String {
 }
 const LAB_PIN_DIR: &str = "/sys/fs/bpf/swm-lab";
 
-fn sh(args: &[&str]) -> Run {
-    run(Command::new(args[0]).args(&args[1..]))
-}
-
-fn must(args: &[&str]) {
-    let r = sh(args);
-    assert_eq!(r.code, 0, "{args:?} failed: {}", r.stderr);
-}
-
-/// Run `f` on a thread inside network namespace `ns`. Sockets it creates
-/// stay in that namespace wherever they are used afterwards.
-pub fn in_netns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let path = format!("/run/netns/{ns}");
-    std::thread::spawn(move || {
-        let file = std::fs::File::open(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-        nix::sched::setns(file.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET)
-            .unwrap_or_else(|e| panic!("setns {path}: {e}"));
-        f()
-    })
-    .join()
-    .expect("netns thread panicked")
-}
-
 pub struct MeshLab {
     pub nodes: usize,
     /// "xdp" or "iptables": the `swarm mesh --mode` under test.
@@ -91,12 +68,8 @@ impl MeshLab {
         };
         must(&["ip", "link", "add", "swm-br0", "type", "bridge"]);
         must(&["ip", "link", "set", "swm-br0", "up"]);
-        // Bridged traffic may pass through the host's iptables FORWARD chain,
-        // whose policy Docker sets to DROP: accept the lab bridge first.
-        for rule in FORWARD_RULES {
-            must(&[&["iptables", "-I", forward_chain()][..], rule].concat());
-        }
-        lab.add_host(CLIENT, "swm-c", CLIENT_ADDR);
+        accept_bridge("swm-br0");
+        add_host("swm-br0", CLIENT, "swm-c", CLIENT_ADDR);
         // Packets from a real client carry full checksums; a veth would
         // leave them to an offload that never happens once XDP forwards them.
         must(&[
@@ -106,7 +79,7 @@ impl MeshLab {
         let stream = crate::repo_root().join("tests/fixtures/stream_server.py");
         for i in 1..=nodes {
             let ns = node_ns(i);
-            lab.add_host(&ns, &ns, node_addr(i));
+            add_host("swm-br0", &ns, &ns, node_addr(i));
             must(&[
                 "ip",
                 "netns",
@@ -273,26 +246,6 @@ impl MeshLab {
         }
     }
 
-    fn add_host(&mut self, ns: &str, host_if: &str, addr: Ipv4Addr) {
-        must(&["ip", "netns", "add", ns]);
-        must(&[
-            "ip", "link", "add", host_if, "type", "veth", "peer", "name", "eth0", "netns", ns,
-        ]);
-        must(&["ip", "link", "set", host_if, "master", "swm-br0", "up"]);
-        must(&[
-            "ip",
-            "-n",
-            ns,
-            "addr",
-            "add",
-            &format!("{addr}/24"),
-            "dev",
-            "eth0",
-        ]);
-        must(&["ip", "-n", ns, "link", "set", "eth0", "up"]);
-        must(&["ip", "-n", ns, "link", "set", "lo", "up"]);
-    }
-
     fn spawn(&mut self, cmd: &mut Command) {
         let child = cmd
             .stdout(Stdio::null())
@@ -394,43 +347,8 @@ impl Drop for MeshLab {
     }
 }
 
-/// Accept rules for the lab bridge, each tagged so teardown finds its own.
-const FORWARD_RULES: [&[&str]; 2] = [
-    &[
-        "-i",
-        "swm-br0",
-        "-m",
-        "comment",
-        "--comment",
-        "swarm-meshlab",
-        "-j",
-        "ACCEPT",
-    ],
-    &[
-        "-o",
-        "swm-br0",
-        "-m",
-        "comment",
-        "--comment",
-        "swarm-meshlab",
-        "-j",
-        "ACCEPT",
-    ],
-];
-
-/// Docker's user chain when it exists (evaluated before its DROP), else FORWARD.
-fn forward_chain() -> &'static str {
-    if sh(&["iptables", "-nL", "DOCKER-USER"]).code == 0 {
-        "DOCKER-USER"
-    } else {
-        "FORWARD"
-    }
-}
-
 fn teardown(nodes: usize) {
-    for rule in FORWARD_RULES {
-        while sh(&[&["iptables", "-D", forward_chain()][..], rule].concat()).code == 0 {}
-    }
+    unaccept_bridge("swm-br0");
     for i in 1..=nodes {
         let _ = run(Command::new(swarm_bin()).args(["mesh", "detach", "--pin-dir", &pin_dir(i)]));
         for j in 1..=BACKENDS_PER_NODE {

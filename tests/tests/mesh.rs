@@ -11,6 +11,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddrV4, TcpStream, UdpSocket};
 use std::time::{Duration, Instant};
 use swarm_tests::meshlab::*;
+use swarm_tests::netns::in_netns;
 
 const NODES: usize = 3;
 const WEB: u16 = 8000;

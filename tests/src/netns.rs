@@ -1,0 +1,102 @@
+//! Building blocks for topologies of network namespaces, shared by the
+//! data-plane tests and the ingress benchmark.
+
+use crate::{run, Run};
+use std::net::Ipv4Addr;
+use std::os::fd::AsFd;
+use std::process::Command;
+
+/// Run a command given as words.
+pub fn sh(args: &[&str]) -> Run {
+    run(Command::new(args[0]).args(&args[1..]))
+}
+
+/// Run a command given as words; panic with its stderr if it fails.
+pub fn must(args: &[&str]) {
+    let r = sh(args);
+    assert_eq!(r.code, 0, "{args:?} failed: {}", r.stderr);
+}
+
+/// Run `f` on a thread inside network namespace `ns`. Sockets it creates
+/// stay in that namespace wherever they are used afterwards.
+pub fn in_netns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let path = format!("/run/netns/{ns}");
+    std::thread::spawn(move || {
+        let file = std::fs::File::open(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        nix::sched::setns(file.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET)
+            .unwrap_or_else(|e| panic!("setns {path}: {e}"));
+        f()
+    })
+    .join()
+    .expect("netns thread panicked")
+}
+
+/// A namespace `ns` whose eth0 (with `addr`/24) is plugged into `bridge`
+/// in the host namespace through the veth `host_if`.
+pub fn add_host(bridge: &str, ns: &str, host_if: &str, addr: Ipv4Addr) {
+    must(&["ip", "netns", "add", ns]);
+    must(&[
+        "ip", "link", "add", host_if, "type", "veth", "peer", "name", "eth0", "netns", ns,
+    ]);
+    must(&["ip", "link", "set", host_if, "master", bridge, "up"]);
+    must(&[
+        "ip",
+        "-n",
+        ns,
+        "addr",
+        "add",
+        &format!("{addr}/24"),
+        "dev",
+        "eth0",
+    ]);
+    must(&["ip", "-n", ns, "link", "set", "eth0", "up"]);
+    must(&["ip", "-n", ns, "link", "set", "lo", "up"]);
+}
+
+/// Docker's user chain when it exists (evaluated before its DROP), else FORWARD.
+fn forward_chain() -> &'static str {
+    if sh(&["iptables", "-nL", "DOCKER-USER"]).code == 0 {
+        "DOCKER-USER"
+    } else {
+        "FORWARD"
+    }
+}
+
+fn bridge_rules(bridge: &str) -> [Vec<String>; 2] {
+    let rule = |dir: &str| {
+        [
+            dir,
+            bridge,
+            "-m",
+            "comment",
+            "--comment",
+            "swarm-test-bridge",
+            "-j",
+            "ACCEPT",
+        ]
+        .map(String::from)
+        .to_vec()
+    };
+    [rule("-i"), rule("-o")]
+}
+
+/// Bridged traffic may pass through the host's iptables FORWARD chain, whose
+/// policy Docker sets to DROP: accept `bridge`'s traffic first.
+pub fn accept_bridge(bridge: &str) {
+    let chain = forward_chain();
+    for rule in bridge_rules(bridge) {
+        let mut args = vec!["iptables", "-I", chain];
+        args.extend(rule.iter().map(String::as_str));
+        must(&args);
+    }
+}
+
+/// Remove what `accept_bridge` added (all copies; none is fine).
+pub fn unaccept_bridge(bridge: &str) {
+    let chain = forward_chain();
+    for rule in bridge_rules(bridge) {
+        let mut args = vec!["iptables", "-D", chain];
+        args.extend(rule.iter().map(String::as_str));
+        while sh(&args).code == 0 {}
+    }
+}
