@@ -41,13 +41,7 @@ int swarm_tc_task(struct __sk_buff *skb)
 
 	if (!fe)
 		return TC_ACT_OK;
-	struct swarm_flow flow = {
-		.saddr = p.ip->saddr,
-		.daddr = p.ip->daddr,
-		.sport = *p.sport,
-		.dport = *p.dport,
-		.proto = p.ip->protocol,
-	};
+	struct swarm_flow flow = flow_of(&p);
 	struct swarm_backend be;
 
 	if (lb_select(fe->svc_id, &flow, skb->len, &be)) {

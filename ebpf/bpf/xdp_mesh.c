@@ -172,13 +172,7 @@ int swarm_xdp_ingress(struct xdp_md *ctx)
 	if (!fe)
 		return XDP_PASS;
 
-	struct swarm_flow flow = {
-		.saddr = p.ip->saddr,
-		.daddr = p.ip->daddr,
-		.sport = *p.sport,
-		.dport = *p.dport,
-		.proto = p.ip->protocol,
-	};
+	struct swarm_flow flow = flow_of(&p);
 	struct swarm_backend be;
 
 	if (lb_select(fe->svc_id, &flow, end - data, &be)) {

@@ -5,22 +5,21 @@
 //! Published ports answer on the node's own addresses (`addrtype LOCAL`);
 //! VIPs on their address. A new connection picks a backend at random among
 //! the active ones (draining backends keep their connections through the
-//! kernel's conntrack). Connections sent to a backend on another node are
-//! masqueraded so that replies come back through this node: this mode loses
-//! the client's address for remote backends, which the XDP mode keeps.
+//! kernel's conntrack): one chain per service, one DNAT rule per backend.
+//! Connections DNATed out of the underlay interface (to a backend on another
+//! node) are masqueraded so that replies come back through this node: this
+//! mode loses the client's address for remote backends, which the XDP mode
+//! keeps.
 
 use crate::dataplane::{BackendState, Dataplane, DataplaneError, Dump, LbService};
 use std::fmt::Write as _;
 use std::io::Write as _;
-use std::net::Ipv4Addr;
 use std::process::{Command, Stdio};
 
 /// Chain every owned chain hangs from, jumped to from PREROUTING and OUTPUT.
 const SERVICES: &str = "SWARM-SERVICES";
 const POSTROUTING: &str = "SWARM-POSTROUTING";
 const PREFIX: &str = "SWARM-";
-/// Packet mark for connections to remote backends, which need masquerading.
-const MASQ_MARK: &str = "0x4000/0x4000";
 
 fn ipt(args: &[&str]) -> Result<String, DataplaneError> {
     let out = Command::new("iptables").args(args).output().map_err(|e| {
@@ -44,29 +43,40 @@ fn ensure_jump(chain: &str, target: &str) -> Result<(), DataplaneError> {
     Ok(())
 }
 
-/// Whether `addr` belongs to this network namespace: binding to it works.
-fn is_local(addr: Ipv4Addr) -> bool {
-    std::net::UdpSocket::bind((addr, 0)).is_ok()
-}
-
 pub struct IptablesDataplane;
 
 impl IptablesDataplane {
-    /// Create the owned chains and hook them into the nat table.
-    pub fn attach() -> Result<IptablesDataplane, DataplaneError> {
-        let dp = IptablesDataplane;
+    /// Create the owned chains and hook them into the nat table; connections
+    /// DNATed out of `iface` (the underlay) get masqueraded.
+    pub fn attach(iface: &str) -> Result<IptablesDataplane, DataplaneError> {
         for chain in [SERVICES, POSTROUTING] {
             if ipt(&["-t", "nat", "-nL", chain]).is_err() {
                 ipt(&["-t", "nat", "-N", chain])?;
             }
         }
+        ipt(&["-t", "nat", "-F", POSTROUTING])?;
+        ipt(&[
+            "-t",
+            "nat",
+            "-A",
+            POSTROUTING,
+            "-o",
+            iface,
+            "-m",
+            "conntrack",
+            "--ctstate",
+            "DNAT",
+            "-j",
+            "MASQUERADE",
+        ])?;
         ensure_jump("PREROUTING", SERVICES)?;
         ensure_jump("OUTPUT", SERVICES)?;
         ensure_jump("POSTROUTING", POSTROUTING)?;
-        Ok(dp)
+        Ok(IptablesDataplane)
     }
 
-    /// Remove every owned rule and chain.
+    /// Remove every owned rule and chain, in one restore batch (one process
+    /// per chain would reload the whole nat table each time).
     pub fn detach() -> Result<(), DataplaneError> {
         for (chain, target) in [
             ("PREROUTING", SERVICES),
@@ -76,29 +86,23 @@ impl IptablesDataplane {
             while ipt(&["-t", "nat", "-D", chain, "-j", target]).is_ok() {}
         }
         let chains = owned_chains()?;
+        if chains.is_empty() {
+            return Ok(());
+        }
+        let mut batch = String::from("*nat\n");
         for c in &chains {
-            ipt(&["-t", "nat", "-F", c])?;
+            let _ = writeln!(batch, ":{c} - [0:0]");
         }
         for c in &chains {
-            ipt(&["-t", "nat", "-X", c])?;
+            let _ = writeln!(batch, "-X {c}");
         }
-        Ok(())
+        batch.push_str("COMMIT\n");
+        restore(&batch)
     }
 
-    /// The restore batch that makes the owned chains hold exactly `services`.
-    /// `local` tells whether a node address is this node's.
-    pub fn batch(
-        &self,
-        services: &[LbService],
-        existing: &[String],
-        local: &dyn Fn(Ipv4Addr) -> bool,
-    ) -> String {
-        let mut chains = vec![SERVICES.to_string(), POSTROUTING.to_string()];
+    pub fn batch(&self, services: &[LbService], existing: &[String]) -> String {
+        let mut chains = vec![SERVICES.to_string()];
         let mut rules = String::new();
-        let _ = writeln!(
-            rules,
-            "-A {POSTROUTING} -m mark --mark {MASQ_MARK} -j MASQUERADE"
-        );
         for svc in services {
             let proto = svc.proto.name();
             let active: Vec<_> = svc
@@ -127,8 +131,6 @@ impl IptablesDataplane {
                 let _ = writeln!(rules, "-A {SERVICES} -m addrtype --dst-type LOCAL -p {proto} --dport {port} {comment} -j {svc_chain}");
             }
             for (k, b) in active.iter().enumerate() {
-                let sep = format!("SWARM-SEP-{}-{k}", svc.id);
-                chains.push(sep.clone());
                 let pick = if k + 1 < n {
                     format!(
                         "-m statistic --mode random --probability {:.10} ",
@@ -137,13 +139,9 @@ impl IptablesDataplane {
                 } else {
                     String::new()
                 };
-                let _ = writeln!(rules, "-A {svc_chain} {pick}-j {sep}");
-                if !local(b.node) {
-                    let _ = writeln!(rules, "-A {sep} -j MARK --set-xmark {MASQ_MARK}");
-                }
                 let _ = writeln!(
                     rules,
-                    "-A {sep} -p {proto} -j DNAT --to-destination {}",
+                    "-A {svc_chain} {pick}-p {proto} -j DNAT --to-destination {}",
                     b.addr
                 );
             }
@@ -154,7 +152,11 @@ impl IptablesDataplane {
             let _ = writeln!(out, ":{c} - [0:0]");
         }
         // Chains from an earlier sync that are gone now: empty, then delete.
-        let stale: Vec<&String> = existing.iter().filter(|c| !chains.contains(c)).collect();
+        // (The masquerade chain belongs to attach and is left alone.)
+        let stale: Vec<&String> = existing
+            .iter()
+            .filter(|c| !chains.contains(c) && *c != POSTROUTING)
+            .collect();
         for c in &stale {
             let _ = writeln!(out, ":{c} - [0:0]");
         }
@@ -223,7 +225,7 @@ impl Dataplane for IptablesDataplane {
             svc.validate(usize::MAX)?;
         }
         let existing = owned_chains()?;
-        restore(&self.batch(services, &existing, &is_local))
+        restore(&self.batch(services, &existing))
     }
 
     fn dump(&mut self) -> Result<Dump, DataplaneError> {
@@ -271,46 +273,31 @@ mod tests {
     }
 
     #[test]
-    fn batch_spreads_over_active_backends_and_masquerades_remote_ones() {
-        let dp = IptablesDataplane;
-        let local = |a: Ipv4Addr| a == Ipv4Addr::new(198, 18, 0, 11);
+    fn batch_spreads_new_connections_over_active_backends_only() {
         let s = svc(&[
             ("10.0.1.2:8080", "198.18.0.11", BackendState::Active),
             ("10.0.2.2:8080", "198.18.0.12", BackendState::Active),
             ("10.0.3.2:8080", "198.18.0.13", BackendState::Draining),
         ]);
-        let b = dp.batch(&[s], &[], &local);
+        let b = IptablesDataplane.batch(&[s], &[]);
         assert!(b.starts_with("*nat\n") && b.ends_with("COMMIT\n"));
         assert!(b.contains("-d 10.0.0.5/32 -p tcp --dport 80"));
         assert!(b.contains("--dst-type LOCAL -p tcp --dport 8000"));
         assert!(b.contains(
-            "-A SWARM-SVC-7 -m statistic --mode random --probability 0.5000000000 -j SWARM-SEP-7-0"
+            "-A SWARM-SVC-7 -m statistic --mode random --probability 0.5000000000 -p tcp -j DNAT --to-destination 10.0.1.2:8080"
         ));
-        assert!(b.contains("-A SWARM-SVC-7 -j SWARM-SEP-7-1"));
+        assert!(b.contains("-A SWARM-SVC-7 -p tcp -j DNAT --to-destination 10.0.2.2:8080"));
         assert!(
             !b.contains("10.0.3.2"),
             "draining backends get no new connections"
         );
-        assert!(
-            !b.contains("-A SWARM-SEP-7-0 -j MARK"),
-            "local backend keeps the client address"
-        );
-        assert!(b.contains("-A SWARM-SEP-7-1 -j MARK --set-xmark 0x4000/0x4000"));
     }
 
     #[test]
     fn batch_deletes_chains_of_removed_services() {
-        let b = IptablesDataplane.batch(
-            &[],
-            &[
-                "SWARM-SVC-3".into(),
-                "SWARM-SEP-3-0".into(),
-                SERVICES.into(),
-            ],
-            &|_| true,
-        );
+        let existing = ["SWARM-SVC-3".into(), POSTROUTING.into(), SERVICES.into()];
+        let b = IptablesDataplane.batch(&[], &existing);
         assert!(b.contains(":SWARM-SVC-3 - [0:0]") && b.contains("-X SWARM-SVC-3"));
-        assert!(b.contains("-X SWARM-SEP-3-0"));
-        assert!(!b.contains("-X SWARM-SERVICES"));
+        assert!(!b.contains("-X SWARM-SERVICES") && !b.contains("SWARM-POSTROUTING"));
     }
 }

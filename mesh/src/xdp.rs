@@ -372,6 +372,37 @@ impl XdpDataplane {
         }
     }
 
+    /// Flows pinned to a backend that is no longer in its service would be
+    /// dropped until evicted; forget them so their next packet is balanced
+    /// again. (Draining backends stay listed, so their flows are kept.)
+    fn forget_flows_to_removed_backends(&mut self, services: &[LbService]) {
+        let live: std::collections::HashMap<u32, HashSet<(u32, u16)>> = services
+            .iter()
+            .map(|s| {
+                let set = s
+                    .backends
+                    .iter()
+                    .map(|b| (ip_be(*b.addr.ip()), b.addr.port().to_be()))
+                    .collect();
+                (s.id, set)
+            })
+            .collect();
+        let stale: Vec<abi::Flow> = self
+            .flows
+            .iter()
+            .filter_map(Result::ok)
+            .filter(|(_, t)| {
+                !live
+                    .get(&t.svc_id)
+                    .is_some_and(|b| b.contains(&(t.backend.addr, t.backend.port)))
+            })
+            .map(|(k, _)| k)
+            .collect();
+        for k in stale {
+            let _ = self.flows.remove(&k);
+        }
+    }
+
     pub fn dir(&self) -> &Path {
         &self.dir
     }
@@ -422,6 +453,7 @@ impl Dataplane for XdpDataplane {
         for k in stale {
             let _ = self.frontends.remove(&k);
         }
+        self.forget_flows_to_removed_backends(services);
         let keep: HashSet<u32> = services.iter().map(|s| s.id).collect();
         let gone: Vec<(u32, abi::Service)> = self
             .services

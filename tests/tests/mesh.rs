@@ -60,8 +60,12 @@ fn who(text: &str) -> Option<(String, String)> {
 
 /// One HTTP request from the client to a node's published port.
 fn http(node: usize) -> Option<(String, String)> {
-    let to = SocketAddrV4::new(node_addr(node), WEB);
-    in_netns(CLIENT, move || {
+    http_from(CLIENT, SocketAddrV4::new(node_addr(node), WEB))
+}
+
+/// One HTTP request to `to` from namespace `ns`: who answered, whom it saw.
+fn http_from(ns: &str, to: SocketAddrV4) -> Option<(String, String)> {
+    in_netns(ns, move || {
         let mut s = TcpStream::connect_timeout(&to.into(), Duration::from_secs(2)).ok()?;
         s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
         s.write_all(b"GET / HTTP/1.0\r\n\r\n").ok()?;
@@ -172,15 +176,7 @@ fn check_source(mode: &str, via_node: usize, backend: &str, peer: &str) {
 
 /// An HTTP request from the east-west client task to the web VIP.
 fn http_vip() -> Option<(String, String)> {
-    let to: SocketAddrV4 = VIP.parse().unwrap();
-    in_netns(TASK, move || {
-        let mut s = TcpStream::connect_timeout(&to.into(), Duration::from_secs(2)).ok()?;
-        s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-        s.write_all(b"GET / HTTP/1.0\r\n\r\n").ok()?;
-        let mut body = String::new();
-        s.read_to_string(&mut body).ok()?;
-        who(&body)
-    })
+    http_from(TASK, VIP.parse().unwrap())
 }
 
 fn tasks_reach_a_service_by_its_vip_across_all_backends(mode: &'static str) {

@@ -27,6 +27,19 @@ static __always_inline __u32 flow_hash(const struct swarm_flow *f)
 	return mix32(h ^ f->proto);
 }
 
+/* A parsed packet's flow key, as the client sent it. */
+static __always_inline struct swarm_flow flow_of(const struct packet *p)
+{
+	struct swarm_flow f = {
+		.saddr = p->ip->saddr,
+		.daddr = p->ip->daddr,
+		.sport = *p->sport,
+		.dport = *p->dport,
+		.proto = p->ip->protocol,
+	};
+	return f;
+}
+
 /* The service a packet addresses: VIP:port, or a published port on this
  * node's own address. */
 static __always_inline struct swarm_frontend_info *

@@ -102,7 +102,7 @@ pub fn run(cmd: MeshCmd) -> Result<()> {
                 }
             }
             Mode::Iptables => {
-                IptablesDataplane::attach()?;
+                IptablesDataplane::attach(&iface)?;
                 println!("attached iptables nat chains");
             }
         },

@@ -417,37 +417,37 @@ fn main() {
     let received = start_servers();
     let mut records = Vec::new();
     for mode in ["direct", "xdp", "iptables"] {
+        if mode != "direct" {
+            for (node, addr, _) in NODES {
+                mesh(
+                    node,
+                    mode,
+                    &[
+                        "attach",
+                        "--iface",
+                        "eth0",
+                        "--node-addr",
+                        &addr.to_string(),
+                    ],
+                );
+            }
+        }
         for &n in &counts {
             if mode == "direct" && n != counts[0] {
                 // The direct path has no services: one measurement is the ceiling.
                 continue;
             }
             if mode != "direct" {
+                // Traffic enters at node A, so only A needs the services: B
+                // receives tunnelled (xdp) or already-NATed (iptables) packets.
                 let file = out.join("services.json");
                 std::fs::write(&file, services(n).to_string()).unwrap();
-                let mut program = Duration::ZERO;
-                for (node, addr, _) in NODES {
-                    mesh(
-                        node,
-                        mode,
-                        &[
-                            "attach",
-                            "--iface",
-                            "eth0",
-                            "--node-addr",
-                            &addr.to_string(),
-                        ],
-                    );
-                    let took = mesh(node, mode, &["sync", file.to_str().unwrap()]);
-                    if node == NODES[0].0 {
-                        program = took;
-                    }
-                }
+                let took = mesh(NODES[0].0, mode, &["sync", file.to_str().unwrap()]);
                 records.push(Record {
                     mode,
                     services: n,
                     metric: "program_ms",
-                    value: program.as_secs_f64() * 1000.0,
+                    value: took.as_secs_f64() * 1000.0,
                 });
             }
             eprintln!("bench: {mode} with {n} services");
@@ -482,12 +482,13 @@ fn main() {
                 metric: "rr_p99_us",
                 value: p99,
             });
-            if mode != "direct" {
-                for (node, _, _) in NODES {
-                    mesh(node, mode, &["detach"]);
-                }
+        }
+        if mode == "xdp" {
+            for (node, _, _) in NODES {
+                mesh(node, mode, &["detach"]);
             }
         }
+        // (iptables rules go with the namespaces at teardown.)
     }
     teardown();
     write_results(&out, &records, &counts);
