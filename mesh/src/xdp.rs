@@ -510,7 +510,12 @@ impl Dataplane for XdpDataplane {
             let stats = stats.unwrap_or_default();
             services.push(ServiceDump {
                 id,
-                frontends: frontends.remove(&id).unwrap_or_default(),
+                frontends: {
+                    // Map order is hash order; dumps list frontends sorted.
+                    let mut f = frontends.remove(&id).unwrap_or_default();
+                    f.sort();
+                    f
+                },
                 table_size: svc.table_size,
                 backends: svc.backends[..count]
                     .iter()
