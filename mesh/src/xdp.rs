@@ -295,7 +295,8 @@ impl XdpDataplane {
 
     /// Write one service: Maglev chunks under a new generation first, then the
     /// service entry that switches to them, then drop the old chunks.
-    fn write_service(&mut self, svc: &LbService) -> Result<(), DataplaneError> {
+    /// Returns whether a backend the service had before is gone.
+    fn write_service(&mut self, svc: &LbService) -> Result<bool, DataplaneError> {
         let mut backends: Vec<&Backend> = svc.backends.iter().collect();
         backends.sort_by_key(|b| (u32::from(*b.addr.ip()), b.addr.port()));
         let active: Vec<usize> = (0..backends.len())
@@ -327,12 +328,21 @@ impl XdpDataplane {
                 pad: 0,
             };
         }
+        let new = &value.backends[..backends.len()];
+        let dropped = old.is_some_and(|o| {
+            o.backends[..usize::from(o.backend_count).min(abi::MAX_BACKENDS)]
+                .iter()
+                .any(|ob| {
+                    !new.iter()
+                        .any(|nb| nb.addr == ob.addr && nb.port == ob.port)
+                })
+        });
         if let Some(o) = old {
             let same = o.table_size == value.table_size
                 && o.backend_count == value.backend_count
-                && o.backends[..backends.len()] == value.backends[..backends.len()];
+                && o.backends[..backends.len()] == *new;
             if same {
-                return Ok(());
+                return Ok(false);
             }
         }
         for (c, chunk) in table.chunks(abi::MAGLEV_CHUNK).enumerate() {
@@ -357,7 +367,7 @@ impl XdpDataplane {
         if let Some(o) = old {
             self.remove_chunks(svc.id, &o);
         }
-        Ok(())
+        Ok(dropped)
     }
 
     fn remove_chunks(&mut self, svc_id: u32, svc: &abi::Service) {
@@ -425,8 +435,9 @@ impl Dataplane for XdpDataplane {
                 }
             }
         }
+        let mut dropped = false;
         for svc in services {
-            self.write_service(svc)?;
+            dropped |= self.write_service(svc)?;
         }
         resolve_neighbours(services);
         for (&(addr, port, proto), &svc_id) in &wanted {
@@ -453,7 +464,6 @@ impl Dataplane for XdpDataplane {
         for k in stale {
             let _ = self.frontends.remove(&k);
         }
-        self.forget_flows_to_removed_backends(services);
         let keep: HashSet<u32> = services.iter().map(|s| s.id).collect();
         let gone: Vec<(u32, abi::Service)> = self
             .services
@@ -461,10 +471,15 @@ impl Dataplane for XdpDataplane {
             .filter_map(Result::ok)
             .filter(|(id, _)| !keep.contains(id))
             .collect();
+        dropped |= !gone.is_empty();
         for (id, svc) in gone {
             let _ = self.services.remove(&id);
             let _ = self.stats.remove(&id);
             self.remove_chunks(id, &svc);
+        }
+        // Scanning the flow table costs a syscall per flow: only when needed.
+        if dropped {
+            self.forget_flows_to_removed_backends(services);
         }
         Ok(())
     }
