@@ -9,7 +9,9 @@
 //! ```
 //! Traffic stays inside these namespaces and 198.18.0.0/15.
 
-use crate::netns::{accept_bridge, add_host, in_netns, must, sh, unaccept_bridge};
+use crate::netns::{
+    accept_bridge, add_gateway, add_host, add_task, in_netns, must, sh, unaccept_bridge,
+};
 use crate::{run, swarm_bin, Run};
 use serde_json::Value;
 use std::net::Ipv4Addr;
@@ -80,79 +82,11 @@ impl MeshLab {
         for i in 1..=nodes {
             let ns = node_ns(i);
             add_host("swm-br0", &ns, &ns, node_addr(i));
-            must(&[
-                "ip",
-                "netns",
-                "exec",
-                &ns,
-                "sysctl",
-                "-qw",
-                "net.ipv4.ip_forward=1",
-            ]);
-            must(&["ip", "-n", &ns, "link", "add", "swm-gw", "type", "bridge"]);
-            must(&[
-                "ip",
-                "-n",
-                &ns,
-                "addr",
-                "add",
-                &format!("198.19.{}.1/24", 100 + i),
-                "dev",
-                "swm-gw",
-            ]);
-            must(&["ip", "-n", &ns, "link", "set", "swm-gw", "up"]);
+            let gw = Ipv4Addr::new(198, 19, 100 + i as u8, 1);
+            add_gateway(&ns, "swm-gw", gw);
             for j in 1..=BACKENDS_PER_NODE {
                 let b = format!("swm-b{i}{j}");
-                let addr = backend_addr(i, j);
-                must(&["ip", "netns", "add", &b]);
-                must(&[
-                    "ip",
-                    "-n",
-                    &ns,
-                    "link",
-                    "add",
-                    &format!("b{j}"),
-                    "type",
-                    "veth",
-                    "peer",
-                    "name",
-                    "eth0",
-                    "netns",
-                    &b,
-                ]);
-                must(&[
-                    "ip",
-                    "-n",
-                    &ns,
-                    "link",
-                    "set",
-                    &format!("b{j}"),
-                    "master",
-                    "swm-gw",
-                    "up",
-                ]);
-                must(&[
-                    "ip",
-                    "-n",
-                    &b,
-                    "addr",
-                    "add",
-                    &format!("{addr}/24"),
-                    "dev",
-                    "eth0",
-                ]);
-                must(&["ip", "-n", &b, "link", "set", "eth0", "up"]);
-                must(&["ip", "-n", &b, "link", "set", "lo", "up"]);
-                must(&[
-                    "ip",
-                    "-n",
-                    &b,
-                    "route",
-                    "add",
-                    "default",
-                    "via",
-                    &format!("198.19.{}.1", 100 + i),
-                ]);
+                add_task(&ns, "swm-gw", &b, &format!("b{j}"), backend_addr(i, j), gw);
                 let name = backend_name(i, j);
                 lab.spawn(
                     Command::new("ip")
@@ -170,35 +104,7 @@ impl MeshLab {
                 );
             }
             if i == 1 {
-                must(&["ip", "netns", "add", TASK]);
-                must(&[
-                    "ip", "-n", &ns, "link", "add", "t1", "type", "veth", "peer", "name", "eth0",
-                    "netns", TASK,
-                ]);
-                must(&[
-                    "ip", "-n", &ns, "link", "set", "t1", "master", "swm-gw", "up",
-                ]);
-                must(&[
-                    "ip",
-                    "-n",
-                    TASK,
-                    "addr",
-                    "add",
-                    &format!("{TASK_ADDR}/24"),
-                    "dev",
-                    "eth0",
-                ]);
-                must(&["ip", "-n", TASK, "link", "set", "eth0", "up"]);
-                must(&[
-                    "ip",
-                    "-n",
-                    TASK,
-                    "route",
-                    "add",
-                    "default",
-                    "via",
-                    "198.19.101.1",
-                ]);
+                add_task(&ns, "swm-gw", TASK, "t1", TASK_ADDR, gw);
             }
             // Remote backends are reached through the other nodes' subnets.
             for k in 1..=nodes {

@@ -100,3 +100,63 @@ pub fn unaccept_bridge(bridge: &str) {
         while sh(&args).code == 0 {}
     }
 }
+
+/// Make namespace `ns` a router for tasks: IPv4 forwarding on, and a bridge
+/// `bridge` holding the tasks' gateway address `gw`/24.
+pub fn add_gateway(ns: &str, bridge: &str, gw: Ipv4Addr) {
+    must(&[
+        "ip",
+        "netns",
+        "exec",
+        ns,
+        "sysctl",
+        "-qw",
+        "net.ipv4.ip_forward=1",
+    ]);
+    must(&["ip", "-n", ns, "link", "add", bridge, "type", "bridge"]);
+    must(&[
+        "ip",
+        "-n",
+        ns,
+        "addr",
+        "add",
+        &format!("{gw}/24"),
+        "dev",
+        bridge,
+    ]);
+    must(&["ip", "-n", ns, "link", "set", bridge, "up"]);
+}
+
+/// A task namespace `ns` behind router `node`: its eth0 (`addr`/24, default
+/// route via `gw`) is plugged into `bridge` in `node` through the veth `port`.
+pub fn add_task(node: &str, bridge: &str, ns: &str, port: &str, addr: Ipv4Addr, gw: Ipv4Addr) {
+    must(&["ip", "netns", "add", ns]);
+    must(&[
+        "ip", "-n", node, "link", "add", port, "type", "veth", "peer", "name", "eth0", "netns", ns,
+    ]);
+    must(&[
+        "ip", "-n", node, "link", "set", port, "master", bridge, "up",
+    ]);
+    must(&[
+        "ip",
+        "-n",
+        ns,
+        "addr",
+        "add",
+        &format!("{addr}/24"),
+        "dev",
+        "eth0",
+    ]);
+    must(&["ip", "-n", ns, "link", "set", "eth0", "up"]);
+    must(&["ip", "-n", ns, "link", "set", "lo", "up"]);
+    must(&[
+        "ip",
+        "-n",
+        ns,
+        "route",
+        "add",
+        "default",
+        "via",
+        &gw.to_string(),
+    ]);
+}

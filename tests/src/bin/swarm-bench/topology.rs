@@ -5,7 +5,9 @@ use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddrV4, TcpListener, UdpSocket};
 use std::process::Command;
 use std::time::{Duration, Instant};
-use swarm_tests::netns::{accept_bridge, add_host, in_netns, must, sh, unaccept_bridge};
+use swarm_tests::netns::{
+    accept_bridge, add_gateway, add_host, add_task, in_netns, must, sh, unaccept_bridge,
+};
 use swarm_tests::{run, swarm_bin};
 
 pub const BRIDGE: &str = "swb-br0";
@@ -72,29 +74,8 @@ pub fn topology() {
     ]);
     for (i, (node, addr, net)) in NODES.iter().enumerate() {
         add_host(BRIDGE, node, node, *addr);
-        must(&[
-            "ip",
-            "netns",
-            "exec",
-            node,
-            "sysctl",
-            "-qw",
-            "net.ipv4.ip_forward=1",
-        ]);
-        must(&["ip", "-n", node, "link", "add", "gw", "type", "bridge"]);
-        must(&[
-            "ip",
-            "-n",
-            node,
-            "addr",
-            "add",
-            &format!("198.19.{net}.1/24"),
-            "dev",
-            "gw",
-        ]);
-        must(&["ip", "-n", node, "link", "set", "gw", "up"]);
-        let (other, other_addr, other_net) = NODES[1 - i];
-        let _ = other;
+        add_gateway(node, "gw", Ipv4Addr::new(198, 19, *net, 1));
+        let (_, other_addr, other_net) = NODES[1 - i];
         must(&[
             "ip",
             "-n",
@@ -140,33 +121,7 @@ pub fn topology() {
     for (ns, i, addr) in backends() {
         let (node, _, net) = NODES[i];
         let port = format!("p{}", &ns[ns.len() - 1..]);
-        must(&["ip", "netns", "add", &ns]);
-        must(&[
-            "ip", "-n", node, "link", "add", &port, "type", "veth", "peer", "name", "eth0",
-            "netns", &ns,
-        ]);
-        must(&["ip", "-n", node, "link", "set", &port, "master", "gw", "up"]);
-        must(&[
-            "ip",
-            "-n",
-            &ns,
-            "addr",
-            "add",
-            &format!("{addr}/24"),
-            "dev",
-            "eth0",
-        ]);
-        must(&["ip", "-n", &ns, "link", "set", "eth0", "up"]);
-        must(&[
-            "ip",
-            "-n",
-            &ns,
-            "route",
-            "add",
-            "default",
-            "via",
-            &format!("198.19.{net}.1"),
-        ]);
+        add_task(node, "gw", &ns, &port, addr, Ipv4Addr::new(198, 19, net, 1));
     }
 }
 
