@@ -13,9 +13,9 @@ use crate::dataplane::{
 };
 use crate::{bpffs, maglev};
 use aya::maps::{Array, HashMap, Map, MapData, PerCpuArray, PerCpuHashMap};
-use aya::programs::links::{FdLink, PinnedLink};
+use aya::programs::links::{FdLink, LinkError, PinnedLink};
 use aya::programs::tc::{self, SchedClassifierLink, TcAttachType};
-use aya::programs::{SchedClassifier, Xdp, XdpFlags};
+use aya::programs::{ProgramError, SchedClassifier, Xdp, XdpFlags};
 use aya::EbpfLoader;
 use std::collections::{BTreeMap, HashSet};
 use std::net::{Ipv4Addr, SocketAddrV4};
@@ -63,16 +63,12 @@ pub fn attach(iface: &str, node_addr: Ipv4Addr, dir: &Path) -> Result<Vec<String
         .program_mut("swarm_xdp_ingress")
         .ok_or_else(|| DataplaneError::Bpf("program swarm_xdp_ingress missing".into()))?
         .try_into()
-        .map_err(|e: aya::programs::ProgramError| bpf("XDP program")(e.to_string()))?;
+        .map_err(|e: ProgramError| bpf("XDP program")(e.to_string()))?;
     prog.load()
         .map_err(|e| bpf("verifying the XDP program")(format!("{e:#}")))?;
     let xdp_pin = dir.join(format!("link_xdp_{iface}"));
     let mode = if xdp_pin.exists() {
-        let link: FdLink = PinnedLink::from_pin(&xdp_pin)
-            .map_err(|e| bpf("opening pinned XDP link")(e.to_string()))?
-            .into();
-        let link = aya::programs::xdp::XdpLink::try_from(link)
-            .map_err(|e| bpf("pinned XDP link")(e.to_string()))?;
+        let link = pinned_link::<aya::programs::xdp::XdpLink>(&xdp_pin)?;
         prog.attach_to_link(link)
             .map_err(|e| bpf("replacing the XDP program")(e.to_string()))?;
         "replaced"
@@ -87,15 +83,7 @@ pub fn attach(iface: &str, node_addr: Ipv4Addr, dir: &Path) -> Result<Vec<String
                 (id, "generic")
             }
         };
-        let link: FdLink = prog
-            .take_link(id)
-            .map_err(|e| bpf("XDP link")(e.to_string()))?
-            .try_into()
-            .map_err(|e: aya::programs::links::LinkError| {
-                bpf("XDP link is not a bpf_link")(e.to_string())
-            })?;
-        link.pin(&xdp_pin)
-            .map_err(|e| bpf("pinning the XDP link")(e.to_string()))?;
+        pin_link(prog.take_link(id), &xdp_pin)?;
         mode
     };
 
@@ -111,6 +99,33 @@ pub fn attach(iface: &str, node_addr: Ipv4Addr, dir: &Path) -> Result<Vec<String
         format!("xdp:{iface} ({mode})"),
         format!("tc-egress:{iface}"),
     ])
+}
+
+/// Keep a freshly attached link beyond this process by pinning it at `path`.
+fn pin_link<L>(link: Result<L, ProgramError>, path: &Path) -> Result<(), DataplaneError>
+where
+    L: TryInto<FdLink, Error = LinkError>,
+{
+    let what = path.display();
+    let link: FdLink = link
+        .map_err(|e| bpf(format!("link for {what}"))(e.to_string()))?
+        .try_into()
+        .map_err(|e: LinkError| bpf(format!("link for {what} is not a bpf_link"))(e.to_string()))?;
+    link.pin(path)
+        .map_err(|e| bpf(format!("pinning {what}"))(e.to_string()))?;
+    Ok(())
+}
+
+/// The link an earlier run pinned at `path`, to swap a new program into.
+fn pinned_link<L>(path: &Path) -> Result<L, DataplaneError>
+where
+    L: TryFrom<FdLink, Error = LinkError>,
+{
+    let what = path.display();
+    let link: FdLink = PinnedLink::from_pin(path)
+        .map_err(|e| bpf(format!("opening {what}"))(e.to_string()))?
+        .into();
+    L::try_from(link).map_err(|e| bpf(format!("pinned link {what}"))(e.to_string()))
 }
 
 /// Load the tc program `name` from `object` (its maps reused from the pins
@@ -133,31 +148,19 @@ fn attach_tc(
         .program_mut(name)
         .ok_or_else(|| DataplaneError::Bpf(format!("program {name} missing")))?
         .try_into()
-        .map_err(|e: aya::programs::ProgramError| bpf(name)(e.to_string()))?;
+        .map_err(|e: ProgramError| bpf(name)(e.to_string()))?;
     prog.load()
         .map_err(|e| bpf(format!("verifying {name}"))(format!("{e:#}")))?;
     let pin_path = dir.join(format!("link_{pin}_{iface}"));
     if pin_path.exists() {
-        let link: FdLink = PinnedLink::from_pin(&pin_path)
-            .map_err(|e| bpf(format!("opening {}", pin_path.display()))(e.to_string()))?
-            .into();
-        let link = SchedClassifierLink::try_from(link)
-            .map_err(|e| bpf("pinned tc link")(e.to_string()))?;
+        let link = pinned_link::<SchedClassifierLink>(&pin_path)?;
         prog.attach_to_link(link)
             .map_err(|e| bpf(format!("replacing {name}"))(e.to_string()))?;
     } else {
         let id = prog
             .attach(iface, direction)
             .map_err(|e| bpf(format!("attaching {name} to {iface}"))(e.to_string()))?;
-        let link: FdLink = prog
-            .take_link(id)
-            .map_err(|e| bpf("tc link")(e.to_string()))?
-            .try_into()
-            .map_err(|e: aya::programs::links::LinkError| {
-                bpf("tc link is not a bpf_link")(e.to_string())
-            })?;
-        link.pin(&pin_path)
-            .map_err(|e| bpf("pinning the tc link")(e.to_string()))?;
+        pin_link(prog.take_link(id), &pin_path)?;
     }
     Ok(())
 }
@@ -200,21 +203,13 @@ pub fn attach_peer_pass(iface: &str, dir: &Path) -> Result<(), DataplaneError> {
         .program_mut("swarm_xdp_pass")
         .ok_or_else(|| DataplaneError::Bpf("program swarm_xdp_pass missing".into()))?
         .try_into()
-        .map_err(|e: aya::programs::ProgramError| bpf("pass program")(e.to_string()))?;
+        .map_err(|e: ProgramError| bpf("pass program")(e.to_string()))?;
     prog.load()
         .map_err(|e| bpf("verifying the pass program")(e.to_string()))?;
     let id = prog
         .attach(iface, XdpFlags::DRV_MODE)
         .map_err(|e| bpf(format!("attaching the pass program to {iface}"))(e.to_string()))?;
-    let link: FdLink = prog
-        .take_link(id)
-        .map_err(|e| bpf("pass link")(e.to_string()))?
-        .try_into()
-        .map_err(|e: aya::programs::links::LinkError| {
-            bpf("pass link is not a bpf_link")(e.to_string())
-        })?;
-    link.pin(&pin)
-        .map_err(|e| bpf("pinning the pass link")(e.to_string()))?;
+    pin_link(prog.take_link(id), &pin)?;
     Ok(())
 }
 
