@@ -81,6 +81,13 @@ async fn link_index(handle: &Handle, name: &str) -> Result<Option<u32>> {
     }
 }
 
+/// The index of interface `name`, which must exist.
+async fn existing_link(handle: &Handle, name: &str) -> Result<u32> {
+    link_index(handle, name)
+        .await?
+        .ok_or_else(|| SandboxError::NoLink(name.to_string()))
+}
+
 /// Create the gateway bridge in the current namespace if it is missing, give
 /// it its address and bring it up. Safe to call repeatedly.
 pub async fn ensure_bridge(gw: &Gateway) -> Result<()> {
@@ -95,9 +102,7 @@ pub async fn ensure_bridge(gw: &Gateway) -> Result<()> {
                 .execute()
                 .await
                 .map_err(nl(format!("create bridge {}", gw.bridge)))?;
-            link_index(&handle, &gw.bridge)
-                .await?
-                .ok_or_else(|| SandboxError::NoLink(gw.bridge.clone()))?
+            existing_link(&handle, &gw.bridge).await?
         }
     };
     let existing: Vec<_> = handle
@@ -151,15 +156,9 @@ pub async fn attach(pid: u32, gw: &Gateway, addr: Ipv4Addr, host_if: &str) -> Re
         .execute()
         .await
         .map_err(nl(format!("create veth {host_if}")))?;
-    let bridge = link_index(&handle, &gw.bridge)
-        .await?
-        .ok_or_else(|| SandboxError::NoLink(gw.bridge.clone()))?;
-    let host = link_index(&handle, host_if)
-        .await?
-        .ok_or_else(|| SandboxError::NoLink(host_if.to_string()))?;
-    let peer_index = link_index(&handle, &peer)
-        .await?
-        .ok_or_else(|| SandboxError::NoLink(peer.clone()))?;
+    let bridge = existing_link(&handle, &gw.bridge).await?;
+    let host = existing_link(&handle, host_if).await?;
+    let peer_index = existing_link(&handle, &peer).await?;
     handle
         .link()
         .set(host)
@@ -201,9 +200,7 @@ pub async fn detach(host_if: &str) -> Result<()> {
 /// and lo up, and route everything through the gateway.
 async fn configure_inside(peer: &str, addr: Ipv4Addr, prefix: u8, gateway: Ipv4Addr) -> Result<()> {
     let handle = connect()?;
-    let index = link_index(&handle, peer)
-        .await?
-        .ok_or_else(|| SandboxError::NoLink(peer.to_string()))?;
+    let index = existing_link(&handle, peer).await?;
     handle
         .link()
         .set(index)
