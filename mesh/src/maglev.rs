@@ -53,30 +53,32 @@ pub fn build(keys: &[impl AsRef<[u8]>], size: u32) -> Vec<u32> {
     // backends cannot change the result; report indices in the caller's order.
     let mut order: Vec<usize> = (0..n).collect();
     order.sort_by(|&a, &b| keys[a].as_ref().cmp(keys[b].as_ref()));
-    let m = u64::from(size);
-    let perms: Vec<(u64, u64)> = order
+    // Each backend walks its permutation offset, offset+skip, offset+2·skip…
+    // (mod size). Stepping by addition with one conditional subtraction
+    // instead of a division per probe makes the fill several times faster.
+    let m = size as usize;
+    let mut pos: Vec<(usize, usize)> = order
         .iter()
         .map(|&i| {
             let k = keys[i].as_ref();
-            let offset = fnv1a(0x4f, k) % m;
-            let skip = fnv1a(0x53, k) % (m - 1) + 1;
+            let offset = (fnv1a(0x4f, k) % m as u64) as usize;
+            let skip = (fnv1a(0x53, k) % (m as u64 - 1) + 1) as usize;
             (offset, skip)
         })
         .collect();
-    let mut next = vec![0u64; n];
-    let mut table = vec![u32::MAX; size as usize];
+    let mut table = vec![u32::MAX; m];
     let mut filled = 0usize;
     loop {
-        for (slot, &(offset, skip)) in perms.iter().enumerate() {
-            let mut c = ((offset + next[slot] * skip) % m) as usize;
-            while table[c] != u32::MAX {
-                next[slot] += 1;
-                c = ((offset + next[slot] * skip) % m) as usize;
+        for (slot, (cur, skip)) in pos.iter_mut().enumerate() {
+            while table[*cur] != u32::MAX {
+                *cur += *skip;
+                if *cur >= m {
+                    *cur -= m;
+                }
             }
-            table[c] = order[slot] as u32;
-            next[slot] += 1;
+            table[*cur] = order[slot] as u32;
             filled += 1;
-            if filled == size as usize {
+            if filled == m {
                 return table;
             }
         }

@@ -1,0 +1,345 @@
+//! Programming the pinned maps: services, their Maglev tables and
+//! frontends, and forgetting flows whose backend went away.
+
+use super::{bpf, frontend_str, ip_be};
+use crate::dataplane::{Backend, BackendState, Dataplane, DataplaneError, Dump, LbService};
+use crate::{bpffs, maglev};
+use aya::maps::{HashMap, Map, MapData, PerCpuArray, PerCpuHashMap};
+use std::collections::{BTreeMap, HashSet};
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use swarm_ebpf::abi::{self, maps as names};
+
+/// A service whose map entry must be (re)written.
+struct Planned {
+    id: u32,
+    value: abi::Service,
+    old: Option<abi::Service>,
+    /// A backend the service had before is gone.
+    dropped: bool,
+    /// Maglev table index → index into `value.backends` (active ones only).
+    active: Vec<u16>,
+    /// Maglev keys of the active backends, in `active`'s order.
+    keys: Vec<String>,
+}
+
+/// Maglev tables for the planned services. Filling a table is the bulk of
+/// programming many services, and tables are independent, so they are
+/// built on every core.
+fn build_tables(planned: &[Planned]) -> Vec<Vec<u32>> {
+    let build = |p: &Planned| {
+        if p.value.table_size == 0 {
+            Vec::new()
+        } else {
+            maglev::build(&p.keys, p.value.table_size)
+        }
+    };
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if cores == 1 || planned.len() < 64 {
+        return planned.iter().map(build).collect();
+    }
+    let per_thread = planned.len().div_ceil(cores);
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = planned
+            .chunks(per_thread)
+            .map(|part| scope.spawn(move || part.iter().map(build).collect::<Vec<_>>()))
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().expect("Maglev table builder panicked"))
+            .collect()
+    })
+}
+
+/// The pinned maps, opened by path, so any process can program or dump them.
+pub struct XdpDataplane {
+    pub(super) dir: PathBuf,
+    pub(super) frontends: HashMap<MapData, abi::Frontend, abi::FrontendInfo>,
+    pub(super) services: HashMap<MapData, u32, abi::Service>,
+    pub(super) maglev: HashMap<MapData, abi::MaglevKey, abi::MaglevChunk>,
+    pub(super) flows: HashMap<MapData, abi::Flow, abi::FlowTarget>,
+    pub(super) stats: PerCpuHashMap<MapData, u32, abi::SvcStats>,
+    pub(super) drops: PerCpuArray<MapData, u64>,
+}
+
+fn open(dir: &Path, name: &str, wrap: fn(MapData) -> Map) -> Result<Map, DataplaneError> {
+    let path = dir.join(name);
+    let data = MapData::from_pin(&path).map_err(|e| {
+        bpf(format!(
+            "opening {} (is the data plane attached?)",
+            path.display()
+        ))(e.to_string())
+    })?;
+    Ok(wrap(data))
+}
+
+macro_rules! typed {
+    ($dir:expr, $name:expr, $variant:ident) => {
+        open($dir, $name, Map::$variant)?
+            .try_into()
+            .map_err(|e: aya::maps::MapError| bpf($name)(e.to_string()))?
+    };
+}
+
+impl XdpDataplane {
+    pub fn open(dir: &Path) -> Result<XdpDataplane, DataplaneError> {
+        bpffs::ensure(dir)?;
+        Ok(XdpDataplane {
+            dir: dir.to_path_buf(),
+            frontends: typed!(dir, names::FRONTENDS, HashMap),
+            services: typed!(dir, names::SERVICES, HashMap),
+            maglev: typed!(dir, names::MAGLEV, HashMap),
+            flows: typed!(dir, names::FLOWS, LruHashMap),
+            stats: typed!(dir, names::SVC_STATS, PerCpuHashMap),
+            drops: typed!(dir, names::DROPS, PerCpuArray),
+        })
+    }
+
+    fn frontends_of(svc: &LbService) -> Vec<abi::Frontend> {
+        let proto = svc.proto.number();
+        let mut out = Vec::new();
+        if let Some(vip) = svc.vip {
+            out.push(abi::Frontend {
+                addr: ip_be(*vip.ip()),
+                port: vip.port().to_be(),
+                proto,
+                pad: 0,
+            });
+        }
+        if let Some(port) = svc.published_port {
+            out.push(abi::Frontend {
+                addr: 0,
+                port: port.to_be(),
+                proto,
+                pad: 0,
+            });
+        }
+        out
+    }
+
+    /// Work out a service's map entry, or `None` when the maps already hold
+    /// exactly this service (a resync then costs no table build or write).
+    fn plan(&self, svc: &LbService) -> Option<Planned> {
+        let mut backends: Vec<&Backend> = svc.backends.iter().collect();
+        backends.sort_by_key(|b| (u32::from(*b.addr.ip()), b.addr.port()));
+        let active: Vec<u16> = (0..backends.len())
+            .filter(|&i| backends[i].state == BackendState::Active)
+            .map(|i| i as u16)
+            .collect();
+        let size = maglev::table_size_for(svc.declared_backends.unwrap_or(backends.len()));
+        let old = self.services.get(&svc.id, 0).ok();
+        let mut value = abi::Service {
+            table_size: if active.is_empty() { 0 } else { size },
+            backend_count: backends.len() as u16,
+            generation: old.map_or(0, |o| o.generation ^ 1),
+            ..Default::default()
+        };
+        for (slot, b) in value.backends.iter_mut().zip(&backends) {
+            *slot = abi::Backend {
+                addr: ip_be(*b.addr.ip()),
+                node: ip_be(b.node),
+                port: b.addr.port().to_be(),
+                state: match b.state {
+                    BackendState::Active => abi::BACKEND_ACTIVE,
+                    BackendState::Draining => abi::BACKEND_DRAINING,
+                },
+                pad: 0,
+            };
+        }
+        let new = &value.backends[..backends.len()];
+        if let Some(o) = old {
+            let same = o.table_size == value.table_size
+                && o.backend_count == value.backend_count
+                && o.backends[..backends.len()] == *new;
+            if same {
+                return None;
+            }
+        }
+        let dropped = old.is_some_and(|o| {
+            o.backends[..usize::from(o.backend_count).min(abi::MAX_BACKENDS)]
+                .iter()
+                .any(|ob| {
+                    !new.iter()
+                        .any(|nb| nb.addr == ob.addr && nb.port == ob.port)
+                })
+        });
+        let keys = active
+            .iter()
+            .map(|&i| backends[usize::from(i)].addr.to_string())
+            .collect();
+        Some(Planned {
+            id: svc.id,
+            value,
+            old,
+            dropped,
+            active,
+            keys,
+        })
+    }
+
+    /// Write one planned service: Maglev chunks under a new generation
+    /// first, then the service entry that switches to them, then drop the
+    /// old chunks.
+    fn write(&mut self, p: &Planned, table: &[u32]) -> Result<(), DataplaneError> {
+        let write_err = |what: &str| bpf(format!("writing {what} of service {}", p.id));
+        for (c, chunk) in table.chunks(abi::MAGLEV_CHUNK).enumerate() {
+            let mut entries = [0u16; abi::MAGLEV_CHUNK];
+            for (e, &i) in entries.iter_mut().zip(chunk) {
+                *e = p.active[i as usize];
+            }
+            let key = abi::MaglevKey {
+                svc_id: p.id,
+                chunk: c as u16,
+                generation: p.value.generation,
+            };
+            self.maglev
+                .insert(key, abi::MaglevChunk { entries }, 0)
+                .map_err(|e| write_err("the Maglev table")(e.to_string()))?;
+        }
+        self.services
+            .insert(p.id, p.value, 0)
+            .map_err(|e| write_err("the entry")(e.to_string()))?;
+        if let Some(o) = &p.old {
+            self.remove_chunks(p.id, o);
+        }
+        Ok(())
+    }
+
+    fn remove_chunks(&mut self, svc_id: u32, svc: &abi::Service) {
+        let chunks = (svc.table_size as usize).div_ceil(abi::MAGLEV_CHUNK);
+        for c in 0..chunks {
+            let key = abi::MaglevKey {
+                svc_id,
+                chunk: c as u16,
+                generation: svc.generation,
+            };
+            let _ = self.maglev.remove(&key);
+        }
+    }
+
+    /// Flows pinned to a backend that is no longer in its service would be
+    /// dropped until evicted; forget them so their next packet is balanced
+    /// again. (Draining backends stay listed, so their flows are kept.)
+    fn forget_flows_to_removed_backends(&mut self, services: &[LbService]) {
+        let live: std::collections::HashMap<u32, HashSet<(u32, u16)>> = services
+            .iter()
+            .map(|s| {
+                let set = s
+                    .backends
+                    .iter()
+                    .map(|b| (ip_be(*b.addr.ip()), b.addr.port().to_be()))
+                    .collect();
+                (s.id, set)
+            })
+            .collect();
+        let stale: Vec<abi::Flow> = self
+            .flows
+            .iter()
+            .filter_map(Result::ok)
+            .filter(|(_, t)| {
+                !live
+                    .get(&t.svc_id)
+                    .is_some_and(|b| b.contains(&(t.backend.addr, t.backend.port)))
+            })
+            .map(|(k, _)| k)
+            .collect();
+        for k in stale {
+            let _ = self.flows.remove(&k);
+        }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+impl Dataplane for XdpDataplane {
+    fn sync(&mut self, services: &[LbService]) -> Result<(), DataplaneError> {
+        let mut wanted: BTreeMap<(u32, u16, u8), u32> = BTreeMap::new();
+        for svc in services {
+            svc.validate(abi::MAX_BACKENDS)?;
+            for fe in Self::frontends_of(svc) {
+                if let Some(other) = wanted.insert((fe.addr, fe.port, fe.proto), svc.id) {
+                    return Err(DataplaneError::InvalidService {
+                        id: svc.id,
+                        reason: format!(
+                            "frontend {} is also used by service {other}",
+                            frontend_str(&fe)
+                        ),
+                    });
+                }
+            }
+        }
+        let planned: Vec<Planned> = services.iter().filter_map(|s| self.plan(s)).collect();
+        let tables = build_tables(&planned);
+        let mut dropped = false;
+        for (p, table) in planned.iter().zip(&tables) {
+            self.write(p, table)?;
+            dropped |= p.dropped;
+        }
+        resolve_neighbours(services);
+        for (&(addr, port, proto), &svc_id) in &wanted {
+            let key = abi::Frontend {
+                addr,
+                port,
+                proto,
+                pad: 0,
+            };
+            if self.frontends.get(&key, 0).ok().map(|v| v.svc_id) != Some(svc_id) {
+                self.frontends
+                    .insert(key, abi::FrontendInfo { svc_id }, 0)
+                    .map_err(|e| {
+                        bpf(format!("writing frontend {}", frontend_str(&key)))(e.to_string())
+                    })?;
+            }
+        }
+        let stale: Vec<abi::Frontend> = self
+            .frontends
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| !wanted.contains_key(&(k.addr, k.port, k.proto)))
+            .collect();
+        for k in stale {
+            let _ = self.frontends.remove(&k);
+        }
+        let keep: HashSet<u32> = services.iter().map(|s| s.id).collect();
+        let gone: Vec<(u32, abi::Service)> = self
+            .services
+            .iter()
+            .filter_map(Result::ok)
+            .filter(|(id, _)| !keep.contains(id))
+            .collect();
+        dropped |= !gone.is_empty();
+        for (id, svc) in gone {
+            let _ = self.services.remove(&id);
+            let _ = self.stats.remove(&id);
+            self.remove_chunks(id, &svc);
+        }
+        // Scanning the flow table costs a syscall per flow: only when needed.
+        if dropped {
+            self.forget_flows_to_removed_backends(services);
+        }
+        Ok(())
+    }
+
+    fn dump(&mut self) -> Result<Dump, DataplaneError> {
+        self.read_back()
+    }
+}
+
+/// Make the kernel resolve the link-layer address of every node that runs
+/// a backend: the XDP program forwards tunnelled packets itself and can only
+/// use neighbours the kernel already knows. One empty datagram to the discard
+/// port of each node is enough to start resolution. (Sent to our own address
+/// it is harmless.)
+fn resolve_neighbours(services: &[LbService]) {
+    let nodes: HashSet<Ipv4Addr> = services
+        .iter()
+        .flat_map(|s| s.backends.iter().map(|b| b.node))
+        .collect();
+    if let Ok(sock) = std::net::UdpSocket::bind("0.0.0.0:0") {
+        for node in nodes {
+            let _ = sock.send_to(&[], (node, 9));
+        }
+    }
+}
