@@ -4,9 +4,8 @@
 //! a restarted agent adopts what is already running and never duplicates it.
 
 pub mod engine;
+pub mod session;
 
-use crate::state::Command;
-use crate::store::Store;
 use crate::types::{Task, TaskState, TaskStatus};
 use engine::{has_exited, is_running, label, Engine, TaskContainers, LABEL_ADDR};
 use futures::StreamExt;
@@ -24,8 +23,7 @@ const STOP_GRACE_SECS: i64 = 10;
 const RESYNC: Duration = Duration::from_secs(2);
 
 pub struct Agent {
-    pub node_id: String,
-    pub store: Store,
+    pub link: session::Link,
     pub engine: Engine,
     pub gateway: Gateway,
     pub pause_image: String,
@@ -45,11 +43,16 @@ impl Agent {
             stop.clone(),
         );
         tokio::spawn(watcher);
-        let mut changes = self.store.subscribe();
+        let mut changes = self.link.tasks.clone();
         loop {
-            let died = std::mem::take(&mut *died.lock().expect("died set lock"));
-            if let Err(e) = self.pass(&died).await {
-                tracing::warn!(error = %e, "agent pass failed; retrying");
+            let assigned = changes.borrow_and_update().clone();
+            // Until the dispatcher sent the full set, every container would
+            // look like an orphan: wait for it.
+            if let Some(assigned) = assigned {
+                let died = std::mem::take(&mut *died.lock().expect("died set lock"));
+                if let Err(e) = self.pass(&assigned, &died).await {
+                    tracing::warn!(error = %e, "agent pass failed; retrying");
+                }
             }
             tokio::select! {
                 _ = stop.cancelled() => return,
@@ -63,8 +66,11 @@ impl Agent {
     /// One reconcile pass over this node's tasks and containers.
     /// `died` names containers Docker just reported dead: the container list
     /// can still call them running for a moment, so they are checked one by one.
-    async fn pass(&self, died: &HashSet<String>) -> Result<(), engine::EngineError> {
-        let state = self.store.state();
+    async fn pass(
+        &self,
+        assigned: &[Task],
+        died: &HashSet<String>,
+    ) -> Result<(), engine::EngineError> {
         let mut containers = self.engine.task_containers().await?;
         for task in containers.values_mut() {
             for c in [&mut task.app, &mut task.pause].into_iter().flatten() {
@@ -74,12 +80,7 @@ impl Agent {
                 }
             }
         }
-        let mine: Vec<&Task> = state
-            .tasks
-            .values()
-            .filter(|t| t.node_id.as_deref() == Some(&self.node_id))
-            .filter(|t| t.status.state >= TaskState::Assigned)
-            .collect();
+        let mine: Vec<&Task> = assigned.iter().collect();
 
         // Containers of tasks the store no longer has (reaped, or from a
         // service removed while this agent was down) are orphans.
@@ -114,9 +115,7 @@ impl Agent {
             .filter_map(|(id, st)| Some((id, st?)))
             .collect();
         if !updates.is_empty() {
-            if let Err(e) = self.store.write(Command::UpdateStatus(updates)).await {
-                tracing::warn!(error = %e, "cannot report task status");
-            }
+            self.send(updates);
         }
         Ok(())
     }
@@ -243,9 +242,12 @@ impl Agent {
         if task.status.state >= state {
             return;
         }
-        let update = vec![(task.id.clone(), TaskStatus::new(state, message))];
-        if let Err(e) = self.store.write(Command::UpdateStatus(update)).await {
-            tracing::warn!(task = %task.name(), error = %e, "cannot report task status");
+        self.send(vec![(task.id.clone(), TaskStatus::new(state, message))]);
+    }
+
+    fn send(&self, report: session::Report) {
+        if self.link.reports.send(report).is_err() {
+            tracing::warn!("the dispatcher session is gone; task status not reported");
         }
     }
 

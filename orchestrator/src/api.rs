@@ -7,3 +7,8 @@ pub mod server;
 pub mod pb {
     tonic::include_proto!("swarm.control.v1");
 }
+
+/// Node-to-node messages (served over mutual TLS, see `net`).
+pub mod cluster_pb {
+    tonic::include_proto!("swarm.cluster.v1");
+}

@@ -33,6 +33,35 @@ pub enum Cmd {
         /// Address other nodes use to reach this one (ADDR[:PORT]).
         #[arg(long)]
         advertise_addr: Option<String>,
+        /// Validity period for node certificates (e.g. 2160h, 10m, 90s).
+        #[arg(long, value_parser = parse_duration)]
+        cert_expiry: Option<std::time::Duration>,
+        /// Dispatcher heartbeat period (e.g. 1s, 500ms).
+        #[arg(long, value_parser = parse_duration)]
+        dispatcher_heartbeat: Option<std::time::Duration>,
+    },
+    /// Join a swarm as a node and/or manager.
+    Join {
+        /// Token for entry into the swarm.
+        #[arg(long)]
+        token: String,
+        /// Address other nodes use to reach this one (ADDR[:PORT]).
+        #[arg(long)]
+        advertise_addr: Option<String>,
+        /// A manager's address, HOST[:PORT] (port 2377 by default).
+        remote: String,
+    },
+    /// Manage join tokens.
+    JoinToken {
+        /// Only display the token.
+        #[arg(short, long)]
+        quiet: bool,
+        /// Rotate the join token.
+        #[arg(long)]
+        rotate: bool,
+        /// worker or manager.
+        #[arg(value_parser = ["worker", "manager"])]
+        role: String,
     },
     /// Show this daemon's node and swarm status.
     Info {
@@ -76,6 +105,39 @@ pub struct DaemonArgs {
 pub enum Format {
     Table,
     Json,
+}
+
+/// Durations as docker prints and takes them: a number with a unit (h, m,
+/// s, ms), units may be combined as in `1h30m`.
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let bad =
+        || format!("invalid duration {s:?}: use a number with a unit, such as 90s, 10m or 2160h");
+    let mut total = 0f64;
+    let mut rest = s.trim();
+    if rest.is_empty() {
+        return Err(bad());
+    }
+    while !rest.is_empty() {
+        let split = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(bad)?;
+        let (num, tail) = rest.split_at(split);
+        let value: f64 = num.parse().map_err(|_| bad())?;
+        let unit_len = tail
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(tail.len());
+        let (unit, next) = tail.split_at(unit_len);
+        let scale = match unit {
+            "h" => 3600.0,
+            "m" => 60.0,
+            "s" => 1.0,
+            "ms" => 0.001,
+            _ => return Err(bad()),
+        };
+        total += value * scale;
+        rest = next;
+    }
+    Ok(std::time::Duration::from_secs_f64(total))
 }
 
 pub fn is_json(f: Option<Format>) -> bool {

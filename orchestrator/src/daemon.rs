@@ -2,10 +2,19 @@
 //! manager loops (on managers), the agent, and the control API on a unix
 //! socket for the CLI.
 
-use crate::agent::{engine::Engine, Agent};
+use crate::agent::{engine::Engine, session, Agent};
+use crate::api::cluster_pb::{cluster_client::ClusterClient, AddVoterRequest, JoinRequest};
 use crate::api::server::ControlService;
+use crate::cluster::certs::{self, CertFiles};
+use crate::cluster::{join, ClusterService};
+use crate::dispatcher::Dispatcher;
+use crate::net::{self, Tls};
+use crate::pki::token::{self, JoinToken};
+use crate::pki::{self, RootCa};
+use crate::raft::service::RaftService;
+use crate::state::Command;
 use crate::store::Store;
-use crate::types::{new_id, now_ms, Availability, Node, NodeRole, NodeState};
+use crate::types::{new_id, now_ms, Availability, ClusterInfo, Node, NodeRole, NodeState};
 use anyhow::{Context, Result};
 use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
@@ -13,7 +22,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use swarm_mesh::sandbox::Gateway;
-use tokio::sync::Mutex;
+use tokio::sync::{watch, Mutex};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Clone, Debug)]
@@ -65,71 +74,260 @@ pub struct Daemon {
     pub identity: Identity,
     pub store: Store,
     pub engine: Engine,
+    certs: CertFiles,
+    /// The address other nodes reach this one on (`--advertise-addr`, or
+    /// what init or join was given, which is kept in the data dir).
+    advertise: std::sync::RwLock<String>,
+    /// Manager addresses this node knows, kept in the data dir so a worker
+    /// finds the cluster again after a restart.
+    managers: watch::Sender<Vec<String>>,
     roles_started: Mutex<bool>,
     stop: CancellationToken,
 }
 
 impl Daemon {
-    /// Start the manager loops and the agent, once.
-    pub async fn start_roles(&self) -> Result<()> {
+    pub fn advertise(&self) -> String {
+        net::with_default_port(&self.advertise.read().expect("advertise lock"))
+    }
+
+    /// Use `addr` (when not empty) as this node's address from now on.
+    pub fn set_advertise(&self, addr: &str) -> Result<()> {
+        if addr.is_empty() {
+            return Ok(());
+        }
+        write_atomic(
+            &self.config.data_dir.join("advertise_addr"),
+            addr.as_bytes(),
+        )?;
+        *self.advertise.write().expect("advertise lock") = addr.to_string();
+        Ok(())
+    }
+
+    /// Bring up everything that needs the node certificate: the node server
+    /// (managers), the agent's dispatcher session and certificate renewal.
+    pub async fn activate(self: &Arc<Self>, tls: Arc<Tls>) -> Result<()> {
         let mut started = self.roles_started.lock().await;
         if *started {
             return Ok(());
         }
-        self.store
-            .wait_for_leader(Duration::from_secs(10))
-            .await
-            .context("waiting for the raft leader")?;
-        self.register_node().await?;
-        crate::manager::spawn(self.store.clone(), self.stop.clone());
+        self.store.peers().set_tls(tls.clone());
+        let is_manager = tls.identity().role == NodeRole::Manager;
+        if is_manager {
+            self.serve_nodes(&tls).await?;
+        }
+        let (role_tx, role_rx) = watch::channel(String::new());
+        let managers_file = self.config.data_dir.join("managers.json");
+        let managers_tx = self.managers.clone();
+        let link = session::spawn(
+            self.store.peers().clone(),
+            self.managers.borrow().clone(),
+            role_tx,
+            move |list: &[String]| {
+                let _ = write_atomic(
+                    &managers_file,
+                    &serde_json::to_vec(list).unwrap_or_default(),
+                );
+                managers_tx.send_replace(list.to_vec());
+            },
+            self.stop.clone(),
+        );
         let agent = Agent {
-            node_id: self.identity.node_id.clone(),
-            store: self.store.clone(),
+            link,
             engine: self.engine.clone(),
             gateway: Gateway::for_subnet("swgw0", self.config.gateway_subnet),
             pause_image: self.config.pause_image.clone(),
         };
         tokio::spawn(agent.run(self.stop.clone()));
+        tokio::spawn(certs::renew_loop(
+            tls,
+            self.store.peers().clone(),
+            CertFiles::new(&self.config.data_dir),
+            role_rx,
+            self.managers.subscribe(),
+            self.stop.clone(),
+        ));
         *started = true;
         Ok(())
     }
 
+    /// Listen for other nodes (raft, joins, dispatcher) on the advertise
+    /// address's port, over mutual TLS. Manager loops start here too: they
+    /// act only while this node leads.
+    async fn serve_nodes(&self, tls: &Arc<Tls>) -> Result<()> {
+        let addr = self.advertise();
+        let port = addr.rsplit_once(':').map_or(net::DEFAULT_PORT, |(_, p)| {
+            p.parse().unwrap_or(net::DEFAULT_PORT)
+        });
+        let listener = tokio::net::TcpListener::bind(("0.0.0.0", port))
+            .await
+            .with_context(|| format!("listening for nodes on port {port}"))?;
+        tracing::info!(%addr, "node API listening (mutual TLS)");
+        let dispatcher = Dispatcher::new(self.store.clone());
+        tokio::spawn(dispatcher.clone().run_liveness(self.stop.clone()));
+        crate::manager::spawn(self.store.clone(), self.stop.clone());
+        let server = tonic::transport::Server::builder()
+            .add_service(RaftService::new(self.store.raft().clone()))
+            .add_service(ClusterService::new(self.store.clone()))
+            .add_service(dispatcher.into_server())
+            .serve_with_incoming_shutdown(
+                net::incoming(listener, tls.server_config()),
+                self.stop.clone().cancelled_owned(),
+            );
+        tokio::spawn(async move {
+            if let Err(e) = server.await {
+                tracing::error!(error = %e, "node API server stopped");
+            }
+        });
+        Ok(())
+    }
+
+    fn remember_managers(&self, list: Vec<String>) -> Result<()> {
+        write_atomic(
+            &self.config.data_dir.join("managers.json"),
+            &serde_json::to_vec(&list)?,
+        )?;
+        self.managers.send_replace(list);
+        Ok(())
+    }
+
     /// The node record as this daemon sees itself now.
-    pub async fn node_record(&self) -> Node {
+    pub async fn node_record(&self, role: NodeRole) -> Node {
         let now = now_ms();
-        let existing = self
-            .store
-            .state()
-            .nodes
-            .get(&self.identity.node_id)
-            .cloned();
-        let engine_version = self.engine.version().await.unwrap_or_default();
         Node {
             id: self.identity.node_id.clone(),
             raft_id: self.identity.raft_id,
             hostname: self.config.hostname.clone(),
-            role: NodeRole::Manager,
-            availability: existing
-                .as_ref()
-                .map_or(Availability::Active, |n| n.availability),
+            role,
+            availability: Availability::Active,
             state: NodeState::Ready,
-            addr: self.config.advertise_addr.clone(),
-            engine_version,
+            addr: self.advertise(),
+            engine_version: self.engine.version().await.unwrap_or_default(),
             nano_cpus: (std::thread::available_parallelism().map_or(1, |n| n.get()) as i64)
                 * 1_000_000_000,
             memory_bytes: memory_bytes(),
-            created_at: existing.as_ref().map_or(now, |n| n.created_at),
+            created_at: now,
             updated_at: now,
         }
     }
 
-    async fn register_node(&self) -> Result<()> {
-        let node = self.node_record().await;
+    /// `swarm init`: a new CA, this node's certificate, a one-voter raft
+    /// group, and the cluster record.
+    pub async fn init(self: &Arc<Self>, opts: InitOptions) -> Result<String> {
+        if self.store.is_initialized().await || self.certs.load()?.is_some() {
+            anyhow::bail!("this node is already part of a swarm");
+        }
+        let cluster_id = new_id();
+        let ca = RootCa::create(&cluster_id)?;
+        let (key_pem, csr) = pki::new_key_and_csr()?;
+        let cert_pem = ca.issue(
+            &csr,
+            &self.identity.node_id,
+            NodeRole::Manager,
+            &cluster_id,
+            opts.cert_expiry,
+        )?;
+        let node = self.node_record(NodeRole::Manager).await;
+        self.store.bootstrap(&node.addr).await?;
+        self.store.wait_for_leader(Duration::from_secs(10)).await?;
+        let cluster = ClusterInfo {
+            id: cluster_id.clone(),
+            created_at: now_ms(),
+            ca: ca.clone(),
+            worker_secret: token::new_secret(),
+            manager_secret: token::new_secret(),
+            cert_expiry_ms: opts.cert_expiry.as_millis() as u64,
+            heartbeat_ms: opts.heartbeat.as_millis() as u64,
+        };
+        self.remember_managers(vec![node.addr.clone()])?;
         self.store
-            .write(crate::state::Command::PutNode(node))
+            .write(Command::InitCluster { cluster, node })
             .await
-            .context("registering this node")
+            .context("writing the cluster record")?;
+        self.certs.save(&ca.cert_pem, &cert_pem, &key_pem)?;
+        self.activate(Tls::new(&ca.cert_pem, &cert_pem, &key_pem)?)
+            .await?;
+        Ok(cluster_id)
     }
+
+    /// `swarm join`: trade the token for a certificate at `remote`; a new
+    /// manager then becomes a raft voter.
+    pub async fn join(self: &Arc<Self>, token: &str, remote: &str) -> Result<NodeRole> {
+        if self.store.is_initialized().await || self.certs.load()?.is_some() {
+            anyhow::bail!("this node is already part of a swarm");
+        }
+        let token = JoinToken::parse(token)?;
+        let (key_pem, csr_pem) = pki::new_key_and_csr()?;
+        let me = self.node_record(NodeRole::Worker).await;
+        let resp = join::request(
+            &token,
+            remote,
+            JoinRequest {
+                csr_pem,
+                hostname: me.hostname,
+                addr: me.addr.clone(),
+                raft_id: me.raft_id,
+                engine_version: me.engine_version,
+                nano_cpus: me.nano_cpus,
+                memory_bytes: me.memory_bytes,
+                node_id: me.id,
+                ..Default::default()
+            },
+        )
+        .await?;
+        self.certs.save(&resp.ca_pem, &resp.cert_pem, &key_pem)?;
+        let tls = Tls::new(&resp.ca_pem, &resp.cert_pem, &key_pem)?;
+        let role = tls.identity().role;
+        self.remember_managers(resp.managers.clone())?;
+        self.activate(tls).await?;
+        if role == NodeRole::Manager {
+            self.become_voter(&resp.managers, &me.addr).await?;
+        }
+        Ok(role)
+    }
+
+    /// Ask the managers to add this node to raft, then wait until the
+    /// replicated state has reached it.
+    async fn become_voter(&self, managers: &[String], addr: &str) -> Result<()> {
+        let req = AddVoterRequest {
+            raft_id: self.identity.raft_id,
+            addr: addr.to_string(),
+        };
+        let mut last = String::from("no manager address known");
+        for m in managers {
+            let channel = self
+                .store
+                .peers()
+                .channel(m)
+                .map_err(|e| anyhow::anyhow!(e))?;
+            match ClusterClient::new(channel).add_voter(req.clone()).await {
+                Ok(_) => {
+                    let mut changes = self.store.subscribe();
+                    tokio::time::timeout(
+                        Duration::from_secs(10),
+                        changes.wait_for(|st| st.cluster.is_some()),
+                    )
+                    .await
+                    .context("waiting for the cluster state to replicate")??;
+                    return Ok(());
+                }
+                Err(s) => last = format!("{m}: {}", s.message()),
+            }
+        }
+        anyhow::bail!("joined as a manager, but could not become a raft voter: {last}")
+    }
+}
+
+/// Cluster settings chosen at `swarm init`.
+pub struct InitOptions {
+    pub cert_expiry: Duration,
+    pub heartbeat: Duration,
+}
+
+fn write_atomic(path: &Path, body: &[u8]) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, body).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("installing {}", path.display()))?;
+    Ok(())
 }
 
 fn memory_bytes() -> i64 {
@@ -151,6 +349,14 @@ pub async fn run(config: DaemonConfig) -> Result<()> {
     let engine = Engine::connect(&identity.node_id, &data_dir.display().to_string()).await?;
     let store = Store::open(&data_dir, identity.raft_id).await?;
     let stop = CancellationToken::new();
+    let certs = CertFiles::new(&data_dir);
+    let known: Vec<String> = std::fs::read(data_dir.join("managers.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
+    let saved = certs.load()?;
+    let advertise = std::fs::read_to_string(data_dir.join("advertise_addr"))
+        .unwrap_or_else(|_| config.advertise_addr.clone());
     let daemon = Arc::new(Daemon {
         config: DaemonConfig {
             data_dir,
@@ -159,18 +365,18 @@ pub async fn run(config: DaemonConfig) -> Result<()> {
         identity,
         store: store.clone(),
         engine,
+        certs,
+        advertise: std::sync::RwLock::new(advertise),
+        managers: watch::channel(known).0,
         roles_started: Mutex::new(false),
         stop: stop.clone(),
     });
 
-    if store.is_initialized().await {
+    if let Some(c) = saved {
         // A restart of a node that is already in a swarm: resume its roles.
-        let d = daemon.clone();
-        tokio::spawn(async move {
-            if let Err(e) = d.start_roles().await {
-                tracing::error!(error = format!("{e:#}"), "cannot resume swarm roles");
-            }
-        });
+        let tls = Tls::new(&c.ca_pem, &c.cert_pem, &c.key_pem)
+            .context("loading this node's certificates")?;
+        daemon.activate(tls).await?;
     }
 
     let listener = bind_socket(&config.socket)?;

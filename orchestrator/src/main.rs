@@ -7,8 +7,12 @@
 mod agent;
 mod api;
 mod cli;
+mod cluster;
 mod daemon;
+mod dispatcher;
 mod manager;
+mod net;
+mod pki;
 mod raft;
 mod state;
 mod store;
@@ -55,7 +59,21 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             })
             .await
         }
-        Cmd::Init { advertise_addr } => cli::node::init(&cli.host, advertise_addr).await,
+        Cmd::Init {
+            advertise_addr,
+            cert_expiry,
+            dispatcher_heartbeat,
+        } => cli::node::init(&cli.host, advertise_addr, cert_expiry, dispatcher_heartbeat).await,
+        Cmd::Join {
+            token,
+            advertise_addr,
+            remote,
+        } => cli::node::join(&cli.host, token, advertise_addr, remote).await,
+        Cmd::JoinToken {
+            quiet,
+            rotate,
+            role,
+        } => cli::node::join_token(&cli.host, &role, quiet, rotate).await,
         Cmd::Info { format } => cli::node::info(&cli.host, format).await,
         Cmd::Service(cmd) => cli::service::run(&cli.host, cmd).await,
         Cmd::Node(cmd) => cli::node::run(&cli.host, cmd).await,

@@ -1,9 +1,10 @@
 //! Raft consensus for the cluster store, built on openraft with its log and
-//! state machine kept on disk in one redb file. Today a cluster has a single
-//! manager; the network layer is where more managers plug in.
+//! state machine kept on disk in one redb file. Managers talk raft to each
+//! other over mutual TLS (`network`, `service`).
 
 pub mod log_store;
 pub mod network;
+pub mod service;
 pub mod state_machine;
 
 use crate::state::{Command, Response};

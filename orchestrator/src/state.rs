@@ -4,7 +4,9 @@
 //! whatever order concurrent writers race in (unique service names, one live
 //! task per slot, forward-only task states) are enforced here, not by callers.
 
-use crate::types::{ClusterInfo, Millis, Node, Service, Task, TaskState, TaskStatus};
+use crate::types::{
+    ClusterInfo, Millis, Node, NodeRole, NodeState, Service, Task, TaskState, TaskStatus,
+};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -24,6 +26,17 @@ pub enum Command {
         node: Node,
     },
     PutNode(Node),
+    /// Replace the join token secret of a role (`join-token --rotate`).
+    SetJoinSecret {
+        role: NodeRole,
+        secret: String,
+    },
+    /// Liveness as the dispatcher sees it (heartbeats).
+    SetNodeState {
+        id: String,
+        state: NodeState,
+        at: Millis,
+    },
     CreateService(Service),
     /// Replace a service's spec; `expected_version` guards against lost updates.
     UpdateService {
@@ -113,6 +126,24 @@ impl State {
             }
             Command::PutNode(node) => {
                 self.nodes.insert(node.id.clone(), node);
+                Response::ok()
+            }
+            Command::SetJoinSecret { role, secret } => {
+                let Some(c) = self.cluster.as_mut() else {
+                    return Response::err("this node is not part of a swarm");
+                };
+                match role {
+                    NodeRole::Worker => c.worker_secret = secret,
+                    NodeRole::Manager => c.manager_secret = secret,
+                }
+                Response::ok()
+            }
+            Command::SetNodeState { id, state, at } => {
+                let Some(n) = self.nodes.get_mut(&id) else {
+                    return Response::err(format!("node {id} not found"));
+                };
+                n.state = state;
+                n.updated_at = at;
                 Response::ok()
             }
             Command::CreateService(svc) => {

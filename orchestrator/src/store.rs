@@ -2,7 +2,9 @@
 //! through raft. Manager loops and the agent talk to each other only through
 //! this store.
 
-use crate::raft::{self, log_store::LogStore, network::Network, state_machine::StateMachine};
+use crate::api::cluster_pb::{cluster_client::ClusterClient, Blob};
+use crate::raft::network::{Network, Peers};
+use crate::raft::{self, log_store::LogStore, state_machine::StateMachine};
 use crate::state::{Command, State};
 use openraft::BasicNode;
 use std::collections::BTreeMap;
@@ -23,6 +25,13 @@ pub enum StoreError {
     Rejected(String),
     #[error("no leader: this manager cannot reach a raft leader ({0})")]
     NoLeader(String),
+    /// Too few managers answer for raft to commit anything.
+    #[error("no quorum: {reachable} of {managers} managers reachable; writes need {needed}. Bring managers back or fix the network between them")]
+    NoQuorum {
+        reachable: usize,
+        managers: usize,
+        needed: usize,
+    },
     #[error("raft error: {0}")]
     Raft(String),
 }
@@ -32,7 +41,13 @@ pub struct Store {
     raft: raft::Raft,
     raft_id: raft::NodeId,
     state: watch::Receiver<Arc<State>>,
+    peers: Arc<Peers>,
 }
+
+/// How long a write may wait for raft before it is reported as failed.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(4);
+/// A peer that answered within this window counts as reachable.
+const REACHABLE_WINDOW: Duration = Duration::from_secs(2);
 
 impl Store {
     /// Open (or create) the store in `dir`, restoring any state on disk.
@@ -46,13 +61,18 @@ impl Store {
         let log = LogStore::new(db.clone()).map_err(|e| open_err(e.into()))?;
         let (sm, state) = StateMachine::open(db).map_err(|e| open_err(e.into()))?;
         let config = Arc::new(raft::config().validate().map_err(|e| open_err(e.into()))?);
-        let raft = raft::Raft::new(raft_id, config, Network, log, sm)
+        let peers = Arc::new(Peers::default());
+        let network = Network {
+            peers: peers.clone(),
+        };
+        let raft = raft::Raft::new(raft_id, config, network, log, sm)
             .await
             .map_err(|e| open_err(e.into()))?;
         Ok(Store {
             raft,
             raft_id,
             state,
+            peers,
         })
     }
 
@@ -99,22 +119,118 @@ impl Store {
         self.state.clone()
     }
 
-    /// Commit a command and wait for it to be applied here.
+    pub fn peers(&self) -> &Arc<Peers> {
+        &self.peers
+    }
+
+    pub fn raft(&self) -> &raft::Raft {
+        &self.raft
+    }
+
+    /// Commit a command and wait for it to be applied (on the leader, which
+    /// is this node or the one the command is forwarded to). Fails fast when
+    /// the managers have no quorum, saying how many answer.
     pub async fn write(&self, cmd: Command) -> Result<(), StoreError> {
+        let deadline = tokio::time::Instant::now() + WRITE_TIMEOUT;
+        loop {
+            let result = tokio::time::timeout_at(deadline, self.write_once(cmd.clone()))
+                .await
+                .unwrap_or_else(|_| Err(self.no_quorum()));
+            match result {
+                // A leader change is in progress: retry while time remains.
+                Err(StoreError::NoLeader(_)) if tokio::time::Instant::now() < deadline => {
+                    let _ = self.wait_for_leader(Duration::from_millis(300)).await;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(StoreError::NoLeader(_)) => return Err(self.no_quorum()),
+                other => return other,
+            }
+        }
+    }
+
+    async fn write_once(&self, cmd: Command) -> Result<(), StoreError> {
         use openraft::error::{ClientWriteError, RaftError};
-        match self.raft.client_write(cmd).await {
+        let m = self.raft.metrics().borrow().clone();
+        if m.current_leader == Some(self.raft_id) {
+            let lost = m
+                .millis_since_quorum_ack
+                .is_some_and(|ms| u128::from(ms) > REACHABLE_WINDOW.as_millis());
+            if lost && self.voters().len() > 1 {
+                return Err(self.no_quorum());
+            }
+        }
+        match self.raft.client_write(cmd.clone()).await {
             Ok(resp) => match resp.data.error {
                 Some(e) => Err(StoreError::Rejected(e)),
                 None => Ok(()),
             },
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
-                Err(StoreError::NoLeader(format!(
-                    "leader is {:?}; writes must go to the leader",
-                    f.leader_id
-                )))
-            }
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => match f.leader_node {
+                Some(node) => self.forward(&node.addr, &cmd).await,
+                None => Err(StoreError::NoLeader("no leader is elected".into())),
+            },
             Err(e) => Err(StoreError::Raft(e.to_string())),
         }
+    }
+
+    /// Send a command to the leader at `addr` (manager-to-manager, mTLS).
+    async fn forward(&self, addr: &str, cmd: &Command) -> Result<(), StoreError> {
+        let channel = self.peers.channel(addr).map_err(StoreError::NoLeader)?;
+        let body = Blob {
+            json: serde_json::to_vec(cmd).expect("commands serialize"),
+        };
+        match ClusterClient::new(channel).propose(body).await {
+            Ok(r) if r.get_ref().error.is_empty() => Ok(()),
+            Ok(r) => Err(StoreError::Rejected(r.into_inner().error)),
+            Err(s) if s.code() == tonic::Code::Unavailable => Err(StoreError::NoLeader(format!(
+                "leader at {addr}: {}",
+                s.message()
+            ))),
+            Err(s) => Err(StoreError::Raft(format!(
+                "leader at {addr}: {}",
+                s.message()
+            ))),
+        }
+    }
+
+    /// Raft IDs of the voting managers.
+    pub fn voters(&self) -> Vec<raft::NodeId> {
+        self.raft
+            .metrics()
+            .borrow()
+            .membership_config
+            .membership()
+            .voter_ids()
+            .collect()
+    }
+
+    fn no_quorum(&self) -> StoreError {
+        let voters = self.voters();
+        let reachable = voters
+            .iter()
+            .filter(|&&v| v == self.raft_id || self.peers.answered_within(v, REACHABLE_WINDOW))
+            .count();
+        StoreError::NoQuorum {
+            reachable,
+            managers: voters.len(),
+            needed: voters.len() / 2 + 1,
+        }
+    }
+
+    /// Make `raft_id` a voter: it first catches up as a learner. Must run on
+    /// the leader.
+    pub async fn add_voter(&self, raft_id: raft::NodeId, addr: &str) -> Result<(), StoreError> {
+        let e = |e: String| StoreError::Raft(format!("adding manager {raft_id} at {addr}: {e}"));
+        self.raft
+            .add_learner(raft_id, BasicNode::new(addr), true)
+            .await
+            .map_err(|x| e(x.to_string()))?;
+        let mut voters: std::collections::BTreeSet<_> = self.voters().into_iter().collect();
+        voters.insert(raft_id);
+        self.raft
+            .change_membership(voters, false)
+            .await
+            .map_err(|x| e(x.to_string()))?;
+        Ok(())
     }
 
     pub async fn shutdown(&self) {

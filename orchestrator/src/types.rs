@@ -271,4 +271,12 @@ pub struct Node {
 pub struct ClusterInfo {
     pub id: String,
     pub created_at: Millis,
+    /// The root CA, key included: any manager signs joining nodes' CSRs.
+    pub ca: crate::pki::RootCa,
+    pub worker_secret: String,
+    pub manager_secret: String,
+    /// Lifetime of node certificates (`--cert-expiry`).
+    pub cert_expiry_ms: Millis,
+    /// Agents' heartbeat period (`--dispatcher-heartbeat`).
+    pub heartbeat_ms: Millis,
 }

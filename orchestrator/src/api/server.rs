@@ -2,13 +2,17 @@
 //! either commits one command through raft or changes nothing.
 
 use super::pb::{self, control_server::Control};
+use crate::cluster::role_str;
 use crate::daemon::Daemon;
+use crate::daemon::InitOptions;
+use crate::pki::{self, token, token::JoinToken};
 use crate::state::{Command, State};
 use crate::store::StoreError;
-use crate::types::{new_id, now_ms, ClusterInfo, Mode, Service, ServiceSpec};
+use crate::types::{new_id, now_ms, Mode, NodeRole, Service, ServiceSpec};
 use futures::{Stream, StreamExt};
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 use tonic::{Request, Response, Status};
 
 pub struct ControlService {
@@ -24,6 +28,15 @@ fn store_err(e: StoreError) -> Status {
         StoreError::NoLeader(msg) => Status::unavailable(msg),
         other => Status::internal(other.to_string()),
     }
+}
+
+fn internal(e: impl std::fmt::Display) -> Status {
+    Status::internal(e.to_string())
+}
+
+/// Errors of init and join: the message says what to do.
+fn precondition(e: anyhow::Error) -> Status {
+    Status::failed_precondition(format!("{e:#}"))
 }
 
 fn to_json<T: serde::Serialize>(v: &T) -> String {
@@ -97,7 +110,7 @@ impl Control for ControlService {
                 .map(|c| c.id.clone())
                 .unwrap_or_default(),
             is_leader: self.daemon.store.is_leader(),
-            advertise_addr: self.daemon.config.advertise_addr.clone(),
+            advertise_addr: self.daemon.advertise(),
             leader_raft_id: self
                 .daemon
                 .store
@@ -114,40 +127,76 @@ impl Control for ControlService {
     ) -> Result<Response<pb::InitResponse>, Status> {
         let req = req.into_inner();
         let d = &self.daemon;
-        if d.store.is_initialized().await || d.store.state().cluster.is_some() {
-            return Err(Status::failed_precondition(
-                "this node is already part of a swarm",
-            ));
-        }
-        let addr = if req.advertise_addr.is_empty() {
-            d.config.advertise_addr.clone()
-        } else {
-            req.advertise_addr
+        d.set_advertise(&req.advertise_addr).map_err(internal)?;
+        let or = |ms: u64, default: Duration| {
+            if ms == 0 {
+                default
+            } else {
+                Duration::from_millis(ms)
+            }
         };
-        d.store.bootstrap(&addr).await.map_err(store_err)?;
-        d.store
-            .wait_for_leader(std::time::Duration::from_secs(10))
-            .await
-            .map_err(store_err)?;
-        let cluster = ClusterInfo {
-            id: new_id(),
-            created_at: now_ms(),
+        let opts = InitOptions {
+            cert_expiry: or(req.cert_expiry_ms, pki::DEFAULT_CERT_EXPIRY),
+            heartbeat: or(req.heartbeat_ms, Duration::from_secs(1)),
         };
-        let mut node = d.node_record().await;
-        node.addr = addr;
-        d.store
-            .write(Command::InitCluster {
-                cluster: cluster.clone(),
-                node,
-            })
-            .await
-            .map_err(store_err)?;
-        d.start_roles()
-            .await
-            .map_err(|e| Status::internal(format!("{e:#}")))?;
+        let cluster_id = d.init(opts).await.map_err(precondition)?;
         Ok(Response::new(pb::InitResponse {
             node_id: d.identity.node_id.clone(),
-            cluster_id: cluster.id,
+            cluster_id,
+        }))
+    }
+
+    async fn join(
+        &self,
+        req: Request<pb::JoinRequest>,
+    ) -> Result<Response<pb::JoinResponse>, Status> {
+        let req = req.into_inner();
+        let d = &self.daemon;
+        d.set_advertise(&req.advertise_addr).map_err(internal)?;
+        let role = d
+            .join(&req.token, &req.remote_addr)
+            .await
+            .map_err(precondition)?;
+        Ok(Response::new(pb::JoinResponse {
+            node_id: d.identity.node_id.clone(),
+            role: role_str(role).into(),
+        }))
+    }
+
+    async fn join_token(
+        &self,
+        req: Request<pb::JoinTokenRequest>,
+    ) -> Result<Response<pb::JoinTokenResponse>, Status> {
+        let req = req.into_inner();
+        let role = match req.role.as_str() {
+            "worker" => NodeRole::Worker,
+            "manager" => NodeRole::Manager,
+            other => {
+                return Err(Status::invalid_argument(format!(
+                    "unknown role {other:?}: use worker or manager"
+                )))
+            }
+        };
+        if req.rotate {
+            let secret = token::new_secret();
+            self.daemon
+                .store
+                .write(Command::SetJoinSecret { role, secret })
+                .await
+                .map_err(store_err)?;
+        }
+        let st = self.manager_state()?;
+        let cluster = st.cluster.as_ref().expect("manager_state checked");
+        let token = JoinToken {
+            ca_digest: cluster.ca.digest().map_err(internal)?,
+            secret: match role {
+                NodeRole::Worker => cluster.worker_secret.clone(),
+                NodeRole::Manager => cluster.manager_secret.clone(),
+            },
+        };
+        Ok(Response::new(pb::JoinTokenResponse {
+            token: token.to_string(),
+            manager_addr: self.daemon.advertise(),
         }))
     }
 

@@ -9,6 +9,7 @@ use crate::types::{Availability, NodeRole, NodeState};
 use anyhow::Result;
 use clap::Subcommand;
 use serde_json::json;
+use std::time::Duration;
 
 #[derive(Subcommand, Debug)]
 pub enum NodeCmd {
@@ -21,17 +22,90 @@ pub enum NodeCmd {
     },
 }
 
-pub async fn init(host: &str, advertise_addr: Option<String>) -> Result<()> {
+pub async fn init(
+    host: &str,
+    advertise_addr: Option<String>,
+    cert_expiry: Option<Duration>,
+    heartbeat: Option<Duration>,
+) -> Result<()> {
     let mut c = connect(host).await?;
     let req = pb::InitRequest {
         advertise_addr: advertise_addr.unwrap_or_default(),
+        cert_expiry_ms: cert_expiry.map_or(0, |d| d.as_millis() as u64),
+        heartbeat_ms: heartbeat.map_or(0, |d| d.as_millis() as u64),
     };
     let resp = c.init(req).await.map_err(status_error)?.into_inner();
     println!(
-        "Swarm initialized: current node ({}) is now a manager.",
+        "Swarm initialized: current node ({}) is now a manager.\n",
         resp.node_id
     );
+    print_join_command(&mut c, "worker").await?;
+    println!("To add a manager to this swarm, run 'swarm join-token manager' and follow the instructions.\n");
     Ok(())
+}
+
+async fn print_join_command(c: &mut crate::api::client::Client, role: &str) -> Result<()> {
+    let t = c
+        .join_token(pb::JoinTokenRequest {
+            role: role.into(),
+            rotate: false,
+        })
+        .await
+        .map_err(status_error)?
+        .into_inner();
+    println!(
+        "To add a {role} to this swarm, run the following command:\n\n    swarm join --token {} {}\n",
+        t.token, t.manager_addr
+    );
+    Ok(())
+}
+
+pub async fn join(
+    host: &str,
+    token: String,
+    advertise_addr: Option<String>,
+    remote: String,
+) -> Result<()> {
+    let mut c = connect(host).await?;
+    let req = pb::JoinRequest {
+        token,
+        remote_addr: remote,
+        advertise_addr: advertise_addr.unwrap_or_default(),
+    };
+    let resp = c.join(req).await.map_err(status_error)?.into_inner();
+    match resp.role.as_str() {
+        "manager" => println!("This node joined a swarm as a manager."),
+        _ => println!("This node joined a swarm as a worker."),
+    }
+    Ok(())
+}
+
+pub async fn join_token(host: &str, role: &str, quiet: bool, rotate: bool) -> Result<()> {
+    let mut c = connect(host).await?;
+    if rotate {
+        c.join_token(pb::JoinTokenRequest {
+            role: role.into(),
+            rotate: true,
+        })
+        .await
+        .map_err(status_error)?;
+        if !quiet {
+            println!("Successfully rotated {role} join token.\n");
+        }
+    }
+    if quiet {
+        let t = c
+            .join_token(pb::JoinTokenRequest {
+                role: role.into(),
+                rotate: false,
+            })
+            .await
+            .map_err(status_error)?
+            .into_inner();
+        println!("{}", t.token);
+        return Ok(());
+    }
+    print_join_command(&mut c, role).await
 }
 
 pub async fn info(host: &str, format: Option<Format>) -> Result<()> {

@@ -20,13 +20,34 @@ pub fn plan(st: &State, now: Millis) -> Plan {
     let mut supersede = Vec::new();
     let mut remove = Vec::new();
 
+    let down: Vec<&str> = st
+        .nodes
+        .values()
+        .filter(|n| n.state == NodeState::Down)
+        .map(|n| n.id.as_str())
+        .collect();
+    let on_down_node = |t: &Task| t.node_id.as_deref().is_some_and(|n| down.contains(&n));
     for svc in st.services.values() {
         let groups = match svc.spec.mode {
             Mode::Replicated => replicated_groups(st, svc, &mut remove),
             Mode::Global => global_groups(st, svc, &mut remove),
         };
         for (key, tasks) in groups {
-            match slot_action(svc, &tasks, now) {
+            let action = match &key {
+                // A replica on a node that stopped answering is replaced at
+                // once; when the node comes back its agent sees the old task
+                // shut down, so the slot never has two live tasks.
+                SlotKey::Slot(_) => match tasks.iter().find(|t| t.is_live() && on_down_node(t)) {
+                    Some(lost) => SlotAction::Create {
+                        attempt: lost.attempt,
+                        not_before: 0,
+                        replaces: Some(lost.id.clone()),
+                    },
+                    None => slot_action(svc, &tasks, now),
+                },
+                SlotKey::Node(_) => slot_action(svc, &tasks, now),
+            };
+            match action {
                 SlotAction::Keep => {}
                 SlotAction::Start(id) => promote.push(id),
                 SlotAction::WaitUntil(at) => {

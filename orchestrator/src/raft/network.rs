@@ -1,65 +1,184 @@
-//! Raft RPC transport between managers. A cluster has one manager until the
-//! multi-node work adds gRPC over mutual TLS here; until then any peer is
-//! reported unreachable, which is the truth for a single-manager cluster.
+//! Raft RPC transport between managers: openraft's messages as JSON over the
+//! `Raft` gRPC service, on mutual-TLS channels shared through `Peers`.
 
 use super::{NodeId, TypeConfig};
-use openraft::error::{InstallSnapshotError, RPCError, RaftError, Unreachable};
+use crate::api::cluster_pb::{raft_client::RaftClient, Blob};
+use crate::net::{self, Tls};
+use openraft::error::{InstallSnapshotError, RPCError, RaftError, RemoteError, Unreachable};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
     VoteRequest, VoteResponse,
 };
 use openraft::BasicNode;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+use tonic::transport::Channel;
 
-pub struct Network;
+/// Connections to the other managers, shared by raft and write forwarding,
+/// and a record of which peers answered lately (for "no quorum" errors).
+#[derive(Default)]
+pub struct Peers {
+    tls: RwLock<Option<Arc<Tls>>>,
+    channels: Mutex<HashMap<String, Channel>>,
+    answered: Mutex<HashMap<NodeId, Instant>>,
+}
+
+impl Peers {
+    /// Install this node's credentials (after init or join) or new ones.
+    pub fn set_tls(&self, tls: Arc<Tls>) {
+        *self.tls.write().expect("peers lock") = Some(tls);
+        self.channels.lock().expect("peers lock").clear();
+    }
+
+    pub fn tls(&self) -> Option<Arc<Tls>> {
+        self.tls.read().expect("peers lock").clone()
+    }
+
+    /// A (lazily connecting) channel to the manager at `addr`.
+    pub fn channel(&self, addr: &str) -> Result<Channel, String> {
+        let mut channels = self.channels.lock().expect("peers lock");
+        if let Some(c) = channels.get(addr) {
+            return Ok(c.clone());
+        }
+        let tls = self
+            .tls()
+            .ok_or_else(|| "this node has no cluster certificate yet".to_string())?;
+        let c = net::channel(addr, tls.client_config()).map_err(|e| format!("{addr}: {e}"))?;
+        channels.insert(addr.to_string(), c.clone());
+        Ok(c)
+    }
+
+    pub fn record(&self, peer: NodeId, ok: bool) {
+        let mut a = self.answered.lock().expect("peers lock");
+        if ok {
+            a.insert(peer, Instant::now());
+        } else {
+            a.remove(&peer);
+        }
+    }
+
+    /// Whether `peer` answered within `window`.
+    pub fn answered_within(&self, peer: NodeId, window: Duration) -> bool {
+        self.answered
+            .lock()
+            .expect("peers lock")
+            .get(&peer)
+            .is_some_and(|t| t.elapsed() <= window)
+    }
+}
+
+pub struct Network {
+    pub peers: Arc<Peers>,
+}
 
 pub struct PeerClient {
     target: NodeId,
-}
-
-impl PeerClient {
-    fn unreachable<E: std::error::Error>(&self) -> RPCError<NodeId, BasicNode, E> {
-        let msg = format!(
-            "raft peer {} unreachable: multi-manager transport is not available in this build",
-            self.target
-        );
-        RPCError::Unreachable(Unreachable::new(&std::io::Error::other(msg)))
-    }
+    addr: String,
+    peers: Arc<Peers>,
 }
 
 impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = PeerClient;
 
-    async fn new_client(&mut self, target: NodeId, _node: &BasicNode) -> PeerClient {
-        PeerClient { target }
+    async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> PeerClient {
+        PeerClient {
+            target,
+            addr: node.addr.clone(),
+            peers: self.peers.clone(),
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Rpc {
+    Append,
+    Vote,
+    Snapshot,
+}
+
+impl PeerClient {
+    async fn call<Req, Resp, E>(
+        &self,
+        rpc: Rpc,
+        req: &Req,
+        ttl: Duration,
+    ) -> Result<Resp, RPCError<NodeId, BasicNode, RaftError<NodeId, E>>>
+    where
+        Req: Serialize,
+        Resp: DeserializeOwned,
+        E: std::error::Error + DeserializeOwned,
+    {
+        let unreachable = |msg: String| {
+            RPCError::Unreachable(Unreachable::new(&std::io::Error::other(format!(
+                "raft peer {} at {}: {msg}",
+                self.target, self.addr
+            ))))
+        };
+        let channel = self.peers.channel(&self.addr).map_err(unreachable)?;
+        let mut client = RaftClient::new(channel)
+            .max_decoding_message_size(usize::MAX)
+            .max_encoding_message_size(usize::MAX);
+        let body = Blob {
+            json: serde_json::to_vec(req).expect("raft messages serialize"),
+        };
+        let call = async {
+            match rpc {
+                Rpc::Append => client.append_entries(body).await,
+                Rpc::Vote => client.vote(body).await,
+                Rpc::Snapshot => client.install_snapshot(body).await,
+            }
+        };
+        let reply = match tokio::time::timeout(ttl, call).await {
+            Ok(Ok(r)) => r.into_inner(),
+            Ok(Err(status)) => {
+                self.peers.record(self.target, false);
+                return Err(unreachable(format!(
+                    "{}: {}",
+                    status.code(),
+                    status.message()
+                )));
+            }
+            Err(_) => {
+                self.peers.record(self.target, false);
+                return Err(unreachable(format!("no answer within {ttl:?}")));
+            }
+        };
+        self.peers.record(self.target, true);
+        let result: Result<Resp, RaftError<NodeId, E>> = serde_json::from_slice(&reply.json)
+            .map_err(|e| unreachable(format!("undecodable reply: {e}")))?;
+        result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
     }
 }
 
 impl RaftNetwork<TypeConfig> for PeerClient {
     async fn append_entries(
         &mut self,
-        _rpc: AppendEntriesRequest<TypeConfig>,
-        _option: RPCOption,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
-        Err(self.unreachable())
+        self.call(Rpc::Append, &rpc, option.hard_ttl()).await
     }
 
     async fn install_snapshot(
         &mut self,
-        _rpc: InstallSnapshotRequest<TypeConfig>,
-        _option: RPCOption,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
     ) -> Result<
         InstallSnapshotResponse<NodeId>,
         RPCError<NodeId, BasicNode, RaftError<NodeId, InstallSnapshotError>>,
     > {
-        Err(self.unreachable())
+        self.call(Rpc::Snapshot, &rpc, option.hard_ttl()).await
     }
 
     async fn vote(
         &mut self,
-        _rpc: VoteRequest<NodeId>,
-        _option: RPCOption,
+        rpc: VoteRequest<NodeId>,
+        option: RPCOption,
     ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
-        Err(self.unreachable())
+        self.call(Rpc::Vote, &rpc, option.hard_ttl()).await
     }
 }

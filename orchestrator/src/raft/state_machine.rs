@@ -82,6 +82,8 @@ fn touched(st: &State, cmd: &Command) -> Vec<Key> {
     match cmd {
         Command::InitCluster { node, .. } => vec![Key::Cluster, Key::Node(node.id.clone())],
         Command::PutNode(n) => vec![Key::Node(n.id.clone())],
+        Command::SetJoinSecret { .. } => vec![Key::Cluster],
+        Command::SetNodeState { id, .. } => vec![Key::Node(id.clone())],
         Command::CreateService(s) => vec![Key::Service(s.id.clone())],
         Command::UpdateService { service, .. } => vec![Key::Service(service.id.clone())],
         Command::RemoveService { id } => std::iter::once(Key::Service(id.clone()))

@@ -1,0 +1,186 @@
+//! The agent's link to the cluster: a dispatcher session with the leader
+//! (found by following the managers' redirects), which keeps this node's
+//! assigned tasks in a watch channel, sends heartbeats, and delivers status
+//! reports. Reports wait in a queue while no manager is reachable, so none
+//! is lost across a leader change.
+
+use crate::api::cluster_pb::{
+    dispatcher_client::DispatcherClient, HeartbeatRequest, SessionMessage, SessionRequest,
+    StatusRequest,
+};
+use crate::raft::network::Peers;
+use crate::types::{Task, TaskStatus};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Channel;
+
+pub type Report = Vec<(String, TaskStatus)>;
+
+/// The agent's side of the link.
+pub struct Link {
+    /// `None` until the first full set arrives: before that the agent must
+    /// not judge any container an orphan.
+    pub tasks: watch::Receiver<Option<Arc<Vec<Task>>>>,
+    pub reports: mpsc::UnboundedSender<Report>,
+}
+
+/// Pause between attempts when no manager takes the session.
+const RETRY: Duration = Duration::from_millis(250);
+
+pub fn spawn(
+    peers: Arc<Peers>,
+    managers: Vec<String>,
+    role: watch::Sender<String>,
+    on_managers: impl Fn(&[String]) + Send + 'static,
+    stop: CancellationToken,
+) -> Link {
+    let (tasks_tx, tasks) = watch::channel(None);
+    let (reports, reports_rx) = mpsc::unbounded_channel();
+    let session = Session {
+        peers,
+        managers,
+        on_managers: Box::new(on_managers),
+        role,
+        tasks: tasks_tx,
+        reports: reports_rx,
+        pending: BTreeMap::new(),
+    };
+    tokio::spawn(session.run(stop));
+    Link { tasks, reports }
+}
+
+struct Session {
+    peers: Arc<Peers>,
+    managers: Vec<String>,
+    on_managers: Box<dyn Fn(&[String]) + Send>,
+    /// This node's role as the cluster state has it (drives cert renewal).
+    role: watch::Sender<String>,
+    tasks: watch::Sender<Option<Arc<Vec<Task>>>>,
+    reports: mpsc::UnboundedReceiver<Report>,
+    /// Reports not yet accepted by a leader: task ID → latest status.
+    pending: BTreeMap<String, TaskStatus>,
+}
+
+impl Session {
+    async fn run(mut self, stop: CancellationToken) {
+        let mut next = 0usize;
+        let mut hint: Option<String> = None;
+        loop {
+            let addr = match hint.take() {
+                Some(a) => a,
+                None if self.managers.is_empty() => {
+                    tracing::error!("no manager addresses known; the agent cannot get tasks");
+                    return;
+                }
+                None => {
+                    next = (next + 1) % self.managers.len();
+                    self.managers[next].clone()
+                }
+            };
+            let outcome = tokio::select! {
+                _ = stop.cancelled() => return,
+                r = self.serve(&addr) => r,
+            };
+            if let Err(msg) = outcome {
+                tracing::debug!(manager = %addr, error = %msg, "dispatcher session ended");
+                hint = msg
+                    .split_once("the leader is at ")
+                    .map(|(_, a)| a.trim().to_string());
+            }
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(RETRY) => {}
+            }
+        }
+    }
+
+    /// One session with the manager at `addr`, until it fails.
+    async fn serve(&mut self, addr: &str) -> Result<(), String> {
+        let channel: Channel = self.peers.channel(addr)?;
+        let mut client = DispatcherClient::new(channel);
+        let mut stream = client
+            .session(SessionRequest {})
+            .await
+            .map_err(|s| s.message().to_string())?
+            .into_inner();
+        tracing::info!(manager = %addr, "dispatcher session open");
+        let mut known: BTreeMap<String, Task> = BTreeMap::new();
+        let mut period = Duration::from_secs(1);
+        let mut beat = tokio::time::interval(period);
+        loop {
+            tokio::select! {
+                msg = stream.message() => {
+                    let msg = msg.map_err(|s| s.message().to_string())?
+                        .ok_or_else(|| "the manager closed the session".to_string())?;
+                    let p = Duration::from_millis(msg.heartbeat_ms.max(50));
+                    if p != period {
+                        period = p;
+                        beat = tokio::time::interval(period);
+                    }
+                    self.apply(&mut known, msg);
+                }
+                _ = beat.tick() => {
+                    tokio::time::timeout(period * 2, client.heartbeat(HeartbeatRequest {}))
+                        .await
+                        .map_err(|_| "heartbeat timed out".to_string())?
+                        .map_err(|s| s.message().to_string())?;
+                }
+                Some(report) = self.reports.recv() => {
+                    self.pending.extend(report);
+                    while let Ok(more) = self.reports.try_recv() {
+                        self.pending.extend(more);
+                    }
+                }
+            }
+            if !self.pending.is_empty() {
+                self.flush(&mut client, period).await?;
+            }
+        }
+    }
+
+    fn apply(&mut self, known: &mut BTreeMap<String, Task>, msg: SessionMessage) {
+        for json in &msg.upserts_json {
+            match serde_json::from_str::<Task>(json) {
+                Ok(t) => {
+                    known.insert(t.id.clone(), t);
+                }
+                Err(e) => tracing::warn!(error = %e, "undecodable task from the dispatcher"),
+            }
+        }
+        for id in &msg.removed {
+            known.remove(id);
+        }
+        if !msg.role.is_empty() && *self.role.borrow() != msg.role {
+            self.role.send_replace(msg.role.clone());
+        }
+        if !msg.managers.is_empty() && msg.managers != self.managers {
+            self.managers = msg.managers.clone();
+            (self.on_managers)(&self.managers);
+        }
+        self.tasks
+            .send_replace(Some(Arc::new(known.values().cloned().collect())));
+    }
+
+    async fn flush(
+        &mut self,
+        client: &mut DispatcherClient<Channel>,
+        period: Duration,
+    ) -> Result<(), String> {
+        let req = StatusRequest {
+            updates_json: self
+                .pending
+                .iter()
+                .map(|u| serde_json::to_string(&u).expect("statuses serialize"))
+                .collect(),
+        };
+        tokio::time::timeout(period * 3, client.update_status(req))
+            .await
+            .map_err(|_| "status report timed out".to_string())?
+            .map_err(|s| s.message().to_string())?;
+        self.pending.clear();
+        Ok(())
+    }
+}

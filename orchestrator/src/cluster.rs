@@ -1,0 +1,200 @@
+//! The `Cluster` service managers serve to other nodes: joining with a
+//! token, forwarding writes to the leader, adding a joined manager to raft,
+//! and renewing certificates.
+
+pub mod certs;
+pub mod join;
+
+use crate::api::cluster_pb::{
+    cluster_server, AddVoterRequest, Blob, Empty, JoinRequest, JoinResponse, ProposeResponse,
+    RenewRequest, RenewResponse,
+};
+use crate::dispatcher::manager_addrs;
+use crate::net::Peer;
+use crate::pki::token::secrets_match;
+use crate::state::Command;
+use crate::store::{Store, StoreError};
+use crate::types::{now_ms, Availability, Node, NodeRole, NodeState};
+use std::time::Duration;
+use tonic::{Request, Response, Status};
+
+pub struct ClusterService {
+    store: Store,
+}
+
+impl ClusterService {
+    pub fn new(store: Store) -> cluster_server::ClusterServer<ClusterService> {
+        cluster_server::ClusterServer::new(ClusterService { store })
+    }
+}
+
+pub fn role_str(role: NodeRole) -> &'static str {
+    match role {
+        NodeRole::Manager => "manager",
+        NodeRole::Worker => "worker",
+    }
+}
+
+pub fn store_status(e: StoreError) -> Status {
+    match e {
+        StoreError::Rejected(m) => Status::failed_precondition(m),
+        e @ (StoreError::NoLeader(_) | StoreError::NoQuorum { .. }) => {
+            Status::unavailable(e.to_string())
+        }
+        e => Status::internal(e.to_string()),
+    }
+}
+
+#[tonic::async_trait]
+impl cluster_server::Cluster for ClusterService {
+    async fn join(&self, req: Request<JoinRequest>) -> Result<Response<JoinResponse>, Status> {
+        let req = req.into_inner();
+        let st = self.store.state();
+        let cluster = st
+            .cluster
+            .as_ref()
+            .ok_or_else(|| Status::unavailable("this manager is not part of a swarm yet"))?;
+        let role = if secrets_match(&req.secret, &cluster.manager_secret) {
+            NodeRole::Manager
+        } else if secrets_match(&req.secret, &cluster.worker_secret) {
+            NodeRole::Worker
+        } else {
+            return Err(Status::permission_denied(
+                "invalid join token: the secret does not match this swarm's worker or manager token (was it rotated?)",
+            ));
+        };
+        let node_id = req.node_id.clone();
+        let valid_id = !node_id.is_empty()
+            && node_id.len() <= 64
+            && node_id
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+        if !valid_id {
+            return Err(Status::invalid_argument(format!(
+                "node ID {node_id:?} is not 1-64 lowercase letters and digits"
+            )));
+        }
+        if st.nodes.contains_key(&node_id) {
+            return Err(Status::already_exists(format!(
+                "node ID {node_id} is already a member of this swarm; a node that left must start with a fresh data dir"
+            )));
+        }
+        let cert_pem = cluster
+            .ca
+            .issue(
+                &req.csr_pem,
+                &node_id,
+                role,
+                &cluster.id,
+                Duration::from_millis(cluster.cert_expiry_ms),
+            )
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let now = now_ms();
+        let node = Node {
+            id: node_id.clone(),
+            raft_id: req.raft_id,
+            hostname: req.hostname.clone(),
+            role,
+            availability: Availability::Active,
+            // READY once its agent's session starts beating.
+            state: NodeState::Unknown,
+            addr: req.addr.clone(),
+            engine_version: req.engine_version.clone(),
+            nano_cpus: req.nano_cpus,
+            memory_bytes: req.memory_bytes,
+            created_at: now,
+            updated_at: now,
+        };
+        self.store
+            .write(Command::PutNode(node))
+            .await
+            .map_err(store_status)?;
+        tracing::info!(node = %node_id, hostname = %req.hostname, role = role_str(role), "node joined");
+        let mut managers = manager_addrs(&self.store.state());
+        managers.sort();
+        Ok(Response::new(JoinResponse {
+            node_id,
+            cert_pem,
+            ca_pem: cluster.ca.cert_pem.clone(),
+            role: role_str(role).into(),
+            managers,
+        }))
+    }
+
+    async fn propose(&self, req: Request<Blob>) -> Result<Response<ProposeResponse>, Status> {
+        Peer::require(&req, true)?;
+        let cmd: Command = serde_json::from_slice(&req.get_ref().json)
+            .map_err(|e| Status::invalid_argument(format!("undecodable command: {e}")))?;
+        if !self.store.is_leader() {
+            return Err(Status::unavailable("not the leader"));
+        }
+        match self.store.write(cmd).await {
+            Ok(()) => Ok(Response::new(ProposeResponse::default())),
+            Err(StoreError::Rejected(error)) => Ok(Response::new(ProposeResponse { error })),
+            Err(e) => Err(store_status(e)),
+        }
+    }
+
+    async fn add_voter(&self, req: Request<AddVoterRequest>) -> Result<Response<Empty>, Status> {
+        let who = Peer::require(&req, true)?;
+        let req = req.into_inner();
+        let st = self.store.state();
+        let known = st
+            .nodes
+            .get(&who.node_id)
+            .is_some_and(|n| n.raft_id == req.raft_id && n.role == NodeRole::Manager);
+        if !known {
+            return Err(Status::permission_denied(format!(
+                "node {} is not a manager with raft ID {}",
+                who.node_id, req.raft_id
+            )));
+        }
+        if !self.store.is_leader() {
+            // Membership changes run on the leader: pass it on.
+            let m = self.store.raft_metrics().borrow().clone();
+            let leader = m
+                .current_leader
+                .and_then(|id| m.membership_config.membership().get_node(&id).cloned())
+                .ok_or_else(|| Status::unavailable("no leader is elected"))?;
+            let channel = self
+                .store
+                .peers()
+                .channel(&leader.addr)
+                .map_err(Status::unavailable)?;
+            return crate::api::cluster_pb::cluster_client::ClusterClient::new(channel)
+                .add_voter(req)
+                .await;
+        }
+        self.store
+            .add_voter(req.raft_id, &req.addr)
+            .await
+            .map_err(store_status)?;
+        Ok(Response::new(Empty {}))
+    }
+
+    async fn renew(&self, req: Request<RenewRequest>) -> Result<Response<RenewResponse>, Status> {
+        let who = Peer::require(&req, false)?;
+        let st = self.store.state();
+        let cluster = st
+            .cluster
+            .as_ref()
+            .ok_or_else(|| Status::unavailable("this manager is not part of a swarm"))?;
+        let node = st.nodes.get(&who.node_id).ok_or_else(|| {
+            Status::permission_denied(format!("node {} was removed from the swarm", who.node_id))
+        })?;
+        let cert_pem = cluster
+            .ca
+            .issue(
+                &req.get_ref().csr_pem,
+                &node.id,
+                node.role,
+                &cluster.id,
+                Duration::from_millis(cluster.cert_expiry_ms),
+            )
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        Ok(Response::new(RenewResponse {
+            cert_pem,
+            role: role_str(node.role).into(),
+        }))
+    }
+}

@@ -1,0 +1,258 @@
+//! The dispatcher: the leader's end of every agent's session. It streams each
+//! node the tasks assigned to it (a full set, then changes), takes the
+//! agents' status reports into the store, and turns heartbeats into node
+//! liveness: a node that misses about three beats is marked DOWN, which makes
+//! the orchestrator replace its replicas elsewhere.
+//!
+//! Only the leader dispatches. Other managers refuse sessions with the
+//! leader's address, so agents follow leadership.
+
+use crate::api::cluster_pb::{
+    dispatcher_server, Empty, HeartbeatRequest, HeartbeatResponse, SessionMessage, SessionRequest,
+    StatusRequest,
+};
+use crate::net::Peer;
+use crate::state::{Command, State};
+use crate::store::Store;
+use crate::types::{now_ms, NodeRole, NodeState, Task, TaskState, TaskStatus};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
+use tonic::{Request, Response, Status};
+
+/// Beats a node may miss before it is marked DOWN.
+const MISSED_BEATS: u32 = 3;
+
+#[derive(Clone)]
+pub struct Dispatcher {
+    store: Store,
+    beats: Arc<Mutex<HashMap<String, Instant>>>,
+}
+
+/// The heartbeat period the cluster was created with.
+pub fn heartbeat_period(st: &State) -> Duration {
+    Duration::from_millis(st.cluster.as_ref().map_or(1000, |c| c.heartbeat_ms).max(50))
+}
+
+/// The tasks a node's agent must know about: assigned to it and past the
+/// scheduler.
+pub fn tasks_for<'a>(st: &'a State, node_id: &'a str) -> impl Iterator<Item = &'a Task> + 'a {
+    st.tasks.values().filter(move |t| {
+        t.node_id.as_deref() == Some(node_id) && t.status.state >= TaskState::Assigned
+    })
+}
+
+pub fn manager_addrs(st: &State) -> Vec<String> {
+    st.nodes
+        .values()
+        .filter(|n| n.role == NodeRole::Manager)
+        .map(|n| n.addr.clone())
+        .collect()
+}
+
+impl Dispatcher {
+    pub fn new(store: Store) -> Dispatcher {
+        Dispatcher {
+            store,
+            beats: Arc::default(),
+        }
+    }
+
+    pub fn into_server(self) -> dispatcher_server::DispatcherServer<Dispatcher> {
+        dispatcher_server::DispatcherServer::new(self)
+    }
+
+    fn ensure_leader(&self) -> Result<(), Status> {
+        if self.store.is_leader() {
+            return Ok(());
+        }
+        let m = self.store.raft_metrics().borrow().clone();
+        let leader = m
+            .current_leader
+            .and_then(|id| m.membership_config.membership().get_node(&id).cloned())
+            .map(|n| n.addr);
+        Err(Status::unavailable(match leader {
+            Some(addr) => format!("not the leader; the leader is at {addr}"),
+            None => "not the leader; no leader is elected".to_string(),
+        }))
+    }
+
+    fn beat(&self, node: &str) {
+        self.beats
+            .lock()
+            .expect("beats lock")
+            .insert(node.to_string(), Instant::now());
+    }
+
+    /// Watch heartbeats while this node leads: mark silent nodes DOWN and
+    /// beating ones READY. A new leader gives every node a full grace period
+    /// before judging it, since it has not seen their beats yet.
+    pub async fn run_liveness(self, stop: CancellationToken) {
+        let mut leader_since: Option<Instant> = None;
+        loop {
+            let st = self.store.state();
+            let period = heartbeat_period(&st);
+            if self.store.is_leader() {
+                let since = *leader_since.get_or_insert_with(Instant::now);
+                let limit = period * MISSED_BEATS;
+                let mut changes = Vec::new();
+                {
+                    let beats = self.beats.lock().expect("beats lock");
+                    for n in st.nodes.values() {
+                        let last = beats.get(&n.id).copied().unwrap_or(since).max(since);
+                        let alive = last.elapsed() <= limit;
+                        let fresh = beats.get(&n.id).is_some_and(|b| b.elapsed() <= limit);
+                        if n.state == NodeState::Ready && !alive {
+                            changes.push((n.id.clone(), NodeState::Down));
+                        } else if n.state != NodeState::Ready && fresh {
+                            changes.push((n.id.clone(), NodeState::Ready));
+                        }
+                    }
+                }
+                for (id, state) in changes {
+                    tracing::info!(node = %id, ?state, "node liveness changed");
+                    let cmd = Command::SetNodeState {
+                        id,
+                        state,
+                        at: now_ms(),
+                    };
+                    if let Err(e) = self.store.write(cmd).await {
+                        tracing::warn!(error = %e, "cannot record node liveness");
+                    }
+                }
+            } else {
+                leader_since = None;
+            }
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(period / 2) => {}
+            }
+        }
+    }
+}
+
+/// What a session has told its agent so far: task ID → the task as sent.
+type Sent = BTreeMap<String, Task>;
+
+fn diff(st: &State, node: &str, sent: &mut Sent, full: bool) -> Option<SessionMessage> {
+    let now: BTreeMap<&String, &Task> = tasks_for(st, node).map(|t| (&t.id, t)).collect();
+    let mut msg = SessionMessage {
+        managers: manager_addrs(st),
+        heartbeat_ms: heartbeat_period(st).as_millis() as u64,
+        role: st
+            .nodes
+            .get(node)
+            .map_or("worker", |n| match n.role {
+                NodeRole::Manager => "manager",
+                NodeRole::Worker => "worker",
+            })
+            .into(),
+        ..Default::default()
+    };
+    for (id, t) in &now {
+        if sent.get(*id) != Some(*t) {
+            msg.upserts_json
+                .push(serde_json::to_string(t).expect("tasks serialize"));
+            sent.insert((*id).clone(), (*t).clone());
+        }
+    }
+    let gone: Vec<String> = sent
+        .keys()
+        .filter(|id| !now.contains_key(id))
+        .cloned()
+        .collect();
+    for id in gone {
+        sent.remove(&id);
+        msg.removed.push(id);
+    }
+    (full || !msg.upserts_json.is_empty() || !msg.removed.is_empty()).then_some(msg)
+}
+
+#[tonic::async_trait]
+impl dispatcher_server::Dispatcher for Dispatcher {
+    type SessionStream = ReceiverStream<Result<SessionMessage, Status>>;
+
+    async fn session(
+        &self,
+        req: Request<SessionRequest>,
+    ) -> Result<Response<Self::SessionStream>, Status> {
+        let who = Peer::require(&req, false)?;
+        self.ensure_leader()?;
+        if !self.store.state().nodes.contains_key(&who.node_id) {
+            return Err(Status::permission_denied(format!(
+                "node {} is not a member of this swarm (was it removed?)",
+                who.node_id
+            )));
+        }
+        self.beat(&who.node_id);
+        let (tx, rx) = tokio::sync::mpsc::channel(16);
+        let me = self.clone();
+        tokio::spawn(async move {
+            let mut changes = me.store.subscribe();
+            let mut sent = Sent::new();
+            let mut full = true;
+            loop {
+                if !me.store.is_leader() {
+                    let _ = tx
+                        .send(Err(Status::unavailable("leadership moved; reconnect")))
+                        .await;
+                    return;
+                }
+                let st = changes.borrow_and_update().clone();
+                if let Some(msg) = diff(&st, &who.node_id, &mut sent, full) {
+                    if tx.send(Ok(msg)).await.is_err() {
+                        return; // the agent went away
+                    }
+                }
+                full = false;
+                tokio::select! {
+                    r = changes.changed() => if r.is_err() { return },
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    _ = tx.closed() => return,
+                }
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
+    async fn heartbeat(
+        &self,
+        req: Request<HeartbeatRequest>,
+    ) -> Result<Response<HeartbeatResponse>, Status> {
+        let who = Peer::require(&req, false)?;
+        self.ensure_leader()?;
+        self.beat(&who.node_id);
+        Ok(Response::new(HeartbeatResponse {
+            period_ms: heartbeat_period(&self.store.state()).as_millis() as u64,
+        }))
+    }
+
+    async fn update_status(&self, req: Request<StatusRequest>) -> Result<Response<Empty>, Status> {
+        let who = Peer::require(&req, false)?;
+        self.ensure_leader()?;
+        let st = self.store.state();
+        let mut updates = Vec::new();
+        for json in &req.get_ref().updates_json {
+            let (id, status): (String, TaskStatus) = serde_json::from_str(json)
+                .map_err(|e| Status::invalid_argument(format!("task status: {e}")))?;
+            // A node reports on its own tasks only.
+            let own = st
+                .tasks
+                .get(&id)
+                .is_some_and(|t| t.node_id.as_deref() == Some(who.node_id.as_str()));
+            if own {
+                updates.push((id, status));
+            }
+        }
+        if !updates.is_empty() {
+            self.store
+                .write(Command::UpdateStatus(updates))
+                .await
+                .map_err(|e| Status::unavailable(e.to_string()))?;
+        }
+        self.beat(&who.node_id);
+        Ok(Response::new(Empty {}))
+    }
+}

@@ -1,0 +1,420 @@
+//! Node-to-node transport: gRPC over mutual TLS (rustls, TLS 1.3 only).
+//!
+//! Servers are always managers and present `[node cert, CA cert]`; clients
+//! verify them against the cluster CA under the name `swarm-manager`, so a
+//! worker's certificate cannot serve. Clients present their node certificate
+//! when they have one; a joiner has none yet and is let in to the `Join` call
+//! only. What a peer may call is decided per RPC from the identity its
+//! certificate carries (`Peer`), which the handshake extracts once.
+//!
+//! The node's certificate is swapped in place on renewal: the resolvers read
+//! the current one for every new handshake.
+
+use crate::pki::{self, PkiError};
+use crate::types::NodeRole;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::{ResolvesClientCert, WebPkiServerVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
+use rustls::sign::CertifiedKey;
+use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme};
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, RwLock};
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::{server::TlsStream, TlsAcceptor, TlsConnector};
+use tonic::transport::server::Connected;
+use tonic::transport::{Channel, Endpoint};
+
+/// The port managers listen on unless `--advertise-addr` names another.
+pub const DEFAULT_PORT: u16 = 2377;
+/// Name every manager certificate carries and every client checks.
+const MANAGER_NAME: &str = "swarm-manager";
+/// A connection attempt that takes longer is treated as unreachable.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// `ADDR` or `ADDR:PORT` → `ADDR:PORT`, defaulting the port to 2377.
+pub fn with_default_port(addr: &str) -> String {
+    if addr.parse::<SocketAddr>().is_ok()
+        || addr
+            .rsplit_once(':')
+            .is_some_and(|(h, p)| !h.contains(':') && p.parse::<u16>().is_ok())
+    {
+        addr.to_string()
+    } else {
+        format!("{addr}:{DEFAULT_PORT}")
+    }
+}
+
+/// This node's TLS credentials: the cluster CA and the node's current
+/// certificate and key.
+#[derive(Debug)]
+pub struct Tls {
+    ca_pem: String,
+    roots: Arc<RootCertStore>,
+    current: RwLock<Current>,
+}
+
+#[derive(Debug)]
+struct Current {
+    key: Arc<CertifiedKey>,
+    identity: pki::Identity,
+}
+
+fn load_certified(
+    ca_der: &[u8],
+    cert_pem: &str,
+    key_pem: &str,
+) -> Result<(Arc<CertifiedKey>, pki::Identity), PkiError> {
+    let bad = |what: &str, reason: String| PkiError::Invalid {
+        what: what.into(),
+        reason,
+    };
+    let cert = pki::pem_to_der(cert_pem, "node certificate")?;
+    let key: PrivateKeyDer<'static> = rustls_pemfile::private_key(&mut key_pem.as_bytes())
+        .map_err(|e| bad("node key", e.to_string()))?
+        .ok_or_else(|| bad("node key", "no private key in PEM".into()))?;
+    let signer = provider()
+        .key_provider
+        .load_private_key(key)
+        .map_err(|e| bad("node key", e.to_string()))?;
+    let identity = pki::Identity::of(&cert)?;
+    let chain = vec![
+        CertificateDer::from(cert),
+        CertificateDer::from(ca_der.to_vec()),
+    ];
+    Ok((Arc::new(CertifiedKey::new(chain, signer)), identity))
+}
+
+impl Tls {
+    pub fn new(ca_pem: &str, cert_pem: &str, key_pem: &str) -> Result<Arc<Tls>, PkiError> {
+        let ca = pki::pem_to_der(ca_pem, "CA certificate")?;
+        let mut roots = RootCertStore::empty();
+        roots
+            .add(CertificateDer::from(ca.clone()))
+            .map_err(|e| PkiError::Invalid {
+                what: "CA certificate".into(),
+                reason: e.to_string(),
+            })?;
+        let (key, identity) = load_certified(&ca, cert_pem, key_pem)?;
+        Ok(Arc::new(Tls {
+            ca_pem: ca_pem.into(),
+            roots: Arc::new(roots),
+            current: RwLock::new(Current { key, identity }),
+        }))
+    }
+
+    /// Swap in a renewed (or role-changed) certificate.
+    pub fn update(&self, cert_pem: &str, key_pem: &str) -> Result<(), PkiError> {
+        let ca = pki::pem_to_der(&self.ca_pem, "CA certificate")?;
+        let (key, identity) = load_certified(&ca, cert_pem, key_pem)?;
+        *self.current.write().expect("tls lock") = Current { key, identity };
+        Ok(())
+    }
+
+    pub fn identity(&self) -> pki::Identity {
+        self.current.read().expect("tls lock").identity.clone()
+    }
+
+    pub fn ca_pem(&self) -> &str {
+        &self.ca_pem
+    }
+
+    pub fn server_config(self: &Arc<Self>) -> Arc<ServerConfig> {
+        let verifier = WebPkiClientVerifier::builder_with_provider(self.roots.clone(), provider())
+            .allow_unauthenticated()
+            .build()
+            .expect("client verifier from a valid root store");
+        let mut config = ServerConfig::builder_with_provider(provider())
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .expect("TLS 1.3 is supported by ring")
+            .with_client_cert_verifier(verifier)
+            .with_cert_resolver(self.clone());
+        config.alpn_protocols = vec![b"h2".to_vec()];
+        Arc::new(config)
+    }
+
+    /// A client config that checks the server is a manager of this cluster
+    /// and presents this node's certificate.
+    pub fn client_config(self: &Arc<Self>) -> Arc<ClientConfig> {
+        let mut config = ClientConfig::builder_with_provider(provider())
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .expect("TLS 1.3 is supported by ring")
+            .with_root_certificates(self.roots.clone())
+            .with_client_cert_resolver(self.clone());
+        config.alpn_protocols = vec![b"h2".to_vec()];
+        Arc::new(config)
+    }
+}
+
+impl ResolvesServerCert for Tls {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.current.read().ok()?.key.clone())
+    }
+}
+
+impl ResolvesClientCert for Tls {
+    fn resolve(&self, _hints: &[&[u8]], _schemes: &[SignatureScheme]) -> Option<Arc<CertifiedKey>> {
+        Some(self.current.read().ok()?.key.clone())
+    }
+
+    fn has_certs(&self) -> bool {
+        true
+    }
+}
+
+/// Client config for a joiner: it has no certificate and does not know the
+/// CA yet, only the CA's digest from the token. It accepts a server whose
+/// chain includes a CA with that digest and whose certificate that CA signed
+/// for the manager name; anything else fails the handshake before a secret
+/// is sent.
+pub fn pinned_client_config(ca_digest: &str) -> Arc<ClientConfig> {
+    let verifier = Arc::new(PinnedCa {
+        digest: ca_digest.to_ascii_lowercase(),
+        provider: provider(),
+    });
+    let mut config = ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .expect("TLS 1.3 is supported by ring")
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    Arc::new(config)
+}
+
+#[derive(Debug)]
+struct PinnedCa {
+    digest: String,
+    provider: Arc<CryptoProvider>,
+}
+
+impl ServerCertVerifier for PinnedCa {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let Some(ca) = intermediates
+            .iter()
+            .find(|c| pki::cert_digest(c) == self.digest)
+        else {
+            let seen: Vec<String> = intermediates.iter().map(|c| pki::cert_digest(c)).collect();
+            return Err(rustls::Error::General(format!(
+                "the manager's CA does not match the token: the token expects CA digest {}, the manager presented {}; check that the token belongs to this cluster",
+                self.digest,
+                if seen.is_empty() { "no CA".to_string() } else { seen.join(", ") }
+            )));
+        };
+        let mut roots = RootCertStore::empty();
+        roots
+            .add(ca.clone().into_owned())
+            .map_err(|e| rustls::Error::General(format!("the manager's CA: {e}")))?;
+        WebPkiServerVerifier::builder_with_provider(Arc::new(roots), self.provider.clone())
+            .build()
+            .map_err(|e| rustls::Error::General(e.to_string()))?
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+/// A gRPC channel to the manager at `addr` over TLS. Lazy: it connects on
+/// first use and reconnects after failures by itself.
+pub fn channel(addr: &str, config: Arc<ClientConfig>) -> Result<Channel, tonic::transport::Error> {
+    let addr = with_default_port(addr);
+    let endpoint = Endpoint::from_shared(format!("http://{addr}"))?
+        .connect_timeout(CONNECT_TIMEOUT)
+        .tcp_nodelay(true);
+    let connector = tower::service_fn(move |_uri: tonic::transport::Uri| {
+        let (addr, config) = (addr.clone(), config.clone());
+        async move {
+            let tcp = TcpStream::connect(&addr).await?;
+            tcp.set_nodelay(true)?;
+            let name = ServerName::try_from(MANAGER_NAME).expect("valid DNS name");
+            let tls = TlsConnector::from(config).connect(name, tcp).await?;
+            Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(tls))
+        }
+    });
+    Ok(endpoint.connect_with_connector_lazy(connector))
+}
+
+/// Who is on the other end of a server connection.
+#[derive(Clone, Debug)]
+pub struct Peer {
+    pub remote: SocketAddr,
+    /// `None` for a joiner that has no certificate yet.
+    pub identity: Option<pki::Identity>,
+}
+
+impl Peer {
+    /// The identity of a request's peer, refusing those without a
+    /// certificate or (with `managers_only`) with a worker certificate.
+    pub fn require<T>(
+        req: &tonic::Request<T>,
+        managers_only: bool,
+    ) -> Result<pki::Identity, tonic::Status> {
+        let peer = req
+            .extensions()
+            .get::<Peer>()
+            .ok_or_else(|| tonic::Status::unauthenticated("no TLS peer information"))?;
+        let id = peer.identity.clone().ok_or_else(|| {
+            tonic::Status::unauthenticated(format!(
+                "{} presented no node certificate; only `join` is open without one",
+                peer.remote
+            ))
+        })?;
+        if managers_only && id.role != NodeRole::Manager {
+            return Err(tonic::Status::permission_denied(format!(
+                "node {} has a worker certificate; this API is for managers only",
+                id.node_id
+            )));
+        }
+        Ok(id)
+    }
+}
+
+/// A server-side TLS connection, with the peer identity tonic hands to
+/// every request on it.
+pub struct TlsConn {
+    stream: TlsStream<TcpStream>,
+    peer: Peer,
+}
+
+impl Connected for TlsConn {
+    type ConnectInfo = Peer;
+    fn connect_info(&self) -> Peer {
+        self.peer.clone()
+    }
+}
+
+impl AsyncRead for TlsConn {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for TlsConn {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+}
+
+/// Accept TCP connections and complete TLS handshakes, each in its own task
+/// so a slow or hostile client cannot hold up the others.
+pub fn incoming(
+    listener: TcpListener,
+    config: Arc<ServerConfig>,
+) -> tokio_stream::wrappers::ReceiverStream<Result<TlsConn, std::io::Error>> {
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    let acceptor = TlsAcceptor::from(config);
+    tokio::spawn(async move {
+        loop {
+            let (tcp, remote) = match listener.accept().await {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accepting a node connection");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            let _ = tcp.set_nodelay(true);
+            let (acceptor, conns) = (acceptor.clone(), tx.clone());
+            tokio::spawn(async move {
+                let handshake = tokio::time::timeout(CONNECT_TIMEOUT * 5, acceptor.accept(tcp));
+                let stream = match handshake.await {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(e)) => {
+                        tracing::debug!(%remote, error = %e, "TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => return,
+                };
+                let identity = stream
+                    .get_ref()
+                    .1
+                    .peer_certificates()
+                    .and_then(|c| c.first())
+                    .and_then(|c| pki::Identity::of(c).ok());
+                let peer = Peer { remote, identity };
+                let _ = conns.send(Ok(TlsConn { stream, peer })).await;
+            });
+            if tx.is_closed() {
+                return;
+            }
+        }
+    });
+    tokio_stream::wrappers::ReceiverStream::new(rx)
+}
+
+/// The full cause chain of an error, which tonic transport errors hide
+/// behind "transport error".
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts = vec![e.to_string()];
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        let text = s.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        cur = s.source();
+    }
+    parts.join(": ")
+}

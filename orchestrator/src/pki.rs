@@ -1,0 +1,267 @@
+//! The cluster's public-key infrastructure: a root CA made at `swarm init`,
+//! node certificates issued from CSRs, and the identity (node ID and role) a
+//! certificate carries. Every node-to-node connection is authenticated with
+//! these certificates (see `net`).
+//!
+//! A node certificate's subject is `CN=<node id>, OU=swarm-manager|swarm-worker,
+//! O=<cluster id>`. Its DNS names are the role name, so a client that wants a
+//! manager verifies the server against the name `swarm-manager`, and a worker
+//! certificate can never pass as a manager.
+
+pub mod token;
+
+use crate::types::NodeRole;
+use rcgen::{
+    BasicConstraints, CertificateParams, CertificateSigningRequestParams, DistinguishedName,
+    DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose, SanType,
+};
+use serde::{Deserialize, Serialize};
+use std::time::{Duration, SystemTime};
+
+#[derive(Debug, thiserror::Error)]
+pub enum PkiError {
+    #[error("{what}: {reason}")]
+    Invalid { what: String, reason: String },
+}
+
+fn invalid(what: impl Into<String>) -> impl FnOnce(rcgen::Error) -> PkiError {
+    let what = what.into();
+    move |e| PkiError::Invalid {
+        what,
+        reason: e.to_string(),
+    }
+}
+
+/// The DNS name a role's certificates carry and servers are checked against.
+pub fn role_name(role: NodeRole) -> &'static str {
+    match role {
+        NodeRole::Manager => "swarm-manager",
+        NodeRole::Worker => "swarm-worker",
+    }
+}
+
+/// Lifetime of the root CA: node certificates are what rotate.
+const CA_LIFETIME: Duration = Duration::from_secs(20 * 365 * 24 * 3600);
+/// Default node certificate lifetime (Swarm's default is 90 days).
+pub const DEFAULT_CERT_EXPIRY: Duration = Duration::from_secs(90 * 24 * 3600);
+/// Allowance for clocks that differ a little between nodes.
+const CLOCK_SKEW: Duration = Duration::from_secs(300);
+
+/// The root CA. Its key is part of the replicated state, so any manager can
+/// sign a joining node's certificate.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RootCa {
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+impl RootCa {
+    /// A new ECDSA P-256 root for the cluster `cluster_id`.
+    pub fn create(cluster_id: &str) -> Result<RootCa, PkiError> {
+        let key = KeyPair::generate().map_err(invalid("generating the CA key"))?;
+        let mut params = CertificateParams::default();
+        params.distinguished_name = DistinguishedName::new();
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "swarm-ca");
+        params
+            .distinguished_name
+            .push(DnType::OrganizationName, cluster_id);
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let now = SystemTime::now();
+        params.not_before = (now - CLOCK_SKEW).into();
+        params.not_after = (now + CA_LIFETIME).into();
+        let cert = params
+            .self_signed(&key)
+            .map_err(invalid("self-signing the CA"))?;
+        Ok(RootCa {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        })
+    }
+
+    /// SHA-256 of the CA certificate (DER), in hex: what join tokens pin.
+    pub fn digest(&self) -> Result<String, PkiError> {
+        Ok(cert_digest(&pem_to_der(
+            &self.cert_pem,
+            "the CA certificate",
+        )?))
+    }
+
+    /// Sign a node certificate for `csr_pem`. Only the CSR's public key is
+    /// used: identity, role and lifetime are the CA's decision.
+    pub fn issue(
+        &self,
+        csr_pem: &str,
+        node_id: &str,
+        role: NodeRole,
+        cluster_id: &str,
+        lifetime: Duration,
+    ) -> Result<String, PkiError> {
+        let mut csr =
+            CertificateSigningRequestParams::from_pem(csr_pem).map_err(invalid("the CSR"))?;
+        let mut params = CertificateParams::default();
+        params.distinguished_name = DistinguishedName::new();
+        params.distinguished_name.push(DnType::CommonName, node_id);
+        params
+            .distinguished_name
+            .push(DnType::OrganizationalUnitName, role_name(role));
+        params
+            .distinguished_name
+            .push(DnType::OrganizationName, cluster_id);
+        params.subject_alt_names = vec![SanType::DnsName(
+            role_name(role)
+                .try_into()
+                .map_err(invalid("the role name"))?,
+        )];
+        params.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
+        params.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        params.use_authority_key_identifier_extension = true;
+        let now = SystemTime::now();
+        params.not_before = (now - CLOCK_SKEW).into();
+        params.not_after = (now + lifetime).into();
+        csr.params = params;
+        let ca_key = KeyPair::from_pem(&self.key_pem).map_err(invalid("the CA key"))?;
+        let ca_cert = CertificateParams::from_ca_cert_pem(&self.cert_pem)
+            .map_err(invalid("the CA certificate"))?
+            .self_signed(&ca_key)
+            .map_err(invalid("the CA certificate"))?;
+        let cert = csr
+            .signed_by(&ca_cert, &ca_key)
+            .map_err(invalid("signing the node certificate"))?;
+        Ok(cert.pem())
+    }
+}
+
+/// A fresh node key and a CSR for it, both PEM. The CSR names nothing: the
+/// CA decides the identity.
+pub fn new_key_and_csr() -> Result<(String, String), PkiError> {
+    let key = KeyPair::generate().map_err(invalid("generating a node key"))?;
+    let csr = CertificateParams::default()
+        .serialize_request(&key)
+        .map_err(invalid("creating a CSR"))?
+        .pem()
+        .map_err(invalid("encoding the CSR"))?;
+    Ok((key.serialize_pem(), csr))
+}
+
+pub fn cert_digest(der: &[u8]) -> String {
+    hex::encode(ring::digest::digest(&ring::digest::SHA256, der))
+}
+
+/// The first certificate in a PEM document, as DER.
+pub fn pem_to_der(pem: &str, what: &str) -> Result<Vec<u8>, PkiError> {
+    let bad = |reason: String| PkiError::Invalid {
+        what: what.into(),
+        reason,
+    };
+    rustls_pemfile::certs(&mut pem.as_bytes())
+        .next()
+        .ok_or_else(|| bad("no certificate in PEM".into()))?
+        .map(|c| c.to_vec())
+        .map_err(|e| bad(e.to_string()))
+}
+
+/// Who a certificate says its holder is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Identity {
+    pub node_id: String,
+    pub role: NodeRole,
+    pub cluster_id: String,
+    /// Validity window, seconds since the Unix epoch.
+    pub not_before: i64,
+    pub not_after: i64,
+}
+
+impl Identity {
+    /// Read the identity of a certificate this cluster's CA issued. (Callers
+    /// verify the chain first; this only parses.)
+    pub fn of(der: &[u8]) -> Result<Identity, PkiError> {
+        use x509_parser::prelude::{FromDer, X509Certificate};
+        let bad = |reason: &str| PkiError::Invalid {
+            what: "node certificate".into(),
+            reason: reason.into(),
+        };
+        let (_, cert) = X509Certificate::from_der(der).map_err(|_| bad("not X.509 DER"))?;
+        let subject = cert.subject();
+        let first = |it: &mut dyn Iterator<Item = &x509_parser::x509::AttributeTypeAndValue>| {
+            it.next().and_then(|a| a.as_str().ok()).map(str::to_string)
+        };
+        let node_id = first(&mut subject.iter_common_name()).ok_or_else(|| bad("no CN"))?;
+        let ou = first(&mut subject.iter_organizational_unit()).ok_or_else(|| bad("no OU"))?;
+        let role = match ou.as_str() {
+            "swarm-manager" => NodeRole::Manager,
+            "swarm-worker" => NodeRole::Worker,
+            _ => return Err(bad("OU is neither swarm-manager nor swarm-worker")),
+        };
+        let cluster_id = first(&mut subject.iter_organization()).unwrap_or_default();
+        Ok(Identity {
+            node_id,
+            role,
+            cluster_id,
+            not_before: cert.validity().not_before.timestamp(),
+            not_after: cert.validity().not_after.timestamp(),
+        })
+    }
+
+    /// When to renew: at a point between 50% and 80% of the lifetime, chosen
+    /// at random so a cluster's nodes do not all renew at once.
+    pub fn renew_at(&self) -> i64 {
+        let life = (self.not_after - self.not_before).max(0) as f64;
+        let frac = 0.5 + rand::random::<f64>() * 0.3;
+        self.not_before + (life * frac) as i64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn issued_certificates_carry_node_id_role_and_lifetime() {
+        let ca = RootCa::create("cluster1").unwrap();
+        let (_key, csr) = new_key_and_csr().unwrap();
+        let pem = ca
+            .issue(
+                &csr,
+                "node1",
+                NodeRole::Worker,
+                "cluster1",
+                Duration::from_secs(600),
+            )
+            .unwrap();
+        let id = Identity::of(&pem_to_der(&pem, "cert").unwrap()).unwrap();
+        assert_eq!(id.node_id, "node1");
+        assert_eq!(id.role, NodeRole::Worker);
+        assert_eq!(id.cluster_id, "cluster1");
+        // 600 s of life plus the clock-skew allowance before now.
+        assert_eq!(id.not_after - id.not_before, 600 + 300);
+        let at = id.renew_at();
+        let life = id.not_after - id.not_before;
+        assert!(at >= id.not_before + life / 2 && at <= id.not_before + life * 8 / 10 + 1);
+    }
+
+    #[test]
+    fn digests_differ_between_cas() {
+        let a = RootCa::create("a").unwrap();
+        let b = RootCa::create("b").unwrap();
+        assert_eq!(a.digest().unwrap().len(), 64);
+        assert_ne!(a.digest().unwrap(), b.digest().unwrap());
+    }
+
+    #[test]
+    fn garbage_csr_is_refused_with_a_reason() {
+        let ca = RootCa::create("c").unwrap();
+        let err = ca
+            .issue("nope", "n", NodeRole::Manager, "c", DEFAULT_CERT_EXPIRY)
+            .unwrap_err();
+        assert!(err.to_string().starts_with("the CSR:"), "{err}");
+    }
+}

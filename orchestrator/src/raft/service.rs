@@ -1,0 +1,48 @@
+//! The server side of raft's transport: the `Raft` gRPC service, for callers
+//! holding a manager certificate only.
+
+use super::Raft;
+use crate::api::cluster_pb::{raft_server, Blob};
+use crate::net::Peer;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tonic::{Request, Response, Status};
+
+pub struct RaftService {
+    raft: Raft,
+}
+
+impl RaftService {
+    pub fn new(raft: Raft) -> raft_server::RaftServer<RaftService> {
+        raft_server::RaftServer::new(RaftService { raft })
+            .max_decoding_message_size(usize::MAX)
+            .max_encoding_message_size(usize::MAX)
+    }
+}
+
+fn decode<T: DeserializeOwned>(req: Request<Blob>) -> Result<T, Status> {
+    Peer::require(&req, true)?;
+    serde_json::from_slice(&req.into_inner().json)
+        .map_err(|e| Status::invalid_argument(format!("undecodable raft message: {e}")))
+}
+
+fn encode<T: Serialize>(v: &T) -> Result<Response<Blob>, Status> {
+    Ok(Response::new(Blob {
+        json: serde_json::to_vec(v).map_err(|e| Status::internal(e.to_string()))?,
+    }))
+}
+
+#[tonic::async_trait]
+impl raft_server::Raft for RaftService {
+    async fn append_entries(&self, req: Request<Blob>) -> Result<Response<Blob>, Status> {
+        encode(&self.raft.append_entries(decode(req)?).await)
+    }
+
+    async fn vote(&self, req: Request<Blob>) -> Result<Response<Blob>, Status> {
+        encode(&self.raft.vote(decode(req)?).await)
+    }
+
+    async fn install_snapshot(&self, req: Request<Blob>) -> Result<Response<Blob>, Status> {
+        encode(&self.raft.install_snapshot(decode(req)?).await)
+    }
+}
