@@ -214,9 +214,12 @@ impl Identity {
     /// When to renew: at a point between 50% and 80% of the lifetime, chosen
     /// at random so a cluster's nodes do not all renew at once.
     pub fn renew_at(&self) -> i64 {
-        let life = (self.not_after - self.not_before).max(0) as f64;
+        // Certificates are backdated by the skew allowance; their life
+        // counts from when they were issued.
+        let issued = self.not_before + CLOCK_SKEW.as_secs() as i64;
+        let life = (self.not_after - issued).max(0) as f64;
         let frac = 0.5 + rand::random::<f64>() * 0.3;
-        self.not_before + (life * frac) as i64
+        issued + (life * frac) as i64
     }
 }
 
@@ -243,9 +246,12 @@ mod tests {
         assert_eq!(id.cluster_id, "cluster1");
         // 600 s of life plus the clock-skew allowance before now.
         assert_eq!(id.not_after - id.not_before, 600 + 300);
+        let issued = id.not_before + 300;
         let at = id.renew_at();
-        let life = id.not_after - id.not_before;
-        assert!(at >= id.not_before + life / 2 && at <= id.not_before + life * 8 / 10 + 1);
+        assert!(
+            at >= issued + 300 && at <= issued + 480 + 1,
+            "{at} vs {issued}"
+        );
     }
 
     #[test]

@@ -109,6 +109,32 @@ fn require(what: &str, ok: bool, fix: &str) {
     assert!(ok, "prerequisite missing: {what}. {fix}");
 }
 
+/// Fail (never skip) when what the lab scenarios need is missing.
+pub fn require_lab_prerequisites() {
+    require(
+        "root",
+        run(Command::new("id").arg("-u")).stdout.trim() == "0",
+        "run the tests as root (scripts/test.sh does)",
+    );
+    require(
+        "Docker Engine",
+        docker(&["info"]).code == 0,
+        "start dockerd; scripts/setup.sh checks it",
+    );
+    require(
+        "swarm binary",
+        swarm_bin().exists(),
+        "build it: cargo build -p swarm-orchestrator",
+    );
+    for img in ["swarm/pause:latest", "swarm/whoami:latest"] {
+        require(
+            img,
+            docker(&["image", "inspect", img]).code == 0,
+            "build the images: scripts/images.sh",
+        );
+    }
+}
+
 static LAB: OnceLock<()> = OnceLock::new();
 static SERIAL: Mutex<()> = Mutex::new(());
 
@@ -118,28 +144,9 @@ static SERIAL: Mutex<()> = Mutex::new(());
 pub fn single_node_swarm() -> MutexGuard<'static, ()> {
     let guard = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     LAB.get_or_init(|| {
-        require(
-            "root",
-            run(Command::new("id").arg("-u")).stdout.trim() == "0",
-            "run the tests as root (scripts/test.sh does)",
-        );
-        require(
-            "Docker Engine",
-            docker(&["info"]).code == 0,
-            "start dockerd; scripts/setup.sh checks it",
-        );
-        require(
-            "swarm binary",
-            swarm_bin().exists(),
-            "build it: cargo build -p swarm-orchestrator",
-        );
-        for img in ["swarm/pause:latest", "swarm/whoami:latest"] {
-            require(
-                img,
-                docker(&["image", "inspect", img]).code == 0,
-                "build the images: scripts/images.sh",
-            );
-        }
+        require_lab_prerequisites();
+        // Another test binary may have left a bigger lab: start clean.
+        lab(&["down"]).ok();
         lab(&["up", "1"]).ok();
         let info = swarm(&["info", "--format", "json"]).ok();
         if info.json_lines()[0]["Swarm"] != "active" {

@@ -1,0 +1,374 @@
+//! A five-node swarm in the lab (managers n1-n3, workers n4-n5) with real
+//! daemons, real raft on disk, mutual TLS and the real Docker Engine: spread,
+//! leader failover, node loss, quorum, join refusals and certificate renewal.
+//! Scenarios share the cluster and run one at a time; each leaves it whole.
+
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
+use swarm_tests::*;
+
+const MANAGERS: [&str; 3] = ["n1", "n2", "n3"];
+const WORKERS: [&str; 2] = ["n4", "n5"];
+/// Short enough that renewal happens during the test run.
+const CERT_EXPIRY: &str = "40s";
+
+static CLUSTER: OnceLock<()> = OnceLock::new();
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn cluster() -> MutexGuard<'static, ()> {
+    let guard = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    CLUSTER.get_or_init(|| {
+        require_lab_prerequisites();
+        lab(&["down"]).ok();
+        lab(&["up", "6"]).ok();
+        swarm_on("n1", &["init", "--cert-expiry", CERT_EXPIRY]).ok();
+        let worker = swarm_on("n1", &["join-token", "-q", "worker"]).ok().stdout;
+        let manager = swarm_on("n1", &["join-token", "-q", "manager"]).ok().stdout;
+        for n in &MANAGERS[1..] {
+            let out = swarm_on(n, &["join", "--token", manager.trim(), "198.18.0.11:2377"]).ok();
+            assert!(out.stdout.contains("as a manager"), "{}", out.stdout);
+        }
+        for n in WORKERS {
+            let out = swarm_on(n, &["join", "--token", worker.trim(), "198.18.0.11"]).ok();
+            assert!(out.stdout.contains("as a worker"), "{}", out.stdout);
+        }
+    });
+    // Every scenario starts from a whole cluster, whatever the last one did.
+    wait_for("all five nodes Ready", Duration::from_secs(30), || {
+        let nodes = nodes_on(MANAGERS[0]);
+        (nodes.len() == 5 && nodes.iter().all(|n| n["Status"] == "Ready")).then_some(())
+    });
+    guard
+}
+
+fn nodes_on(node: &str) -> Vec<Value> {
+    let r = swarm_on(node, &["node", "ls", "--format", "json"]);
+    if r.code != 0 {
+        return Vec::new();
+    }
+    r.json_lines()
+}
+
+/// The lab name (n<i>) of the current leader, as `from` sees it.
+fn leader(from: &str) -> Option<String> {
+    nodes_on(from)
+        .into_iter()
+        .find(|n| n["ManagerStatus"] == "Leader")
+        .and_then(|n| n["Hostname"].as_str().map(str::to_string))
+}
+
+fn tasks_on(node: &str, service: &str) -> Vec<Value> {
+    let r = swarm_on(node, &["service", "ps", service, "--format", "json"]);
+    if r.code != 0 {
+        return Vec::new();
+    }
+    r.json_lines()
+}
+
+fn is_running(t: &Value) -> bool {
+    t["DesiredState"] == "Running"
+        && t["CurrentState"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("Running")
+}
+
+/// Running tasks per node.
+fn spread(tasks: &[Value]) -> BTreeMap<String, usize> {
+    let mut per = BTreeMap::new();
+    for t in tasks.iter().filter(|t| is_running(t)) {
+        *per.entry(t["Node"].as_str().unwrap_or("").to_string())
+            .or_default() += 1;
+    }
+    per
+}
+
+/// Slots that have more than one task meant to run and not yet ended.
+fn doubled_slots(tasks: &[Value]) -> Vec<String> {
+    let mut live: BTreeMap<String, usize> = BTreeMap::new();
+    for t in tasks {
+        let state = t["CurrentState"].as_str().unwrap_or("");
+        let ended = ["Shutdown", "Complete", "Failed", "Rejected"]
+            .iter()
+            .any(|s| state.starts_with(s));
+        if t["DesiredState"] == "Running" && !ended {
+            *live
+                .entry(t["Name"].as_str().unwrap_or("").to_string())
+                .or_default() += 1;
+        }
+    }
+    live.into_iter()
+        .filter(|(_, n)| *n > 1)
+        .map(|(s, _)| s)
+        .collect()
+}
+
+fn create(node: &str, name: &str, replicas: usize) {
+    swarm_on(
+        node,
+        &[
+            "service",
+            "create",
+            "--detach",
+            "--name",
+            name,
+            "--replicas",
+            &replicas.to_string(),
+            "swarm/whoami",
+        ],
+    )
+    .ok();
+}
+
+fn converged(node: &str, name: &str, replicas: usize) {
+    wait_for(
+        &format!("{replicas} running tasks of {name}"),
+        Duration::from_secs(60),
+        || {
+            (tasks_on(node, name)
+                .iter()
+                .filter(|t| is_running(t))
+                .count()
+                == replicas)
+                .then_some(())
+        },
+    );
+}
+
+#[test]
+fn five_nodes_are_ready_and_ten_replicas_spread_two_per_node() {
+    let _c = cluster();
+    let nodes = nodes_on("n2");
+    assert_eq!(nodes.len(), 5, "{nodes:?}");
+    assert!(nodes.iter().all(|n| n["Status"] == "Ready"), "{nodes:?}");
+    let managers = nodes.iter().filter(|n| n["ManagerStatus"] != "").count();
+    assert_eq!(managers, 3, "{nodes:?}");
+    assert_eq!(
+        nodes
+            .iter()
+            .filter(|n| n["ManagerStatus"] == "Leader")
+            .count(),
+        1
+    );
+
+    let name = unique("spread");
+    create("n2", &name, 10); // on a follower: forwarded to the leader
+    converged("n2", &name, 10);
+    let per = spread(&tasks_on("n1", &name));
+    assert_eq!(per.len(), 5, "{per:?}");
+    assert!(per.values().all(|&n| n == 2), "{per:?}");
+    swarm_on("n1", &["service", "rm", &name]).ok();
+}
+
+#[test]
+fn killing_the_leader_elects_another_that_takes_writes_within_two_seconds() {
+    let _c = cluster();
+    let old = wait_for("a leader", Duration::from_secs(10), || leader("n1"));
+    let other = MANAGERS.iter().find(|m| **m != old).unwrap().to_string();
+    let name = unique("failover");
+    lab(&["kill", &old]).ok();
+    let killed = Instant::now();
+    // The first write that succeeds after the kill: it needs a new leader.
+    wait_for(
+        "a write after the leader died",
+        Duration::from_secs(10),
+        || {
+            (swarm_on(
+                &other,
+                &[
+                    "service",
+                    "create",
+                    "--detach",
+                    "--name",
+                    &name,
+                    "swarm/whoami",
+                ],
+            )
+            .code
+                == 0)
+                .then_some(())
+        },
+    );
+    let took = killed.elapsed();
+    let new = leader(&other).expect("a new leader");
+    assert_ne!(new, old);
+    assert!(
+        took < Duration::from_secs(2),
+        "write took {took:?} after the leader died"
+    );
+    lab(&["start", &old]).ok();
+    wait_for(
+        "the old leader back and Ready",
+        Duration::from_secs(20),
+        || {
+            let nodes = nodes_on(&other);
+            (nodes.iter().filter(|n| n["Status"] == "Ready").count() == 5).then_some(())
+        },
+    );
+    swarm_on(&other, &["service", "rm", &name]).ok();
+}
+
+#[test]
+fn a_cut_worker_has_its_tasks_replaced_and_no_slot_runs_twice_after_healing() {
+    let _c = cluster();
+    let name = unique("loss");
+    create("n1", &name, 5);
+    converged("n1", &name, 5);
+    let victim = "n5";
+    let had = spread(&tasks_on("n1", &name))
+        .get(victim)
+        .copied()
+        .unwrap_or(0);
+    assert!(had > 0, "spread put nothing on {victim}");
+
+    lab(&["cut", victim]).ok();
+    let cut = Instant::now();
+    wait_for("replacements elsewhere", Duration::from_secs(10), || {
+        let tasks = tasks_on("n1", &name);
+        let per = spread(&tasks);
+        let elsewhere: usize = per
+            .iter()
+            .filter(|(n, _)| *n != victim)
+            .map(|(_, c)| c)
+            .sum();
+        (elsewhere == 5).then_some(())
+    });
+    eprintln!("tasks of a cut node replaced in {:?}", cut.elapsed());
+    let down = nodes_on("n1");
+    assert!(
+        down.iter()
+            .any(|n| n["Hostname"] == victim && n["Status"] == "Down"),
+        "{down:?}"
+    );
+
+    lab(&["heal", victim]).ok();
+    wait_for("the healed node Ready", Duration::from_secs(20), || {
+        nodes_on("n1")
+            .iter()
+            .any(|n| n["Hostname"] == victim && n["Status"] == "Ready")
+            .then_some(())
+    });
+    // Its old tasks are shut down: never two live tasks in one slot, and
+    // exactly five app containers keep running.
+    wait_for(
+        "the stale containers stopped",
+        Duration::from_secs(20),
+        || {
+            let running = containers(
+                &[&format!("swarm.service.name={name}"), "swarm.role=task"],
+                true,
+            );
+            (running.len() == 5).then_some(())
+        },
+    );
+    holds_for("one live task per slot", Duration::from_secs(3), || {
+        doubled_slots(&tasks_on("n1", &name)).is_empty()
+    });
+    swarm_on("n1", &["service", "rm", &name]).ok();
+}
+
+#[test]
+fn a_minority_cannot_write_and_says_why_while_the_majority_goes_on() {
+    let _c = cluster();
+    let minority = wait_for("a leader", Duration::from_secs(10), || leader("n1"));
+    let majority = MANAGERS
+        .iter()
+        .find(|m| **m != minority)
+        .unwrap()
+        .to_string();
+    lab(&["cut", &minority]).ok();
+    let name = unique("quorum");
+    let refused = swarm_on(
+        &minority,
+        &[
+            "service",
+            "create",
+            "--detach",
+            "--name",
+            &name,
+            "swarm/whoami",
+        ],
+    );
+    assert_ne!(refused.code, 0);
+    assert!(
+        refused
+            .stderr
+            .contains("no quorum: 1 of 3 managers reachable"),
+        "{}",
+        refused.stderr
+    );
+    // Reads still answer on the minority side.
+    assert_eq!(swarm_on(&minority, &["service", "ls"]).code, 0);
+    wait_for(
+        "a write on the majority side",
+        Duration::from_secs(10),
+        || {
+            (swarm_on(
+                &majority,
+                &[
+                    "service",
+                    "create",
+                    "--detach",
+                    "--name",
+                    &name,
+                    "swarm/whoami",
+                ],
+            )
+            .code
+                == 0)
+                .then_some(())
+        },
+    );
+    lab(&["heal", &minority]).ok();
+    wait_for("the minority catches up", Duration::from_secs(20), || {
+        (swarm_on(&minority, &["service", "inspect", &name]).code == 0).then_some(())
+    });
+    swarm_on(&majority, &["service", "rm", &name]).ok();
+}
+
+#[test]
+fn joins_with_a_wrong_secret_digest_or_shape_are_refused_with_the_reason() {
+    let _c = cluster();
+    let good = swarm_on("n1", &["join-token", "-q", "worker"]).ok().stdout;
+    let good = good.trim();
+    let (prefix, _secret) = good.rsplit_once('-').unwrap();
+    let wrong_secret = format!("{prefix}-{}", "z".repeat(25));
+    let digest = &prefix["SWMTKN-1-".len()..];
+    let wrong_digest = good.replace(digest, &"0".repeat(64));
+    for (token, reason) in [
+        (wrong_secret.as_str(), "the secret does not match"),
+        (wrong_digest.as_str(), "does not match the token"),
+        ("SWMTKN-1-nonsense", "invalid join token"),
+    ] {
+        let r = swarm_on("n6", &["join", "--token", token, "198.18.0.11"]);
+        assert_ne!(r.code, 0, "join with {token} succeeded");
+        assert!(r.stderr.contains(reason), "{token}: {}", r.stderr);
+    }
+    // None of the refused joins left a trace: n6 is still outside.
+    let info = swarm_on("n6", &["info", "--format", "json"])
+        .ok()
+        .json_lines();
+    assert_eq!(info[0]["Swarm"], "inactive");
+    assert_eq!(nodes_on("n1").len(), 5);
+}
+
+#[test]
+fn node_certificates_renew_before_they_expire() {
+    let _c = cluster();
+    let path = "/var/lib/swarm-lab/n4/certs/node.crt";
+    let first = std::fs::read_to_string(path).expect("worker certificate");
+    // A 40 s certificate renews between 20 s and 32 s after it was issued.
+    wait_for("a renewed certificate", Duration::from_secs(40), || {
+        let now = std::fs::read_to_string(path).ok()?;
+        (now != first).then_some(())
+    });
+    // And the renewed node keeps its session: still Ready.
+    wait_for("n4 Ready after renewal", Duration::from_secs(10), || {
+        nodes_on("n1")
+            .iter()
+            .any(|n| n["Hostname"] == "n4" && n["Status"] == "Ready")
+            .then_some(())
+    });
+}
