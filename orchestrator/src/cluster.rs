@@ -198,3 +198,7 @@ impl cluster_server::Cluster for ClusterService {
         }))
     }
 }
+
+#[cfg(test)]
+#[path = "cluster/tls_tests.rs"]
+mod tls_tests;

@@ -116,21 +116,16 @@ impl Daemon {
             self.serve_nodes(&tls).await?;
         }
         let (role_tx, role_rx) = watch::channel(String::new());
-        let managers_file = self.config.data_dir.join("managers.json");
-        let managers_tx = self.managers.clone();
         let link = session::spawn(
             self.store.peers().clone(),
-            self.managers.borrow().clone(),
+            self.managers.clone(),
             role_tx,
-            move |list: &[String]| {
-                let _ = write_atomic(
-                    &managers_file,
-                    &serde_json::to_vec(list).unwrap_or_default(),
-                );
-                managers_tx.send_replace(list.to_vec());
-            },
             self.stop.clone(),
         );
+        tokio::spawn(persist_managers(
+            self.managers.subscribe(),
+            self.config.data_dir.join("managers.json"),
+        ));
         let agent = Agent {
             link,
             engine: self.engine.clone(),
@@ -321,6 +316,16 @@ impl Daemon {
 pub struct InitOptions {
     pub cert_expiry: Duration,
     pub heartbeat: Duration,
+}
+
+/// Keep the known manager addresses on disk as they change.
+async fn persist_managers(mut list: watch::Receiver<Vec<String>>, path: PathBuf) {
+    while list.changed().await.is_ok() {
+        let body = serde_json::to_vec(&*list.borrow_and_update()).unwrap_or_default();
+        if let Err(e) = write_atomic(&path, &body) {
+            tracing::warn!(error = format!("{e:#}"), "cannot save the manager list");
+        }
+    }
 }
 
 fn write_atomic(path: &Path, body: &[u8]) -> Result<()> {

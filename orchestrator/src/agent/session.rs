@@ -30,11 +30,12 @@ pub struct Link {
 /// Pause between attempts when no manager takes the session.
 const RETRY: Duration = Duration::from_millis(250);
 
+/// `managers` holds the manager addresses to try, and is updated as the
+/// dispatcher reports changes; `role` receives this node's role.
 pub fn spawn(
     peers: Arc<Peers>,
-    managers: Vec<String>,
+    managers: watch::Sender<Vec<String>>,
     role: watch::Sender<String>,
-    on_managers: impl Fn(&[String]) + Send + 'static,
     stop: CancellationToken,
 ) -> Link {
     let (tasks_tx, tasks) = watch::channel(None);
@@ -42,7 +43,6 @@ pub fn spawn(
     let session = Session {
         peers,
         managers,
-        on_managers: Box::new(on_managers),
         role,
         tasks: tasks_tx,
         reports: reports_rx,
@@ -54,8 +54,7 @@ pub fn spawn(
 
 struct Session {
     peers: Arc<Peers>,
-    managers: Vec<String>,
-    on_managers: Box<dyn Fn(&[String]) + Send>,
+    managers: watch::Sender<Vec<String>>,
     /// This node's role as the cluster state has it (drives cert renewal).
     role: watch::Sender<String>,
     tasks: watch::Sender<Option<Arc<Vec<Task>>>>,
@@ -69,15 +68,16 @@ impl Session {
         let mut next = 0usize;
         let mut hint: Option<String> = None;
         loop {
+            let managers = self.managers.borrow().clone();
             let addr = match hint.take() {
                 Some(a) => a,
-                None if self.managers.is_empty() => {
+                None if managers.is_empty() => {
                     tracing::error!("no manager addresses known; the agent cannot get tasks");
                     return;
                 }
                 None => {
-                    next = (next + 1) % self.managers.len();
-                    self.managers[next].clone()
+                    next = (next + 1) % managers.len();
+                    managers[next].clone()
                 }
             };
             let outcome = tokio::select! {
@@ -156,9 +156,8 @@ impl Session {
         if !msg.role.is_empty() && *self.role.borrow() != msg.role {
             self.role.send_replace(msg.role.clone());
         }
-        if !msg.managers.is_empty() && msg.managers != self.managers {
-            self.managers = msg.managers.clone();
-            (self.on_managers)(&self.managers);
+        if !msg.managers.is_empty() && *self.managers.borrow() != msg.managers {
+            self.managers.send_replace(msg.managers.clone());
         }
         self.tasks
             .send_replace(Some(Arc::new(known.values().cloned().collect())));
