@@ -107,37 +107,9 @@ pub enum Format {
     Json,
 }
 
-/// Durations as docker prints and takes them: a number with a unit (h, m,
-/// s, ms), units may be combined as in `1h30m`.
-pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
-    let bad =
-        || format!("invalid duration {s:?}: use a number with a unit, such as 90s, 10m or 2160h");
-    let mut total = 0f64;
-    let mut rest = s.trim();
-    if rest.is_empty() {
-        return Err(bad());
-    }
-    while !rest.is_empty() {
-        let split = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .ok_or_else(bad)?;
-        let (num, tail) = rest.split_at(split);
-        let value: f64 = num.parse().map_err(|_| bad())?;
-        let unit_len = tail
-            .find(|c: char| c.is_ascii_digit())
-            .unwrap_or(tail.len());
-        let (unit, next) = tail.split_at(unit_len);
-        let scale = match unit {
-            "h" => 3600.0,
-            "m" => 60.0,
-            "s" => 1.0,
-            "ms" => 0.001,
-            _ => return Err(bad()),
-        };
-        total += value * scale;
-        rest = next;
-    }
-    Ok(std::time::Duration::from_secs_f64(total))
+/// clap adapter for `format::parse_duration`.
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    format::parse_duration(s).map_err(|e| e.to_string())
 }
 
 pub fn is_json(f: Option<Format>) -> bool {

@@ -4,6 +4,7 @@
 
 pub mod certs;
 pub mod join;
+pub mod membership;
 
 use crate::api::cluster_pb::{
     cluster_server, AddVoterRequest, Blob, Empty, JoinRequest, JoinResponse, ProposeResponse,
@@ -102,6 +103,7 @@ impl cluster_server::Cluster for ClusterService {
             engine_version: req.engine_version.clone(),
             nano_cpus: req.nano_cpus,
             memory_bytes: req.memory_bytes,
+            labels: Default::default(),
             created_at: now,
             updated_at: now,
         };

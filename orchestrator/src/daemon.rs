@@ -6,7 +6,7 @@ use crate::agent::{engine::Engine, session, Agent};
 use crate::api::cluster_pb::{cluster_client::ClusterClient, AddVoterRequest, JoinRequest};
 use crate::api::server::ControlService;
 use crate::cluster::certs::{self, CertFiles};
-use crate::cluster::{join, ClusterService};
+use crate::cluster::{join, membership, ClusterService};
 use crate::dispatcher::Dispatcher;
 use crate::net::{self, Tls};
 use crate::pki::token::{self, JoinToken};
@@ -82,6 +82,8 @@ pub struct Daemon {
     /// finds the cluster again after a restart.
     managers: watch::Sender<Vec<String>>,
     roles_started: Mutex<bool>,
+    /// Whether the node API (and the manager loops) run.
+    serving: std::sync::atomic::AtomicBool,
     stop: CancellationToken,
 }
 
@@ -111,10 +113,10 @@ impl Daemon {
             return Ok(());
         }
         self.store.peers().set_tls(tls.clone());
-        let is_manager = tls.identity().role == NodeRole::Manager;
-        if is_manager {
+        if tls.identity().role == NodeRole::Manager {
             self.serve_nodes(&tls).await?;
         }
+        tokio::spawn(self.clone().follow_role(tls.clone()));
         let (role_tx, role_rx) = watch::channel(String::new());
         let link = session::spawn(
             self.store.peers().clone(),
@@ -145,10 +147,46 @@ impl Daemon {
         Ok(())
     }
 
+    /// A worker promoted to manager gets a manager certificate from the
+    /// renewal loop; then it starts serving raft and asks to become a voter.
+    async fn follow_role(self: Arc<Self>, tls: Arc<Tls>) {
+        // A node that starts as a manager is a voter already (or becomes one
+        // through `join`).
+        let mut voter = tls.identity().role == NodeRole::Manager;
+        loop {
+            if !voter && tls.identity().role == NodeRole::Manager {
+                let managers = self.managers.borrow().clone();
+                let result = async {
+                    self.serve_nodes(&tls).await?;
+                    self.become_voter(&managers, &self.advertise()).await
+                };
+                match result.await {
+                    Ok(()) => {
+                        tracing::info!("promoted: this node is now a raft voter");
+                        voter = true;
+                    }
+                    Err(e) => tracing::warn!(
+                        error = format!("{e:#}"),
+                        "cannot take up the manager role yet; retrying"
+                    ),
+                }
+            } else if voter && tls.identity().role == NodeRole::Worker {
+                voter = false; // demoted: may be promoted again later
+            }
+            tokio::select! {
+                _ = self.stop.cancelled() => return,
+                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            }
+        }
+    }
+
     /// Listen for other nodes (raft, joins, dispatcher) on the advertise
     /// address's port, over mutual TLS. Manager loops start here too: they
     /// act only while this node leads.
     async fn serve_nodes(&self, tls: &Arc<Tls>) -> Result<()> {
+        if self.serving.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            return Ok(());
+        }
         let addr = self.advertise();
         let port = addr.rsplit_once(':').map_or(net::DEFAULT_PORT, |(_, p)| {
             p.parse().unwrap_or(net::DEFAULT_PORT)
@@ -160,6 +198,7 @@ impl Daemon {
         let dispatcher = Dispatcher::new(self.store.clone());
         tokio::spawn(dispatcher.clone().run_liveness(self.stop.clone()));
         crate::manager::spawn(self.store.clone(), self.stop.clone());
+        tokio::spawn(membership::run(self.store.clone(), self.stop.clone()));
         let server = tonic::transport::Server::builder()
             .add_service(RaftService::new(self.store.raft().clone()))
             .add_service(ClusterService::new(self.store.clone()))
@@ -200,6 +239,7 @@ impl Daemon {
             nano_cpus: (std::thread::available_parallelism().map_or(1, |n| n.get()) as i64)
                 * 1_000_000_000,
             memory_bytes: memory_bytes(),
+            labels: Default::default(),
             created_at: now,
             updated_at: now,
         }
@@ -374,6 +414,7 @@ pub async fn run(config: DaemonConfig) -> Result<()> {
         advertise: std::sync::RwLock::new(advertise),
         managers: watch::channel(known).0,
         roles_started: Mutex::new(false),
+        serving: Default::default(),
         stop: stop.clone(),
     });
 

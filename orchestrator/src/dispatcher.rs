@@ -133,8 +133,14 @@ impl Dispatcher {
     }
 }
 
-/// What a session has told its agent so far: task ID → the task as sent.
-type Sent = BTreeMap<String, Task>;
+/// What a session has told its agent so far.
+#[derive(Default)]
+struct Sent {
+    /// Task ID → the task as sent.
+    tasks: BTreeMap<String, Task>,
+    /// The node's role and the manager list as sent.
+    meta: (String, Vec<String>),
+}
 
 fn diff(st: &State, node: &str, sent: &mut Sent, full: bool) -> Option<SessionMessage> {
     let now: BTreeMap<&String, &Task> = tasks_for(st, node).map(|t| (&t.id, t)).collect();
@@ -152,22 +158,26 @@ fn diff(st: &State, node: &str, sent: &mut Sent, full: bool) -> Option<SessionMe
         ..Default::default()
     };
     for (id, t) in &now {
-        if sent.get(*id) != Some(*t) {
+        if sent.tasks.get(*id) != Some(*t) {
             msg.upserts_json
                 .push(serde_json::to_string(t).expect("tasks serialize"));
-            sent.insert((*id).clone(), (*t).clone());
+            sent.tasks.insert((*id).clone(), (*t).clone());
         }
     }
     let gone: Vec<String> = sent
+        .tasks
         .keys()
         .filter(|id| !now.contains_key(id))
         .cloned()
         .collect();
     for id in gone {
-        sent.remove(&id);
+        sent.tasks.remove(&id);
         msg.removed.push(id);
     }
-    (full || !msg.upserts_json.is_empty() || !msg.removed.is_empty()).then_some(msg)
+    let meta = (msg.role.clone(), msg.managers.clone());
+    let meta_changed = sent.meta != meta;
+    sent.meta = meta;
+    (full || meta_changed || !msg.upserts_json.is_empty() || !msg.removed.is_empty()).then_some(msg)
 }
 
 #[tonic::async_trait]
@@ -191,7 +201,7 @@ impl dispatcher_server::Dispatcher for Dispatcher {
         let me = self.clone();
         tokio::spawn(async move {
             let mut changes = me.store.subscribe();
-            let mut sent = Sent::new();
+            let mut sent = Sent::default();
             let mut full = true;
             loop {
                 if !me.store.is_leader() {

@@ -13,6 +13,7 @@ mod dispatcher;
 mod manager;
 mod net;
 mod pki;
+mod placement;
 mod raft;
 mod state;
 mod store;

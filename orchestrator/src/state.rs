@@ -5,7 +5,8 @@
 //! task per slot, forward-only task states) are enforced here, not by callers.
 
 use crate::types::{
-    ClusterInfo, Millis, Node, NodeRole, NodeState, Service, Task, TaskState, TaskStatus,
+    Availability, ClusterInfo, Millis, Node, NodeRole, NodeState, Service, Task, TaskState,
+    TaskStatus,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -30,6 +31,16 @@ pub enum Command {
     SetJoinSecret {
         role: NodeRole,
         secret: String,
+    },
+    /// What an operator may change on a node (`node update`, promote, demote).
+    UpdateNode {
+        id: String,
+        availability: Availability,
+        labels: BTreeMap<String, String>,
+        role: NodeRole,
+    },
+    RemoveNode {
+        id: String,
     },
     /// Liveness as the dispatcher sees it (heartbeats).
     SetNodeState {
@@ -93,6 +104,23 @@ impl State {
         self.services.values().find(|s| s.spec.name == name)
     }
 
+    /// Resolve a node the way docker does: ID, hostname, or unique ID prefix.
+    pub fn find_node(&self, key: &str) -> Result<&Node, String> {
+        if let Some(n) = self.nodes.get(key) {
+            return Ok(n);
+        }
+        let by_name: Vec<&Node> = self.nodes.values().filter(|n| n.hostname == key).collect();
+        if by_name.len() == 1 {
+            return Ok(by_name[0]);
+        }
+        let mut matches = self.nodes.values().filter(|n| n.id.starts_with(key));
+        match (matches.next(), matches.next(), by_name.len()) {
+            (Some(n), None, 0) => Ok(n),
+            (None, _, 0) => Err(format!("node {key} not found")),
+            _ => Err(format!("node {key} is ambiguous: use its full ID")),
+        }
+    }
+
     /// Resolve a service the way docker does: full ID, name, or unique ID prefix.
     pub fn find_service(&self, key: &str) -> Option<&Service> {
         if let Some(s) = self.services.get(key) {
@@ -135,6 +163,26 @@ impl State {
                 match role {
                     NodeRole::Worker => c.worker_secret = secret,
                     NodeRole::Manager => c.manager_secret = secret,
+                }
+                Response::ok()
+            }
+            Command::UpdateNode {
+                id,
+                availability,
+                labels,
+                role,
+            } => {
+                let Some(n) = self.nodes.get_mut(&id) else {
+                    return Response::err(format!("node {id} not found"));
+                };
+                n.availability = availability;
+                n.labels = labels;
+                n.role = role;
+                Response::ok()
+            }
+            Command::RemoveNode { id } => {
+                if self.nodes.remove(&id).is_none() {
+                    return Response::err(format!("node {id} not found"));
                 }
                 Response::ok()
             }
@@ -284,6 +332,8 @@ mod tests {
                 mode: Mode::Replicated,
                 replicas: 1,
                 restart: RestartPolicy::default(),
+                placement: Default::default(),
+                resources: Default::default(),
             },
             version: 1,
             created_at: 0,

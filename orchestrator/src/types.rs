@@ -75,6 +75,10 @@ pub struct ServiceSpec {
     pub replicas: u64,
     #[serde(default)]
     pub restart: RestartPolicy,
+    #[serde(default)]
+    pub placement: crate::placement::Placement,
+    #[serde(default)]
+    pub resources: crate::placement::Resources,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -263,6 +267,8 @@ pub struct Node {
     pub nano_cpus: i64,
     #[serde(default)]
     pub memory_bytes: i64,
+    #[serde(default)]
+    pub labels: std::collections::BTreeMap<String, String>,
     pub created_at: Millis,
     pub updated_at: Millis,
 }

@@ -8,7 +8,7 @@ use crate::daemon::InitOptions;
 use crate::pki::{self, token, token::JoinToken};
 use crate::state::{Command, State};
 use crate::store::StoreError;
-use crate::types::{new_id, now_ms, Mode, NodeRole, Service, ServiceSpec};
+use crate::types::{new_id, now_ms, Availability, Mode, NodeRole, NodeState, Service, ServiceSpec};
 use futures::{Stream, StreamExt};
 use std::pin::Pin;
 use std::sync::Arc;
@@ -72,7 +72,14 @@ impl ControlService {
     /// The current state, if this node is a manager of an initialised swarm.
     fn manager_state(&self) -> Result<Arc<State>, Status> {
         let st = self.daemon.store.state();
-        if st.cluster.is_none() {
+        // A demoted manager keeps a stale copy of the state: not to be served.
+        let demoted = self
+            .daemon
+            .store
+            .peers()
+            .tls()
+            .is_some_and(|t| t.identity().role != NodeRole::Manager);
+        if st.cluster.is_none() || demoted {
             return Err(Status::failed_precondition(NOT_A_MANAGER));
         }
         Ok(st)
@@ -214,6 +221,9 @@ impl Control for ControlService {
         if spec.image.trim().is_empty() {
             return Err(Status::invalid_argument("an image is required"));
         }
+        spec.placement
+            .validate()
+            .map_err(Status::invalid_argument)?;
         if spec.mode == Mode::Global {
             spec.replicas = 0;
         }
@@ -319,6 +329,111 @@ impl Control for ControlService {
         let st = self.manager_state()?;
         Ok(Response::new(pb::ObjectList {
             items_json: st.nodes.values().map(to_json).collect(),
+        }))
+    }
+
+    async fn update_node(
+        &self,
+        req: Request<pb::UpdateNodeRequest>,
+    ) -> Result<Response<pb::NodeResponse>, Status> {
+        let req = req.into_inner();
+        let st = self.manager_state()?;
+        let node = st.find_node(&req.node).map_err(Status::not_found)?.clone();
+        let availability = match req.availability.as_str() {
+            "" => node.availability,
+            "active" => Availability::Active,
+            "pause" => Availability::Pause,
+            "drain" => Availability::Drain,
+            other => {
+                return Err(Status::invalid_argument(format!(
+                    "invalid availability {other:?}: use active, pause or drain"
+                )))
+            }
+        };
+        let role = match req.role.as_str() {
+            "" => node.role,
+            "manager" => NodeRole::Manager,
+            "worker" => NodeRole::Worker,
+            other => {
+                return Err(Status::invalid_argument(format!(
+                    "invalid role {other:?}: use manager or worker"
+                )))
+            }
+        };
+        if node.role == NodeRole::Manager && role == NodeRole::Worker {
+            let managers = st
+                .nodes
+                .values()
+                .filter(|n| n.role == NodeRole::Manager)
+                .count();
+            if managers == 1 {
+                return Err(Status::failed_precondition(format!(
+                    "node {} is the last manager of the swarm; promote another node first",
+                    node.hostname
+                )));
+            }
+        }
+        let mut labels = node.labels.clone();
+        for kv in &req.label_add {
+            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+            if k.is_empty() {
+                return Err(Status::invalid_argument(format!(
+                    "invalid label {kv:?}: expected KEY=VALUE"
+                )));
+            }
+            labels.insert(k.to_string(), v.to_string());
+        }
+        for k in &req.label_rm {
+            if labels.remove(k).is_none() {
+                return Err(Status::not_found(format!(
+                    "label {k} not found on node {}",
+                    node.hostname
+                )));
+            }
+        }
+        self.daemon
+            .store
+            .write(Command::UpdateNode {
+                id: node.id.clone(),
+                availability,
+                labels,
+                role,
+            })
+            .await
+            .map_err(store_err)?;
+        let st = self.daemon.store.state();
+        let updated = st.nodes.get(&node.id).map(to_json).unwrap_or_default();
+        Ok(Response::new(pb::NodeResponse { node_json: updated }))
+    }
+
+    async fn remove_node(
+        &self,
+        req: Request<pb::RemoveNodeRequest>,
+    ) -> Result<Response<pb::NodeResponse>, Status> {
+        let req = req.into_inner();
+        let st = self.manager_state()?;
+        let node = st.find_node(&req.node).map_err(Status::not_found)?.clone();
+        if node.role == NodeRole::Manager {
+            return Err(Status::failed_precondition(format!(
+                "node {} is a manager: demote it (swarm node demote) before removing it",
+                node.hostname
+            )));
+        }
+        if node.state == NodeState::Ready && !req.force {
+            return Err(Status::failed_precondition(format!(
+                "node {} is not down and can't be removed; run 'swarm leave' on it, or use --force",
+                node.hostname
+            )));
+        }
+        self.daemon
+            .store
+            .write(Command::RemoveNode {
+                id: node.id.clone(),
+            })
+            .await
+            .map_err(store_err)?;
+        Ok(Response::new(pb::NodeResponse {
+            node_json: to_json(&node),
         }))
     }
 

@@ -1,14 +1,15 @@
 //! `swarm init`, `swarm info` and `swarm node ...`
 
 use super::format::{json_lines, table};
-use super::service::fetch_nodes;
+use super::service::{fetch_nodes, fetch_tasks, print_tasks};
 use super::{is_json, Format};
-use crate::api::client::{connect, status_error};
+use crate::api::client::{connect, status_error, Client};
 use crate::api::pb;
-use crate::types::{Availability, NodeRole, NodeState};
-use anyhow::Result;
+use crate::types::{Availability, Node, NodeRole, NodeState};
+use anyhow::{bail, Result};
 use clap::Subcommand;
 use serde_json::json;
+use std::collections::HashMap;
 use std::time::Duration;
 
 #[derive(Subcommand, Debug)]
@@ -19,6 +20,57 @@ pub enum NodeCmd {
         quiet: bool,
         #[arg(long, value_enum)]
         format: Option<Format>,
+    },
+    /// Display detailed information on one or more nodes ("self" is this node).
+    Inspect {
+        #[arg(required = true)]
+        nodes: Vec<String>,
+        #[arg(long)]
+        pretty: bool,
+    },
+    /// List tasks running on one or more nodes (default: this node).
+    Ps {
+        nodes: Vec<String>,
+        #[arg(long)]
+        no_trunc: bool,
+        #[arg(short, long)]
+        quiet: bool,
+        #[arg(long, value_enum)]
+        format: Option<Format>,
+    },
+    /// Update a node.
+    Update {
+        /// Availability of the node: active, pause or drain.
+        #[arg(long, value_parser = ["active", "pause", "drain"])]
+        availability: Option<String>,
+        /// Add or update a node label (KEY=VALUE).
+        #[arg(long = "label-add")]
+        label_add: Vec<String>,
+        /// Remove a node label if it exists.
+        #[arg(long = "label-rm")]
+        label_rm: Vec<String>,
+        /// Role of the node: worker or manager.
+        #[arg(long, value_parser = ["worker", "manager"])]
+        role: Option<String>,
+        node: String,
+    },
+    /// Promote one or more nodes to manager in the swarm.
+    Promote {
+        #[arg(required = true)]
+        nodes: Vec<String>,
+    },
+    /// Demote one or more nodes from manager in the swarm.
+    Demote {
+        #[arg(required = true)]
+        nodes: Vec<String>,
+    },
+    /// Remove one or more nodes from the swarm.
+    Rm {
+        #[arg(required = true)]
+        nodes: Vec<String>,
+        /// Force remove a node from the swarm.
+        #[arg(short, long)]
+        force: bool,
     },
 }
 
@@ -138,6 +190,42 @@ pub async fn info(host: &str, format: Option<Format>) -> Result<()> {
 pub async fn run(host: &str, cmd: NodeCmd) -> Result<()> {
     let mut c = connect(host).await?;
     match cmd {
+        NodeCmd::Inspect { nodes, pretty } => inspect(&mut c, &nodes, pretty).await?,
+        NodeCmd::Ps {
+            nodes,
+            no_trunc,
+            quiet,
+            format,
+        } => ps(&mut c, nodes, no_trunc, quiet, format).await?,
+        NodeCmd::Update {
+            availability,
+            label_add,
+            label_rm,
+            role,
+            node,
+        } => {
+            let req = pb::UpdateNodeRequest {
+                node: node.clone(),
+                availability: availability.unwrap_or_default(),
+                label_add,
+                label_rm,
+                role: role.unwrap_or_default(),
+            };
+            c.update_node(req).await.map_err(status_error)?;
+            println!("{node}");
+        }
+        NodeCmd::Promote { nodes } => set_role(&mut c, &nodes, "manager").await?,
+        NodeCmd::Demote { nodes } => set_role(&mut c, &nodes, "worker").await?,
+        NodeCmd::Rm { nodes, force } => {
+            for node in nodes {
+                let req = pb::RemoveNodeRequest {
+                    node: node.clone(),
+                    force,
+                };
+                c.remove_node(req).await.map_err(status_error)?;
+                println!("{node}");
+            }
+        }
         NodeCmd::Ls { quiet, format } => {
             let me = c
                 .info(pb::InfoRequest {})
@@ -204,6 +292,107 @@ pub async fn run(host: &str, cmd: NodeCmd) -> Result<()> {
                     &rows,
                 );
             }
+        }
+    }
+    Ok(())
+}
+
+/// "self" names the node the CLI's daemon runs on.
+async fn resolve_self(c: &mut Client, key: &str) -> Result<String> {
+    if key != "self" {
+        return Ok(key.to_string());
+    }
+    let me = c.info(pb::InfoRequest {}).await.map_err(status_error)?;
+    Ok(me.into_inner().node_id)
+}
+
+/// The node a user named: ID, hostname or unique ID prefix.
+fn find<'a>(nodes: &'a [Node], key: &str) -> Result<&'a Node> {
+    if let Some(n) = nodes.iter().find(|n| n.id == key || n.hostname == key) {
+        return Ok(n);
+    }
+    let mut matches = nodes.iter().filter(|n| n.id.starts_with(key));
+    match (matches.next(), matches.next()) {
+        (Some(n), None) => Ok(n),
+        (None, _) => bail!("node {key} not found"),
+        _ => bail!("node {key} is ambiguous: use its full ID"),
+    }
+}
+
+async fn inspect(c: &mut Client, keys: &[String], pretty: bool) -> Result<()> {
+    let all = fetch_nodes(c).await?;
+    let mut out = Vec::new();
+    for key in keys {
+        let key = resolve_self(c, key).await?;
+        out.push(find(&all, &key)?.clone());
+    }
+    if pretty {
+        for n in &out {
+            println!("ID:\t\t\t{}", n.id);
+            println!("Hostname:\t\t{}", n.hostname);
+            println!(
+                "Status:\n State:\t\t\t{:?}\n Availability:\t\t{:?}\n Address:\t\t{}",
+                n.state, n.availability, n.addr
+            );
+            println!("Role:\t\t\t{:?}", n.role);
+            if !n.labels.is_empty() {
+                println!("Labels:");
+                for (k, v) in &n.labels {
+                    println!(" - {k}={v}");
+                }
+            }
+            println!(
+                "Resources:\n CPUs:\t\t\t{}\n Memory:\t\t{} bytes",
+                n.nano_cpus / 1_000_000_000,
+                n.memory_bytes
+            );
+            println!("Engine Version:\t\t{}\n", n.engine_version);
+        }
+    } else {
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    }
+    Ok(())
+}
+
+async fn ps(
+    c: &mut Client,
+    keys: Vec<String>,
+    no_trunc: bool,
+    quiet: bool,
+    format: Option<Format>,
+) -> Result<()> {
+    let all = fetch_nodes(c).await?;
+    let keys = if keys.is_empty() {
+        vec!["self".to_string()]
+    } else {
+        keys
+    };
+    let mut ids = Vec::new();
+    for key in &keys {
+        let key = resolve_self(c, key).await?;
+        ids.push(find(&all, &key)?.id.clone());
+    }
+    let tasks = fetch_tasks(c, "")
+        .await?
+        .into_iter()
+        .filter(|t| t.node_id.as_ref().is_some_and(|n| ids.contains(n)))
+        .collect();
+    let names: HashMap<String, String> = all.into_iter().map(|n| (n.id, n.hostname)).collect();
+    print_tasks(tasks, &names, no_trunc, quiet, format)
+}
+
+async fn set_role(c: &mut Client, nodes: &[String], role: &str) -> Result<()> {
+    for node in nodes {
+        let req = pb::UpdateNodeRequest {
+            node: node.clone(),
+            role: role.into(),
+            ..Default::default()
+        };
+        let resp = c.update_node(req).await.map_err(status_error)?.into_inner();
+        let n: Node = serde_json::from_str(&resp.node_json)?;
+        match role {
+            "manager" => println!("Node {} promoted to a manager in the swarm.", n.hostname),
+            _ => println!("Manager {} demoted in the swarm.", n.hostname),
         }
     }
     Ok(())

@@ -4,6 +4,7 @@ use super::format::{ago, json_lines, parse_duration, short, table};
 use super::{is_json, progress, Format};
 use crate::api::client::{connect, status_error, Client};
 use crate::api::pb;
+use crate::placement::{parse_bytes, parse_cpus, Placement, Resources};
 use crate::types::{
     now_ms, Mode, Node, RestartCondition, RestartPolicy, Service, ServiceSpec, Task, TaskState,
 };
@@ -17,7 +18,7 @@ use std::io::Write;
 #[derive(Subcommand, Debug)]
 pub enum ServiceCmd {
     /// Create a new service.
-    Create(CreateArgs),
+    Create(Box<CreateArgs>),
     /// List services.
     Ls {
         #[arg(short, long)]
@@ -102,6 +103,21 @@ pub struct CreateArgs {
     /// Maximum number of restarts before giving up (0: unlimited).
     #[arg(long, default_value_t = 0)]
     pub restart_max_attempts: u64,
+    /// Placement constraint (node.id|node.hostname|node.role|node.labels.NAME == or != VALUE).
+    #[arg(long = "constraint")]
+    pub constraints: Vec<String>,
+    /// Placement preference (spread=node.labels.NAME).
+    #[arg(long = "placement-pref")]
+    pub placement_prefs: Vec<String>,
+    /// Maximum number of tasks per node (0: unlimited).
+    #[arg(long, default_value_t = 0)]
+    pub replicas_max_per_node: u64,
+    /// Reserve CPUs (e.g. 0.5).
+    #[arg(long)]
+    pub reserve_cpu: Option<String>,
+    /// Reserve memory (e.g. 512M).
+    #[arg(long)]
+    pub reserve_memory: Option<String>,
     /// Exit immediately instead of waiting for the service to converge.
     #[arg(short, long)]
     pub detach: bool,
@@ -129,6 +145,28 @@ impl CreateArgs {
             }
         }
         let delay = parse_duration(&self.restart_delay).context("--restart-delay")?;
+        let placement = Placement {
+            constraints: self.constraints.clone(),
+            preferences: self.placement_prefs.clone(),
+            max_replicas_per_node: self.replicas_max_per_node,
+        };
+        placement.validate().map_err(anyhow::Error::msg)?;
+        let resources = Resources {
+            reserve_nano_cpus: self
+                .reserve_cpu
+                .as_deref()
+                .map(parse_cpus)
+                .transpose()
+                .map_err(anyhow::Error::msg)?
+                .unwrap_or(0),
+            reserve_memory_bytes: self
+                .reserve_memory
+                .as_deref()
+                .map(parse_bytes)
+                .transpose()
+                .map_err(anyhow::Error::msg)?
+                .unwrap_or(0),
+        };
         Ok(ServiceSpec {
             name: self.name.clone().unwrap_or_default(),
             image: self.image.clone(),
@@ -145,6 +183,8 @@ impl CreateArgs {
                 delay_ms: delay.as_millis() as u64,
                 max_attempts: self.restart_max_attempts,
             },
+            placement,
+            resources,
         })
     }
 }
@@ -160,7 +200,7 @@ pub async fn run(host: &str, cmd: ServiceCmd) -> Result<()> {
     };
     let mut c = connect(host).await?;
     match cmd {
-        ServiceCmd::Create(args) => create(&mut c, args).await,
+        ServiceCmd::Create(args) => create(&mut c, *args).await,
         ServiceCmd::Ls { quiet, format } => ls(&mut c, quiet, format).await,
         ServiceCmd::Ps {
             services,
@@ -367,6 +407,17 @@ async fn ps(
     for s in services {
         tasks.extend(fetch_tasks(c, s).await?);
     }
+    print_tasks(tasks, &nodes, no_trunc, quiet, format)
+}
+
+/// `service ps` and `node ps` output. `nodes` maps node IDs to hostnames.
+pub fn print_tasks(
+    mut tasks: Vec<Task>,
+    nodes: &HashMap<String, String>,
+    no_trunc: bool,
+    quiet: bool,
+    format: Option<Format>,
+) -> Result<()> {
     // Slot by slot; within a slot the newest task first, older ones as history.
     tasks.sort_by(|a, b| {
         (

@@ -141,7 +141,13 @@ async fn renew(tls: &Tls, peers: &Peers, files: &CertFiles, managers: &[String])
             Ok(r) => {
                 let cert = r.into_inner().cert_pem;
                 files.save(tls.ca_pem(), &cert, &key_pem)?;
+                let before = tls.identity().role;
                 tls.update(&cert, &key_pem)?;
+                if tls.identity().role != before {
+                    // Servers judge a peer by the certificate it showed at
+                    // the handshake: reconnect so they see the new role.
+                    peers.reconnect();
+                }
                 return Ok(());
             }
             Err(s) => last = Some(anyhow::anyhow!("{addr}: {}", s.message())),

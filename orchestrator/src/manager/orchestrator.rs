@@ -20,13 +20,12 @@ pub fn plan(st: &State, now: Millis) -> Plan {
     let mut supersede = Vec::new();
     let mut remove = Vec::new();
 
-    let down: Vec<&str> = st
-        .nodes
-        .values()
-        .filter(|n| n.state == NodeState::Down)
-        .map(|n| n.id.as_str())
-        .collect();
-    let on_down_node = |t: &Task| t.node_id.as_deref().is_some_and(|n| down.contains(&n));
+    // A node that is DOWN or was removed from the swarm runs nothing of ours.
+    let on_down_node = |t: &Task| {
+        t.node_id
+            .as_deref()
+            .is_some_and(|n| st.nodes.get(n).is_none_or(|n| n.state == NodeState::Down))
+    };
     for svc in st.services.values() {
         let groups = match svc.spec.mode {
             Mode::Replicated => replicated_groups(st, svc, &mut remove),
@@ -129,6 +128,7 @@ fn global_groups<'a>(st: &'a State, svc: &'a Service, remove: &mut Vec<String>) 
         .nodes
         .values()
         .filter(|n| n.state == NodeState::Ready && n.availability == Availability::Active)
+        .filter(|n| svc.spec.placement.allows(n))
         .map(|n| (SlotKey::Node(n.id.clone()), Vec::new()))
         .collect();
     for t in st.tasks_of(&svc.id) {

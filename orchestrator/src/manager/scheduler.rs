@@ -5,53 +5,93 @@
 //! each filter explains how many nodes it turned away, as Swarm does:
 //! "no suitable node (2 nodes not available for new tasks)".
 
+pub mod filters;
+
 use super::Plan;
+use crate::placement::Resources;
 use crate::state::{Assignment, Command, State};
-use crate::types::{Availability, Millis, Node, NodeState, Task, TaskState};
+use crate::types::{Millis, Node, Task, TaskState};
+use filters::{pipeline, Filter};
 use std::collections::HashMap;
 
-/// One step of the placement pipeline.
-pub trait Filter {
-    /// Whether `node` may run `task`.
-    fn check(&self, task: &Task, node: &Node) -> bool;
-    /// Why `rejected` nodes were turned away, for the pending message.
-    fn explain(&self, rejected: usize) -> String;
+/// What is already placed, kept up to date as the pass places more: the
+/// filters and the spread score read it.
+#[derive(Default)]
+pub struct Placed {
+    /// Live tasks per node.
+    total: HashMap<String, usize>,
+    /// Live tasks per (node, service).
+    by_service: HashMap<(String, String), usize>,
+    /// Reservations of live tasks per node.
+    reserved: HashMap<String, Resources>,
+    /// Live tasks per (service, label name, label value) for spread
+    /// preferences; nodes without the label count under "".
+    by_label: HashMap<(String, String, String), usize>,
 }
 
-fn nodes(n: usize) -> String {
-    if n == 1 {
-        "1 node".into()
-    } else {
-        format!("{n} nodes")
+impl Placed {
+    fn of(st: &State) -> Placed {
+        let mut p = Placed::default();
+        for t in st.tasks.values().filter(|t| t.is_live()) {
+            if t.status.state < TaskState::Assigned {
+                continue;
+            }
+            if let Some(node) = t.node_id.as_deref().and_then(|n| st.nodes.get(n)) {
+                p.add(t, node);
+            }
+        }
+        p
     }
-}
 
-/// The node is up and accepts new tasks (not paused or drained).
-pub struct ReadyFilter;
-
-impl Filter for ReadyFilter {
-    fn check(&self, _task: &Task, node: &Node) -> bool {
-        node.state == NodeState::Ready && node.availability == Availability::Active
+    fn add(&mut self, t: &Task, node: &Node) {
+        *self.total.entry(node.id.clone()).or_default() += 1;
+        *self
+            .by_service
+            .entry((node.id.clone(), t.service_id.clone()))
+            .or_default() += 1;
+        let r = self.reserved.entry(node.id.clone()).or_default();
+        r.reserve_nano_cpus += t.spec.resources.reserve_nano_cpus;
+        r.reserve_memory_bytes += t.spec.resources.reserve_memory_bytes;
+        for label in t.spec.placement.spread_labels() {
+            let value = node.labels.get(&label).cloned().unwrap_or_default();
+            *self
+                .by_label
+                .entry((t.service_id.clone(), label, value))
+                .or_default() += 1;
+        }
     }
-    fn explain(&self, rejected: usize) -> String {
-        format!("{} not available for new tasks", nodes(rejected))
-    }
-}
 
-/// A global task may only run on the node it was made for.
-pub struct PinnedNodeFilter;
-
-impl Filter for PinnedNodeFilter {
-    fn check(&self, task: &Task, node: &Node) -> bool {
-        task.slot > 0 || task.node_id.as_deref() == Some(node.id.as_str())
+    pub fn of_service(&self, node: &str, service: &str) -> usize {
+        self.by_service
+            .get(&(node.to_string(), service.to_string()))
+            .copied()
+            .unwrap_or(0)
     }
-    fn explain(&self, rejected: usize) -> String {
-        format!("{} not the global task's node", nodes(rejected))
-    }
-}
 
-pub fn pipeline() -> Vec<Box<dyn Filter + Send + Sync>> {
-    vec![Box::new(ReadyFilter), Box::new(PinnedNodeFilter)]
+    pub fn reserved(&self, node: &str) -> Resources {
+        self.reserved.get(node).copied().unwrap_or_default()
+    }
+
+    /// Spread score of `node` for `task`: lower is better. Preferences
+    /// first (fewest of the service's tasks among nodes with the same label
+    /// value), then the service's tasks on the node, then all its tasks.
+    fn score(&self, task: &Task, labels: &[String], node: &Node) -> (Vec<usize>, usize, usize) {
+        let prefs = labels
+            .iter()
+            .map(|l| {
+                let value = node.labels.get(l).cloned().unwrap_or_default();
+                self.by_label
+                    .get(&(task.service_id.clone(), l.clone(), value))
+                    .copied()
+                    .unwrap_or(0)
+            })
+            .collect();
+        (
+            prefs,
+            self.of_service(&node.id, &task.service_id),
+            self.total.get(&node.id).copied().unwrap_or(0),
+        )
+    }
 }
 
 /// Run the pipeline for one task: the nodes that pass, or the explanation.
@@ -59,12 +99,13 @@ pub fn candidates<'a>(
     filters: &[Box<dyn Filter + Send + Sync>],
     task: &Task,
     all: impl Iterator<Item = &'a Node>,
+    placed: &Placed,
 ) -> Result<Vec<&'a Node>, String> {
     let mut passing: Vec<&Node> = all.collect();
     let mut reasons = Vec::new();
     for f in filters {
         let before = passing.len();
-        passing.retain(|n| f.check(task, n));
+        passing.retain(|n| f.check(task, n, placed));
         let rejected = before - passing.len();
         if rejected > 0 {
             reasons.push(f.explain(rejected));
@@ -81,18 +122,7 @@ pub fn candidates<'a>(
 
 pub fn plan(st: &State, now: Millis) -> Plan {
     let filters = pipeline();
-    // Live tasks per node, overall and per service, updated as we place.
-    let mut load: HashMap<&str, usize> = HashMap::new();
-    let mut service_load: HashMap<(&str, &str), usize> = HashMap::new();
-    for t in st.tasks.values().filter(|t| t.is_live()) {
-        if let (Some(node), true) = (t.node_id.as_deref(), t.status.state >= TaskState::Assigned) {
-            *load.entry(node).or_default() += 1;
-            *service_load
-                .entry((node, t.service_id.as_str()))
-                .or_default() += 1;
-        }
-    }
-
+    let mut placed = Placed::of(st);
     let mut assignments = Vec::new();
     let mut pending: Vec<&Task> = st
         .tasks
@@ -100,29 +130,20 @@ pub fn plan(st: &State, now: Millis) -> Plan {
         .filter(|t| t.status.state <= TaskState::Pending && t.desired_state <= TaskState::Running)
         .collect();
     // Oldest first, then by slot, so placement order is stable.
-    pending.sort_by_key(|t| (t.created_at, t.slot, t.id.clone()));
+    pending.sort_by(|a, b| (a.created_at, a.slot, &a.id).cmp(&(b.created_at, b.slot, &b.id)));
 
     for task in pending {
-        match candidates(&filters, task, st.nodes.values()) {
+        match candidates(&filters, task, st.nodes.values(), &placed) {
             Ok(nodes) => {
+                let labels = task.spec.placement.spread_labels();
                 let best = nodes
                     .into_iter()
-                    .min_by_key(|n| {
-                        let svc = service_load
-                            .get(&(n.id.as_str(), task.service_id.as_str()))
-                            .copied()
-                            .unwrap_or(0);
-                        (
-                            svc,
-                            load.get(n.id.as_str()).copied().unwrap_or(0),
-                            n.id.clone(),
-                        )
+                    .min_by(|a, b| {
+                        (placed.score(task, &labels, a), &a.id)
+                            .cmp(&(placed.score(task, &labels, b), &b.id))
                     })
                     .expect("candidates returns at least one node");
-                *load.entry(best.id.as_str()).or_default() += 1;
-                *service_load
-                    .entry((best.id.as_str(), task.service_id.as_str()))
-                    .or_default() += 1;
+                placed.add(task, best);
                 assignments.push(Assignment {
                     task_id: task.id.clone(),
                     node_id: Some(best.id.clone()),
@@ -155,7 +176,7 @@ pub fn plan(st: &State, now: Millis) -> Plan {
 mod tests {
     use super::*;
     use crate::manager::testutil::*;
-    use crate::types::Mode;
+    use crate::types::{Availability, Mode, NodeState};
 
     fn unassigned(id: &str, svc: &crate::types::Service, slot: u64) -> Task {
         let mut t = task(id, svc, slot, TaskState::New);
@@ -225,5 +246,113 @@ mod tests {
         let st = state(&[node("n1"), node("n2")], &[s], &[t]);
         assert_eq!(placed(&st).get("n2"), Some(&1));
         assert_eq!(placed(&st).get("n1"), None);
+    }
+
+    fn pending_reason(st: &State) -> String {
+        let p = plan(st, 0);
+        let Command::Assign(a) = &p.commands[0] else {
+            panic!("expected an assignment")
+        };
+        assert_eq!(a[0].node_id, None);
+        a[0].message.clone()
+    }
+
+    #[test]
+    fn constraints_pick_matching_nodes_and_explain_the_rest() {
+        let mut s = service("s", Mode::Replicated, 2);
+        s.spec.placement.constraints = vec!["node.labels.zone==east".into()];
+        let mut east = node("n2");
+        east.labels.insert("zone".into(), "east".into());
+        let tasks = [unassigned("t1", &s, 1), unassigned("t2", &s, 2)];
+        let st = state(
+            &[node("n1"), east.clone()],
+            std::slice::from_ref(&s),
+            &tasks,
+        );
+        assert_eq!(placed(&st).get("n2"), Some(&2));
+        assert_eq!(placed(&st).get("n1"), None);
+        let st = state(&[node("n1"), node("n3")], &[s.clone()], &tasks);
+        assert_eq!(
+            pending_reason(&st),
+            "no suitable node (scheduling constraints not satisfied on 2 nodes)"
+        );
+    }
+
+    #[test]
+    fn reservations_count_what_is_already_placed() {
+        let mut s = service("s", Mode::Replicated, 3);
+        s.spec.resources.reserve_memory_bytes = 600;
+        let mut small = node("n1");
+        small.memory_bytes = 1000;
+        small.nano_cpus = 1_000_000_000;
+        let mut big = node("n2");
+        big.memory_bytes = 1300;
+        big.nano_cpus = 1_000_000_000;
+        let tasks: Vec<_> = (1..=3)
+            .map(|i| unassigned(&format!("t{i}"), &s, i))
+            .collect();
+        let st = state(&[small, big], std::slice::from_ref(&s), &tasks);
+        let mut next = st.clone();
+        for c in plan(&st, 0).commands {
+            next.apply(c);
+        }
+        let assigned = next
+            .tasks
+            .values()
+            .filter(|t| t.status.state == TaskState::Assigned)
+            .count();
+        // 600 fits once on n1 (1000) and twice on n2 (1200 ≤ 1300).
+        assert_eq!(assigned, 3);
+        let mut more = service("m", Mode::Replicated, 1);
+        more.spec.resources.reserve_memory_bytes = 600;
+        next.services.insert("m".into(), more.clone());
+        next.tasks.insert("x".into(), unassigned("x", &more, 1));
+        assert_eq!(
+            pending_reason(&next),
+            "no suitable node (2 nodes with insufficient memory)"
+        );
+    }
+
+    #[test]
+    fn max_replicas_per_node_caps_each_node() {
+        let mut s = service("s", Mode::Replicated, 3);
+        s.spec.placement.max_replicas_per_node = 1;
+        let tasks: Vec<_> = (1..=3)
+            .map(|i| unassigned(&format!("t{i}"), &s, i))
+            .collect();
+        let st = state(&[node("n1"), node("n2")], std::slice::from_ref(&s), &tasks);
+        let mut next = st.clone();
+        for c in plan(&st, 0).commands {
+            next.apply(c);
+        }
+        let pending: Vec<_> = next
+            .tasks
+            .values()
+            .filter(|t| t.status.state == TaskState::Pending)
+            .collect();
+        assert_eq!(pending.len(), 1);
+        assert_eq!(
+            pending[0].status.message,
+            "no suitable node (max replicas per node limit reached on 2 nodes)"
+        );
+    }
+
+    #[test]
+    fn spread_preference_balances_label_values_before_nodes() {
+        let mut s = service("s", Mode::Replicated, 4);
+        s.spec.placement.preferences = vec!["spread=node.labels.zone".into()];
+        // Zone a has three nodes, zone b one: spreading over zones puts
+        // half the tasks on the lone b node.
+        let mut nodes = Vec::new();
+        for (id, zone) in [("n1", "a"), ("n2", "a"), ("n3", "a"), ("n4", "b")] {
+            let mut n = node(id);
+            n.labels.insert("zone".into(), zone.into());
+            nodes.push(n);
+        }
+        let tasks: Vec<_> = (1..=4)
+            .map(|i| unassigned(&format!("t{i}"), &s, i))
+            .collect();
+        let st = state(&nodes, &[s], &tasks);
+        assert_eq!(placed(&st).get("n4"), Some(&2));
     }
 }

@@ -15,6 +15,7 @@ pub fn node(id: &str) -> Node {
         engine_version: String::new(),
         nano_cpus: 0,
         memory_bytes: 0,
+        labels: Default::default(),
         created_at: 0,
         updated_at: 0,
     }
@@ -31,6 +32,8 @@ pub fn service(id: &str, mode: Mode, replicas: u64) -> Service {
             mode,
             replicas,
             restart: RestartPolicy::default(),
+            placement: Default::default(),
+            resources: Default::default(),
         },
         version: 1,
         created_at: 0,

@@ -31,6 +31,12 @@ impl Peers {
     /// Install this node's credentials (after init or join) or new ones.
     pub fn set_tls(&self, tls: Arc<Tls>) {
         *self.tls.write().expect("peers lock") = Some(tls);
+        self.reconnect();
+    }
+
+    /// Drop every cached connection; new ones handshake with the current
+    /// certificate.
+    pub fn reconnect(&self) {
         self.channels.lock().expect("peers lock").clear();
     }
 

@@ -83,7 +83,9 @@ fn touched(st: &State, cmd: &Command) -> Vec<Key> {
         Command::InitCluster { node, .. } => vec![Key::Cluster, Key::Node(node.id.clone())],
         Command::PutNode(n) => vec![Key::Node(n.id.clone())],
         Command::SetJoinSecret { .. } => vec![Key::Cluster],
-        Command::SetNodeState { id, .. } => vec![Key::Node(id.clone())],
+        Command::SetNodeState { id, .. }
+        | Command::UpdateNode { id, .. }
+        | Command::RemoveNode { id } => vec![Key::Node(id.clone())],
         Command::CreateService(s) => vec![Key::Service(s.id.clone())],
         Command::UpdateService { service, .. } => vec![Key::Service(service.id.clone())],
         Command::RemoveService { id } => std::iter::once(Key::Service(id.clone()))
