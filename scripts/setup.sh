@@ -15,7 +15,7 @@ PACKAGES=(
     iproute2 iptables ethtool      # netns, veth, VXLAN; iptables data-plane mode; lab NIC offloads
     mmdebstrap                     # Debian rootfs for the local images
     protobuf-compiler              # tonic-build
-    jq curl ca-certificates        # scripts and tests
+    jq curl ca-certificates openssl  # scripts and tests
     procps psmisc util-linux       # ps/pkill, fuser, nsenter/mount/findmnt
 )
 

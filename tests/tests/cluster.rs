@@ -35,7 +35,18 @@ fn cluster() -> MutexGuard<'static, ()> {
             assert!(out.stdout.contains("as a worker"), "{}", out.stdout);
         }
     });
-    // Every scenario starts from a whole cluster, whatever the last one did.
+    // Every scenario starts from a whole cluster, whatever the last one did
+    // (even if it failed half-way).
+    for n in nodes_on(MANAGERS[0]) {
+        if n["Availability"] != "Active" {
+            let id = n["ID"].as_str().unwrap_or_default();
+            swarm_on(
+                MANAGERS[0],
+                &["node", "update", "--availability", "active", id],
+            )
+            .ok();
+        }
+    }
     wait_for("all five nodes Ready", Duration::from_secs(30), || {
         let nodes = nodes_on(MANAGERS[0]);
         (nodes.len() == 5 && nodes.iter().all(|n| n["Status"] == "Ready")).then_some(())
@@ -371,4 +382,147 @@ fn node_certificates_renew_before_they_expire() {
             .any(|n| n["Hostname"] == "n4" && n["Status"] == "Ready")
             .then_some(())
     });
+}
+
+fn update(node: &str, args: &[&str]) {
+    let mut full = vec!["node", "update"];
+    full.extend_from_slice(args);
+    full.push(node);
+    swarm_on("n1", &full).ok();
+}
+
+fn hostnames_running(name: &str) -> BTreeMap<String, usize> {
+    spread(&tasks_on("n1", name))
+}
+
+#[test]
+fn constraints_drain_and_pause_steer_placement_and_pending_tasks_say_why() {
+    let _c = cluster();
+    // Constraint on a label: only n4 carries it.
+    update("n4", &["--label-add", "zone=east"]);
+    let pinned = unique("east");
+    swarm_on(
+        "n1",
+        &[
+            "service",
+            "create",
+            "--detach",
+            "--name",
+            &pinned,
+            "--replicas",
+            "2",
+            "--constraint",
+            "node.labels.zone==east",
+            "swarm/whoami",
+        ],
+    )
+    .ok();
+    converged("n1", &pinned, 2);
+    assert_eq!(
+        hostnames_running(&pinned),
+        BTreeMap::from([("n4".to_string(), 2)])
+    );
+
+    // Pause: n5 keeps what it runs but gets nothing new.
+    update("n5", &["--availability", "pause"]);
+    let fresh = unique("paused");
+    create("n1", &fresh, 4);
+    converged("n1", &fresh, 4);
+    assert!(
+        !hostnames_running(&fresh).contains_key("n5"),
+        "{:?}",
+        hostnames_running(&fresh)
+    );
+
+    // Drain: n4's tasks move elsewhere; the constrained ones have nowhere
+    // to go and say why.
+    update("n5", &["--availability", "active"]);
+    update("n4", &["--availability", "drain"]);
+    wait_for("n4 emptied", Duration::from_secs(30), || {
+        (!hostnames_running(&fresh).contains_key("n4") && hostnames_running(&pinned).is_empty())
+            .then_some(())
+    });
+    converged("n1", &fresh, 4);
+    let why = wait_for("a pending reason", Duration::from_secs(10), || {
+        tasks_on("n1", &pinned)
+            .into_iter()
+            .find(|t| t["DesiredState"] == "Running" && t["Error"] != "")
+            .map(|t| t["Error"].as_str().unwrap_or("").to_string())
+    });
+    assert_eq!(
+        why,
+        "no suitable node (1 node not available for new tasks; scheduling constraints not satisfied on 4 nodes)"
+    );
+
+    // Reservations beyond any node's memory.
+    let huge = unique("huge");
+    swarm_on(
+        "n1",
+        &[
+            "service",
+            "create",
+            "--detach",
+            "--name",
+            &huge,
+            "--reserve-memory",
+            "100T",
+            "swarm/whoami",
+        ],
+    )
+    .ok();
+    let why = wait_for("a pending reason", Duration::from_secs(10), || {
+        tasks_on("n1", &huge)
+            .into_iter()
+            .find(|t| t["Error"] != "")
+            .map(|t| t["Error"].as_str().unwrap_or("").to_string())
+    });
+    assert_eq!(
+        why,
+        "no suitable node (1 node not available for new tasks; 4 nodes with insufficient memory)"
+    );
+
+    update("n4", &["--availability", "active", "--label-rm", "zone"]);
+    for s in [&pinned, &fresh, &huge] {
+        swarm_on("n1", &["service", "rm", s]).ok();
+    }
+}
+
+fn cert_subject(node: &str) -> String {
+    let path = format!("/var/lib/swarm-lab/{node}/certs/node.crt");
+    let r =
+        run(std::process::Command::new("openssl")
+            .args(["x509", "-noout", "-subject", "-in", &path]));
+    assert_eq!(r.code, 0, "{r:?}");
+    r.stdout
+}
+
+#[test]
+fn promotion_and_demotion_reissue_the_certificate_and_change_raft_membership() {
+    let _c = cluster();
+    swarm_on("n1", &["node", "promote", "n4"]).ok();
+    wait_for("n4 a manager that answers", Duration::from_secs(20), || {
+        (cert_subject("n4").contains("OU = swarm-manager")
+            && swarm_on("n4", &["service", "ls"]).code == 0)
+            .then_some(())
+    });
+    swarm_on("n1", &["node", "demote", "n4"]).ok();
+    wait_for(
+        "n4 back to a worker certificate",
+        Duration::from_secs(20),
+        || {
+            cert_subject("n4")
+                .contains("OU = swarm-worker")
+                .then_some(())
+        },
+    );
+    let refused = swarm_on("n4", &["service", "ls"]);
+    assert_ne!(refused.code, 0);
+    assert!(
+        refused.stderr.contains("not a swarm manager"),
+        "{}",
+        refused.stderr
+    );
+    // Three voters again: losing one manager still leaves a quorum.
+    let nodes = nodes_on("n1");
+    assert_eq!(nodes.iter().filter(|n| n["ManagerStatus"] != "").count(), 3);
 }

@@ -20,11 +20,14 @@ pub fn plan(st: &State, now: Millis) -> Plan {
     let mut supersede = Vec::new();
     let mut remove = Vec::new();
 
-    // A node that is DOWN or was removed from the swarm runs nothing of ours.
+    // A node that is DOWN, drained or removed from the swarm keeps no
+    // replicas: they start elsewhere.
     let on_down_node = |t: &Task| {
-        t.node_id
-            .as_deref()
-            .is_some_and(|n| st.nodes.get(n).is_none_or(|n| n.state == NodeState::Down))
+        t.node_id.as_deref().is_some_and(|n| {
+            st.nodes
+                .get(n)
+                .is_none_or(|n| n.state == NodeState::Down || n.availability == Availability::Drain)
+        })
     };
     for svc in st.services.values() {
         let groups = match svc.spec.mode {
@@ -33,9 +36,10 @@ pub fn plan(st: &State, now: Millis) -> Plan {
         };
         for (key, tasks) in groups {
             let action = match &key {
-                // A replica on a node that stopped answering is replaced at
-                // once; when the node comes back its agent sees the old task
-                // shut down, so the slot never has two live tasks.
+                // A replica on a node that stopped answering (or is drained)
+                // is replaced at once; when the node comes back its agent
+                // sees the old task shut down, so the slot never has two
+                // live tasks.
                 SlotKey::Slot(_) => match tasks.iter().find(|t| t.is_live() && on_down_node(t)) {
                     Some(lost) => SlotAction::Create {
                         attempt: lost.attempt,

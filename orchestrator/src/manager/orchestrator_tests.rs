@@ -1,6 +1,6 @@
 use super::*;
 use crate::manager::testutil::*;
-use crate::types::{Mode, RestartCondition, TaskState};
+use crate::types::{Mode, NodeState, RestartCondition, TaskState};
 
 /// Apply a plan's commands to a copy of the state, the way raft would.
 fn apply(st: &State, p: &Plan) -> State {
@@ -147,4 +147,37 @@ fn global_task_on_drained_node_is_removed() {
     );
     let next = apply(&st, &plan(&st, 0));
     assert_eq!(next.tasks["a"].desired_state, TaskState::Remove);
+}
+
+#[test]
+fn replicas_on_down_drained_or_removed_nodes_are_replaced_at_once() {
+    let s = service("s", Mode::Replicated, 3);
+    let mut down = node("n1");
+    down.state = NodeState::Down;
+    let mut drained = node("n2");
+    drained.availability = crate::types::Availability::Drain;
+    let mut tasks = vec![
+        task("a", &s, 1, TaskState::Running),
+        task("b", &s, 2, TaskState::Running),
+        task("c", &s, 3, TaskState::Running),
+    ];
+    tasks[1].node_id = Some("n2".into());
+    tasks[2].node_id = Some("gone".into());
+    let st = state(
+        &[down, drained, node("n3")],
+        std::slice::from_ref(&s),
+        &tasks,
+    );
+    let next = apply(&st, &plan(&st, 5_000));
+    // Every old task is shut down and each slot has exactly one new one,
+    // not yet placed, with no restart delay.
+    for id in ["a", "b", "c"] {
+        assert_eq!(next.tasks[id].desired_state, TaskState::Shutdown, "{id}");
+    }
+    assert_eq!(live(&next), vec![1, 2, 3]);
+    assert!(next
+        .tasks
+        .values()
+        .filter(|t| t.is_live())
+        .all(|t| t.node_id.is_none() && t.restart_at.is_none()));
 }
