@@ -51,6 +51,12 @@ pub enum Cmd {
         /// A manager's address, HOST[:PORT] (port 2377 by default).
         remote: String,
     },
+    /// Leave the swarm.
+    Leave {
+        /// Leave even if this breaks the managers' quorum, or is the last manager.
+        #[arg(short, long)]
+        force: bool,
+    },
     /// Manage join tokens.
     JoinToken {
         /// Only display the token.

@@ -7,8 +7,8 @@ pub mod join;
 pub mod membership;
 
 use crate::api::cluster_pb::{
-    cluster_server, AddVoterRequest, Blob, Empty, JoinRequest, JoinResponse, ProposeResponse,
-    RenewRequest, RenewResponse,
+    cluster_client::ClusterClient, cluster_server, AddVoterRequest, Blob, Empty, JoinRequest,
+    JoinResponse, ProposeResponse, RenewRequest, RenewResponse,
 };
 use crate::dispatcher::manager_addrs;
 use crate::net::Peer;
@@ -26,6 +26,38 @@ pub struct ClusterService {
 impl ClusterService {
     pub fn new(store: Store) -> cluster_server::ClusterServer<ClusterService> {
         cluster_server::ClusterServer::new(ClusterService { store })
+    }
+}
+
+impl ClusterService {
+    /// The caller must be the manager node that owns `raft_id`.
+    fn check_voter(&self, node_id: &str, raft_id: u64) -> Result<(), Status> {
+        let st = self.store.state();
+        let known = st
+            .nodes
+            .get(node_id)
+            .is_some_and(|n| n.raft_id == raft_id && n.role == NodeRole::Manager);
+        if known {
+            Ok(())
+        } else {
+            Err(Status::permission_denied(format!(
+                "node {node_id} is not a manager with raft ID {raft_id}"
+            )))
+        }
+    }
+
+    fn leader_client(&self) -> Result<ClusterClient<tonic::transport::Channel>, Status> {
+        let m = self.store.raft_metrics().borrow().clone();
+        let leader = m
+            .current_leader
+            .and_then(|id| m.membership_config.membership().get_node(&id).cloned())
+            .ok_or_else(|| Status::unavailable("no leader is elected"))?;
+        let channel = self
+            .store
+            .peers()
+            .channel(&leader.addr)
+            .map_err(Status::unavailable)?;
+        Ok(ClusterClient::new(channel))
     }
 }
 
@@ -140,37 +172,55 @@ impl cluster_server::Cluster for ClusterService {
     async fn add_voter(&self, req: Request<AddVoterRequest>) -> Result<Response<Empty>, Status> {
         let who = Peer::require(&req, true)?;
         let req = req.into_inner();
-        let st = self.store.state();
-        let known = st
-            .nodes
-            .get(&who.node_id)
-            .is_some_and(|n| n.raft_id == req.raft_id && n.role == NodeRole::Manager);
-        if !known {
-            return Err(Status::permission_denied(format!(
-                "node {} is not a manager with raft ID {}",
-                who.node_id, req.raft_id
-            )));
-        }
+        self.check_voter(&who.node_id, req.raft_id)?;
         if !self.store.is_leader() {
             // Membership changes run on the leader: pass it on.
-            let m = self.store.raft_metrics().borrow().clone();
-            let leader = m
-                .current_leader
-                .and_then(|id| m.membership_config.membership().get_node(&id).cloned())
-                .ok_or_else(|| Status::unavailable("no leader is elected"))?;
-            let channel = self
-                .store
-                .peers()
-                .channel(&leader.addr)
-                .map_err(Status::unavailable)?;
-            return crate::api::cluster_pb::cluster_client::ClusterClient::new(channel)
-                .add_voter(req)
-                .await;
+            return self.leader_client()?.add_voter(req).await;
         }
         self.store
             .add_voter(req.raft_id, &req.addr)
             .await
             .map_err(store_status)?;
+        Ok(Response::new(Empty {}))
+    }
+
+    async fn remove_voter(&self, req: Request<AddVoterRequest>) -> Result<Response<Empty>, Status> {
+        let who = Peer::require(&req, true)?;
+        let req = req.into_inner();
+        self.check_voter(&who.node_id, req.raft_id)?;
+        if !self.store.is_leader() {
+            return self.leader_client()?.remove_voter(req).await;
+        }
+        // The quorum check sees the last two seconds; the write itself
+        // fails the same way if the peers went away since.
+        let removed = match self.store.quorum_without(req.raft_id) {
+            Ok(()) => {
+                let removed = self
+                    .store
+                    .write(Command::RemoveNode { id: who.node_id })
+                    .await;
+                // Drop the vote now rather than leave it to the membership
+                // loop, so the caller knows raft no longer counts it.
+                match removed {
+                    Ok(()) => self.store.remove_voter(req.raft_id).await,
+                    e => e,
+                }
+            }
+            Err(e) => Err(e),
+        };
+        match removed {
+            Ok(()) => {}
+            Err(StoreError::NoQuorum {
+                reachable,
+                managers,
+                needed,
+            }) => {
+                return Err(Status::failed_precondition(format!(
+                    "leaving would break quorum: {reachable} of {managers} managers reachable, {needed} needed"
+                )))
+            }
+            Err(e) => return Err(store_status(e)),
+        }
         Ok(Response::new(Empty {}))
     }
 

@@ -85,6 +85,8 @@ pub struct Daemon {
     /// Whether the node API (and the manager loops) run.
     serving: std::sync::atomic::AtomicBool,
     stop: CancellationToken,
+    /// Cancelled when this node has left the swarm: the daemon restarts.
+    left: CancellationToken,
 }
 
 impl Daemon {
@@ -204,7 +206,7 @@ impl Daemon {
             .add_service(ClusterService::new(self.store.clone()))
             .add_service(dispatcher.into_server())
             .serve_with_incoming_shutdown(
-                net::incoming(listener, tls.server_config()),
+                net::incoming(listener, tls.server_config(), self.stop.clone()),
                 self.stop.clone().cancelled_owned(),
             );
         tokio::spawn(async move {
@@ -352,6 +354,83 @@ impl Daemon {
     }
 }
 
+impl Daemon {
+    /// `swarm leave`: a manager first leaves raft (refused without `force`
+    /// if that would cost the others their quorum); then this node stops
+    /// its roles, removes its task containers and forgets its identity.
+    pub async fn leave(&self, force: bool) -> Result<()> {
+        let Some(tls) = self.store.peers().tls() else {
+            anyhow::bail!("this node is not part of a swarm");
+        };
+        if tls.identity().role == NodeRole::Manager && !force {
+            self.leave_raft().await?;
+        }
+        self.stop.cancel();
+        self.store.shutdown().await;
+        match self.engine.task_containers().await {
+            Ok(all) => {
+                for c in all.values() {
+                    for id in c.ids() {
+                        if let Err(e) = self.engine.remove(id).await {
+                            tracing::warn!(container = id, error = %e, "cannot remove a task container");
+                        }
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot list task containers"),
+        }
+        let dir = &self.config.data_dir;
+        let _ = std::fs::remove_dir_all(dir.join("certs"));
+        for f in ["managers.json", "advertise_addr", "raft.redb", "node.json"] {
+            let _ = std::fs::remove_file(dir.join(f));
+        }
+        self.left.cancel();
+        Ok(())
+    }
+
+    /// Ask the leader to take this manager out; it refuses when the
+    /// remaining managers would lose their quorum.
+    async fn leave_raft(&self) -> Result<()> {
+        let me = self.identity.raft_id;
+        if self.store.voters() == [me] {
+            anyhow::bail!(
+                "this node is the last manager: leaving erases the swarm's state. Use --force to leave anyway"
+            );
+        }
+        let req = AddVoterRequest {
+            raft_id: me,
+            addr: self.advertise(),
+        };
+        let channel = self
+            .store
+            .peers()
+            .channel(&self.advertise())
+            .map_err(|e| anyhow::anyhow!(e))?;
+        ClusterClient::new(channel)
+            .remove_voter(req)
+            .await
+            .map_err(|s| match s.code() {
+                tonic::Code::Unavailable => anyhow::anyhow!(
+                    "cannot reach the raft leader ({}): leaving now could break quorum. Use --force to leave anyway",
+                    s.message()
+                ),
+                _ => anyhow::anyhow!("{}. Use --force to leave anyway", s.message()),
+            })?;
+        // The leader drops this node's vote right after; a removed node may
+        // never see that last membership entry, so wait for the record only.
+        let id = self.identity.node_id.clone();
+        let mut changes = self.store.subscribe();
+        tokio::time::timeout(
+            Duration::from_secs(10),
+            changes.wait_for(|st| !st.nodes.contains_key(&id)),
+        )
+        .await
+        .context("waiting for the leader to remove this node")?
+        .context("waiting for the leader to remove this node")?;
+        Ok(())
+    }
+}
+
 /// Cluster settings chosen at `swarm init`.
 pub struct InitOptions {
     pub cert_expiry: Duration,
@@ -384,7 +463,19 @@ fn memory_bytes() -> i64 {
         .map_or(0, |kb| kb * 1024)
 }
 
+/// Run the daemon until a signal. Leaving the swarm starts it afresh, as a
+/// new node with nothing of the old one's identity or state.
 pub async fn run(config: DaemonConfig) -> Result<()> {
+    loop {
+        if !run_generation(&config).await? {
+            return Ok(());
+        }
+        tracing::info!("left the swarm; starting again as a new node");
+    }
+}
+
+/// One life of the daemon. Returns whether it ended by leaving the swarm.
+async fn run_generation(config: &DaemonConfig) -> Result<bool> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
     let data_dir = config.data_dir.canonicalize()?;
@@ -394,6 +485,7 @@ pub async fn run(config: DaemonConfig) -> Result<()> {
     let engine = Engine::connect(&identity.node_id, &data_dir.display().to_string()).await?;
     let store = Store::open(&data_dir, identity.raft_id).await?;
     let stop = CancellationToken::new();
+    let left = CancellationToken::new();
     let certs = CertFiles::new(&data_dir);
     let known: Vec<String> = std::fs::read(data_dir.join("managers.json"))
         .ok()
@@ -416,6 +508,7 @@ pub async fn run(config: DaemonConfig) -> Result<()> {
         roles_started: Mutex::new(false),
         serving: Default::default(),
         stop: stop.clone(),
+        left: left.clone(),
     });
 
     if let Some(c) = saved {
@@ -430,10 +523,12 @@ pub async fn run(config: DaemonConfig) -> Result<()> {
     let incoming = tokio_stream::wrappers::UnixListenerStream::new(listener);
     let service = ControlService::new(daemon.clone()).into_server();
     let shutdown = {
-        let stop = stop.clone();
+        let (stop, left) = (stop.clone(), left.clone());
         async move {
-            wait_for_signal().await;
-            tracing::info!("shutting down");
+            tokio::select! {
+                _ = wait_for_signal() => tracing::info!("shutting down"),
+                _ = left.cancelled() => {}
+            }
             stop.cancel();
         }
     };
@@ -444,7 +539,7 @@ pub async fn run(config: DaemonConfig) -> Result<()> {
         .context("control API server")?;
     store.shutdown().await;
     let _ = std::fs::remove_file(&config.socket);
-    Ok(())
+    Ok(left.is_cancelled())
 }
 
 /// Bind the control socket with mode 0600: whoever can use it controls the cluster.

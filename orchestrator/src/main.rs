@@ -70,6 +70,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             advertise_addr,
             remote,
         } => cli::node::join(&cli.host, token, advertise_addr, remote).await,
+        Cmd::Leave { force } => cli::node::leave(&cli.host, force).await,
         Cmd::JoinToken {
             quiet,
             rotate,

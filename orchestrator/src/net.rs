@@ -27,6 +27,7 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::{server::TlsStream, TlsAcceptor, TlsConnector};
+use tokio_util::sync::CancellationToken;
 use tonic::transport::server::Connected;
 use tonic::transport::{Channel, Endpoint};
 
@@ -36,6 +37,8 @@ pub const DEFAULT_PORT: u16 = 2377;
 const MANAGER_NAME: &str = "swarm-manager";
 /// A connection attempt that takes longer is treated as unreachable.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Longest wait for any node-to-node call to start answering.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
 fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
@@ -266,8 +269,15 @@ impl ServerCertVerifier for PinnedCa {
 /// first use and reconnects after failures by itself.
 pub fn channel(addr: &str, config: Arc<ClientConfig>) -> Result<Channel, tonic::transport::Error> {
     let addr = with_default_port(addr);
+    // The timeout bounds each call until its response starts (a session's
+    // stream may then run on): a peer behind a cut link must not hang a
+    // caller until TCP gives up.
     let endpoint = Endpoint::from_shared(format!("http://{addr}"))?
         .connect_timeout(CONNECT_TIMEOUT)
+        .timeout(CALL_TIMEOUT)
+        .http2_keep_alive_interval(Duration::from_secs(1))
+        .keep_alive_timeout(Duration::from_secs(3))
+        .keep_alive_while_idle(true)
         .tcp_nodelay(true);
     let connector = tower::service_fn(move |_uri: tonic::transport::Uri| {
         let (addr, config) = (addr.clone(), config.clone());
@@ -359,15 +369,21 @@ impl AsyncWrite for TlsConn {
 
 /// Accept TCP connections and complete TLS handshakes, each in its own task
 /// so a slow or hostile client cannot hold up the others.
+/// The listener closes when `stop` is cancelled, freeing the port.
 pub fn incoming(
     listener: TcpListener,
     config: Arc<ServerConfig>,
+    stop: CancellationToken,
 ) -> tokio_stream::wrappers::ReceiverStream<Result<TlsConn, std::io::Error>> {
     let (tx, rx) = tokio::sync::mpsc::channel(64);
     let acceptor = TlsAcceptor::from(config);
     tokio::spawn(async move {
         loop {
-            let (tcp, remote) = match listener.accept().await {
+            let accepted = tokio::select! {
+                _ = stop.cancelled() => return,
+                a = listener.accept() => a,
+            };
+            let (tcp, remote) = match accepted {
                 Ok(c) => c,
                 Err(e) => {
                     tracing::warn!(error = %e, "accepting a node connection");

@@ -51,3 +51,7 @@ pub fn config() -> openraft::Config {
         ..Default::default()
     }
 }
+
+#[cfg(test)]
+#[path = "raft/suite_tests.rs"]
+mod suite_tests;

@@ -216,6 +216,45 @@ impl Store {
         }
     }
 
+    /// Whether the voters other than `leaving` would still have a quorum
+    /// among the managers that answer now. Meaningful on the leader only,
+    /// which talks to every voter.
+    pub fn quorum_without(&self, leaving: raft::NodeId) -> Result<(), StoreError> {
+        let rest: Vec<_> = self
+            .voters()
+            .into_iter()
+            .filter(|v| *v != leaving)
+            .collect();
+        let reachable = rest
+            .iter()
+            .filter(|&&v| v == self.raft_id || self.peers.answered_within(v, REACHABLE_WINDOW))
+            .count();
+        let needed = rest.len() / 2 + 1;
+        if rest.is_empty() || reachable < needed {
+            return Err(StoreError::NoQuorum {
+                reachable,
+                managers: rest.len(),
+                needed,
+            });
+        }
+        Ok(())
+    }
+
+    /// Take `raft_id` out of the voters (it may be this leader itself,
+    /// which then steps down). Must run on the leader.
+    pub async fn remove_voter(&self, raft_id: raft::NodeId) -> Result<(), StoreError> {
+        let rest: std::collections::BTreeSet<_> =
+            self.voters().into_iter().filter(|v| *v != raft_id).collect();
+        if rest.is_empty() {
+            return Err(StoreError::Rejected("cannot remove the last manager".into()));
+        }
+        self.raft
+            .change_membership(rest, false)
+            .await
+            .map(|_| ())
+            .map_err(|e| StoreError::Raft(format!("removing manager {raft_id} from raft: {e}")))
+    }
+
     /// Make `raft_id` a voter: it first catches up as a learner. Must run on
     /// the leader.
     pub async fn add_voter(&self, raft_id: raft::NodeId, addr: &str) -> Result<(), StoreError> {

@@ -36,7 +36,11 @@ fn cluster() -> MutexGuard<'static, ()> {
         }
     });
     // Every scenario starts from a whole cluster, whatever the last one did
-    // (even if it failed half-way).
+    // (even if it failed half-way): links up, daemons running, nodes active.
+    for n in MANAGERS.iter().chain(&WORKERS) {
+        lab(&["heal", n]).ok();
+    }
+    lab(&["up", "6"]).ok();
     for n in nodes_on(MANAGERS[0]) {
         if n["Availability"] != "Active" {
             let id = n["ID"].as_str().unwrap_or_default();
@@ -525,4 +529,89 @@ fn promotion_and_demotion_reissue_the_certificate_and_change_raft_membership() {
     // Three voters again: losing one manager still leaves a quorum.
     let nodes = nodes_on("n1");
     assert_eq!(nodes.iter().filter(|n| n["ManagerStatus"] != "").count(), 3);
+}
+
+/// Join `node`, retrying while the managers recover a quorum (a failed
+/// join leaves nothing behind, so retrying is safe).
+fn join(node: &str, role: &str) {
+    let token = swarm_on("n1", &["join-token", "-q", role]).ok().stdout;
+    wait_for(&format!("{node} joined"), Duration::from_secs(20), || {
+        (swarm_on(node, &["join", "--token", token.trim(), "198.18.0.11"]).code == 0).then_some(())
+    });
+}
+
+fn running_count(name: &str) -> usize {
+    tasks_on("n1", name)
+        .iter()
+        .filter(|t| is_running(t))
+        .count()
+}
+
+#[test]
+fn nodes_leave_and_rejoin_and_global_services_follow_them() {
+    let _c = cluster();
+    let global = unique("everywhere");
+    swarm_on(
+        "n1",
+        &[
+            "service",
+            "create",
+            "--detach",
+            "--name",
+            &global,
+            "--mode",
+            "global",
+            "swarm/whoami",
+        ],
+    )
+    .ok();
+    wait_for("a global task per node", Duration::from_secs(60), || {
+        (running_count(&global) == 5).then_some(())
+    });
+
+    // A worker leaves: it is Down until removed; its global task goes with it.
+    swarm_on("n5", &["leave"]).ok();
+    let info = swarm_on("n5", &["info", "--format", "json"])
+        .ok()
+        .json_lines();
+    assert_eq!(info[0]["Swarm"], "inactive");
+    let old = wait_for("n5 Down", Duration::from_secs(15), || {
+        nodes_on("n1")
+            .into_iter()
+            .find(|n| n["Hostname"] == "n5" && n["Status"] == "Down")
+            .map(|n| n["ID"].as_str().unwrap_or("").to_string())
+    });
+    swarm_on("n1", &["node", "rm", &old]).ok();
+    wait_for("four global tasks", Duration::from_secs(20), || {
+        (running_count(&global) == 4).then_some(())
+    });
+
+    // A manager leaves while the others keep a quorum.
+    swarm_on("n3", &["leave"]).ok();
+    assert_eq!(
+        nodes_on("n1")
+            .iter()
+            .filter(|n| n["ManagerStatus"] != "")
+            .count(),
+        2
+    );
+    // With two managers left, one of them cannot leave while the other is cut off.
+    lab(&["cut", "n2"]).ok();
+    let refused = swarm_on("n1", &["leave"]);
+    assert_ne!(refused.code, 0);
+    assert!(
+        refused.stderr.contains("leaving would break quorum")
+            || refused.stderr.contains("leaving now could break quorum"),
+        "{}",
+        refused.stderr
+    );
+    lab(&["heal", "n2"]).ok();
+
+    // Both come back as new nodes; the global service follows.
+    join("n3", "manager");
+    join("n5", "worker");
+    wait_for("five global tasks again", Duration::from_secs(60), || {
+        (running_count(&global) == 5).then_some(())
+    });
+    swarm_on("n1", &["service", "rm", &global]).ok();
 }

@@ -170,6 +170,17 @@ impl Control for ControlService {
         }))
     }
 
+    async fn leave(
+        &self,
+        req: Request<pb::LeaveRequest>,
+    ) -> Result<Response<pb::LeaveResponse>, Status> {
+        self.daemon
+            .leave(req.into_inner().force)
+            .await
+            .map_err(precondition)?;
+        Ok(Response::new(pb::LeaveResponse {}))
+    }
+
     async fn join_token(
         &self,
         req: Request<pb::JoinTokenRequest>,

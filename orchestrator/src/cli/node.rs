@@ -132,6 +132,30 @@ pub async fn join(
     Ok(())
 }
 
+pub async fn leave(host: &str, force: bool) -> Result<()> {
+    let mut c = connect(host).await?;
+    c.leave(pb::LeaveRequest { force })
+        .await
+        .map_err(status_error)?;
+    // The daemon starts afresh as a new node once this connection closes
+    // (its server drains open connections first); return when it answers.
+    drop(c);
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Ok(mut c) = connect(host).await {
+            if c.info(pb::InfoRequest {}).await.is_ok() {
+                break;
+            }
+        }
+        if std::time::Instant::now() > deadline {
+            bail!("left the swarm, but the daemon did not come back within 15s; check its log");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    println!("Node left the swarm.");
+    Ok(())
+}
+
 pub async fn join_token(host: &str, role: &str, quiet: bool, rotate: bool) -> Result<()> {
     let mut c = connect(host).await?;
     if rotate {

@@ -26,7 +26,11 @@ async fn serve(dir: &std::path::Path, tls: Arc<Tls>) -> String {
     store.bootstrap(&addr).await.unwrap();
     let server = tonic::transport::Server::builder()
         .add_service(ClusterService::new(store))
-        .serve_with_incoming(net::incoming(listener, tls.server_config()));
+        .serve_with_incoming(net::incoming(
+            listener,
+            tls.server_config(),
+            tokio_util::sync::CancellationToken::new(),
+        ));
     tokio::spawn(server);
     addr
 }
