@@ -292,7 +292,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     }
 
     async fn get_current_snapshot(&mut self) -> StResult<Option<Snapshot<TypeConfig>>> {
-        if self.current.is_none() {
+        // The applied state is always on disk, so it can stand in for a
+        // snapshot; before anything is applied there is none.
+        if self.current.is_none() && self.last_applied.is_some() {
             self.current = Some(self.snapshot_body()?);
         }
         Ok(self.current.as_ref().map(|(meta, bytes)| Snapshot {
