@@ -42,12 +42,16 @@ pub(crate) mod tables {
 
 /// Raft timing tuned for a LAN cluster: fast failure detection, as the
 /// failover goals (under a second) need.
+/// Snapshots every 5,000 applied entries, keeping the last 1,000 in the log
+/// so a briefly lagging manager catches up from the log, not a snapshot.
 pub fn config() -> openraft::Config {
     openraft::Config {
         cluster_name: "swarm".into(),
         heartbeat_interval: 100,
         election_timeout_min: 300,
         election_timeout_max: 600,
+        snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(5_000),
+        max_in_snapshot_log_to_keep: 1_000,
         ..Default::default()
     }
 }

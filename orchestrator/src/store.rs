@@ -52,6 +52,14 @@ const REACHABLE_WINDOW: Duration = Duration::from_secs(2);
 impl Store {
     /// Open (or create) the store in `dir`, restoring any state on disk.
     pub async fn open(dir: &Path, raft_id: raft::NodeId) -> Result<Store, StoreError> {
+        Store::open_with(dir, raft_id, raft::config()).await
+    }
+
+    pub async fn open_with(
+        dir: &Path,
+        raft_id: raft::NodeId,
+        config: openraft::Config,
+    ) -> Result<Store, StoreError> {
         let path = dir.join("raft.redb");
         let open_err = |e: Box<dyn std::error::Error + Send + Sync>| StoreError::Open {
             path: path.display().to_string(),
@@ -60,7 +68,7 @@ impl Store {
         let db = Arc::new(redb::Database::create(&path).map_err(|e| open_err(e.into()))?);
         let log = LogStore::new(db.clone()).map_err(|e| open_err(e.into()))?;
         let (sm, state) = StateMachine::open(db).map_err(|e| open_err(e.into()))?;
-        let config = Arc::new(raft::config().validate().map_err(|e| open_err(e.into()))?);
+        let config = Arc::new(config.validate().map_err(|e| open_err(e.into()))?);
         let peers = Arc::new(Peers::default());
         let network = Network {
             peers: peers.clone(),
@@ -276,5 +284,52 @@ impl Store {
         if let Err(e) = self.raft.shutdown().await {
             tracing::warn!(error = %e, "raft shutdown");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manager::testutil::node;
+
+    /// Snapshots and log compaction run, and a store reopened after them
+    /// has every acknowledged write.
+    #[tokio::test]
+    async fn snapshots_compact_the_log_and_survive_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = openraft::Config {
+            snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(50),
+            max_in_snapshot_log_to_keep: 10,
+            purge_batch_size: 1,
+            ..raft::config()
+        };
+        let store = Store::open_with(dir.path(), 1, config.clone()).await.unwrap();
+        store.bootstrap("127.0.0.1:0").await.unwrap();
+        store.wait_for_leader(Duration::from_secs(5)).await.unwrap();
+        for i in 0..120 {
+            store
+                .write(Command::PutNode(node(&format!("n{i}"))))
+                .await
+                .unwrap();
+        }
+        let m = store
+            .raft()
+            .wait(Some(Duration::from_secs(10)))
+            .metrics(
+                |m| m.snapshot.is_some_and(|s| s.index >= 90) && m.purged.is_some(),
+                "a snapshot and a purged log",
+            )
+            .await
+            .unwrap();
+        assert!(m.purged.unwrap().index >= 50, "{:?}", m.purged);
+        store.shutdown().await;
+        drop(store);
+
+        let again = Store::open_with(dir.path(), 1, config).await.unwrap();
+        assert_eq!(again.state().nodes.len(), 120);
+        again.wait_for_leader(Duration::from_secs(5)).await.unwrap();
+        again.write(Command::PutNode(node("late"))).await.unwrap();
+        assert_eq!(again.state().nodes.len(), 121);
+        again.shutdown().await;
     }
 }
