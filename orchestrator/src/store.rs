@@ -251,10 +251,15 @@ impl Store {
     /// Take `raft_id` out of the voters (it may be this leader itself,
     /// which then steps down). Must run on the leader.
     pub async fn remove_voter(&self, raft_id: raft::NodeId) -> Result<(), StoreError> {
-        let rest: std::collections::BTreeSet<_> =
-            self.voters().into_iter().filter(|v| *v != raft_id).collect();
+        let rest: std::collections::BTreeSet<_> = self
+            .voters()
+            .into_iter()
+            .filter(|v| *v != raft_id)
+            .collect();
         if rest.is_empty() {
-            return Err(StoreError::Rejected("cannot remove the last manager".into()));
+            return Err(StoreError::Rejected(
+                "cannot remove the last manager".into(),
+            ));
         }
         self.raft
             .change_membership(rest, false)
@@ -303,7 +308,9 @@ mod tests {
             purge_batch_size: 1,
             ..raft::config()
         };
-        let store = Store::open_with(dir.path(), 1, config.clone()).await.unwrap();
+        let store = Store::open_with(dir.path(), 1, config.clone())
+            .await
+            .unwrap();
         store.bootstrap("127.0.0.1:0").await.unwrap();
         store.wait_for_leader(Duration::from_secs(5)).await.unwrap();
         for i in 0..120 {

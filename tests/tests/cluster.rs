@@ -615,3 +615,154 @@ fn nodes_leave_and_rejoin_and_global_services_follow_them() {
     });
     swarm_on("n1", &["service", "rm", &global]).ok();
 }
+
+/// One write the test attempted, and whether the CLI acknowledged it.
+struct Attempt {
+    service: String,
+    /// None: a create; Some(n): a scale to n.
+    scale: Option<u64>,
+    acked: bool,
+}
+
+/// Services that never get a node, so the writes cost no containers.
+const NOWHERE: &str = "node.labels.nowhere==true";
+
+fn writer(stop: &std::sync::atomic::AtomicBool, run: &str) -> Vec<Attempt> {
+    let mut log = Vec::new();
+    let mut i = 0u64;
+    while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+        let via = MANAGERS[(i % 3) as usize];
+        let name = format!("{run}-{}", i / 4);
+        let attempt = if i % 4 == 0 {
+            let ok = swarm_on(
+                via,
+                &[
+                    "service",
+                    "create",
+                    "--detach",
+                    "--name",
+                    &name,
+                    "--replicas",
+                    "1",
+                    "--constraint",
+                    NOWHERE,
+                    "swarm/whoami",
+                ],
+            )
+            .code
+                == 0;
+            Attempt {
+                service: name,
+                scale: None,
+                acked: ok,
+            }
+        } else {
+            let n = i % 4 + 1;
+            let target = format!("{name}={n}");
+            let ok = swarm_on(via, &["service", "scale", "--detach", &target]).code == 0;
+            Attempt {
+                service: name,
+                scale: Some(n),
+                acked: ok,
+            }
+        };
+        log.push(attempt);
+        i += 1;
+    }
+    log
+}
+
+/// Every acknowledged write is in the final state: acknowledged creates
+/// exist, and each service's replica count is its last acknowledged scale
+/// (or a later attempt's, which may have been applied without an answer).
+fn check_history(log: &[Attempt], replicas: &BTreeMap<String, u64>) -> Vec<String> {
+    let mut problems = Vec::new();
+    let mut by_service: BTreeMap<&str, Vec<&Attempt>> = BTreeMap::new();
+    for a in log {
+        by_service.entry(&a.service).or_default().push(a);
+    }
+    for (svc, attempts) in by_service {
+        let created = attempts.iter().any(|a| a.scale.is_none() && a.acked);
+        let exists = replicas.get(svc);
+        if created && exists.is_none() {
+            problems.push(format!("{svc}: acknowledged create lost"));
+            continue;
+        }
+        let Some(&have) = exists else { continue };
+        let last_acked = attempts.iter().rposition(|a| a.acked);
+        let Some(pos) = last_acked else { continue };
+        let allowed: Vec<u64> = std::iter::once(attempts[pos].scale.unwrap_or(1))
+            .chain(attempts[pos + 1..].iter().filter_map(|a| a.scale))
+            .collect();
+        if !allowed.contains(&have) {
+            problems.push(format!(
+                "{svc}: {have} replicas, but the history allows only {allowed:?}"
+            ));
+        }
+    }
+    problems
+}
+
+#[test]
+fn acknowledged_writes_survive_ten_leader_kills() {
+    let _c = cluster();
+    let run = unique("hist");
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let log = std::thread::scope(|s| {
+        let w = s.spawn(|| writer(&stop, &run));
+        for _ in 0..10 {
+            let old = wait_for("a leader", Duration::from_secs(20), || {
+                MANAGERS.iter().find_map(|m| leader(m))
+            });
+            lab(&["kill", &old]).ok();
+            let other = MANAGERS.iter().find(|m| **m != old).unwrap();
+            wait_for("a new leader", Duration::from_secs(20), || {
+                leader(other).filter(|l| *l != old)
+            });
+            lab(&["start", &old]).ok();
+        }
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        w.join().unwrap()
+    });
+    let acked = log.iter().filter(|a| a.acked).count();
+    assert!(
+        acked >= 20,
+        "only {acked} of {} writes acknowledged",
+        log.len()
+    );
+    // Every manager converges on a state that holds the whole history (a
+    // restarted one may still be catching up: give it time, not a pass).
+    for m in MANAGERS {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let r = swarm_on(m, &["service", "ls", "--format", "json"]);
+            let rows = if r.code == 0 {
+                r.json_lines()
+            } else {
+                Vec::new()
+            };
+            let replicas: BTreeMap<String, u64> = rows
+                .iter()
+                .filter(|s| s["Name"].as_str().unwrap_or("").starts_with(&run))
+                .map(|s| {
+                    let r = s["Replicas"].as_str().unwrap_or("");
+                    let want = r.split('/').nth(1).unwrap_or("0").parse().unwrap_or(0);
+                    (s["Name"].as_str().unwrap_or("").to_string(), want)
+                })
+                .collect();
+            let problems = check_history(&log, &replicas);
+            if problems.is_empty() {
+                break;
+            }
+            assert!(Instant::now() < deadline, "on {m}: {problems:?}");
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+    eprintln!(
+        "{acked} of {} writes acknowledged across 10 leader kills",
+        log.len()
+    );
+    for name in log.iter().filter(|a| a.scale.is_none()).map(|a| &a.service) {
+        let _ = swarm_on("n1", &["service", "rm", name]);
+    }
+}
