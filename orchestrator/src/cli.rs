@@ -80,6 +80,9 @@ pub enum Cmd {
     /// Manage nodes.
     #[command(subcommand)]
     Node(node::NodeCmd),
+    /// Measure the control plane on this host (raft commits, scheduling).
+    #[command(subcommand)]
+    Bench(crate::bench::BenchCmd),
     /// Inspect and drive this host's data plane.
     #[command(subcommand)]
     Mesh(mesh::MeshCmd),

@@ -6,6 +6,7 @@
 
 mod agent;
 mod api;
+mod bench;
 mod cli;
 mod cluster;
 mod daemon;
@@ -80,6 +81,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Cmd::Service(cmd) => cli::service::run(&cli.host, cmd).await,
         Cmd::Node(cmd) => cli::node::run(&cli.host, cmd).await,
         Cmd::Mesh(cmd) => cli::mesh::run(cmd),
+        Cmd::Bench(cmd) => bench::run(cmd).await,
     }
 }
 

@@ -14,9 +14,12 @@ use std::collections::BTreeMap;
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct State {
     pub cluster: Option<ClusterInfo>,
-    pub nodes: BTreeMap<String, Node>,
-    pub services: BTreeMap<String, Service>,
-    pub tasks: BTreeMap<String, Task>,
+    // Persistent maps: copying the state (which every apply batch does
+    // while readers still hold the previous one) shares all but the changed
+    // paths, so it costs O(changes · log n), not O(n).
+    pub nodes: im::OrdMap<String, Node>,
+    pub services: im::OrdMap<String, Service>,
+    pub tasks: im::OrdMap<String, Task>,
 }
 
 /// A change to the cluster, written to the raft log.
@@ -69,6 +72,9 @@ pub enum Command {
     /// Observed state reported by the agent running the task.
     UpdateStatus(Vec<(String, TaskStatus)>),
     DeleteTasks(Vec<String>),
+    /// Commands from concurrent writers committed as one raft entry (group
+    /// commit); applied in order, each with its own response.
+    Batch(Vec<Command>),
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -86,15 +92,19 @@ pub struct Assignment {
 pub struct Response {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// For a `Batch`, the response of each command.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub batch: Vec<Response>,
 }
 
 impl Response {
     fn ok() -> Self {
-        Response { error: None }
+        Response::default()
     }
     fn err(msg: impl Into<String>) -> Self {
         Response {
             error: Some(msg.into()),
+            ..Default::default()
         }
     }
 }
@@ -225,8 +235,11 @@ impl State {
                 if self.services.remove(&id).is_none() {
                     return Response::err(format!("service {id} not found"));
                 }
-                for t in self.tasks.values_mut().filter(|t| t.service_id == id) {
-                    t.desired_state = t.desired_state.max(TaskState::Remove);
+                let ids: Vec<String> = self.tasks_of(&id).map(|t| t.id.clone()).collect();
+                for tid in ids {
+                    if let Some(t) = self.tasks.get_mut(&tid) {
+                        t.desired_state = t.desired_state.max(TaskState::Remove);
+                    }
                 }
                 Response::ok()
             }
@@ -256,6 +269,10 @@ impl State {
                 }
                 Response::ok()
             }
+            Command::Batch(cmds) => Response {
+                error: None,
+                batch: cmds.into_iter().map(|c| self.apply(c)).collect(),
+            },
             Command::DeleteTasks(ids) => {
                 for id in ids {
                     self.tasks.remove(&id);

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, oneshot, watch};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -42,7 +42,14 @@ pub struct Store {
     raft_id: raft::NodeId,
     state: watch::Receiver<Arc<State>>,
     peers: Arc<Peers>,
+    /// Commands waiting for the group-commit task (see `group_commit`).
+    queue: mpsc::UnboundedSender<Queued>,
 }
+
+type Queued = (Command, oneshot::Sender<Result<(), StoreError>>);
+
+/// Most commands one raft entry carries.
+const MAX_BATCH: usize = 512;
 
 /// How long a write may wait for raft before it is reported as failed.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(4);
@@ -76,12 +83,16 @@ impl Store {
         let raft = raft::Raft::new(raft_id, config, network, log, sm)
             .await
             .map_err(|e| open_err(e.into()))?;
-        Ok(Store {
+        let (queue, queued) = mpsc::unbounded_channel();
+        let store = Store {
             raft,
             raft_id,
             state,
             peers,
-        })
+            queue,
+        };
+        tokio::spawn(store.clone().group_commit(queued));
+        Ok(store)
     }
 
     /// Make this node the single voter of a new raft group. Fails if the group
@@ -156,16 +167,67 @@ impl Store {
         }
     }
 
-    async fn write_once(&self, cmd: Command) -> Result<(), StoreError> {
-        use openraft::error::{ClientWriteError, RaftError};
-        let m = self.raft.metrics().borrow().clone();
-        if m.current_leader == Some(self.raft_id) {
-            let lost = m
-                .millis_since_quorum_ack
-                .is_some_and(|ms| u128::from(ms) > REACHABLE_WINDOW.as_millis());
-            if lost && self.voters().len() > 1 {
-                return Err(self.no_quorum());
+    /// Group commit: while one raft entry is being committed, commands from
+    /// other writers queue up, and the next entry carries all of them, so
+    /// concurrent writers share one log fsync.
+    async fn group_commit(self, mut queued: mpsc::UnboundedReceiver<Queued>) {
+        while let Some(first) = queued.recv().await {
+            let mut batch = vec![first];
+            while batch.len() < MAX_BATCH {
+                match queued.try_recv() {
+                    Ok(more) => batch.push(more),
+                    Err(_) => break,
+                }
             }
+            if batch.len() == 1 {
+                let (cmd, reply) = batch.pop().expect("one queued command");
+                let _ = reply.send(self.write_direct(cmd).await);
+                continue;
+            }
+            let (cmds, replies): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
+            if self.quorum_lost() {
+                for reply in replies {
+                    let _ = reply.send(Err(self.no_quorum()));
+                }
+                continue;
+            }
+            match self.raft.client_write(Command::Batch(cmds)).await {
+                Ok(resp) => {
+                    for (reply, r) in replies.into_iter().zip(resp.data.batch) {
+                        let _ = reply.send(match r.error {
+                            Some(e) => Err(StoreError::Rejected(e)),
+                            None => Ok(()),
+                        });
+                    }
+                }
+                // Leadership moved or raft failed: each writer retries alone.
+                Err(e) => {
+                    for reply in replies {
+                        let _ = reply.send(Err(StoreError::NoLeader(e.to_string())));
+                    }
+                }
+            }
+        }
+    }
+
+    /// One attempt: through the group commit on the leader, forwarded to
+    /// the leader elsewhere.
+    async fn write_once(&self, cmd: Command) -> Result<(), StoreError> {
+        if self.is_leader() {
+            let (tx, rx) = oneshot::channel();
+            if self.queue.send((cmd.clone(), tx)).is_ok() {
+                if let Ok(result) = rx.await {
+                    return result;
+                }
+            }
+        }
+        self.write_direct(cmd).await
+    }
+
+    async fn write_direct(&self, cmd: Command) -> Result<(), StoreError> {
+        use openraft::error::{ClientWriteError, RaftError};
+        if self.quorum_lost() {
+            return Err(self.no_quorum());
         }
         match self.raft.client_write(cmd.clone()).await {
             Ok(resp) => match resp.data.error {
@@ -178,6 +240,16 @@ impl Store {
             },
             Err(e) => Err(StoreError::Raft(e.to_string())),
         }
+    }
+
+    /// Whether this node leads but has heard from no quorum lately, so a
+    /// write would only wait.
+    fn quorum_lost(&self) -> bool {
+        let m = self.raft.metrics().borrow().clone();
+        m.current_leader == Some(self.raft_id)
+            && m.millis_since_quorum_ack
+                .is_some_and(|ms| u128::from(ms) > REACHABLE_WINDOW.as_millis())
+            && self.voters().len() > 1
     }
 
     /// Send a command to the leader at `addr` (manager-to-manager, mTLS).

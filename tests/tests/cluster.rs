@@ -633,7 +633,7 @@ fn writer(stop: &std::sync::atomic::AtomicBool, run: &str) -> Vec<Attempt> {
     while !stop.load(std::sync::atomic::Ordering::SeqCst) {
         let via = MANAGERS[(i % 3) as usize];
         let name = format!("{run}-{}", i / 4);
-        let attempt = if i % 4 == 0 {
+        let attempt = if i.is_multiple_of(4) {
             let ok = swarm_on(
                 via,
                 &[
