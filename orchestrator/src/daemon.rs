@@ -139,7 +139,7 @@ impl Daemon {
         tokio::spawn(agent.run(self.stop.clone()));
         tokio::spawn(certs::renew_loop(
             tls,
-            self.store.peers().clone(),
+            self.store.clone(),
             CertFiles::new(&self.config.data_dir),
             role_rx,
             self.managers.subscribe(),

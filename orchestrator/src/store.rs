@@ -323,21 +323,31 @@ impl Store {
     /// Take `raft_id` out of the voters (it may be this leader itself,
     /// which then steps down). Must run on the leader.
     pub async fn remove_voter(&self, raft_id: raft::NodeId) -> Result<(), StoreError> {
-        let rest: std::collections::BTreeSet<_> = self
-            .voters()
-            .into_iter()
-            .filter(|v| *v != raft_id)
-            .collect();
-        if rest.is_empty() {
-            return Err(StoreError::Rejected(
-                "cannot remove the last manager".into(),
-            ));
+        // The membership loop may be making the same change: retry while a
+        // change is in progress, and stop as soon as the vote is gone.
+        let deadline = tokio::time::Instant::now() + WRITE_TIMEOUT;
+        loop {
+            let voters = self.voters();
+            if !voters.contains(&raft_id) {
+                return Ok(());
+            }
+            let rest: std::collections::BTreeSet<_> =
+                voters.into_iter().filter(|v| *v != raft_id).collect();
+            if rest.is_empty() {
+                return Err(StoreError::Rejected(
+                    "cannot remove the last manager".into(),
+                ));
+            }
+            match self.raft.change_membership(rest, false).await {
+                Ok(_) => return Ok(()),
+                Err(e) if tokio::time::Instant::now() >= deadline => {
+                    return Err(StoreError::Raft(format!(
+                        "removing manager {raft_id} from raft: {e}"
+                    )))
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
         }
-        self.raft
-            .change_membership(rest, false)
-            .await
-            .map(|_| ())
-            .map_err(|e| StoreError::Raft(format!("removing manager {raft_id} from raft: {e}")))
     }
 
     /// Make `raft_id` a voter: it first catches up as a learner. Must run on

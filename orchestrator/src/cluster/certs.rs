@@ -7,6 +7,8 @@ use crate::api::cluster_pb::{cluster_client::ClusterClient, RenewRequest};
 use crate::net::Tls;
 use crate::pki;
 use crate::raft::network::Peers;
+use crate::store::Store;
+use crate::types::NodeRole;
 use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -79,7 +81,7 @@ impl CertFiles {
 /// gives this node (from the dispatcher); `managers` says where to ask.
 pub async fn renew_loop(
     tls: Arc<Tls>,
-    peers: Arc<Peers>,
+    store: Store,
     files: CertFiles,
     mut role: watch::Receiver<String>,
     managers: watch::Receiver<Vec<String>>,
@@ -95,7 +97,7 @@ pub async fn renew_loop(
         let role_changed = !wanted.is_empty() && wanted != role_str(id.role);
         if role_changed || wait.is_zero() {
             let list = managers.borrow().clone();
-            match renew(&tls, &peers, &files, &list).await {
+            match renew(&tls, &store, &files, &list).await {
                 Ok(()) => {
                     let now = tls.identity();
                     tracing::info!(
@@ -123,8 +125,35 @@ pub async fn renew_loop(
     }
 }
 
-async fn renew(tls: &Tls, peers: &Peers, files: &CertFiles, managers: &[String]) -> Result<()> {
+/// A manager holds the CA in its replicated state and signs its own
+/// certificate, so it never depends on another manager (or on its own,
+/// possibly expired, server certificate). A worker asks the managers, in
+/// turn, each with a short deadline.
+async fn renew(tls: &Tls, store: &Store, files: &CertFiles, managers: &[String]) -> Result<()> {
     let (key_pem, csr_pem) = pki::new_key_and_csr()?;
+    let me = tls.identity();
+    let st = store.state();
+    let cert = match (me.role, st.cluster.as_ref(), st.nodes.get(&me.node_id)) {
+        (NodeRole::Manager, Some(cluster), Some(node)) => cluster.ca.issue(
+            &csr_pem,
+            &node.id,
+            node.role,
+            &cluster.id,
+            Duration::from_millis(cluster.cert_expiry_ms),
+        )?,
+        _ => ask_managers(store.peers(), managers, &csr_pem).await?,
+    };
+    files.save(tls.ca_pem(), &cert, &key_pem)?;
+    tls.update(&cert, &key_pem)?;
+    if tls.identity().role != me.role {
+        // Servers judge a peer by the certificate it showed at the
+        // handshake: reconnect so they see the new role.
+        store.peers().reconnect();
+    }
+    Ok(())
+}
+
+async fn ask_managers(peers: &Peers, managers: &[String], csr_pem: &str) -> Result<String> {
     let mut last = None;
     for addr in managers {
         let channel = match peers.channel(addr) {
@@ -135,22 +164,14 @@ async fn renew(tls: &Tls, peers: &Peers, files: &CertFiles, managers: &[String])
             }
         };
         let req = RenewRequest {
-            csr_pem: csr_pem.clone(),
+            csr_pem: csr_pem.to_string(),
         };
-        match ClusterClient::new(channel).renew(req).await {
-            Ok(r) => {
-                let cert = r.into_inner().cert_pem;
-                files.save(tls.ca_pem(), &cert, &key_pem)?;
-                let before = tls.identity().role;
-                tls.update(&cert, &key_pem)?;
-                if tls.identity().role != before {
-                    // Servers judge a peer by the certificate it showed at
-                    // the handshake: reconnect so they see the new role.
-                    peers.reconnect();
-                }
-                return Ok(());
-            }
-            Err(s) => last = Some(anyhow::anyhow!("{addr}: {}", s.message())),
+        let mut client = ClusterClient::new(channel);
+        let call = client.renew(req);
+        match tokio::time::timeout(Duration::from_secs(3), call).await {
+            Ok(Ok(r)) => return Ok(r.into_inner().cert_pem),
+            Ok(Err(s)) => last = Some(anyhow::anyhow!("{addr}: {}", s.message())),
+            Err(_) => last = Some(anyhow::anyhow!("{addr}: no answer within 3s")),
         }
     }
     Err(last.unwrap_or_else(|| anyhow::anyhow!("no manager address known")))
