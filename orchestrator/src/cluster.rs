@@ -47,15 +47,14 @@ impl ClusterService {
     }
 
     fn leader_client(&self) -> Result<ClusterClient<tonic::transport::Channel>, Status> {
-        let m = self.store.raft_metrics().borrow().clone();
-        let leader = m
-            .current_leader
-            .and_then(|id| m.membership_config.membership().get_node(&id).cloned())
+        let leader = self
+            .store
+            .leader_addr()
             .ok_or_else(|| Status::unavailable("no leader is elected"))?;
         let channel = self
             .store
             .peers()
-            .channel(&leader.addr)
+            .channel(&leader)
             .map_err(Status::unavailable)?;
         Ok(ClusterClient::new(channel))
     }

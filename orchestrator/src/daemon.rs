@@ -2,19 +2,17 @@
 //! manager loops (on managers), the agent, and the control API on a unix
 //! socket for the CLI.
 
+mod lifecycle;
+
 use crate::agent::{engine::Engine, session, Agent};
-use crate::api::cluster_pb::{cluster_client::ClusterClient, AddVoterRequest, JoinRequest};
 use crate::api::server::ControlService;
 use crate::cluster::certs::{self, CertFiles};
-use crate::cluster::{join, membership, ClusterService};
+use crate::cluster::{membership, ClusterService};
 use crate::dispatcher::Dispatcher;
 use crate::net::{self, Tls};
-use crate::pki::token::{self, JoinToken};
-use crate::pki::{self, RootCa};
 use crate::raft::service::RaftService;
-use crate::state::Command;
 use crate::store::Store;
-use crate::types::{new_id, now_ms, Availability, ClusterInfo, Node, NodeRole, NodeState};
+use crate::types::{new_id, now_ms, Availability, Node, NodeRole, NodeState};
 use anyhow::{Context, Result};
 use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
@@ -245,189 +243,6 @@ impl Daemon {
             created_at: now,
             updated_at: now,
         }
-    }
-
-    /// `swarm init`: a new CA, this node's certificate, a one-voter raft
-    /// group, and the cluster record.
-    pub async fn init(self: &Arc<Self>, opts: InitOptions) -> Result<String> {
-        if self.store.is_initialized().await || self.certs.load()?.is_some() {
-            anyhow::bail!("this node is already part of a swarm");
-        }
-        let cluster_id = new_id();
-        let ca = RootCa::create(&cluster_id)?;
-        let (key_pem, csr) = pki::new_key_and_csr()?;
-        let cert_pem = ca.issue(
-            &csr,
-            &self.identity.node_id,
-            NodeRole::Manager,
-            &cluster_id,
-            opts.cert_expiry,
-        )?;
-        let node = self.node_record(NodeRole::Manager).await;
-        self.store.bootstrap(&node.addr).await?;
-        self.store.wait_for_leader(Duration::from_secs(10)).await?;
-        let cluster = ClusterInfo {
-            id: cluster_id.clone(),
-            created_at: now_ms(),
-            ca: ca.clone(),
-            worker_secret: token::new_secret(),
-            manager_secret: token::new_secret(),
-            cert_expiry_ms: opts.cert_expiry.as_millis() as u64,
-            heartbeat_ms: opts.heartbeat.as_millis() as u64,
-        };
-        self.remember_managers(vec![node.addr.clone()])?;
-        self.store
-            .write(Command::InitCluster { cluster, node })
-            .await
-            .context("writing the cluster record")?;
-        self.certs.save(&ca.cert_pem, &cert_pem, &key_pem)?;
-        self.activate(Tls::new(&ca.cert_pem, &cert_pem, &key_pem)?)
-            .await?;
-        Ok(cluster_id)
-    }
-
-    /// `swarm join`: trade the token for a certificate at `remote`; a new
-    /// manager then becomes a raft voter.
-    pub async fn join(self: &Arc<Self>, token: &str, remote: &str) -> Result<NodeRole> {
-        if self.store.is_initialized().await || self.certs.load()?.is_some() {
-            anyhow::bail!("this node is already part of a swarm");
-        }
-        let token = JoinToken::parse(token)?;
-        let (key_pem, csr_pem) = pki::new_key_and_csr()?;
-        let me = self.node_record(NodeRole::Worker).await;
-        let resp = join::request(
-            &token,
-            remote,
-            JoinRequest {
-                csr_pem,
-                hostname: me.hostname,
-                addr: me.addr.clone(),
-                raft_id: me.raft_id,
-                engine_version: me.engine_version,
-                nano_cpus: me.nano_cpus,
-                memory_bytes: me.memory_bytes,
-                node_id: me.id,
-                ..Default::default()
-            },
-        )
-        .await?;
-        self.certs.save(&resp.ca_pem, &resp.cert_pem, &key_pem)?;
-        let tls = Tls::new(&resp.ca_pem, &resp.cert_pem, &key_pem)?;
-        let role = tls.identity().role;
-        self.remember_managers(resp.managers.clone())?;
-        self.activate(tls).await?;
-        if role == NodeRole::Manager {
-            self.become_voter(&resp.managers, &me.addr).await?;
-        }
-        Ok(role)
-    }
-
-    /// Ask the managers to add this node to raft, then wait until the
-    /// replicated state has reached it.
-    async fn become_voter(&self, managers: &[String], addr: &str) -> Result<()> {
-        let req = AddVoterRequest {
-            raft_id: self.identity.raft_id,
-            addr: addr.to_string(),
-        };
-        let mut last = String::from("no manager address known");
-        for m in managers {
-            let channel = self
-                .store
-                .peers()
-                .channel(m)
-                .map_err(|e| anyhow::anyhow!(e))?;
-            match ClusterClient::new(channel).add_voter(req.clone()).await {
-                Ok(_) => {
-                    let mut changes = self.store.subscribe();
-                    tokio::time::timeout(
-                        Duration::from_secs(10),
-                        changes.wait_for(|st| st.cluster.is_some()),
-                    )
-                    .await
-                    .context("waiting for the cluster state to replicate")??;
-                    return Ok(());
-                }
-                Err(s) => last = format!("{m}: {}", s.message()),
-            }
-        }
-        anyhow::bail!("joined as a manager, but could not become a raft voter: {last}")
-    }
-}
-
-impl Daemon {
-    /// `swarm leave`: a manager first leaves raft (refused without `force`
-    /// if that would cost the others their quorum); then this node stops
-    /// its roles, removes its task containers and forgets its identity.
-    pub async fn leave(&self, force: bool) -> Result<()> {
-        let Some(tls) = self.store.peers().tls() else {
-            anyhow::bail!("this node is not part of a swarm");
-        };
-        if tls.identity().role == NodeRole::Manager && !force {
-            self.leave_raft().await?;
-        }
-        self.stop.cancel();
-        self.store.shutdown().await;
-        match self.engine.task_containers().await {
-            Ok(all) => {
-                for c in all.values() {
-                    for id in c.ids() {
-                        if let Err(e) = self.engine.remove(id).await {
-                            tracing::warn!(container = id, error = %e, "cannot remove a task container");
-                        }
-                    }
-                }
-            }
-            Err(e) => tracing::warn!(error = %e, "cannot list task containers"),
-        }
-        let dir = &self.config.data_dir;
-        let _ = std::fs::remove_dir_all(dir.join("certs"));
-        for f in ["managers.json", "advertise_addr", "raft.redb", "node.json"] {
-            let _ = std::fs::remove_file(dir.join(f));
-        }
-        self.left.cancel();
-        Ok(())
-    }
-
-    /// Ask the leader to take this manager out; it refuses when the
-    /// remaining managers would lose their quorum.
-    async fn leave_raft(&self) -> Result<()> {
-        let me = self.identity.raft_id;
-        if self.store.voters() == [me] {
-            anyhow::bail!(
-                "this node is the last manager: leaving erases the swarm's state. Use --force to leave anyway"
-            );
-        }
-        let req = AddVoterRequest {
-            raft_id: me,
-            addr: self.advertise(),
-        };
-        let channel = self
-            .store
-            .peers()
-            .channel(&self.advertise())
-            .map_err(|e| anyhow::anyhow!(e))?;
-        ClusterClient::new(channel)
-            .remove_voter(req)
-            .await
-            .map_err(|s| match s.code() {
-                tonic::Code::Unavailable => anyhow::anyhow!(
-                    "cannot reach the raft leader ({}): leaving now could break quorum. Use --force to leave anyway",
-                    s.message()
-                ),
-                _ => anyhow::anyhow!("{}. Use --force to leave anyway", s.message()),
-            })?;
-        // The leader drops this node's vote right after; a removed node may
-        // never see that last membership entry, so wait for the record only.
-        let id = self.identity.node_id.clone();
-        let mut changes = self.store.subscribe();
-        tokio::time::timeout(
-            Duration::from_secs(10),
-            changes.wait_for(|st| !st.nodes.contains_key(&id)),
-        )
-        .await
-        .context("waiting for the leader to remove this node")?
-        .context("waiting for the leader to remove this node")?;
-        Ok(())
     }
 }
 

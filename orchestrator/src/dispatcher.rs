@@ -68,12 +68,7 @@ impl Dispatcher {
         if self.store.is_leader() {
             return Ok(());
         }
-        let m = self.store.raft_metrics().borrow().clone();
-        let leader = m
-            .current_leader
-            .and_then(|id| m.membership_config.membership().get_node(&id).cloned())
-            .map(|n| n.addr);
-        Err(Status::unavailable(match leader {
+        Err(Status::unavailable(match self.store.leader_addr() {
             Some(addr) => format!("not the leader; the leader is at {addr}"),
             None => "not the leader; no leader is elected".to_string(),
         }))

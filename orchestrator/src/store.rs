@@ -272,6 +272,16 @@ impl Store {
         }
     }
 
+    /// The node API address of the current leader, if one is known.
+    pub fn leader_addr(&self) -> Option<String> {
+        let m = self.raft.metrics().borrow().clone();
+        let id = m.current_leader?;
+        m.membership_config
+            .membership()
+            .get_node(&id)
+            .map(|n| n.addr.clone())
+    }
+
     /// Raft IDs of the voting managers.
     pub fn voters(&self) -> Vec<raft::NodeId> {
         self.raft
