@@ -25,7 +25,14 @@ use cli::{Cli, Cmd};
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    let rt = match tokio::runtime::Runtime::new() {
+    // Deeply nested async calls (gRPC handlers forwarding into raft) make
+    // large futures, above all in debug builds; 2 MiB worker stacks have
+    // overflowed under leader changes, so give them room.
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_stack_size(16 << 20)
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("swarm: cannot start the async runtime: {e}");
