@@ -207,9 +207,11 @@ impl StateMachine {
             state: (*self.state).clone(),
         };
         let bytes = serde_json::to_vec(&body).map_err(read_err)?;
+        // Named by the applied position only: the state at a log id is the
+        // same whoever builds the snapshot and whenever.
         let id = match self.last_applied {
-            Some(l) => format!("{}-{}-{}", l.leader_id, l.index, crate::types::now_ms()),
-            None => format!("empty-{}", crate::types::now_ms()),
+            Some(l) => format!("{}-{}", l.leader_id, l.index),
+            None => "empty".to_string(),
         };
         let meta = SnapshotMeta {
             last_log_id: self.last_applied,
