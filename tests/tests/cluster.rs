@@ -120,21 +120,16 @@ fn doubled_slots(tasks: &[Value]) -> Vec<String> {
         .collect()
 }
 
+/// `service create --detach --name NAME [EXTRA...] swarm/whoami` on `node`.
+fn try_create(node: &str, name: &str, extra: &[&str]) -> Run {
+    let mut args = vec!["service", "create", "--detach", "--name", name];
+    args.extend_from_slice(extra);
+    args.push("swarm/whoami");
+    swarm_on(node, &args)
+}
+
 fn create(node: &str, name: &str, replicas: usize) {
-    swarm_on(
-        node,
-        &[
-            "service",
-            "create",
-            "--detach",
-            "--name",
-            name,
-            "--replicas",
-            &replicas.to_string(),
-            "swarm/whoami",
-        ],
-    )
-    .ok();
+    try_create(node, name, &["--replicas", &replicas.to_string()]).ok();
 }
 
 fn converged(node: &str, name: &str, replicas: usize) {
@@ -189,22 +184,7 @@ fn killing_the_leader_elects_another_that_takes_writes_within_two_seconds() {
     wait_for(
         "a write after the leader died",
         Duration::from_secs(10),
-        || {
-            (swarm_on(
-                &other,
-                &[
-                    "service",
-                    "create",
-                    "--detach",
-                    "--name",
-                    &name,
-                    "swarm/whoami",
-                ],
-            )
-            .code
-                == 0)
-                .then_some(())
-        },
+        || (try_create(&other, &name, &[]).code == 0).then_some(()),
     );
     let took = killed.elapsed();
     let new = leader(&other).expect("a new leader");
@@ -319,22 +299,7 @@ fn a_minority_cannot_write_and_says_why_while_the_majority_goes_on() {
     wait_for(
         "a write on the majority side",
         Duration::from_secs(10),
-        || {
-            (swarm_on(
-                &majority,
-                &[
-                    "service",
-                    "create",
-                    "--detach",
-                    "--name",
-                    &name,
-                    "swarm/whoami",
-                ],
-            )
-            .code
-                == 0)
-                .then_some(())
-        },
+        || (try_create(&majority, &name, &[]).code == 0).then_some(()),
     );
     lab(&["heal", &minority]).ok();
     wait_for("the minority catches up", Duration::from_secs(20), || {

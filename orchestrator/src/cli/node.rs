@@ -96,15 +96,17 @@ pub async fn init(
     Ok(())
 }
 
-async fn print_join_command(c: &mut crate::api::client::Client, role: &str) -> Result<()> {
-    let t = c
-        .join_token(pb::JoinTokenRequest {
-            role: role.into(),
-            rotate: false,
-        })
-        .await
-        .map_err(status_error)?
-        .into_inner();
+/// The join token of `role`, rotated first when `rotate` is set.
+async fn fetch_token(c: &mut Client, role: &str, rotate: bool) -> Result<pb::JoinTokenResponse> {
+    let req = pb::JoinTokenRequest {
+        role: role.into(),
+        rotate,
+    };
+    Ok(c.join_token(req).await.map_err(status_error)?.into_inner())
+}
+
+async fn print_join_command(c: &mut Client, role: &str) -> Result<()> {
+    let t = fetch_token(c, role, false).await?;
     println!(
         "To add a {role} to this swarm, run the following command:\n\n    swarm join --token {} {}\n",
         t.token, t.manager_addr
@@ -159,26 +161,13 @@ pub async fn leave(host: &str, force: bool) -> Result<()> {
 pub async fn join_token(host: &str, role: &str, quiet: bool, rotate: bool) -> Result<()> {
     let mut c = connect(host).await?;
     if rotate {
-        c.join_token(pb::JoinTokenRequest {
-            role: role.into(),
-            rotate: true,
-        })
-        .await
-        .map_err(status_error)?;
+        fetch_token(&mut c, role, true).await?;
         if !quiet {
             println!("Successfully rotated {role} join token.\n");
         }
     }
     if quiet {
-        let t = c
-            .join_token(pb::JoinTokenRequest {
-                role: role.into(),
-                rotate: false,
-            })
-            .await
-            .map_err(status_error)?
-            .into_inner();
-        println!("{}", t.token);
+        println!("{}", fetch_token(&mut c, role, false).await?.token);
         return Ok(());
     }
     print_join_command(&mut c, role).await
