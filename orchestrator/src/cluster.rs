@@ -190,9 +190,10 @@ impl cluster_server::Cluster for ClusterService {
         if !self.store.is_leader() {
             return self.leader_client()?.remove_voter(req).await;
         }
-        // The quorum check sees the last two seconds; the write itself
-        // fails the same way if the peers went away since.
-        let removed = match self.store.quorum_without(req.raft_id) {
+        // The quorum check waits for fresh heartbeat answers, so a write
+        // proposed after it will commit; only a cut in the instant between
+        // the two leaves the outcome open.
+        let removed = match self.store.quorum_without(req.raft_id).await {
             Ok(()) => {
                 let removed = self
                     .store

@@ -55,6 +55,9 @@ const MAX_BATCH: usize = 512;
 const WRITE_TIMEOUT: Duration = Duration::from_secs(4);
 /// A peer that answered within this window counts as reachable.
 const REACHABLE_WINDOW: Duration = Duration::from_secs(2);
+/// How long `quorum_without` waits for fresh heartbeat answers: several
+/// heartbeat intervals, and longer than a replication backoff (500 ms).
+const QUORUM_PROBE: Duration = Duration::from_millis(1200);
 
 impl Store {
     /// Open (or create) the store in `dir`, restoring any state on disk.
@@ -306,28 +309,38 @@ impl Store {
         }
     }
 
-    /// Whether the voters other than `leaving` would still have a quorum
-    /// among the managers that answer now. Meaningful on the leader only,
-    /// which talks to every voter.
-    pub fn quorum_without(&self, leaving: raft::NodeId) -> Result<(), StoreError> {
-        let rest: Vec<_> = self
-            .voters()
-            .into_iter()
-            .filter(|v| *v != leaving)
-            .collect();
-        let reachable = rest
-            .iter()
-            .filter(|&&v| v == self.raft_id || self.peers.answered_within(v, REACHABLE_WINDOW))
-            .count();
-        let needed = rest.len() / 2 + 1;
-        if rest.is_empty() || reachable < needed {
-            return Err(StoreError::NoQuorum {
-                reachable,
-                managers: rest.len(),
-                needed,
-            });
+    /// Whether the voters other than `leaving` still have a quorum, judged
+    /// by heartbeat answers that arrive after this call starts. Recent
+    /// answers are not enough: a manager cut off a moment ago still looks
+    /// reachable, and a leave proposed then would sit in the log and commit
+    /// whenever the quorum returns, long after the caller was told no.
+    /// Meaningful on the leader only, which heartbeats every voter.
+    pub async fn quorum_without(&self, leaving: raft::NodeId) -> Result<(), StoreError> {
+        let start = std::time::Instant::now();
+        let deadline = tokio::time::Instant::now() + QUORUM_PROBE;
+        loop {
+            let rest: Vec<_> = self
+                .voters()
+                .into_iter()
+                .filter(|v| *v != leaving)
+                .collect();
+            let reachable = rest
+                .iter()
+                .filter(|&&v| v == self.raft_id || self.peers.answered_since(v, start))
+                .count();
+            let needed = rest.len() / 2 + 1;
+            if !rest.is_empty() && reachable >= needed {
+                return Ok(());
+            }
+            if rest.is_empty() || tokio::time::Instant::now() >= deadline {
+                return Err(StoreError::NoQuorum {
+                    reachable,
+                    managers: rest.len(),
+                    needed,
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        Ok(())
     }
 
     /// Take `raft_id` out of the voters (it may be this leader itself,

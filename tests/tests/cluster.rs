@@ -578,6 +578,12 @@ fn nodes_leave_and_rejoin_and_global_services_follow_them() {
     wait_for("five global tasks again", Duration::from_secs(60), || {
         (running_count(&global) == 5).then_some(())
     });
+    // The refused leave left nothing behind to commit once n2 came back.
+    let n1 = nodes_on("n1")
+        .into_iter()
+        .find(|n| n["Hostname"] == "n1")
+        .expect("n1 is still a node after its refused leave");
+    assert_ne!(n1["ManagerStatus"], "", "{n1}");
     swarm_on("n1", &["service", "rm", &global]).ok();
 }
 

@@ -67,6 +67,15 @@ impl Peers {
         }
     }
 
+    /// Whether `peer` answered at or after `since`.
+    pub fn answered_since(&self, peer: NodeId, since: Instant) -> bool {
+        self.answered
+            .lock()
+            .expect("peers lock")
+            .get(&peer)
+            .is_some_and(|t| *t >= since)
+    }
+
     /// Whether `peer` answered within `window`.
     pub fn answered_within(&self, peer: NodeId, window: Duration) -> bool {
         self.answered
