@@ -103,7 +103,10 @@ async fn group(dir: &std::path::Path, n: usize, stop: &CancellationToken) -> Res
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?.to_string();
         let server = tonic::transport::Server::builder()
-            .add_service(RaftService::new(store.raft().clone()))
+            .add_service(RaftService::new(
+                store.raft().clone(),
+                store.elector().clone(),
+            ))
             .add_service(ClusterService::new(store.clone()))
             .serve_with_incoming_shutdown(
                 net::incoming(listener, tls.server_config(), stop.clone()),

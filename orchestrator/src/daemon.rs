@@ -200,7 +200,10 @@ impl Daemon {
         crate::manager::spawn(self.store.clone(), self.stop.clone());
         tokio::spawn(membership::run(self.store.clone(), self.stop.clone()));
         let server = tonic::transport::Server::builder()
-            .add_service(RaftService::new(self.store.raft().clone()))
+            .add_service(RaftService::new(
+                self.store.raft().clone(),
+                self.store.elector().clone(),
+            ))
             .add_service(ClusterService::new(self.store.clone()))
             .add_service(dispatcher.into_server())
             .serve_with_incoming_shutdown(

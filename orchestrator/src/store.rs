@@ -4,7 +4,7 @@
 
 use crate::api::cluster_pb::{cluster_client::ClusterClient, Blob};
 use crate::raft::network::{Network, Peers};
-use crate::raft::{self, log_store::LogStore, state_machine::StateMachine};
+use crate::raft::{self, elector::Elector, log_store::LogStore, state_machine::StateMachine};
 use crate::state::{Command, State};
 use openraft::BasicNode;
 use std::collections::BTreeMap;
@@ -42,6 +42,7 @@ pub struct Store {
     raft_id: raft::NodeId,
     state: watch::Receiver<Arc<State>>,
     peers: Arc<Peers>,
+    elector: Arc<Elector>,
     /// Commands waiting for the group-commit task (see `group_commit`).
     queue: mpsc::UnboundedSender<Queued>,
 }
@@ -83,15 +84,18 @@ impl Store {
         let network = Network {
             peers: peers.clone(),
         };
-        let raft = raft::Raft::new(raft_id, config, network, log, sm)
+        let raft = raft::Raft::new(raft_id, config, network, log.clone(), sm)
             .await
             .map_err(|e| open_err(e.into()))?;
+        let elector = Arc::new(Elector::new(raft.clone(), raft_id, log, peers.clone()));
+        tokio::spawn(elector.clone().run());
         let (queue, queued) = mpsc::unbounded_channel();
         let store = Store {
             raft,
             raft_id,
             state,
             peers,
+            elector,
             queue,
         };
         tokio::spawn(store.clone().group_commit(queued));
@@ -143,6 +147,10 @@ impl Store {
 
     pub fn peers(&self) -> &Arc<Peers> {
         &self.peers
+    }
+
+    pub fn elector(&self) -> &Arc<Elector> {
+        &self.elector
     }
 
     pub fn raft(&self) -> &raft::Raft {
@@ -237,6 +245,17 @@ impl Store {
                 Some(e) => Err(StoreError::Rejected(e)),
                 None => Ok(()),
             },
+            // A follower that has not heard from the leader for a lease
+            // fails without forwarding: a request stuck on a cut link
+            // would otherwise reach the leader, and apply, after the
+            // caller was told it failed.
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_)))
+                if self.elector.leader_lost().await =>
+            {
+                Err(StoreError::NoLeader(
+                    "no word from the leader lately".into(),
+                ))
+            }
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => match f.leader_node {
                 Some(node) => self.forward(&node.addr, &cmd).await,
                 None => Err(StoreError::NoLeader("no leader is elected".into())),
@@ -394,6 +413,7 @@ impl Store {
         if let Err(e) = self.raft.shutdown().await {
             tracing::warn!(error = %e, "raft shutdown");
         }
+        self.elector.close();
     }
 }
 

@@ -308,6 +308,53 @@ fn a_minority_cannot_write_and_says_why_while_the_majority_goes_on() {
     swarm_on(&majority, &["service", "rm", &name]).ok();
 }
 
+fn raft_term(node: &str) -> u64 {
+    swarm_on(node, &["info", "--format", "json"])
+        .ok()
+        .json_lines()[0]["RaftTerm"]
+        .as_u64()
+        .expect("info shows RaftTerm")
+}
+
+/// Pre-vote: a manager cut off from the others must not campaign alone,
+/// or its raised term would unseat the leader when the link comes back.
+#[test]
+fn a_cut_follower_does_not_unseat_the_leader_when_it_returns() {
+    let _c = cluster();
+    let leader_was = wait_for("a leader", Duration::from_secs(10), || leader("n1"));
+    let follower = *MANAGERS.iter().find(|m| **m != leader_was).unwrap();
+    let term = raft_term(&leader_was);
+    lab(&["cut", follower]).ok();
+    // Each write waits out many election timeouts before it gives up. The
+    // first may have left on the link before the cut and apply after the
+    // heal; the second starts when the follower knows it lost the leader,
+    // so it must never apply.
+    let (first, second) = (unique("prevote"), unique("prevote"));
+    for name in [&first, &second] {
+        assert_ne!(
+            try_create(follower, name, &["--constraint", NOWHERE]).code,
+            0
+        );
+    }
+    assert_eq!(raft_term(follower), term, "the cut follower campaigned");
+    lab(&["heal", follower]).ok();
+    let third = unique("prevote");
+    wait_for(
+        "a write through the healed follower",
+        Duration::from_secs(20),
+        || (try_create(follower, &third, &["--constraint", NOWHERE]).code == 0).then_some(()),
+    );
+    assert_ne!(
+        swarm_on(&leader_was, &["service", "inspect", &second]).code,
+        0
+    );
+    assert_eq!(leader("n1").as_deref(), Some(leader_was.as_str()));
+    assert_eq!(raft_term(&leader_was), term);
+    for name in [&first, &third] {
+        swarm_on(&leader_was, &["service", "rm", name]);
+    }
+}
+
 #[test]
 fn joins_with_a_wrong_secret_digest_or_shape_are_refused_with_the_reason() {
     let _c = cluster();

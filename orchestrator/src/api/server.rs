@@ -102,6 +102,7 @@ impl Control for ControlService {
         _req: Request<pb::InfoRequest>,
     ) -> Result<Response<pb::InfoResponse>, Status> {
         let st = self.daemon.store.state();
+        let raft = self.daemon.store.raft_metrics().borrow().clone();
         Ok(Response::new(pb::InfoResponse {
             node_id: self.daemon.identity.node_id.clone(),
             hostname: self.daemon.config.hostname.clone(),
@@ -118,13 +119,8 @@ impl Control for ControlService {
                 .unwrap_or_default(),
             is_leader: self.daemon.store.is_leader(),
             advertise_addr: self.daemon.advertise(),
-            leader_raft_id: self
-                .daemon
-                .store
-                .raft_metrics()
-                .borrow()
-                .current_leader
-                .unwrap_or(0),
+            leader_raft_id: raft.current_leader.unwrap_or(0),
+            raft_term: raft.current_term,
         }))
     }
 

@@ -1,20 +1,23 @@
 //! The server side of raft's transport: the `Raft` gRPC service, for callers
 //! holding a manager certificate only.
 
+use super::elector::Elector;
 use super::Raft;
 use crate::api::cluster_pb::{raft_server, Blob};
 use crate::net::Peer;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
 pub struct RaftService {
     raft: Raft,
+    elector: Arc<Elector>,
 }
 
 impl RaftService {
-    pub fn new(raft: Raft) -> raft_server::RaftServer<RaftService> {
-        raft_server::RaftServer::new(RaftService { raft })
+    pub fn new(raft: Raft, elector: Arc<Elector>) -> raft_server::RaftServer<RaftService> {
+        raft_server::RaftServer::new(RaftService { raft, elector })
             .max_decoding_message_size(usize::MAX)
             .max_encoding_message_size(usize::MAX)
     }
@@ -44,5 +47,9 @@ impl raft_server::Raft for RaftService {
 
     async fn install_snapshot(&self, req: Request<Blob>) -> Result<Response<Blob>, Status> {
         encode(&self.raft.install_snapshot(decode(req)?).await)
+    }
+
+    async fn pre_vote(&self, req: Request<Blob>) -> Result<Response<Blob>, Status> {
+        encode(&self.elector.answer(decode(req)?).await)
     }
 }
