@@ -21,7 +21,7 @@ const SERVICES: &str = "SWARM-SERVICES";
 const POSTROUTING: &str = "SWARM-POSTROUTING";
 const PREFIX: &str = "SWARM-";
 
-fn ipt(args: &[&str]) -> Result<String, DataplaneError> {
+pub(crate) fn ipt(args: &[&str]) -> Result<String, DataplaneError> {
     let out = Command::new("iptables").args(args).output().map_err(|e| {
         DataplaneError::Iptables(format!("cannot run iptables: {e}; install iptables"))
     })?;
@@ -176,7 +176,8 @@ fn owned_chains() -> Result<Vec<String>, DataplaneError> {
         .lines()
         .filter_map(|l| l.strip_prefix(':'))
         .filter_map(|l| l.split_whitespace().next())
-        .filter(|c| c.starts_with(PREFIX))
+        // Host-mode ports share the prefix but are not the mesh's.
+        .filter(|c| c.starts_with(PREFIX) && *c != crate::hostports::CHAIN)
         .map(str::to_string)
         .collect())
 }
@@ -194,7 +195,7 @@ fn ipt_save() -> Result<String, DataplaneError> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-fn restore(batch: &str) -> Result<(), DataplaneError> {
+pub(crate) fn restore(batch: &str) -> Result<(), DataplaneError> {
     let mut child = Command::new("iptables-restore")
         .arg("--noflush")
         .stdin(Stdio::piped())

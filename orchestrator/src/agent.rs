@@ -6,6 +6,7 @@
 pub mod engine;
 pub mod session;
 
+use crate::ports::PublishMode;
 use crate::types::{Task, TaskState, TaskStatus};
 use engine::{has_exited, is_running, label, Engine, TaskContainers, LABEL_ADDR};
 use futures::StreamExt;
@@ -13,6 +14,7 @@ use std::collections::{HashMap, HashSet};
 use std::net::Ipv4Addr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use swarm_mesh::hostports::{self, HostPort};
 use swarm_mesh::sandbox::{self, Gateway};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -44,14 +46,16 @@ impl Agent {
         );
         tokio::spawn(watcher);
         let mut changes = self.link.tasks.clone();
+        let mut published = None;
         loop {
             let assigned = changes.borrow_and_update().clone();
             // Until the dispatcher sent the full set, every container would
             // look like an orphan: wait for it.
             if let Some(assigned) = assigned {
                 let died = std::mem::take(&mut *died.lock().expect("died set lock"));
-                if let Err(e) = self.pass(&assigned, &died).await {
-                    tracing::warn!(error = %e, "agent pass failed; retrying");
+                match self.pass(&assigned, &died).await {
+                    Ok(ports) => publish(&mut published, ports).await,
+                    Err(e) => tracing::warn!(error = %e, "agent pass failed; retrying"),
                 }
             }
             tokio::select! {
@@ -63,14 +67,15 @@ impl Agent {
         }
     }
 
-    /// One reconcile pass over this node's tasks and containers.
+    /// One reconcile pass over this node's tasks and containers; returns
+    /// the host-mode ports the tasks meant to run publish.
     /// `died` names containers Docker just reported dead: the container list
     /// can still call them running for a moment, so they are checked one by one.
     async fn pass(
         &self,
         assigned: &[Task],
         died: &HashSet<String>,
-    ) -> Result<(), engine::EngineError> {
+    ) -> Result<Vec<HostPort>, engine::EngineError> {
         let mut containers = self.engine.task_containers().await?;
         for task in containers.values_mut() {
             for c in [&mut task.app, &mut task.pause].into_iter().flatten() {
@@ -114,10 +119,43 @@ impl Agent {
             .into_iter()
             .filter_map(|(id, st)| Some((id, st?)))
             .collect();
+        // A task's address: just reported, or on its sandbox container.
+        let addr_of = |id: &str| -> Option<Ipv4Addr> {
+            updates
+                .iter()
+                .find(|(t, _)| t == id)
+                .and_then(|(_, st)| st.addr.clone())
+                .or_else(|| {
+                    let pause = containers.get(id)?.pause.as_ref()?;
+                    label(pause, LABEL_ADDR).map(str::to_string)
+                })?
+                .parse()
+                .ok()
+        };
+        let mut ports: Vec<HostPort> = mine
+            .iter()
+            .filter(|t| t.desired_state == TaskState::Running && !t.status.state.is_terminal())
+            .flat_map(|t| {
+                let addr = addr_of(&t.id);
+                t.spec
+                    .ports
+                    .iter()
+                    .filter(|p| p.mode == PublishMode::Host)
+                    .filter_map(move |p| {
+                        Some(HostPort {
+                            proto: p.protocol,
+                            published: p.published,
+                            addr: addr?,
+                            target: p.target,
+                        })
+                    })
+            })
+            .collect();
+        ports.sort();
         if !updates.is_empty() {
             self.send(updates);
         }
-        Ok(())
+        Ok(ports)
     }
 
     /// Move one task towards its desired state; returns a status to report.
@@ -270,6 +308,31 @@ impl Agent {
 }
 
 /// The status of a task whose container exited with `code`.
+/// Program this node's host-mode ports when they changed (`applied` is what
+/// the last successful sync wrote; None before the first). A failure is
+/// retried on the next pass.
+async fn publish(applied: &mut Option<Vec<HostPort>>, want: Vec<HostPort>) {
+    if applied.as_ref() == Some(&want) {
+        return;
+    }
+    if applied.is_none() && want.is_empty() {
+        // Nothing to publish: only drop what an earlier run may have left,
+        // without requiring iptables on nodes that never publish.
+        let _ = tokio::task::spawn_blocking(hostports::clear).await;
+        *applied = Some(want);
+        return;
+    }
+    let ports = want.clone();
+    match tokio::task::spawn_blocking(move || hostports::sync(&ports)).await {
+        Ok(Ok(())) => {
+            tracing::info!(ports = want.len(), "host-mode ports published");
+            *applied = Some(want);
+        }
+        Ok(Err(e)) => tracing::warn!(error = %e, "cannot publish host-mode ports; retrying"),
+        Err(e) => tracing::warn!(error = %e, "host-mode port sync panicked; retrying"),
+    }
+}
+
 fn exited(code: i64, container: &str) -> TaskStatus {
     let mut st = if code == 0 {
         TaskStatus::new(TaskState::Complete, "finished")

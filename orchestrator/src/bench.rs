@@ -184,6 +184,7 @@ async fn schedule(dir: &std::path::Path, nodes: usize, tasks: u64) -> Result<()>
         restart: RestartPolicy::default(),
         placement: Default::default(),
         resources: Default::default(),
+        ports: Vec::new(),
     };
     let started = Instant::now();
     store

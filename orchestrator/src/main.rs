@@ -15,6 +15,7 @@ mod manager;
 mod net;
 mod pki;
 mod placement;
+mod ports;
 mod raft;
 mod state;
 mod store;

@@ -351,6 +351,7 @@ mod tests {
                 restart: RestartPolicy::default(),
                 placement: Default::default(),
                 resources: Default::default(),
+                ports: Vec::new(),
             },
             version: 1,
             created_at: 0,

@@ -79,6 +79,8 @@ pub struct ServiceSpec {
     pub placement: crate::placement::Placement,
     #[serde(default)]
     pub resources: crate::placement::Resources,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<crate::ports::PortConfig>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

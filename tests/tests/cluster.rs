@@ -784,3 +784,67 @@ fn acknowledged_writes_survive_ten_leader_kills() {
         let _ = swarm_on("n1", &["service", "rm", name]);
     }
 }
+
+/// One HTTP GET from inside lab node `from` (bash's /dev/tcp: no client
+/// tool needed); the whoami answer, or None when nothing answers.
+fn http_get_from(from: &str, addr: &str, port: u16) -> Option<String> {
+    let script = format!(
+        "exec 3<>/dev/tcp/{addr}/{port} && printf 'GET / HTTP/1.0\\r\\n\\r\\n' >&3 && timeout 3 cat <&3"
+    );
+    let r = lab(&["exec", from, "bash", "-c", &script]);
+    (r.code == 0 && r.stdout.contains("hostname:")).then_some(r.stdout)
+}
+
+#[test]
+fn host_mode_ports_take_one_task_per_node_and_keep_the_client_address() {
+    let _c = cluster();
+    let name = unique("hostport");
+    try_create(
+        "n1",
+        &name,
+        &[
+            "--replicas",
+            "6",
+            "--publish",
+            "mode=host,published=8080,target=80",
+        ],
+    )
+    .ok();
+    // Six replicas, five nodes: the port fits once per node.
+    wait_for(
+        "five running and one pending",
+        Duration::from_secs(60),
+        || {
+            let tasks = tasks_on("n1", &name);
+            let running = tasks.iter().filter(|t| is_running(t)).count();
+            let pending = tasks.iter().any(|t| {
+                t["Error"]
+                    .as_str()
+                    .unwrap_or("")
+                    .contains("host-mode port already in use on 5 nodes")
+            });
+            (running == 5 && pending).then_some(())
+        },
+    );
+    let running = tasks_on("n1", &name);
+    let shown = running.iter().find(|t| is_running(t)).unwrap();
+    assert_eq!(shown["Ports"], "*:8080->80/tcp");
+    // From n6, outside the swarm, every node answers on 8080 with its own
+    // task, which sees n6's address: nothing is masqueraded.
+    for i in 1..=5 {
+        let addr = format!("198.18.0.1{i}");
+        let reply = wait_for(
+            &format!("an answer on {addr}:8080"),
+            Duration::from_secs(15),
+            || http_get_from("n6", &addr, 8080),
+        );
+        assert!(reply.contains("peer: 198.18.0.16:"), "{addr}: {reply}");
+    }
+    // Removing the service unpublishes the port.
+    swarm_on("n1", &["service", "rm", &name]).ok();
+    wait_for("8080 closed on n4", Duration::from_secs(30), || {
+        http_get_from("n6", "198.18.0.14", 8080)
+            .is_none()
+            .then_some(())
+    });
+}

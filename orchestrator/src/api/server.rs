@@ -231,6 +231,7 @@ impl Control for ControlService {
         spec.placement
             .validate()
             .map_err(Status::invalid_argument)?;
+        crate::ports::validate(&spec.ports).map_err(Status::invalid_argument)?;
         if spec.mode == Mode::Global {
             spec.replicas = 0;
         }

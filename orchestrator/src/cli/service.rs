@@ -5,6 +5,7 @@ use super::{is_json, progress, Format};
 use crate::api::client::{connect, status_error, Client};
 use crate::api::pb;
 use crate::placement::{parse_bytes, parse_cpus, Placement, Resources};
+use crate::ports;
 use crate::types::{
     now_ms, Mode, Node, RestartCondition, RestartPolicy, Service, ServiceSpec, Task, TaskState,
 };
@@ -118,6 +119,9 @@ pub struct CreateArgs {
     /// Reserve memory (e.g. 512M).
     #[arg(long)]
     pub reserve_memory: Option<String>,
+    /// Publish a port: mode=host,published=PORT,target=PORT[,protocol=tcp|udp].
+    #[arg(short, long = "publish")]
+    pub publish: Vec<String>,
     /// Exit immediately instead of waiting for the service to converge.
     #[arg(short, long)]
     pub detach: bool,
@@ -167,6 +171,13 @@ impl CreateArgs {
                 .map_err(anyhow::Error::msg)?
                 .unwrap_or(0),
         };
+        let ports = self
+            .publish
+            .iter()
+            .map(|p| ports::parse(p))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(anyhow::Error::msg)?;
+        ports::validate(&ports).map_err(anyhow::Error::msg)?;
         Ok(ServiceSpec {
             name: self.name.clone().unwrap_or_default(),
             image: self.image.clone(),
@@ -185,6 +196,7 @@ impl CreateArgs {
             },
             placement,
             resources,
+            ports,
         })
     }
 }
@@ -368,7 +380,7 @@ async fn ls(c: &mut Client, quiet: bool, format: Option<Format>) -> Result<()> {
         let items: Vec<_> = rows
             .iter()
             .map(|(s, mode, replicas)| {
-                json!({"ID": s.id, "Name": s.spec.name, "Mode": mode, "Replicas": replicas, "Image": s.spec.image, "Ports": ""})
+                json!({"ID": s.id, "Name": s.spec.name, "Mode": mode, "Replicas": replicas, "Image": s.spec.image, "Ports": ports::display(&s.spec.ports)})
             })
             .collect();
         json_lines(&items);
@@ -382,7 +394,7 @@ async fn ls(c: &mut Client, quiet: bool, format: Option<Format>) -> Result<()> {
                     mode.to_string(),
                     replicas.clone(),
                     s.spec.image.clone(),
-                    String::new(),
+                    ports::display(&s.spec.ports),
                 ]
             })
             .collect();
@@ -478,10 +490,16 @@ pub fn print_tasks(
             println!("{}", trunc(&t.id));
             continue;
         }
+        // Like Docker, a task shows the ports published on its own node.
+        let ports = if t.desired_state <= TaskState::Running {
+            ports::display(&t.spec.ports)
+        } else {
+            String::new()
+        };
         json_items.push(json!({
             "ID": t.id, "Name": name, "Image": t.spec.image, "Node": node,
             "DesiredState": t.desired_state.to_string(), "CurrentState": current,
-            "Error": err, "Ports": "", "Slot": t.slot, "ServiceID": t.service_id,
+            "Error": err, "Ports": ports, "Slot": t.slot, "ServiceID": t.service_id,
             "Addr": t.status.addr, "ContainerID": t.status.container_id,
         }));
         let shown_err = if err.is_empty() || no_trunc {
@@ -501,7 +519,7 @@ pub fn print_tasks(
             t.desired_state.to_string(),
             current,
             shown_err,
-            String::new(),
+            ports,
         ]);
     }
     if quiet {

@@ -144,6 +144,11 @@ impl Daemon {
             }
             Err(e) => tracing::warn!(error = %e, "cannot list task containers"),
         }
+        match tokio::task::spawn_blocking(swarm_mesh::hostports::clear).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "cannot remove the host-mode port rules"),
+            Err(e) => tracing::warn!(error = %e, "cannot remove the host-mode port rules"),
+        }
         let dir = &self.config.data_dir;
         let _ = std::fs::remove_dir_all(dir.join("certs"));
         for f in ["managers.json", "advertise_addr", "raft.redb", "node.json"] {

@@ -9,10 +9,11 @@ pub mod filters;
 
 use super::Plan;
 use crate::placement::Resources;
+use crate::ports::{Proto, PublishMode};
 use crate::state::{Assignment, Command, State};
 use crate::types::{Millis, Node, Task, TaskState};
 use filters::{pipeline, Filter};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 /// What is already placed, kept up to date as the pass places more: the
 /// filters and the spread score read it.
@@ -27,6 +28,8 @@ pub struct Placed {
     /// Live tasks per (service, label name, label value) for spread
     /// preferences; nodes without the label count under "".
     by_label: HashMap<(String, String, String), usize>,
+    /// Host-mode ports taken, as (node, protocol, published port).
+    host_ports: HashSet<(String, Proto, u16)>,
 }
 
 impl Placed {
@@ -52,6 +55,10 @@ impl Placed {
         let r = self.reserved.entry(node.id.clone()).or_default();
         r.reserve_nano_cpus += t.spec.resources.reserve_nano_cpus;
         r.reserve_memory_bytes += t.spec.resources.reserve_memory_bytes;
+        for p in t.spec.ports.iter().filter(|p| p.mode == PublishMode::Host) {
+            self.host_ports
+                .insert((node.id.clone(), p.protocol, p.published));
+        }
         for label in t.spec.placement.spread_labels() {
             let value = node.labels.get(&label).cloned().unwrap_or_default();
             *self
@@ -66,6 +73,11 @@ impl Placed {
             .get(&(node.to_string(), service.to_string()))
             .copied()
             .unwrap_or(0)
+    }
+
+    pub fn host_port_taken(&self, node: &str, protocol: Proto, port: u16) -> bool {
+        self.host_ports
+            .contains(&(node.to_string(), protocol, port))
     }
 
     pub fn reserved(&self, node: &str) -> Resources {
@@ -334,6 +346,52 @@ mod tests {
         assert_eq!(
             pending[0].status.message,
             "no suitable node (max replicas per node limit reached on 2 nodes)"
+        );
+    }
+
+    #[test]
+    fn a_host_mode_port_holds_one_task_per_node_across_services() {
+        let port = crate::ports::PortConfig {
+            protocol: Proto::Tcp,
+            published: 8080,
+            target: 80,
+            mode: PublishMode::Host,
+        };
+        let mut web = service("web", Mode::Replicated, 3);
+        web.spec.ports = vec![port.clone()];
+        let mut other = service("other", Mode::Replicated, 1);
+        other.spec.ports = vec![crate::ports::PortConfig {
+            protocol: Proto::Udp,
+            ..port.clone()
+        }];
+        let tasks: Vec<_> = (1..=3)
+            .map(|i| unassigned(&format!("t{i}"), &web, i))
+            .chain([unassigned("u", &other, 1)])
+            .collect();
+        let st = state(&[node("n1"), node("n2")], &[web.clone(), other], &tasks);
+        let mut next = st.clone();
+        for c in plan(&st, 0).commands {
+            next.apply(c);
+        }
+        let web_nodes: Vec<_> = next
+            .tasks
+            .values()
+            .filter(|t| t.service_id == "web" && t.status.state == TaskState::Assigned)
+            .map(|t| t.node_id.clone().unwrap())
+            .collect();
+        assert_eq!(web_nodes.len(), 2);
+        assert_ne!(web_nodes[0], web_nodes[1]);
+        // The same number over UDP is another port.
+        assert_eq!(next.tasks["u"].status.state, TaskState::Assigned);
+        let pending: Vec<_> = next
+            .tasks
+            .values()
+            .filter(|t| t.status.state == TaskState::Pending)
+            .collect();
+        assert_eq!(pending.len(), 1);
+        assert_eq!(
+            pending[0].status.message,
+            "no suitable node (host-mode port already in use on 2 nodes)"
         );
     }
 

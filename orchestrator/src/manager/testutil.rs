@@ -34,6 +34,7 @@ pub fn service(id: &str, mode: Mode, replicas: u64) -> Service {
             restart: RestartPolicy::default(),
             placement: Default::default(),
             resources: Default::default(),
+            ports: Vec::new(),
         },
         version: 1,
         created_at: 0,

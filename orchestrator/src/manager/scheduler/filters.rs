@@ -3,6 +3,7 @@
 //! `service ps` shows: "no suitable node (1 node with insufficient memory)".
 
 use super::Placed;
+use crate::ports::PublishMode;
 use crate::types::{Availability, Node, NodeState, Task};
 
 /// One step of the placement pipeline.
@@ -29,6 +30,7 @@ pub fn pipeline() -> Vec<Box<dyn Filter + Send + Sync>> {
         Box::new(MaxPerNodeFilter),
         Box::new(CpuFilter),
         Box::new(MemoryFilter),
+        Box::new(HostPortFilter),
     ]
 }
 
@@ -107,5 +109,21 @@ impl Filter for MemoryFilter {
     }
     fn explain(&self, rejected: usize) -> String {
         format!("{} with insufficient memory", nodes(rejected))
+    }
+}
+
+/// Host-mode published ports: one task per node and port.
+pub struct HostPortFilter;
+
+impl Filter for HostPortFilter {
+    fn check(&self, task: &Task, node: &Node, placed: &Placed) -> bool {
+        task.spec
+            .ports
+            .iter()
+            .filter(|p| p.mode == PublishMode::Host)
+            .all(|p| !placed.host_port_taken(&node.id, p.protocol, p.published))
+    }
+    fn explain(&self, rejected: usize) -> String {
+        format!("host-mode port already in use on {}", nodes(rejected))
     }
 }

@@ -1,0 +1,214 @@
+//! Published ports (`--publish`): their two syntaxes, their checks, and how
+//! `service ls` and `service ps` show them.
+
+use serde::{Deserialize, Serialize};
+pub use swarm_mesh::dataplane::Proto;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PublishMode {
+    /// Through the routing mesh, on every node.
+    Ingress,
+    /// On the nodes that run a task, straight to that task.
+    Host,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortConfig {
+    pub protocol: Proto,
+    /// The port clients connect to.
+    pub published: u16,
+    /// The port the container listens on.
+    pub target: u16,
+    pub mode: PublishMode,
+}
+
+impl PortConfig {
+    /// Docker's rendering: `*:8080->80/tcp`.
+    pub fn display(&self) -> String {
+        format!(
+            "*:{}->{}/{}",
+            self.published,
+            self.target,
+            self.protocol.name()
+        )
+    }
+}
+
+/// Parse one `--publish` value: `[PUBLISHED:]TARGET[/PROTO]` (ingress mode,
+/// as in Docker) or `published=P,target=T[,protocol=tcp|udp][,mode=host|ingress]`.
+pub fn parse(s: &str) -> Result<PortConfig, String> {
+    let bad = |why: &str| format!("invalid --publish {s:?}: {why}");
+    let port = |v: &str, what: &str| -> Result<u16, String> {
+        v.parse::<u16>()
+            .ok()
+            .filter(|p| *p > 0)
+            .ok_or_else(|| bad(&format!("{what} {v:?} is not a port (1-65535)")))
+    };
+    let proto = |v: &str| match v {
+        "tcp" => Ok(Proto::Tcp),
+        "udp" => Ok(Proto::Udp),
+        other => Err(bad(&format!("protocol {other:?} is not tcp or udp"))),
+    };
+    if s.contains('=') {
+        let mut p = PortConfig {
+            protocol: Proto::Tcp,
+            published: 0,
+            target: 0,
+            mode: PublishMode::Ingress,
+        };
+        for field in s.split(',') {
+            let (k, v) = field
+                .split_once('=')
+                .ok_or_else(|| bad(&format!("{field:?} is not key=value")))?;
+            match k.trim() {
+                "published" => p.published = port(v, "published port")?,
+                "target" => p.target = port(v, "target port")?,
+                "protocol" => p.protocol = proto(v)?,
+                "mode" => {
+                    p.mode = match v {
+                        "host" => PublishMode::Host,
+                        "ingress" => PublishMode::Ingress,
+                        other => {
+                            return Err(bad(&format!("mode {other:?} is not host or ingress")))
+                        }
+                    }
+                }
+                other => return Err(bad(&format!("unknown field {other:?}"))),
+            }
+        }
+        if p.target == 0 {
+            return Err(bad("target=PORT is required"));
+        }
+        return Ok(p);
+    }
+    let (ports, protocol) = match s.split_once('/') {
+        Some((ports, pr)) => (ports, proto(pr)?),
+        None => (s, Proto::Tcp),
+    };
+    let (published, target) = match ports.split_once(':') {
+        Some((p, t)) => (port(p, "published port")?, port(t, "target port")?),
+        None => (0, port(ports, "target port")?),
+    };
+    Ok(PortConfig {
+        protocol,
+        published,
+        target,
+        mode: PublishMode::Ingress,
+    })
+}
+
+/// Checks a service's ports as a whole.
+pub fn validate(ports: &[PortConfig]) -> Result<(), String> {
+    for (i, p) in ports.iter().enumerate() {
+        if p.mode == PublishMode::Ingress {
+            return Err(format!(
+                "cannot publish {}: ingress-mode ports need the routing mesh, which the cluster does not program yet. Publish on the task's node instead: --publish mode=host,published={},target={}",
+                p.display(),
+                if p.published == 0 { p.target } else { p.published },
+                p.target
+            ));
+        }
+        if p.published == 0 {
+            return Err(format!(
+                "host-mode port {}/{} needs published=PORT",
+                p.target,
+                p.protocol.name()
+            ));
+        }
+        if ports[..i]
+            .iter()
+            .any(|q| q.published == p.published && q.protocol == p.protocol)
+        {
+            return Err(format!(
+                "port {}/{} is published twice",
+                p.published,
+                p.protocol.name()
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Comma-separated renderings, for the PORTS columns.
+pub fn display(ports: &[PortConfig]) -> String {
+    ports
+        .iter()
+        .map(PortConfig::display)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn host(published: u16, target: u16, protocol: Proto) -> PortConfig {
+        PortConfig {
+            protocol,
+            published,
+            target,
+            mode: PublishMode::Host,
+        }
+    }
+
+    #[test]
+    fn both_syntaxes_parse_as_docker_reads_them() {
+        assert_eq!(
+            parse("mode=host,published=8080,target=80").unwrap(),
+            host(8080, 80, Proto::Tcp)
+        );
+        assert_eq!(
+            parse("published=53,target=5353,protocol=udp,mode=host").unwrap(),
+            host(53, 5353, Proto::Udp)
+        );
+        let short = parse("8080:80/udp").unwrap();
+        assert_eq!((short.published, short.target), (8080, 80));
+        assert_eq!(
+            (short.protocol, short.mode),
+            (Proto::Udp, PublishMode::Ingress)
+        );
+        assert_eq!(parse("80").unwrap().published, 0);
+        assert_eq!(
+            parse("mode=host,published=8080,target=80")
+                .unwrap()
+                .display(),
+            "*:8080->80/tcp"
+        );
+    }
+
+    #[test]
+    fn bad_values_name_the_field_at_fault() {
+        for (input, why) in [
+            ("mode=host,published=8080", "target=PORT is required"),
+            ("published=70000,target=80", "published port \"70000\""),
+            ("target=0", "target port \"0\""),
+            ("8080:80/sctp", "protocol \"sctp\""),
+            ("mode=bridge,target=80", "mode \"bridge\""),
+            ("target=80,color=red", "unknown field \"color\""),
+            ("x:80", "published port \"x\""),
+        ] {
+            let err = parse(input).unwrap_err();
+            assert!(err.contains(why), "{input}: {err}");
+            assert!(
+                err.starts_with(&format!("invalid --publish {input:?}")),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn validation_refuses_ingress_missing_and_duplicate_ports() {
+        assert!(validate(&[host(8080, 80, Proto::Tcp), host(8080, 80, Proto::Udp)]).is_ok());
+        let ingress = validate(&[parse("8080:80").unwrap()]).unwrap_err();
+        assert!(
+            ingress.contains("--publish mode=host,published=8080,target=80"),
+            "{ingress}"
+        );
+        let missing = validate(&[host(0, 80, Proto::Tcp)]).unwrap_err();
+        assert!(missing.contains("needs published=PORT"), "{missing}");
+        let twice =
+            validate(&[host(8080, 80, Proto::Tcp), host(8080, 81, Proto::Tcp)]).unwrap_err();
+        assert!(twice.contains("8080/tcp is published twice"), "{twice}");
+    }
+}
