@@ -119,39 +119,7 @@ impl Agent {
             .into_iter()
             .filter_map(|(id, st)| Some((id, st?)))
             .collect();
-        // A task's address: just reported, or on its sandbox container.
-        let addr_of = |id: &str| -> Option<Ipv4Addr> {
-            updates
-                .iter()
-                .find(|(t, _)| t == id)
-                .and_then(|(_, st)| st.addr.clone())
-                .or_else(|| {
-                    let pause = containers.get(id)?.pause.as_ref()?;
-                    label(pause, LABEL_ADDR).map(str::to_string)
-                })?
-                .parse()
-                .ok()
-        };
-        let mut ports: Vec<HostPort> = mine
-            .iter()
-            .filter(|t| t.desired_state == TaskState::Running && !t.status.state.is_terminal())
-            .flat_map(|t| {
-                let addr = addr_of(&t.id);
-                t.spec
-                    .ports
-                    .iter()
-                    .filter(|p| p.mode == PublishMode::Host)
-                    .filter_map(move |p| {
-                        Some(HostPort {
-                            proto: p.protocol,
-                            published: p.published,
-                            addr: addr?,
-                            target: p.target,
-                        })
-                    })
-            })
-            .collect();
-        ports.sort();
+        let ports = host_ports(&mine, &updates, &containers);
         if !updates.is_empty() {
             self.send(updates);
         }
@@ -307,7 +275,48 @@ impl Agent {
     }
 }
 
-/// The status of a task whose container exited with `code`.
+/// The host-mode ports of the tasks meant to run here, each to its task's
+/// address: the one just reported, or the one on its sandbox container.
+fn host_ports(
+    mine: &[&Task],
+    updates: &[(String, TaskStatus)],
+    containers: &HashMap<String, TaskContainers>,
+) -> Vec<HostPort> {
+    let addr_of = |id: &str| -> Option<Ipv4Addr> {
+        updates
+            .iter()
+            .find(|(t, _)| t == id)
+            .and_then(|(_, st)| st.addr.clone())
+            .or_else(|| {
+                let pause = containers.get(id)?.pause.as_ref()?;
+                label(pause, LABEL_ADDR).map(str::to_string)
+            })?
+            .parse()
+            .ok()
+    };
+    let mut ports: Vec<HostPort> = mine
+        .iter()
+        .filter(|t| t.desired_state == TaskState::Running && !t.status.state.is_terminal())
+        .flat_map(|t| {
+            let addr = addr_of(&t.id);
+            t.spec
+                .ports
+                .iter()
+                .filter(|p| p.mode == PublishMode::Host)
+                .filter_map(move |p| {
+                    Some(HostPort {
+                        proto: p.protocol,
+                        published: p.published,
+                        addr: addr?,
+                        target: p.target,
+                    })
+                })
+        })
+        .collect();
+    ports.sort();
+    ports
+}
+
 /// Program this node's host-mode ports when they changed (`applied` is what
 /// the last successful sync wrote; None before the first). A failure is
 /// retried on the next pass.
@@ -333,6 +342,7 @@ async fn publish(applied: &mut Option<Vec<HostPort>>, want: Vec<HostPort>) {
     }
 }
 
+/// The status of a task whose container exited with `code`.
 fn exited(code: i64, container: &str) -> TaskStatus {
     let mut st = if code == 0 {
         TaskStatus::new(TaskState::Complete, "finished")

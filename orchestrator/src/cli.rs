@@ -5,6 +5,7 @@ pub mod mesh;
 pub mod node;
 pub mod progress;
 pub mod service;
+pub mod tasks;
 
 use crate::api::client::DEFAULT_HOST;
 use clap::{Parser, Subcommand, ValueEnum};

@@ -4,6 +4,8 @@
 //! Prerequisites (root, Docker, the lab, the images) are checked loudly: a
 //! missing one fails the test with the reason, it never skips it.
 
+pub mod cluster;
+pub mod history;
 pub mod meshlab;
 pub mod netns;
 

@@ -3,14 +3,13 @@
 //! leader failover, node loss, quorum, join refusals and certificate renewal.
 //! Scenarios share the cluster and run one at a time; each leaves it whole.
 
-use serde_json::Value;
 use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
+use swarm_tests::cluster::*;
+use swarm_tests::history::{check_history, writer};
 use swarm_tests::*;
 
-const MANAGERS: [&str; 3] = ["n1", "n2", "n3"];
-const WORKERS: [&str; 2] = ["n4", "n5"];
 /// Short enough that renewal happens during the test run.
 const CERT_EXPIRY: &str = "90s";
 
@@ -56,76 +55,6 @@ fn cluster() -> MutexGuard<'static, ()> {
         (nodes.len() == 5 && nodes.iter().all(|n| n["Status"] == "Ready")).then_some(())
     });
     guard
-}
-
-fn nodes_on(node: &str) -> Vec<Value> {
-    let r = swarm_on(node, &["node", "ls", "--format", "json"]);
-    if r.code != 0 {
-        return Vec::new();
-    }
-    r.json_lines()
-}
-
-/// The lab name (n<i>) of the current leader, as `from` sees it.
-fn leader(from: &str) -> Option<String> {
-    nodes_on(from)
-        .into_iter()
-        .find(|n| n["ManagerStatus"] == "Leader")
-        .and_then(|n| n["Hostname"].as_str().map(str::to_string))
-}
-
-fn tasks_on(node: &str, service: &str) -> Vec<Value> {
-    let r = swarm_on(node, &["service", "ps", service, "--format", "json"]);
-    if r.code != 0 {
-        return Vec::new();
-    }
-    r.json_lines()
-}
-
-fn is_running(t: &Value) -> bool {
-    t["DesiredState"] == "Running"
-        && t["CurrentState"]
-            .as_str()
-            .unwrap_or("")
-            .starts_with("Running")
-}
-
-/// Running tasks per node.
-fn spread(tasks: &[Value]) -> BTreeMap<String, usize> {
-    let mut per = BTreeMap::new();
-    for t in tasks.iter().filter(|t| is_running(t)) {
-        *per.entry(t["Node"].as_str().unwrap_or("").to_string())
-            .or_default() += 1;
-    }
-    per
-}
-
-/// Slots that have more than one task meant to run and not yet ended.
-fn doubled_slots(tasks: &[Value]) -> Vec<String> {
-    let mut live: BTreeMap<String, usize> = BTreeMap::new();
-    for t in tasks {
-        let state = t["CurrentState"].as_str().unwrap_or("");
-        let ended = ["Shutdown", "Complete", "Failed", "Rejected"]
-            .iter()
-            .any(|s| state.starts_with(s));
-        if t["DesiredState"] == "Running" && !ended {
-            *live
-                .entry(t["Name"].as_str().unwrap_or("").to_string())
-                .or_default() += 1;
-        }
-    }
-    live.into_iter()
-        .filter(|(_, n)| *n > 1)
-        .map(|(s, _)| s)
-        .collect()
-}
-
-/// `service create --detach --name NAME [EXTRA...] swarm/whoami` on `node`.
-fn try_create(node: &str, name: &str, extra: &[&str]) -> Run {
-    let mut args = vec!["service", "create", "--detach", "--name", name];
-    args.extend_from_slice(extra);
-    args.push("swarm/whoami");
-    swarm_on(node, &args)
 }
 
 fn create(node: &str, name: &str, replicas: usize) {
@@ -306,14 +235,6 @@ fn a_minority_cannot_write_and_says_why_while_the_majority_goes_on() {
         (swarm_on(&minority, &["service", "inspect", &name]).code == 0).then_some(())
     });
     swarm_on(&majority, &["service", "rm", &name]).ok();
-}
-
-fn raft_term(node: &str) -> u64 {
-    swarm_on(node, &["info", "--format", "json"])
-        .ok()
-        .json_lines()[0]["RaftTerm"]
-        .as_u64()
-        .expect("info shows RaftTerm")
 }
 
 /// Pre-vote: a manager cut off from the others must not campaign alone,
@@ -634,93 +555,6 @@ fn nodes_leave_and_rejoin_and_global_services_follow_them() {
     swarm_on("n1", &["service", "rm", &global]).ok();
 }
 
-/// One write the test attempted, and whether the CLI acknowledged it.
-struct Attempt {
-    service: String,
-    /// None: a create; Some(n): a scale to n.
-    scale: Option<u64>,
-    acked: bool,
-}
-
-/// Services that never get a node, so the writes cost no containers.
-const NOWHERE: &str = "node.labels.nowhere==true";
-
-fn writer(stop: &std::sync::atomic::AtomicBool, run: &str) -> Vec<Attempt> {
-    let mut log = Vec::new();
-    let mut i = 0u64;
-    while !stop.load(std::sync::atomic::Ordering::SeqCst) {
-        let via = MANAGERS[(i % 3) as usize];
-        let name = format!("{run}-{}", i / 4);
-        let attempt = if i.is_multiple_of(4) {
-            let ok = swarm_on(
-                via,
-                &[
-                    "service",
-                    "create",
-                    "--detach",
-                    "--name",
-                    &name,
-                    "--replicas",
-                    "1",
-                    "--constraint",
-                    NOWHERE,
-                    "swarm/whoami",
-                ],
-            )
-            .code
-                == 0;
-            Attempt {
-                service: name,
-                scale: None,
-                acked: ok,
-            }
-        } else {
-            let n = i % 4 + 1;
-            let target = format!("{name}={n}");
-            let ok = swarm_on(via, &["service", "scale", "--detach", &target]).code == 0;
-            Attempt {
-                service: name,
-                scale: Some(n),
-                acked: ok,
-            }
-        };
-        log.push(attempt);
-        i += 1;
-    }
-    log
-}
-
-/// Every acknowledged write is in the final state: acknowledged creates
-/// exist, and each service's replica count is its last acknowledged scale
-/// (or a later attempt's, which may have been applied without an answer).
-fn check_history(log: &[Attempt], replicas: &BTreeMap<String, u64>) -> Vec<String> {
-    let mut problems = Vec::new();
-    let mut by_service: BTreeMap<&str, Vec<&Attempt>> = BTreeMap::new();
-    for a in log {
-        by_service.entry(&a.service).or_default().push(a);
-    }
-    for (svc, attempts) in by_service {
-        let created = attempts.iter().any(|a| a.scale.is_none() && a.acked);
-        let exists = replicas.get(svc);
-        if created && exists.is_none() {
-            problems.push(format!("{svc}: acknowledged create lost"));
-            continue;
-        }
-        let Some(&have) = exists else { continue };
-        let last_acked = attempts.iter().rposition(|a| a.acked);
-        let Some(pos) = last_acked else { continue };
-        let allowed: Vec<u64> = std::iter::once(attempts[pos].scale.unwrap_or(1))
-            .chain(attempts[pos + 1..].iter().filter_map(|a| a.scale))
-            .collect();
-        if !allowed.contains(&have) {
-            problems.push(format!(
-                "{svc}: {have} replicas, but the history allows only {allowed:?}"
-            ));
-        }
-    }
-    problems
-}
-
 #[test]
 fn acknowledged_writes_survive_ten_leader_kills() {
     let _c = cluster();
@@ -783,16 +617,6 @@ fn acknowledged_writes_survive_ten_leader_kills() {
     for name in log.iter().filter(|a| a.scale.is_none()).map(|a| &a.service) {
         let _ = swarm_on("n1", &["service", "rm", name]);
     }
-}
-
-/// One HTTP GET from inside lab node `from` (bash's /dev/tcp: no client
-/// tool needed); the whoami answer, or None when nothing answers.
-fn http_get_from(from: &str, addr: &str, port: u16) -> Option<String> {
-    let script = format!(
-        "exec 3<>/dev/tcp/{addr}/{port} && printf 'GET / HTTP/1.0\\r\\n\\r\\n' >&3 && timeout 3 cat <&3"
-    );
-    let r = lab(&["exec", from, "bash", "-c", &script]);
-    (r.code == 0 && r.stdout.contains("hostname:")).then_some(r.stdout)
 }
 
 #[test]

@@ -1,7 +1,8 @@
 //! `swarm init`, `swarm info` and `swarm node ...`
 
 use super::format::{json_lines, table};
-use super::service::{fetch_nodes, fetch_tasks, print_tasks};
+use super::service::{fetch_nodes, fetch_tasks};
+use super::tasks::print_tasks;
 use super::{is_json, Format};
 use crate::api::client::{connect, status_error, Client};
 use crate::api::pb;

@@ -10,29 +10,10 @@
 //! Usage: swarm-bench-cluster [--kills N] [--deaths M]
 
 use std::time::{Duration, Instant};
+use swarm_tests::cluster::{
+    all_ready, is_running, leader, tasks_on, try_create, MANAGERS, NOWHERE,
+};
 use swarm_tests::*;
-
-const MANAGERS: [&str; 3] = ["n1", "n2", "n3"];
-const NOWHERE: &str = "node.labels.nowhere==true";
-
-fn leader(from: &str) -> Option<String> {
-    let r = swarm_on(from, &["node", "ls", "--format", "json"]);
-    if r.code != 0 {
-        return None;
-    }
-    r.json_lines()
-        .into_iter()
-        .find(|n| n["ManagerStatus"] == "Leader")
-        .and_then(|n| n["Hostname"].as_str().map(str::to_string))
-}
-
-fn all_ready(from: &str) -> bool {
-    let r = swarm_on(from, &["node", "ls", "--format", "json"]);
-    r.code == 0 && {
-        let nodes = r.json_lines();
-        nodes.len() == 5 && nodes.iter().all(|n| n["Status"] == "Ready")
-    }
-}
 
 fn stats(name: &str, mut v: Vec<f64>) -> String {
     v.sort_by(f64::total_cmp);
@@ -84,19 +65,7 @@ fn main() {
         lab(&["kill", &old]).ok();
         let killed = Instant::now();
         loop {
-            let r = swarm_on(
-                other,
-                &[
-                    "service",
-                    "create",
-                    "--detach",
-                    "--name",
-                    &name,
-                    "--constraint",
-                    NOWHERE,
-                    "swarm/whoami",
-                ],
-            );
+            let r = try_create(other, &name, &["--constraint", NOWHERE]);
             if r.code == 0 {
                 break;
             }
@@ -117,35 +86,11 @@ fn main() {
     let mut replace = Vec::new();
     for i in 0..deaths {
         let name = format!("rep{i}");
-        swarm_on(
-            "n1",
-            &[
-                "service",
-                "create",
-                "--detach",
-                "--name",
-                &name,
-                "--replicas",
-                "10",
-                "swarm/whoami",
-            ],
-        )
-        .ok();
+        try_create("n1", &name, &["--replicas", "10"]).ok();
         let running = |exclude: &str| -> usize {
-            let r = swarm_on("n1", &["service", "ps", &name, "--format", "json"]);
-            if r.code != 0 {
-                return 0;
-            }
-            r.json_lines()
+            tasks_on("n1", &name)
                 .iter()
-                .filter(|t| {
-                    t["DesiredState"] == "Running"
-                        && t["CurrentState"]
-                            .as_str()
-                            .unwrap_or("")
-                            .starts_with("Running")
-                        && t["Node"] != exclude
-                })
+                .filter(|t| is_running(t) && t["Node"] != exclude)
                 .count()
         };
         wait_for("10 running", Duration::from_secs(60), || {

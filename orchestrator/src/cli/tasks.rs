@@ -1,0 +1,140 @@
+//! The task table that `service ps` and `node ps` share.
+
+use super::format::{ago, json_lines, short, table};
+use super::{is_json, Format};
+use crate::ports;
+use crate::types::{now_ms, Task, TaskState};
+use anyhow::Result;
+use serde_json::json;
+use std::collections::HashMap;
+
+/// `service ps` and `node ps` output. `nodes` maps node IDs to hostnames.
+pub fn print_tasks(
+    mut tasks: Vec<Task>,
+    nodes: &HashMap<String, String>,
+    no_trunc: bool,
+    quiet: bool,
+    format: Option<Format>,
+) -> Result<()> {
+    // Slot by slot; within a slot the newest task first, older ones as history.
+    tasks.sort_by(|a, b| {
+        (
+            &a.service_name,
+            a.slot,
+            &a.node_id,
+            std::cmp::Reverse(a.created_at),
+        )
+            .cmp(&(
+                &b.service_name,
+                b.slot,
+                &b.node_id,
+                std::cmp::Reverse(b.created_at),
+            ))
+    });
+    let now = now_ms();
+    let trunc = |s: &str| {
+        if no_trunc {
+            s.to_string()
+        } else {
+            short(s).to_string()
+        }
+    };
+    let mut rows = Vec::new();
+    let mut json_items = Vec::new();
+    let mut prev_group = None;
+    for t in &tasks {
+        let group = (
+            t.service_id.clone(),
+            t.slot,
+            if t.slot == 0 { t.node_id.clone() } else { None },
+        );
+        let history = prev_group.as_ref() == Some(&group);
+        prev_group = Some(group);
+        let node = t
+            .node_id
+            .as_ref()
+            .map(|n| nodes.get(n).cloned().unwrap_or_else(|| n.clone()))
+            .unwrap_or_default();
+        let name = if t.slot > 0 {
+            format!("{}.{}", t.service_name, t.slot)
+        } else {
+            format!(
+                "{}.{}",
+                t.service_name,
+                t.node_id.as_deref().map(short).unwrap_or("")
+            )
+        };
+        let current = format!("{} {}", t.status.state, ago(t.status.timestamp, now));
+        let err = t.status.err.clone().unwrap_or_else(|| {
+            if t.status.state == TaskState::Pending {
+                t.status.message.clone()
+            } else {
+                String::new()
+            }
+        });
+        if quiet {
+            println!("{}", trunc(&t.id));
+            continue;
+        }
+        // Like Docker, a task shows the ports published on its own node.
+        let ports = if t.desired_state <= TaskState::Running {
+            ports::display(&t.spec.ports)
+        } else {
+            String::new()
+        };
+        json_items.push(json!({
+            "ID": t.id, "Name": name, "Image": t.spec.image, "Node": node,
+            "DesiredState": t.desired_state.to_string(), "CurrentState": current,
+            "Error": err, "Ports": ports, "Slot": t.slot, "ServiceID": t.service_id,
+            "Addr": t.status.addr, "ContainerID": t.status.container_id,
+        }));
+        let shown_err = if err.is_empty() || no_trunc {
+            err.clone()
+        } else {
+            format!("\"{}\"", truncate(&err, 40))
+        };
+        rows.push(vec![
+            trunc(&t.id),
+            if history {
+                format!(" \\_ {name}")
+            } else {
+                name
+            },
+            t.spec.image.clone(),
+            node,
+            t.desired_state.to_string(),
+            current,
+            shown_err,
+            ports,
+        ]);
+    }
+    if quiet {
+        return Ok(());
+    }
+    if is_json(format) {
+        json_lines(&json_items);
+    } else {
+        table(
+            &[
+                "ID",
+                "NAME",
+                "IMAGE",
+                "NODE",
+                "DESIRED STATE",
+                "CURRENT STATE",
+                "ERROR",
+                "PORTS",
+            ],
+            &rows,
+        );
+    }
+    Ok(())
+}
+
+fn truncate(s: &str, n: usize) -> String {
+    if s.chars().count() <= n {
+        s.to_string()
+    } else {
+        format!("{}…", s.chars().take(n - 1).collect::<String>())
+    }
+}
