@@ -196,11 +196,26 @@ mod tests {
         t
     }
 
-    fn placed(st: &State) -> HashMap<String, usize> {
+    /// The state after one scheduling pass is committed.
+    fn after_plan(st: &State) -> State {
         let mut next = st.clone();
         for c in plan(st, 0).commands {
             next.apply(c);
         }
+        next
+    }
+
+    /// Pending tasks and their reasons.
+    fn pending(st: &State) -> Vec<String> {
+        st.tasks
+            .values()
+            .filter(|t| t.status.state == TaskState::Pending)
+            .map(|t| t.status.message.clone())
+            .collect()
+    }
+
+    fn placed(st: &State) -> HashMap<String, usize> {
+        let next = after_plan(st);
         let mut per_node = HashMap::new();
         for t in next.tasks.values() {
             if t.status.state == TaskState::Assigned {
@@ -304,10 +319,7 @@ mod tests {
             .map(|i| unassigned(&format!("t{i}"), &s, i))
             .collect();
         let st = state(&[small, big], std::slice::from_ref(&s), &tasks);
-        let mut next = st.clone();
-        for c in plan(&st, 0).commands {
-            next.apply(c);
-        }
+        let mut next = after_plan(&st);
         let assigned = next
             .tasks
             .values()
@@ -333,19 +345,10 @@ mod tests {
             .map(|i| unassigned(&format!("t{i}"), &s, i))
             .collect();
         let st = state(&[node("n1"), node("n2")], std::slice::from_ref(&s), &tasks);
-        let mut next = st.clone();
-        for c in plan(&st, 0).commands {
-            next.apply(c);
-        }
-        let pending: Vec<_> = next
-            .tasks
-            .values()
-            .filter(|t| t.status.state == TaskState::Pending)
-            .collect();
-        assert_eq!(pending.len(), 1);
+        let next = after_plan(&st);
         assert_eq!(
-            pending[0].status.message,
-            "no suitable node (max replicas per node limit reached on 2 nodes)"
+            pending(&next),
+            ["no suitable node (max replicas per node limit reached on 2 nodes)"]
         );
     }
 
@@ -369,10 +372,7 @@ mod tests {
             .chain([unassigned("u", &other, 1)])
             .collect();
         let st = state(&[node("n1"), node("n2")], &[web.clone(), other], &tasks);
-        let mut next = st.clone();
-        for c in plan(&st, 0).commands {
-            next.apply(c);
-        }
+        let next = after_plan(&st);
         let web_nodes: Vec<_> = next
             .tasks
             .values()
@@ -383,15 +383,9 @@ mod tests {
         assert_ne!(web_nodes[0], web_nodes[1]);
         // The same number over UDP is another port.
         assert_eq!(next.tasks["u"].status.state, TaskState::Assigned);
-        let pending: Vec<_> = next
-            .tasks
-            .values()
-            .filter(|t| t.status.state == TaskState::Pending)
-            .collect();
-        assert_eq!(pending.len(), 1);
         assert_eq!(
-            pending[0].status.message,
-            "no suitable node (host-mode port already in use on 2 nodes)"
+            pending(&next),
+            ["no suitable node (host-mode port already in use on 2 nodes)"]
         );
     }
 
