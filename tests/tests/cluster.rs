@@ -122,6 +122,16 @@ fn killing_the_leader_elects_another_that_takes_writes_within_two_seconds() {
         took < Duration::from_secs(2),
         "write took {took:?} after the leader died"
     );
+    wait_for(
+        "the dead leader shown Unreachable",
+        Duration::from_secs(15),
+        || {
+            nodes_on(&other)
+                .iter()
+                .any(|n| n["Hostname"] == old.as_str() && n["ManagerStatus"] == "Unreachable")
+                .then_some(())
+        },
+    );
     lab(&["start", &old]).ok();
     wait_for(
         "the old leader back and Ready",

@@ -267,6 +267,8 @@ pub async fn run(host: &str, cmd: NodeCmd) -> Result<()> {
                     };
                     let manager = match (n.role, n.raft_id == me.leader_raft_id) {
                         (NodeRole::Manager, true) => "Leader",
+                        // Down: its heartbeats stopped, as raft's would.
+                        (NodeRole::Manager, false) if n.state == NodeState::Down => "Unreachable",
                         (NodeRole::Manager, false) => "Reachable",
                         (NodeRole::Worker, _) => "",
                     };
