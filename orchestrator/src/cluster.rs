@@ -162,8 +162,14 @@ impl cluster_server::Cluster for ClusterService {
             return Err(Status::unavailable("not the leader"));
         }
         match self.store.write(cmd).await {
-            Ok(()) => Ok(Response::new(ProposeResponse::default())),
-            Err(StoreError::Rejected(error)) => Ok(Response::new(ProposeResponse { error })),
+            Ok(()) => Ok(Response::new(ProposeResponse {
+                error: String::new(),
+                applied_index: self.store.applied_index(),
+            })),
+            Err(StoreError::Rejected(error)) => Ok(Response::new(ProposeResponse {
+                error,
+                applied_index: 0,
+            })),
             Err(e) => Err(store_status(e)),
         }
     }

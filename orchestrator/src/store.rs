@@ -54,6 +54,8 @@ const MAX_BATCH: usize = 512;
 
 /// How long a write may wait for raft before it is reported as failed.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(4);
+/// The longest a forwarded write waits for this node to apply it.
+const READ_YOUR_WRITES: Duration = Duration::from_secs(2);
 /// A peer that answered within this window counts as reachable.
 const REACHABLE_WINDOW: Duration = Duration::from_secs(2);
 /// How long `quorum_without` waits for fresh heartbeat answers: several
@@ -281,7 +283,16 @@ impl Store {
             json: serde_json::to_vec(cmd).expect("commands serialize"),
         };
         match ClusterClient::new(channel).propose(body).await {
-            Ok(r) if r.get_ref().error.is_empty() => Ok(()),
+            Ok(r) if r.get_ref().error.is_empty() => {
+                // Read your writes: a read on this manager right after the
+                // write answers sees it. The write stands either way.
+                let _ = self
+                    .raft
+                    .wait(Some(READ_YOUR_WRITES))
+                    .applied_index_at_least(Some(r.get_ref().applied_index), "a forwarded write")
+                    .await;
+                Ok(())
+            }
             Ok(r) => Err(StoreError::Rejected(r.into_inner().error)),
             Err(s) if s.code() == tonic::Code::Unavailable => Err(StoreError::NoLeader(format!(
                 "leader at {addr}: {}",
@@ -292,6 +303,15 @@ impl Store {
                 s.message()
             ))),
         }
+    }
+
+    /// The index of the last log entry applied to this node's state.
+    pub fn applied_index(&self) -> u64 {
+        self.raft
+            .metrics()
+            .borrow()
+            .last_applied
+            .map_or(0, |l| l.index)
     }
 
     /// The node API address of the current leader, if one is known.

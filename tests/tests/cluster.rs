@@ -275,6 +275,8 @@ fn a_cut_follower_does_not_unseat_the_leader_when_it_returns() {
         Duration::from_secs(20),
         || (try_create(follower, &third, &["--constraint", NOWHERE]).code == 0).then_some(()),
     );
+    // Read your writes: the follower that forwarded the create shows it at once.
+    assert_eq!(swarm_on(follower, &["service", "inspect", &third]).code, 0);
     assert_ne!(
         swarm_on(&leader_was, &["service", "inspect", &second]).code,
         0
