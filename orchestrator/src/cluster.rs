@@ -16,7 +16,6 @@ use crate::pki::token::secrets_match;
 use crate::state::Command;
 use crate::store::{Store, StoreError};
 use crate::types::{now_ms, Availability, Node, NodeRole, NodeState};
-use std::time::Duration;
 use tonic::{Request, Response, Status};
 
 pub struct ClusterService {
@@ -112,14 +111,7 @@ impl cluster_server::Cluster for ClusterService {
             )));
         }
         let cert_pem = cluster
-            .ca
-            .issue(
-                &req.csr_pem,
-                &node_id,
-                role,
-                &cluster.id,
-                Duration::from_millis(cluster.cert_expiry_ms),
-            )
+            .issue(&req.csr_pem, &node_id, role)
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
         let now = now_ms();
         let node = Node {
@@ -199,21 +191,16 @@ impl cluster_server::Cluster for ClusterService {
         // The quorum check waits for fresh heartbeat answers, so a write
         // proposed after it will commit; only a cut in the instant between
         // the two leaves the outcome open.
-        let removed = match self.store.quorum_without(req.raft_id).await {
-            Ok(()) => {
-                let removed = self
-                    .store
-                    .write(Command::RemoveNode { id: who.node_id })
-                    .await;
-                // Drop the vote now rather than leave it to the membership
-                // loop, so the caller knows raft no longer counts it.
-                match removed {
-                    Ok(()) => self.store.remove_voter(req.raft_id).await,
-                    e => e,
-                }
-            }
-            Err(e) => Err(e),
-        };
+        let removed = async {
+            self.store.quorum_without(req.raft_id).await?;
+            self.store
+                .write(Command::RemoveNode { id: who.node_id })
+                .await?;
+            // Drop the vote now rather than leave it to the membership
+            // loop, so the caller knows raft no longer counts it.
+            self.store.remove_voter(req.raft_id).await
+        }
+        .await;
         match removed {
             Ok(()) => {}
             Err(StoreError::NoQuorum {
@@ -241,14 +228,7 @@ impl cluster_server::Cluster for ClusterService {
             Status::permission_denied(format!("node {} was removed from the swarm", who.node_id))
         })?;
         let cert_pem = cluster
-            .ca
-            .issue(
-                &req.get_ref().csr_pem,
-                &node.id,
-                node.role,
-                &cluster.id,
-                Duration::from_millis(cluster.cert_expiry_ms),
-            )
+            .issue(&req.get_ref().csr_pem, &node.id, node.role)
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
         Ok(Response::new(RenewResponse {
             cert_pem,

@@ -288,3 +288,22 @@ pub struct ClusterInfo {
     /// Agents' heartbeat period (`--dispatcher-heartbeat`).
     pub heartbeat_ms: Millis,
 }
+
+impl ClusterInfo {
+    /// Sign a node's CSR with this cluster's CA, for its role and with the
+    /// cluster's certificate lifetime.
+    pub fn issue(
+        &self,
+        csr_pem: &str,
+        node_id: &str,
+        role: NodeRole,
+    ) -> Result<String, crate::pki::PkiError> {
+        self.ca.issue(
+            csr_pem,
+            node_id,
+            role,
+            &self.id,
+            std::time::Duration::from_millis(self.cert_expiry_ms),
+        )
+    }
+}

@@ -214,17 +214,7 @@ fn a_minority_cannot_write_and_says_why_while_the_majority_goes_on() {
         .to_string();
     lab(&["cut", &minority]).ok();
     let name = unique("quorum");
-    let refused = swarm_on(
-        &minority,
-        &[
-            "service",
-            "create",
-            "--detach",
-            "--name",
-            &name,
-            "swarm/whoami",
-        ],
-    );
+    let refused = try_create(&minority, &name, &[]);
     assert_ne!(refused.code, 0);
     assert!(
         refused
@@ -350,20 +340,10 @@ fn constraints_drain_and_pause_steer_placement_and_pending_tasks_say_why() {
     // Constraint on a label: only n4 carries it.
     update("n4", &["--label-add", "zone=east"]);
     let pinned = unique("east");
-    swarm_on(
+    try_create(
         "n1",
-        &[
-            "service",
-            "create",
-            "--detach",
-            "--name",
-            &pinned,
-            "--replicas",
-            "2",
-            "--constraint",
-            "node.labels.zone==east",
-            "swarm/whoami",
-        ],
+        &pinned,
+        &["--replicas", "2", "--constraint", "node.labels.zone==east"],
     )
     .ok();
     converged("n1", &pinned, 2);
@@ -405,20 +385,7 @@ fn constraints_drain_and_pause_steer_placement_and_pending_tasks_say_why() {
 
     // Reservations beyond any node's memory.
     let huge = unique("huge");
-    swarm_on(
-        "n1",
-        &[
-            "service",
-            "create",
-            "--detach",
-            "--name",
-            &huge,
-            "--reserve-memory",
-            "100T",
-            "swarm/whoami",
-        ],
-    )
-    .ok();
+    try_create("n1", &huge, &["--reserve-memory", "100T"]).ok();
     let why = wait_for("a pending reason", Duration::from_secs(10), || {
         tasks_on("n1", &huge)
             .into_iter()
@@ -496,20 +463,7 @@ fn running_count(name: &str) -> usize {
 fn nodes_leave_and_rejoin_and_global_services_follow_them() {
     let _c = cluster();
     let global = unique("everywhere");
-    swarm_on(
-        "n1",
-        &[
-            "service",
-            "create",
-            "--detach",
-            "--name",
-            &global,
-            "--mode",
-            "global",
-            "swarm/whoami",
-        ],
-    )
-    .ok();
+    try_create("n1", &global, &["--mode", "global"]).ok();
     wait_for("a global task per node", Duration::from_secs(60), || {
         (running_count(&global) == 5).then_some(())
     });

@@ -2,7 +2,7 @@
 
 use super::format::{json_lines, table};
 use super::service::{fetch_nodes, fetch_tasks};
-use super::tasks::print_tasks;
+use super::tasks::{print_tasks, TableArgs};
 use super::{is_json, Format};
 use crate::api::client::{connect, status_error, Client};
 use crate::api::pb;
@@ -32,12 +32,8 @@ pub enum NodeCmd {
     /// List tasks running on one or more nodes (default: this node).
     Ps {
         nodes: Vec<String>,
-        #[arg(long)]
-        no_trunc: bool,
-        #[arg(short, long)]
-        quiet: bool,
-        #[arg(long, value_enum)]
-        format: Option<Format>,
+        #[command(flatten)]
+        out: TableArgs,
     },
     /// Update a node.
     Update {
@@ -206,12 +202,7 @@ pub async fn run(host: &str, cmd: NodeCmd) -> Result<()> {
     let mut c = connect(host).await?;
     match cmd {
         NodeCmd::Inspect { nodes, pretty } => inspect(&mut c, &nodes, pretty).await?,
-        NodeCmd::Ps {
-            nodes,
-            no_trunc,
-            quiet,
-            format,
-        } => ps(&mut c, nodes, no_trunc, quiet, format).await?,
+        NodeCmd::Ps { nodes, out } => ps(&mut c, nodes, out).await?,
         NodeCmd::Update {
             availability,
             label_add,
@@ -371,13 +362,7 @@ async fn inspect(c: &mut Client, keys: &[String], pretty: bool) -> Result<()> {
     Ok(())
 }
 
-async fn ps(
-    c: &mut Client,
-    keys: Vec<String>,
-    no_trunc: bool,
-    quiet: bool,
-    format: Option<Format>,
-) -> Result<()> {
+async fn ps(c: &mut Client, keys: Vec<String>, out: TableArgs) -> Result<()> {
     let all = fetch_nodes(c).await?;
     let keys = if keys.is_empty() {
         vec!["self".to_string()]
@@ -395,7 +380,7 @@ async fn ps(
         .filter(|t| t.node_id.as_ref().is_some_and(|n| ids.contains(n)))
         .collect();
     let names: HashMap<String, String> = all.into_iter().map(|n| (n.id, n.hostname)).collect();
-    print_tasks(tasks, &names, no_trunc, quiet, format)
+    print_tasks(tasks, &names, out)
 }
 
 async fn set_role(c: &mut Client, nodes: &[String], role: &str) -> Result<()> {

@@ -1,7 +1,7 @@
 //! `swarm service ...`
 
 use super::format::{json_lines, parse_duration, short, table};
-use super::tasks::print_tasks;
+use super::tasks::{print_tasks, TableArgs};
 use super::{is_json, progress, Format};
 use crate::api::client::{connect, status_error, Client};
 use crate::api::pb;
@@ -32,12 +32,8 @@ pub enum ServiceCmd {
     Ps {
         #[arg(required = true)]
         services: Vec<String>,
-        #[arg(long)]
-        no_trunc: bool,
-        #[arg(short, long)]
-        quiet: bool,
-        #[arg(long, value_enum)]
-        format: Option<Format>,
+        #[command(flatten)]
+        out: TableArgs,
     },
     /// Display detailed information on one or more services.
     Inspect {
@@ -215,12 +211,7 @@ pub async fn run(host: &str, cmd: ServiceCmd) -> Result<()> {
     match cmd {
         ServiceCmd::Create(args) => create(&mut c, *args).await,
         ServiceCmd::Ls { quiet, format } => ls(&mut c, quiet, format).await,
-        ServiceCmd::Ps {
-            services,
-            no_trunc,
-            quiet,
-            format,
-        } => ps(&mut c, &services, no_trunc, quiet, format).await,
+        ServiceCmd::Ps { services, out } => ps(&mut c, &services, out).await,
         ServiceCmd::Inspect { services, pretty } => inspect(&mut c, &services, pretty).await,
         ServiceCmd::Scale { detach, .. } => scale(&mut c, targets, detach).await,
         ServiceCmd::Rm { services } => rm(&mut c, &services).await,
@@ -404,13 +395,7 @@ async fn ls(c: &mut Client, quiet: bool, format: Option<Format>) -> Result<()> {
     Ok(())
 }
 
-async fn ps(
-    c: &mut Client,
-    services: &[String],
-    no_trunc: bool,
-    quiet: bool,
-    format: Option<Format>,
-) -> Result<()> {
+async fn ps(c: &mut Client, services: &[String], out: TableArgs) -> Result<()> {
     let nodes: HashMap<String, String> = fetch_nodes(c)
         .await?
         .into_iter()
@@ -420,7 +405,7 @@ async fn ps(
     for s in services {
         tasks.extend(fetch_tasks(c, s).await?);
     }
-    print_tasks(tasks, &nodes, no_trunc, quiet, format)
+    print_tasks(tasks, &nodes, out)
 }
 
 async fn inspect(c: &mut Client, services: &[String], pretty: bool) -> Result<()> {

@@ -5,17 +5,32 @@ use super::{is_json, Format};
 use crate::ports;
 use crate::types::{now_ms, Task, TaskState};
 use anyhow::Result;
+use clap::Args;
 use serde_json::json;
 use std::collections::HashMap;
+
+/// The output flags `service ps` and `node ps` share.
+#[derive(Args, Debug, Clone, Copy)]
+pub struct TableArgs {
+    #[arg(long)]
+    pub no_trunc: bool,
+    #[arg(short, long)]
+    pub quiet: bool,
+    #[arg(long, value_enum)]
+    pub format: Option<Format>,
+}
 
 /// `service ps` and `node ps` output. `nodes` maps node IDs to hostnames.
 pub fn print_tasks(
     mut tasks: Vec<Task>,
     nodes: &HashMap<String, String>,
-    no_trunc: bool,
-    quiet: bool,
-    format: Option<Format>,
+    out: TableArgs,
 ) -> Result<()> {
+    let TableArgs {
+        no_trunc,
+        quiet,
+        format,
+    } = out;
     // Slot by slot; within a slot the newest task first, older ones as history.
     tasks.sort_by(|a, b| {
         (

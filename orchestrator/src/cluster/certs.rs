@@ -134,13 +134,9 @@ async fn renew(tls: &Tls, store: &Store, files: &CertFiles, managers: &[String])
     let me = tls.identity();
     let st = store.state();
     let cert = match (me.role, st.cluster.as_ref(), st.nodes.get(&me.node_id)) {
-        (NodeRole::Manager, Some(cluster), Some(node)) => cluster.ca.issue(
-            &csr_pem,
-            &node.id,
-            node.role,
-            &cluster.id,
-            Duration::from_millis(cluster.cert_expiry_ms),
-        )?,
+        (NodeRole::Manager, Some(cluster), Some(node)) => {
+            cluster.issue(&csr_pem, &node.id, node.role)?
+        }
         _ => ask_managers(store.peers(), managers, &csr_pem).await?,
     };
     files.save(tls.ca_pem(), &cert, &key_pem)?;

@@ -22,17 +22,6 @@ impl Daemon {
         }
         let cluster_id = new_id();
         let ca = RootCa::create(&cluster_id)?;
-        let (key_pem, csr) = pki::new_key_and_csr()?;
-        let cert_pem = ca.issue(
-            &csr,
-            &self.identity.node_id,
-            NodeRole::Manager,
-            &cluster_id,
-            opts.cert_expiry,
-        )?;
-        let node = self.node_record(NodeRole::Manager).await;
-        self.store.bootstrap(&node.addr).await?;
-        self.store.wait_for_leader(Duration::from_secs(10)).await?;
         let cluster = ClusterInfo {
             id: cluster_id.clone(),
             created_at: now_ms(),
@@ -42,6 +31,11 @@ impl Daemon {
             cert_expiry_ms: opts.cert_expiry.as_millis() as u64,
             heartbeat_ms: opts.heartbeat.as_millis() as u64,
         };
+        let (key_pem, csr) = pki::new_key_and_csr()?;
+        let cert_pem = cluster.issue(&csr, &self.identity.node_id, NodeRole::Manager)?;
+        let node = self.node_record(NodeRole::Manager).await;
+        self.store.bootstrap(&node.addr).await?;
+        self.store.wait_for_leader(Duration::from_secs(10)).await?;
         self.remember_managers(vec![node.addr.clone()])?;
         self.store
             .write(Command::InitCluster { cluster, node })

@@ -196,6 +196,13 @@ mod tests {
         t
     }
 
+    /// Unplaced tasks t1..tN in slots 1..N of `svc`.
+    fn slots(svc: &crate::types::Service, n: u64) -> Vec<Task> {
+        (1..=n)
+            .map(|i| unassigned(&format!("t{i}"), svc, i))
+            .collect()
+    }
+
     /// The state after one scheduling pass is committed.
     fn after_plan(st: &State) -> State {
         let mut next = st.clone();
@@ -228,9 +235,7 @@ mod tests {
     #[test]
     fn spreads_replicas_across_nodes() {
         let s = service("s", Mode::Replicated, 4);
-        let tasks: Vec<_> = (1..=4)
-            .map(|i| unassigned(&format!("t{i}"), &s, i))
-            .collect();
+        let tasks = slots(&s, 4);
         let st = state(&[node("n1"), node("n2")], &[s], &tasks);
         let per_node = placed(&st);
         assert_eq!((per_node["n1"], per_node["n2"]), (2, 2));
@@ -315,9 +320,7 @@ mod tests {
         let mut big = node("n2");
         big.memory_bytes = 1300;
         big.nano_cpus = 1_000_000_000;
-        let tasks: Vec<_> = (1..=3)
-            .map(|i| unassigned(&format!("t{i}"), &s, i))
-            .collect();
+        let tasks = slots(&s, 3);
         let st = state(&[small, big], std::slice::from_ref(&s), &tasks);
         let mut next = after_plan(&st);
         let assigned = next
@@ -341,9 +344,7 @@ mod tests {
     fn max_replicas_per_node_caps_each_node() {
         let mut s = service("s", Mode::Replicated, 3);
         s.spec.placement.max_replicas_per_node = 1;
-        let tasks: Vec<_> = (1..=3)
-            .map(|i| unassigned(&format!("t{i}"), &s, i))
-            .collect();
+        let tasks = slots(&s, 3);
         let st = state(&[node("n1"), node("n2")], std::slice::from_ref(&s), &tasks);
         let next = after_plan(&st);
         assert_eq!(
@@ -367,10 +368,8 @@ mod tests {
             protocol: Proto::Udp,
             ..port.clone()
         }];
-        let tasks: Vec<_> = (1..=3)
-            .map(|i| unassigned(&format!("t{i}"), &web, i))
-            .chain([unassigned("u", &other, 1)])
-            .collect();
+        let mut tasks = slots(&web, 3);
+        tasks.push(unassigned("u", &other, 1));
         let st = state(&[node("n1"), node("n2")], &[web.clone(), other], &tasks);
         let next = after_plan(&st);
         let web_nodes: Vec<_> = next
@@ -401,9 +400,7 @@ mod tests {
             n.labels.insert("zone".into(), zone.into());
             nodes.push(n);
         }
-        let tasks: Vec<_> = (1..=4)
-            .map(|i| unassigned(&format!("t{i}"), &s, i))
-            .collect();
+        let tasks = slots(&s, 4);
         let st = state(&nodes, &[s], &tasks);
         assert_eq!(placed(&st).get("n4"), Some(&2));
     }
