@@ -305,7 +305,7 @@ fn host_ports(
                 .filter(|p| p.mode == PublishMode::Host)
                 .filter_map(move |p| {
                     Some(HostPort {
-                        proto: p.protocol,
+                        proto: crate::ports::mesh_proto(p.protocol),
                         published: p.published,
                         addr: addr?,
                         target: p.target,

@@ -75,8 +75,7 @@ fn hollow_node(i: usize) -> Node {
         nano_cpus: 8_000_000_000,
         memory_bytes: 32 << 30,
         labels: BTreeMap::new(),
-        created_at: 0,
-        updated_at: 0,
+        meta: Meta::default(),
     }
 }
 
@@ -145,7 +144,7 @@ async fn raft(
                 let mut i = 0;
                 while Instant::now() < deadline {
                     let mut node = hollow_node(c * 1_000_000 + i);
-                    node.updated_at = i as u64;
+                    node.meta.updated_at = i as u64;
                     if store.write(Command::PutNode(node)).await.is_ok() {
                         commits.fetch_add(1, Ordering::Relaxed);
                     }
@@ -191,9 +190,7 @@ async fn schedule(dir: &std::path::Path, nodes: usize, tasks: u64) -> Result<()>
         .write(Command::CreateService(Service {
             id: new_id(),
             spec,
-            version: 1,
-            created_at: now_ms(),
-            updated_at: now_ms(),
+            meta: Meta::new(now_ms()),
         }))
         .await?;
     let mut changes = store.subscribe();

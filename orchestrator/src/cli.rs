@@ -67,8 +67,7 @@ pub enum Cmd {
         #[arg(long)]
         rotate: bool,
         /// worker or manager.
-        #[arg(value_parser = ["worker", "manager"])]
-        role: String,
+        role: crate::types::NodeRole,
     },
     /// Show this daemon's node and swarm status.
     Info {

@@ -15,7 +15,7 @@ use crate::net::Peer;
 use crate::pki::token::secrets_match;
 use crate::state::Command;
 use crate::store::{Store, StoreError};
-use crate::types::{now_ms, Availability, Node, NodeRole, NodeState};
+use crate::types::{now_ms, Availability, Meta, Node, NodeRole, NodeState};
 use tonic::{Request, Response, Status};
 
 pub struct ClusterService {
@@ -56,13 +56,6 @@ impl ClusterService {
             .channel(&leader)
             .map_err(Status::unavailable)?;
         Ok(ClusterClient::new(channel))
-    }
-}
-
-pub fn role_str(role: NodeRole) -> &'static str {
-    match role {
-        NodeRole::Manager => "manager",
-        NodeRole::Worker => "worker",
     }
 }
 
@@ -110,8 +103,7 @@ impl cluster_server::Cluster for ClusterService {
                 "node ID {node_id} is already a member of this swarm; a node that left must start with a fresh data dir"
             )));
         }
-        let cert_pem = cluster
-            .issue(&req.csr_pem, &node_id, role)
+        let cert_pem = crate::pki::issue(cluster, &req.csr_pem, &node_id, role)
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
         let now = now_ms();
         let node = Node {
@@ -127,21 +119,20 @@ impl cluster_server::Cluster for ClusterService {
             nano_cpus: req.nano_cpus,
             memory_bytes: req.memory_bytes,
             labels: Default::default(),
-            created_at: now,
-            updated_at: now,
+            meta: Meta::new(now),
         };
         self.store
             .write(Command::PutNode(node))
             .await
             .map_err(store_status)?;
-        tracing::info!(node = %node_id, hostname = %req.hostname, role = role_str(role), "node joined");
+        tracing::info!(node = %node_id, hostname = %req.hostname, role = role.as_str(), "node joined");
         let mut managers = manager_addrs(&self.store.state());
         managers.sort();
         Ok(Response::new(JoinResponse {
             node_id,
             cert_pem,
             ca_pem: cluster.ca.cert_pem.clone(),
-            role: role_str(role).into(),
+            role: role.as_str().into(),
             managers,
         }))
     }
@@ -227,12 +218,11 @@ impl cluster_server::Cluster for ClusterService {
         let node = st.nodes.get(&who.node_id).ok_or_else(|| {
             Status::permission_denied(format!("node {} was removed from the swarm", who.node_id))
         })?;
-        let cert_pem = cluster
-            .issue(&req.get_ref().csr_pem, &node.id, node.role)
+        let cert_pem = crate::pki::issue(cluster, &req.get_ref().csr_pem, &node.id, node.role)
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
         Ok(Response::new(RenewResponse {
             cert_pem,
-            role: role_str(node.role).into(),
+            role: node.role.as_str().into(),
         }))
     }
 }

@@ -12,7 +12,7 @@ use crate::dispatcher::Dispatcher;
 use crate::net::{self, Tls};
 use crate::raft::service::RaftService;
 use crate::store::Store;
-use crate::types::{new_id, now_ms, Availability, Node, NodeRole, NodeState};
+use crate::types::{new_id, now_ms, Availability, Meta, Node, NodeRole, NodeState};
 use anyhow::{Context, Result};
 use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
@@ -243,8 +243,7 @@ impl Daemon {
                 * 1_000_000_000,
             memory_bytes: memory_bytes(),
             labels: Default::default(),
-            created_at: now,
-            updated_at: now,
+            meta: Meta::new(now),
         }
     }
 }

@@ -145,10 +145,8 @@ fn diff(st: &State, node: &str, sent: &mut Sent, full: bool) -> Option<SessionMe
         role: st
             .nodes
             .get(node)
-            .map_or("worker", |n| match n.role {
-                NodeRole::Manager => "manager",
-                NodeRole::Worker => "worker",
-            })
+            .map_or(NodeRole::Worker, |n| n.role)
+            .as_str()
             .into(),
         ..Default::default()
     };

@@ -84,7 +84,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             quiet,
             rotate,
             role,
-        } => cli::node::join_token(&cli.host, &role, quiet, rotate).await,
+        } => cli::node::join_token(&cli.host, role, quiet, rotate).await,
         Cmd::Info { format } => cli::node::info(&cli.host, format).await,
         Cmd::Service(cmd) => cli::service::run(&cli.host, cmd).await,
         Cmd::Node(cmd) => cli::node::run(&cli.host, cmd).await,

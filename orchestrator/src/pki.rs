@@ -10,12 +10,12 @@
 
 pub mod token;
 
-use crate::types::NodeRole;
+pub use crate::types::RootCa;
+use crate::types::{ClusterInfo, NodeRole};
 use rcgen::{
     BasicConstraints, CertificateParams, CertificateSigningRequestParams, DistinguishedName,
     DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose, SanType,
 };
-use serde::{Deserialize, Serialize};
 use std::time::{Duration, SystemTime};
 
 #[derive(Debug, thiserror::Error)]
@@ -47,12 +47,22 @@ pub const DEFAULT_CERT_EXPIRY: Duration = Duration::from_secs(90 * 24 * 3600);
 /// Allowance for clocks that differ a little between nodes.
 const CLOCK_SKEW: Duration = Duration::from_secs(300);
 
-/// The root CA. Its key is part of the replicated state, so any manager can
-/// sign a joining node's certificate.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RootCa {
-    pub cert_pem: String,
-    pub key_pem: String,
+/// Sign a node's CSR with the cluster's CA, for its role and with the
+/// cluster's certificate lifetime: what join, renewal and a manager's own
+/// renewal all do.
+pub fn issue(
+    cluster: &ClusterInfo,
+    csr_pem: &str,
+    node_id: &str,
+    role: NodeRole,
+) -> Result<String, PkiError> {
+    cluster.ca.issue(
+        csr_pem,
+        node_id,
+        role,
+        &cluster.id,
+        Duration::from_millis(cluster.cert_expiry_ms),
+    )
 }
 
 impl RootCa {

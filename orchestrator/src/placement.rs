@@ -4,28 +4,7 @@
 //! with its reason instead of leaving tasks pending forever.
 
 use crate::types::{Node, NodeRole};
-use serde::{Deserialize, Serialize};
-
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Placement {
-    /// `node.<attr>==value` or `!=`, all of which must hold.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub constraints: Vec<String>,
-    /// `spread=node.labels.<name>`, applied in order.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub preferences: Vec<String>,
-    /// 0: no limit.
-    #[serde(default)]
-    pub max_replicas_per_node: u64,
-}
-
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Resources {
-    #[serde(default)]
-    pub reserve_nano_cpus: i64,
-    #[serde(default)]
-    pub reserve_memory_bytes: i64,
-}
+pub use crate::types::{Placement, Resources};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Attr {
@@ -62,7 +41,7 @@ impl Constraint {
             "node.id" => Attr::Id,
             "node.hostname" => Attr::Hostname,
             "node.role" => {
-                if value != "manager" && value != "worker" {
+                if value.parse::<NodeRole>().is_err() {
                     return Err(bad("node.role is manager or worker"));
                 }
                 Attr::Role
@@ -83,10 +62,7 @@ impl Constraint {
         let actual: Option<&str> = match &self.attr {
             Attr::Id => Some(&node.id),
             Attr::Hostname => Some(&node.hostname),
-            Attr::Role => Some(match node.role {
-                NodeRole::Manager => "manager",
-                NodeRole::Worker => "worker",
-            }),
+            Attr::Role => Some(node.role.as_str()),
             Attr::Label(name) => node.labels.get(name).map(String::as_str),
         };
         // A missing label equals nothing, so `!=` holds for it (Swarm does

@@ -1,37 +1,13 @@
 //! Published ports (`--publish`): their two syntaxes, their checks, and how
 //! `service ls` and `service ps` show them.
 
-use serde::{Deserialize, Serialize};
-pub use swarm_mesh::dataplane::Proto;
+pub use crate::types::{PortConfig, Proto, PublishMode};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum PublishMode {
-    /// Through the routing mesh, on every node.
-    Ingress,
-    /// On the nodes that run a task, straight to that task.
-    Host,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PortConfig {
-    pub protocol: Proto,
-    /// The port clients connect to.
-    pub published: u16,
-    /// The port the container listens on.
-    pub target: u16,
-    pub mode: PublishMode,
-}
-
-impl PortConfig {
-    /// Docker's rendering: `*:8080->80/tcp`.
-    pub fn display(&self) -> String {
-        format!(
-            "*:{}->{}/{}",
-            self.published,
-            self.target,
-            self.protocol.name()
-        )
+/// The data plane's name for a protocol.
+pub fn mesh_proto(p: Proto) -> swarm_mesh::dataplane::Proto {
+    match p {
+        Proto::Tcp => swarm_mesh::dataplane::Proto::Tcp,
+        Proto::Udp => swarm_mesh::dataplane::Proto::Udp,
     }
 }
 

@@ -5,7 +5,7 @@
 //! task per slot, forward-only task states) are enforced here, not by callers.
 
 use crate::types::{
-    Availability, ClusterInfo, Millis, Node, NodeRole, NodeState, Service, Task, TaskState,
+    Availability, ClusterInfo, Meta, Millis, Node, NodeRole, NodeState, Service, Task, TaskState,
     TaskStatus,
 };
 use serde::{Deserialize, Serialize};
@@ -35,9 +35,11 @@ pub enum Command {
         role: NodeRole,
         secret: String,
     },
-    /// What an operator may change on a node (`node update`, promote, demote).
+    /// What an operator may change on a node (`node update`, promote,
+    /// demote); `expected_version` guards against lost updates.
     UpdateNode {
         id: String,
+        expected_version: u64,
         availability: Availability,
         labels: BTreeMap<String, String>,
         role: NodeRole,
@@ -162,7 +164,14 @@ impl State {
                 self.nodes.insert(node.id.clone(), node);
                 Response::ok()
             }
-            Command::PutNode(node) => {
+            Command::PutNode(mut node) => {
+                match self.nodes.get(&node.id) {
+                    Some(old) => {
+                        node.meta.version = old.meta.version + 1;
+                        node.meta.created_at = old.meta.created_at;
+                    }
+                    None => node.meta.version = 1,
+                }
                 self.nodes.insert(node.id.clone(), node);
                 Response::ok()
             }
@@ -178,6 +187,7 @@ impl State {
             }
             Command::UpdateNode {
                 id,
+                expected_version,
                 availability,
                 labels,
                 role,
@@ -185,6 +195,13 @@ impl State {
                 let Some(n) = self.nodes.get_mut(&id) else {
                     return Response::err(format!("node {id} not found"));
                 };
+                if n.meta.version != expected_version {
+                    return Response::err(format!(
+                        "node {} was changed concurrently (version {} != {expected_version}); retry",
+                        n.hostname, n.meta.version
+                    ));
+                }
+                bump(&mut n.meta, None);
                 n.availability = availability;
                 n.labels = labels;
                 n.role = role;
@@ -201,10 +218,10 @@ impl State {
                     return Response::err(format!("node {id} not found"));
                 };
                 n.state = state;
-                n.updated_at = at;
+                bump(&mut n.meta, Some(at));
                 Response::ok()
             }
-            Command::CreateService(svc) => {
+            Command::CreateService(mut svc) => {
                 if self.service_by_name(&svc.spec.name).is_some() {
                     return Response::err(format!(
                         "service name \"{}\" is already in use",
@@ -214,19 +231,22 @@ impl State {
                 if self.services.contains_key(&svc.id) {
                     return Response::err(format!("service ID {} already exists", svc.id));
                 }
+                svc.meta.version = 1;
                 self.services.insert(svc.id.clone(), svc);
                 Response::ok()
             }
             Command::UpdateService {
-                service,
+                mut service,
                 expected_version,
             } => match self.services.get_mut(&service.id) {
                 None => Response::err(format!("service {} not found", service.id)),
-                Some(cur) if cur.version != expected_version => Response::err(format!(
+                Some(cur) if cur.meta.version != expected_version => Response::err(format!(
                     "service {} was changed concurrently (version {} != {}); retry",
-                    service.spec.name, cur.version, expected_version
+                    service.spec.name, cur.meta.version, expected_version
                 )),
                 Some(cur) => {
+                    service.meta.version = cur.meta.version + 1;
+                    service.meta.created_at = cur.meta.created_at;
                     *cur = service;
                     Response::ok()
                 }
@@ -238,7 +258,7 @@ impl State {
                 let ids: Vec<String> = self.tasks_of(&id).map(|t| t.id.clone()).collect();
                 for tid in ids {
                     if let Some(t) = self.tasks.get_mut(&tid) {
-                        t.desired_state = t.desired_state.max(TaskState::Remove);
+                        raise_desired(t, TaskState::Remove);
                     }
                 }
                 Response::ok()
@@ -247,7 +267,7 @@ impl State {
             Command::SetDesiredState { ids, state } => {
                 for id in ids {
                     if let Some(t) = self.tasks.get_mut(&id) {
-                        t.desired_state = t.desired_state.max(state);
+                        raise_desired(t, state);
                     }
                 }
                 Response::ok()
@@ -263,6 +283,7 @@ impl State {
                     if let Some(t) = self.tasks.get_mut(&id) {
                         // A late report must not resurrect a finished task.
                         if status.state >= t.status.state && !t.status.state.is_terminal() {
+                            bump(&mut t.meta, Some(status.timestamp));
                             t.status = status;
                         }
                     }
@@ -303,6 +324,8 @@ impl State {
                 skipped.push(format!("{}: slot already has a live task", task.name()));
                 continue;
             }
+            let mut task = task;
+            task.meta.version = 1;
             self.tasks.insert(task.id.clone(), task);
         }
         if skipped.is_empty() {
@@ -330,6 +353,24 @@ impl State {
             }
         }
         t.status.timestamp = a.at;
+        bump(&mut t.meta, Some(a.at));
+    }
+}
+
+/// Record a change to an object: a new version, and the writer's time when
+/// the command carries one (apply itself never reads the clock).
+fn bump(meta: &mut Meta, at: Option<Millis>) {
+    meta.version += 1;
+    if let Some(at) = at {
+        meta.updated_at = meta.updated_at.max(at);
+    }
+}
+
+/// Desired states only move forward.
+fn raise_desired(t: &mut Task, state: TaskState) {
+    if state > t.desired_state {
+        t.desired_state = state;
+        bump(&mut t.meta, None);
     }
 }
 
@@ -353,9 +394,10 @@ mod tests {
                 resources: Default::default(),
                 ports: Vec::new(),
             },
-            version: 1,
-            created_at: 0,
-            updated_at: 0,
+            meta: Meta {
+                version: 1,
+                ..Meta::default()
+            },
         }
     }
 
@@ -367,10 +409,10 @@ mod tests {
             slot,
             node_id: None,
             spec: svc.spec.clone(),
-            spec_version: svc.version,
+            spec_version: svc.meta.version,
             desired_state: TaskState::Running,
             status: TaskStatus::new(TaskState::New, "created"),
-            created_at: 0,
+            meta: Meta::default(),
             restart_at: None,
             attempt: 0,
         }
@@ -426,6 +468,66 @@ mod tests {
         st.apply(Command::RemoveService { id: "a".into() });
         assert_eq!(st.tasks["t1"].desired_state, TaskState::Remove);
         assert!(st.services.is_empty());
+    }
+
+    #[test]
+    fn apply_sets_versions_and_refuses_updates_from_a_stale_read() {
+        let mut st = State::default();
+        let mut s = svc("a", "web");
+        s.meta.version = 77; // whatever a writer says, apply numbers it
+        st.apply(Command::CreateService(s));
+        assert_eq!(st.services["a"].meta.version, 1);
+        let read = st.services["a"].clone();
+        let mut next = read.clone();
+        next.spec.replicas = 3;
+        let update = |service: Service| Command::UpdateService {
+            service,
+            expected_version: read.meta.version,
+        };
+        assert!(st.apply(update(next.clone())).error.is_none());
+        assert_eq!(st.services["a"].meta.version, 2);
+        // A second writer that read version 1 loses, and changes nothing.
+        next.spec.replicas = 9;
+        let r = st.apply(update(next));
+        assert!(r.error.unwrap().contains("changed concurrently"));
+        assert_eq!(st.services["a"].spec.replicas, 3);
+
+        st.apply(Command::CreateTasks(vec![task(
+            "t1",
+            &st.services["a"].clone(),
+            1,
+        )]));
+        st.apply(Command::SetDesiredState {
+            ids: vec!["t1".into()],
+            state: TaskState::Shutdown,
+        });
+        assert_eq!(st.tasks["t1"].meta.version, 2);
+    }
+
+    #[test]
+    fn node_updates_carry_the_version_they_read() {
+        let mut st = State::default();
+        let node = crate::manager::testutil::node("n1");
+        st.apply(Command::PutNode(node.clone()));
+        let v = st.nodes["n1"].meta.version;
+        let update = |expected_version| Command::UpdateNode {
+            id: "n1".into(),
+            expected_version,
+            availability: Availability::Drain,
+            labels: Default::default(),
+            role: NodeRole::Worker,
+        };
+        st.apply(Command::SetNodeState {
+            id: "n1".into(),
+            state: NodeState::Down,
+            at: 5,
+        });
+        let r = st.apply(update(v));
+        assert!(r.error.unwrap().contains("changed concurrently"));
+        assert_eq!(st.nodes["n1"].availability, Availability::Active);
+        assert!(st.apply(update(v + 1)).error.is_none());
+        assert_eq!(st.nodes["n1"].role, NodeRole::Worker);
+        assert_eq!(st.nodes["n1"].meta.updated_at, 5);
     }
 
     #[test]

@@ -1,7 +1,12 @@
 //! Cluster objects. Desired state (`*Spec`) and observed state (`*Status`) are
 //! separate types, as in SwarmKit: users write specs, agents write statuses.
+//!
+//! A leaf: nothing here imports from the rest of the crate or from the data
+//! plane, so every layer can use these types without pulling in another.
+//! Parsers and policies live beside their users (`placement`, `ports`, `pki`).
 
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::fmt;
 
 /// Milliseconds since the Unix epoch. Stamped by the writer of a command, so
@@ -23,6 +28,28 @@ pub fn new_id() -> String {
     (0..25)
         .map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char)
         .collect()
+}
+
+/// What every stored object carries. `version` is set by `State::apply` on
+/// each change (never by writers), and an update names the version it read,
+/// so two writers racing on one object cannot silently undo each other
+/// (SwarmKit's `Meta.Version`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Meta {
+    pub version: u64,
+    pub created_at: Millis,
+    pub updated_at: Millis,
+}
+
+impl Meta {
+    /// The meta of an object created at `now`; `apply` gives it version 1.
+    pub fn new(now: Millis) -> Meta {
+        Meta {
+            version: 0,
+            created_at: now,
+            updated_at: now,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -76,21 +103,91 @@ pub struct ServiceSpec {
     #[serde(default)]
     pub restart: RestartPolicy,
     #[serde(default)]
-    pub placement: crate::placement::Placement,
+    pub placement: Placement,
     #[serde(default)]
-    pub resources: crate::placement::Resources,
+    pub resources: Resources,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub ports: Vec<crate::ports::PortConfig>,
+    pub ports: Vec<PortConfig>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Service {
     pub id: String,
     pub spec: ServiceSpec,
-    /// Bumped on every spec change; tasks record the version they were made from.
-    pub version: u64,
-    pub created_at: Millis,
-    pub updated_at: Millis,
+    /// `version` counts every change; tasks record the one they were made from.
+    #[serde(flatten)]
+    pub meta: Meta,
+}
+
+/// Where a service's tasks may run. The expressions are checked and read by
+/// `placement.rs`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Placement {
+    /// `node.<attr>==value` or `!=`, all of which must hold.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub constraints: Vec<String>,
+    /// `spread=node.labels.<name>`, applied in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub preferences: Vec<String>,
+    /// 0: no limit.
+    #[serde(default)]
+    pub max_replicas_per_node: u64,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resources {
+    #[serde(default)]
+    pub reserve_nano_cpus: i64,
+    #[serde(default)]
+    pub reserve_memory_bytes: i64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Proto {
+    Tcp,
+    Udp,
+}
+
+impl Proto {
+    pub fn name(self) -> &'static str {
+        match self {
+            Proto::Tcp => "tcp",
+            Proto::Udp => "udp",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PublishMode {
+    /// Through the routing mesh, on every node.
+    Ingress,
+    /// On the nodes that run a task, straight to that task.
+    Host,
+}
+
+/// One published port (`--publish`); parsed and checked by `ports.rs`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortConfig {
+    pub protocol: Proto,
+    /// The port clients connect to.
+    pub published: u16,
+    /// The port the container listens on.
+    pub target: u16,
+    pub mode: PublishMode,
+}
+
+impl PortConfig {
+    /// Docker's rendering: `*:8080->80/tcp`.
+    pub fn display(&self) -> String {
+        format!(
+            "*:{}->{}/{}",
+            self.published,
+            self.target,
+            self.protocol.name()
+        )
+    }
 }
 
 /// Swarm's task state machine. The order matters: a task's observed state only
@@ -205,7 +302,8 @@ pub struct Task {
     pub spec_version: u64,
     pub desired_state: TaskState,
     pub status: TaskStatus,
-    pub created_at: Millis,
+    #[serde(flatten)]
+    pub meta: Meta,
     /// For a restart: the time the restart delay ends and the task may start.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restart_at: Option<Millis>,
@@ -238,12 +336,53 @@ pub enum NodeRole {
     Worker,
 }
 
+impl NodeRole {
+    /// The one spelling of each role, on the wire and in messages.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeRole::Manager => "manager",
+            NodeRole::Worker => "worker",
+        }
+    }
+}
+
+impl fmt::Display for NodeRole {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for NodeRole {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "manager" => Ok(NodeRole::Manager),
+            "worker" => Ok(NodeRole::Worker),
+            other => Err(format!("invalid role {other:?}: use manager or worker")),
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Availability {
     Active,
     Pause,
     Drain,
+}
+
+impl std::str::FromStr for Availability {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "active" => Ok(Availability::Active),
+            "pause" => Ok(Availability::Pause),
+            "drain" => Ok(Availability::Drain),
+            other => Err(format!(
+                "invalid availability {other:?}: use active, pause or drain"
+            )),
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -270,9 +409,17 @@ pub struct Node {
     #[serde(default)]
     pub memory_bytes: i64,
     #[serde(default)]
-    pub labels: std::collections::BTreeMap<String, String>,
-    pub created_at: Millis,
-    pub updated_at: Millis,
+    pub labels: BTreeMap<String, String>,
+    #[serde(flatten)]
+    pub meta: Meta,
+}
+
+/// The cluster's root CA, key included, so any manager can sign a joining
+/// node's certificate. `pki.rs` creates it and signs with it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RootCa {
+    pub cert_pem: String,
+    pub key_pem: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -280,30 +427,11 @@ pub struct ClusterInfo {
     pub id: String,
     pub created_at: Millis,
     /// The root CA, key included: any manager signs joining nodes' CSRs.
-    pub ca: crate::pki::RootCa,
+    pub ca: RootCa,
     pub worker_secret: String,
     pub manager_secret: String,
     /// Lifetime of node certificates (`--cert-expiry`).
     pub cert_expiry_ms: Millis,
     /// Agents' heartbeat period (`--dispatcher-heartbeat`).
     pub heartbeat_ms: Millis,
-}
-
-impl ClusterInfo {
-    /// Sign a node's CSR with this cluster's CA, for its role and with the
-    /// cluster's certificate lifetime.
-    pub fn issue(
-        &self,
-        csr_pem: &str,
-        node_id: &str,
-        role: NodeRole,
-    ) -> Result<String, crate::pki::PkiError> {
-        self.ca.issue(
-            csr_pem,
-            node_id,
-            role,
-            &self.id,
-            std::time::Duration::from_millis(self.cert_expiry_ms),
-        )
-    }
 }

@@ -2,13 +2,12 @@
 //! either commits one command through raft or changes nothing.
 
 use super::pb::{self, control_server::Control};
-use crate::cluster::role_str;
 use crate::daemon::Daemon;
 use crate::daemon::InitOptions;
 use crate::pki::{self, token, token::JoinToken};
 use crate::state::{Command, State};
 use crate::store::StoreError;
-use crate::types::{new_id, now_ms, Availability, Mode, NodeRole, NodeState, Service, ServiceSpec};
+use crate::types::{new_id, now_ms, Meta, Mode, NodeRole, NodeState, Service, ServiceSpec};
 use futures::{Stream, StreamExt};
 use std::pin::Pin;
 use std::sync::Arc;
@@ -162,7 +161,7 @@ impl Control for ControlService {
             .map_err(precondition)?;
         Ok(Response::new(pb::JoinResponse {
             node_id: d.identity.node_id.clone(),
-            role: role_str(role).into(),
+            role: role.as_str().into(),
         }))
     }
 
@@ -182,15 +181,7 @@ impl Control for ControlService {
         req: Request<pb::JoinTokenRequest>,
     ) -> Result<Response<pb::JoinTokenResponse>, Status> {
         let req = req.into_inner();
-        let role = match req.role.as_str() {
-            "worker" => NodeRole::Worker,
-            "manager" => NodeRole::Manager,
-            other => {
-                return Err(Status::invalid_argument(format!(
-                    "unknown role {other:?}: use worker or manager"
-                )))
-            }
-        };
+        let role: NodeRole = req.role.parse().map_err(Status::invalid_argument)?;
         if req.rotate {
             let secret = token::new_secret();
             self.daemon
@@ -239,15 +230,15 @@ impl Control for ControlService {
         let svc = Service {
             id: new_id(),
             spec,
-            version: 1,
-            created_at: now,
-            updated_at: now,
+            meta: Meta::new(now),
         };
+        let id = svc.id.clone();
         self.daemon
             .store
-            .write(Command::CreateService(svc.clone()))
+            .write(Command::CreateService(svc))
             .await
             .map_err(store_err)?;
+        let svc = self.find_service(&id)?;
         Ok(Response::new(pb::ServiceResponse {
             service_json: to_json(&svc),
         }))
@@ -267,18 +258,18 @@ impl Control for ControlService {
         }
         let mut next = cur.clone();
         next.spec.replicas = req.replicas;
-        next.version += 1;
-        next.updated_at = now_ms();
+        next.meta.updated_at = now_ms();
         self.daemon
             .store
             .write(Command::UpdateService {
-                service: next.clone(),
-                expected_version: cur.version,
+                service: next,
+                expected_version: cur.meta.version,
             })
             .await
             .map_err(store_err)?;
+        let svc = self.find_service(&cur.id)?;
         Ok(Response::new(pb::ServiceResponse {
-            service_json: to_json(&next),
+            service_json: to_json(&svc),
         }))
     }
 
@@ -349,24 +340,11 @@ impl Control for ControlService {
         let node = st.find_node(&req.node).map_err(Status::not_found)?.clone();
         let availability = match req.availability.as_str() {
             "" => node.availability,
-            "active" => Availability::Active,
-            "pause" => Availability::Pause,
-            "drain" => Availability::Drain,
-            other => {
-                return Err(Status::invalid_argument(format!(
-                    "invalid availability {other:?}: use active, pause or drain"
-                )))
-            }
+            other => other.parse().map_err(Status::invalid_argument)?,
         };
         let role = match req.role.as_str() {
             "" => node.role,
-            "manager" => NodeRole::Manager,
-            "worker" => NodeRole::Worker,
-            other => {
-                return Err(Status::invalid_argument(format!(
-                    "invalid role {other:?}: use manager or worker"
-                )))
-            }
+            other => other.parse().map_err(Status::invalid_argument)?,
         };
         if node.role == NodeRole::Manager && role == NodeRole::Worker {
             let managers = st
@@ -403,6 +381,7 @@ impl Control for ControlService {
             .store
             .write(Command::UpdateNode {
                 id: node.id.clone(),
+                expected_version: node.meta.version,
                 availability,
                 labels,
                 role,

@@ -47,8 +47,8 @@ pub enum NodeCmd {
         #[arg(long = "label-rm")]
         label_rm: Vec<String>,
         /// Role of the node: worker or manager.
-        #[arg(long, value_parser = ["worker", "manager"])]
-        role: Option<String>,
+        #[arg(long)]
+        role: Option<NodeRole>,
         node: String,
     },
     /// Promote one or more nodes to manager in the swarm.
@@ -88,21 +88,25 @@ pub async fn init(
         "Swarm initialized: current node ({}) is now a manager.\n",
         resp.node_id
     );
-    print_join_command(&mut c, "worker").await?;
+    print_join_command(&mut c, NodeRole::Worker).await?;
     println!("To add a manager to this swarm, run 'swarm join-token manager' and follow the instructions.\n");
     Ok(())
 }
 
 /// The join token of `role`, rotated first when `rotate` is set.
-async fn fetch_token(c: &mut Client, role: &str, rotate: bool) -> Result<pb::JoinTokenResponse> {
+async fn fetch_token(
+    c: &mut Client,
+    role: NodeRole,
+    rotate: bool,
+) -> Result<pb::JoinTokenResponse> {
     let req = pb::JoinTokenRequest {
-        role: role.into(),
+        role: role.as_str().into(),
         rotate,
     };
     Ok(c.join_token(req).await.map_err(status_error)?.into_inner())
 }
 
-async fn print_join_command(c: &mut Client, role: &str) -> Result<()> {
+async fn print_join_command(c: &mut Client, role: NodeRole) -> Result<()> {
     let t = fetch_token(c, role, false).await?;
     println!(
         "To add a {role} to this swarm, run the following command:\n\n    swarm join --token {} {}\n",
@@ -124,10 +128,8 @@ pub async fn join(
         advertise_addr: advertise_addr.unwrap_or_default(),
     };
     let resp = c.join(req).await.map_err(status_error)?.into_inner();
-    match resp.role.as_str() {
-        "manager" => println!("This node joined a swarm as a manager."),
-        _ => println!("This node joined a swarm as a worker."),
-    }
+    let role: NodeRole = resp.role.parse().map_err(anyhow::Error::msg)?;
+    println!("This node joined a swarm as a {role}.");
     Ok(())
 }
 
@@ -155,7 +157,7 @@ pub async fn leave(host: &str, force: bool) -> Result<()> {
     Ok(())
 }
 
-pub async fn join_token(host: &str, role: &str, quiet: bool, rotate: bool) -> Result<()> {
+pub async fn join_token(host: &str, role: NodeRole, quiet: bool, rotate: bool) -> Result<()> {
     let mut c = connect(host).await?;
     if rotate {
         fetch_token(&mut c, role, true).await?;
@@ -215,13 +217,13 @@ pub async fn run(host: &str, cmd: NodeCmd) -> Result<()> {
                 availability: availability.unwrap_or_default(),
                 label_add,
                 label_rm,
-                role: role.unwrap_or_default(),
+                role: role.map(|r| r.as_str().to_string()).unwrap_or_default(),
             };
             c.update_node(req).await.map_err(status_error)?;
             println!("{node}");
         }
-        NodeCmd::Promote { nodes } => set_role(&mut c, &nodes, "manager").await?,
-        NodeCmd::Demote { nodes } => set_role(&mut c, &nodes, "worker").await?,
+        NodeCmd::Promote { nodes } => set_role(&mut c, &nodes, NodeRole::Manager).await?,
+        NodeCmd::Demote { nodes } => set_role(&mut c, &nodes, NodeRole::Worker).await?,
         NodeCmd::Rm { nodes, force } => {
             for node in nodes {
                 let req = pb::RemoveNodeRequest {
@@ -383,17 +385,19 @@ async fn ps(c: &mut Client, keys: Vec<String>, out: TableArgs) -> Result<()> {
     print_tasks(tasks, &names, out)
 }
 
-async fn set_role(c: &mut Client, nodes: &[String], role: &str) -> Result<()> {
+async fn set_role(c: &mut Client, nodes: &[String], role: NodeRole) -> Result<()> {
     for node in nodes {
         let req = pb::UpdateNodeRequest {
             node: node.clone(),
-            role: role.into(),
+            role: role.as_str().into(),
             ..Default::default()
         };
         let resp = c.update_node(req).await.map_err(status_error)?.into_inner();
         let n: Node = serde_json::from_str(&resp.node_json)?;
         match role {
-            "manager" => println!("Node {} promoted to a manager in the swarm.", n.hostname),
+            NodeRole::Manager => {
+                println!("Node {} promoted to a manager in the swarm.", n.hostname)
+            }
             _ => println!("Manager {} demoted in the swarm.", n.hostname),
         }
     }

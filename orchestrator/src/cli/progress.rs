@@ -87,8 +87,8 @@ pub fn view(svc: &Service, tasks: &[Task], since: Millis) -> View {
         let current = ts
             .iter()
             .filter(|t| t.is_live())
-            .max_by_key(|t| t.created_at)
-            .or_else(|| ts.iter().max_by_key(|t| t.created_at));
+            .max_by_key(|t| t.meta.created_at)
+            .or_else(|| ts.iter().max_by_key(|t| t.meta.created_at));
         let label = if *slot > 0 {
             format!("{slot}/{total}")
         } else {
@@ -100,7 +100,7 @@ pub fn view(svc: &Service, tasks: &[Task], since: Millis) -> View {
         };
         let recent = |state: TaskState| {
             ts.iter()
-                .filter(move |t| t.created_at >= since && t.status.state == state)
+                .filter(move |t| t.meta.created_at >= since && t.status.state == state)
         };
         if let Some(t) = recent(TaskState::Rejected).next() {
             failure.get_or_insert(format!(
@@ -180,7 +180,7 @@ pub async fn wait_converged(c: &mut Client, svc: &Service, quiet: bool) -> Resul
     loop {
         let tasks = fetch_tasks(c, &svc.id).await?;
         // Tasks made for this change: the service's last update or later.
-        let v = view(svc, &tasks, svc.updated_at);
+        let v = view(svc, &tasks, svc.meta.updated_at);
         let lines = render(&v);
         if !quiet && lines != shown {
             if tty && !shown.is_empty() {

@@ -37,13 +37,13 @@ pub fn print_tasks(
             &a.service_name,
             a.slot,
             &a.node_id,
-            std::cmp::Reverse(a.created_at),
+            std::cmp::Reverse(a.meta.created_at),
         )
             .cmp(&(
                 &b.service_name,
                 b.slot,
                 &b.node_id,
-                std::cmp::Reverse(b.created_at),
+                std::cmp::Reverse(b.meta.created_at),
             ))
     });
     let now = now_ms();

@@ -2,7 +2,6 @@
 //! between 50% and 80% of its lifetime, or at once when the node's role in
 //! the cluster no longer matches the one its certificate names.
 
-use super::role_str;
 use crate::api::cluster_pb::{cluster_client::ClusterClient, RenewRequest};
 use crate::net::Tls;
 use crate::pki;
@@ -94,14 +93,14 @@ pub async fn renew_loop(
             .map_or(0, |d| d.as_secs() as i64);
         let wait = Duration::from_secs(id.renew_at().saturating_sub(now).max(0) as u64);
         let wanted = role.borrow_and_update().clone();
-        let role_changed = !wanted.is_empty() && wanted != role_str(id.role);
+        let role_changed = !wanted.is_empty() && wanted != id.role.as_str();
         if role_changed || wait.is_zero() {
             let list = managers.borrow().clone();
             match renew(&tls, &store, &files, &list).await {
                 Ok(()) => {
                     let now = tls.identity();
                     tracing::info!(
-                        role = role_str(now.role),
+                        role = now.role.as_str(),
                         not_after = now.not_after,
                         "node certificate renewed"
                     );
@@ -135,7 +134,7 @@ async fn renew(tls: &Tls, store: &Store, files: &CertFiles, managers: &[String])
     let st = store.state();
     let cert = match (me.role, st.cluster.as_ref(), st.nodes.get(&me.node_id)) {
         (NodeRole::Manager, Some(cluster), Some(node)) => {
-            cluster.issue(&csr_pem, &node.id, node.role)?
+            pki::issue(cluster, &csr_pem, &node.id, node.role)?
         }
         _ => ask_managers(store.peers(), managers, &csr_pem).await?,
     };

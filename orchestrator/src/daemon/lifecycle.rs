@@ -32,7 +32,7 @@ impl Daemon {
             heartbeat_ms: opts.heartbeat.as_millis() as u64,
         };
         let (key_pem, csr) = pki::new_key_and_csr()?;
-        let cert_pem = cluster.issue(&csr, &self.identity.node_id, NodeRole::Manager)?;
+        let cert_pem = pki::issue(&cluster, &csr, &self.identity.node_id, NodeRole::Manager)?;
         let node = self.node_record(NodeRole::Manager).await;
         self.store.bootstrap(&node.addr).await?;
         self.store.wait_for_leader(Duration::from_secs(10)).await?;

@@ -8,8 +8,8 @@
 use super::Plan;
 use crate::state::{Command, State};
 use crate::types::{
-    new_id, Availability, Millis, Mode, NodeState, RestartCondition, Service, Task, TaskState,
-    TaskStatus,
+    new_id, Availability, Meta, Millis, Mode, NodeState, RestartCondition, Service, Task,
+    TaskState, TaskStatus,
 };
 use std::collections::BTreeMap;
 
@@ -174,7 +174,7 @@ fn slot_action(svc: &Service, tasks: &[&Task], now: Millis) -> SlotAction {
             _ => SlotAction::Keep,
         };
     }
-    let latest = tasks.iter().max_by_key(|t| (t.created_at, t.attempt));
+    let latest = tasks.iter().max_by_key(|t| (t.meta.created_at, t.attempt));
     match latest {
         // The task ended by itself: the restart policy decides.
         Some(t) if t.desired_state <= TaskState::Running => {
@@ -221,7 +221,7 @@ fn new_task(svc: &Service, key: SlotKey, attempt: u64, not_before: Millis, now: 
         slot,
         node_id,
         spec: svc.spec.clone(),
-        spec_version: svc.version,
+        spec_version: svc.meta.version,
         desired_state: if delayed {
             TaskState::Ready
         } else {
@@ -231,7 +231,7 @@ fn new_task(svc: &Service, key: SlotKey, attempt: u64, not_before: Millis, now: 
             timestamp: now,
             ..TaskStatus::new(TaskState::New, "created")
         },
-        created_at: now,
+        meta: Meta::new(now),
         restart_at: delayed.then_some(not_before),
         attempt,
     }

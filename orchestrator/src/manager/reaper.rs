@@ -33,7 +33,7 @@ pub fn plan(st: &State, _now: Millis) -> Plan {
             history
                 .entry((t.service_id.as_str(), t.slot, node))
                 .or_default()
-                .push((t.created_at, t.id.as_str()));
+                .push((t.meta.created_at, t.id.as_str()));
         }
     }
     for (_, mut ended) in history {
@@ -74,7 +74,7 @@ mod tests {
         let mut tasks: Vec<_> = (0..8)
             .map(|i| {
                 let mut t = task(&format!("t{i}"), &s, 1, TaskState::Failed);
-                t.created_at = i;
+                t.meta.created_at = i;
                 t.desired_state = TaskState::Shutdown;
                 t
             })

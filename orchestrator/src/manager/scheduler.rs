@@ -142,7 +142,9 @@ pub fn plan(st: &State, now: Millis) -> Plan {
         .filter(|t| t.status.state <= TaskState::Pending && t.desired_state <= TaskState::Running)
         .collect();
     // Oldest first, then by slot, so placement order is stable.
-    pending.sort_by(|a, b| (a.created_at, a.slot, &a.id).cmp(&(b.created_at, b.slot, &b.id)));
+    pending.sort_by(|a, b| {
+        (a.meta.created_at, a.slot, &a.id).cmp(&(b.meta.created_at, b.slot, &b.id))
+    });
 
     for task in pending {
         match candidates(&filters, task, st.nodes.values(), &placed) {

@@ -16,8 +16,7 @@ pub fn node(id: &str) -> Node {
         nano_cpus: 0,
         memory_bytes: 0,
         labels: Default::default(),
-        created_at: 0,
-        updated_at: 0,
+        meta: Meta::default(),
     }
 }
 
@@ -36,9 +35,10 @@ pub fn service(id: &str, mode: Mode, replicas: u64) -> Service {
             resources: Default::default(),
             ports: Vec::new(),
         },
-        version: 1,
-        created_at: 0,
-        updated_at: 0,
+        meta: Meta {
+            version: 1,
+            ..Meta::default()
+        },
     }
 }
 
@@ -50,13 +50,13 @@ pub fn task(id: &str, svc: &Service, slot: u64, state: TaskState) -> Task {
         slot,
         node_id: Some("n1".into()),
         spec: svc.spec.clone(),
-        spec_version: svc.version,
+        spec_version: svc.meta.version,
         desired_state: TaskState::Running,
         status: TaskStatus {
             timestamp: 1_000,
             ..TaskStatus::new(state, "")
         },
-        created_at: 1_000,
+        meta: Meta::new(1_000),
         restart_at: None,
         attempt: 0,
     }
