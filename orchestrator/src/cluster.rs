@@ -59,16 +59,6 @@ impl ClusterService {
     }
 }
 
-pub fn store_status(e: StoreError) -> Status {
-    match e {
-        StoreError::Rejected(m) => Status::failed_precondition(m),
-        e @ (StoreError::NoLeader(_) | StoreError::NoQuorum { .. }) => {
-            Status::unavailable(e.to_string())
-        }
-        e => Status::internal(e.to_string()),
-    }
-}
-
 #[tonic::async_trait]
 impl cluster_server::Cluster for ClusterService {
     async fn join(&self, req: Request<JoinRequest>) -> Result<Response<JoinResponse>, Status> {
@@ -124,7 +114,7 @@ impl cluster_server::Cluster for ClusterService {
         self.store
             .write(Command::PutNode(node))
             .await
-            .map_err(store_status)?;
+            .map_err(Status::from)?;
         tracing::info!(node = %node_id, hostname = %req.hostname, role = role.as_str(), "node joined");
         let mut managers = manager_addrs(&self.store.state());
         managers.sort();
@@ -142,18 +132,18 @@ impl cluster_server::Cluster for ClusterService {
         let cmd: Command = serde_json::from_slice(&req.get_ref().json)
             .map_err(|e| Status::invalid_argument(format!("undecodable command: {e}")))?;
         if !self.store.is_leader() {
-            return Err(Status::unavailable("not the leader"));
+            return Err(crate::net::not_leader(self.store.leader_addr()));
         }
         match self.store.write(cmd).await {
             Ok(()) => Ok(Response::new(ProposeResponse {
-                error: String::new(),
+                rejection_json: String::new(),
                 applied_index: self.store.applied_index(),
             })),
-            Err(StoreError::Rejected(error)) => Ok(Response::new(ProposeResponse {
-                error,
+            Err(StoreError::Rejected(r)) => Ok(Response::new(ProposeResponse {
+                rejection_json: serde_json::to_string(&r).expect("rejections serialize"),
                 applied_index: 0,
             })),
-            Err(e) => Err(store_status(e)),
+            Err(e) => Err(e.into()),
         }
     }
 
@@ -168,7 +158,7 @@ impl cluster_server::Cluster for ClusterService {
         self.store
             .add_voter(req.raft_id, &req.addr)
             .await
-            .map_err(store_status)?;
+            .map_err(Status::from)?;
         Ok(Response::new(Empty {}))
     }
 
@@ -203,7 +193,7 @@ impl cluster_server::Cluster for ClusterService {
                     "leaving would break quorum: {reachable} of {managers} managers reachable, {needed} needed"
                 )))
             }
-            Err(e) => return Err(store_status(e)),
+            Err(e) => return Err(e.into()),
         }
         Ok(Response::new(Empty {}))
     }

@@ -68,10 +68,7 @@ impl Dispatcher {
         if self.store.is_leader() {
             return Ok(());
         }
-        Err(Status::unavailable(match self.store.leader_addr() {
-            Some(addr) => format!("not the leader; the leader is at {addr}"),
-            None => "not the leader; no leader is elected".to_string(),
-        }))
+        Err(crate::net::not_leader(self.store.leader_addr()))
     }
 
     fn beat(&self, node: &str) {
@@ -253,7 +250,7 @@ impl dispatcher_server::Dispatcher for Dispatcher {
             self.store
                 .write(Command::UpdateStatus(updates))
                 .await
-                .map_err(|e| Status::unavailable(e.to_string()))?;
+                .map_err(Status::from)?;
         }
         self.beat(&who.node_id);
         Ok(Response::new(Empty {}))

@@ -44,6 +44,37 @@ fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
+/// The answer of a manager that is not the raft leader: UNAVAILABLE, with
+/// the leader's address in the status details (`NotLeader`), so callers
+/// follow it without reading the message.
+pub fn not_leader(leader_addr: Option<String>) -> tonic::Status {
+    use prost::Message;
+    let msg = match &leader_addr {
+        Some(addr) => format!("not the leader; the leader is at {addr}"),
+        None => "not the leader; no leader is elected".to_string(),
+    };
+    let details = crate::api::cluster_pb::NotLeader {
+        leader_addr: leader_addr.unwrap_or_default(),
+    };
+    tonic::Status::with_details(
+        tonic::Code::Unavailable,
+        msg,
+        details.encode_to_vec().into(),
+    )
+}
+
+/// The leader's address that a `not_leader` status carries, if any.
+pub fn leader_hint(status: &tonic::Status) -> Option<String> {
+    use prost::Message;
+    if status.code() != tonic::Code::Unavailable || status.details().is_empty() {
+        return None;
+    }
+    crate::api::cluster_pb::NotLeader::decode(status.details())
+        .ok()
+        .map(|n| n.leader_addr)
+        .filter(|a| !a.is_empty())
+}
+
 /// `ADDR` or `ADDR:PORT` → `ADDR:PORT`, defaulting the port to 2377.
 pub fn with_default_port(addr: &str) -> String {
     if addr.parse::<SocketAddr>().is_ok()
@@ -433,4 +464,19 @@ pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
         cur = s.source();
     }
     parts.join(": ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_leader_hint_travels_in_the_status_details() {
+        let s = not_leader(Some("198.18.0.12:2377".into()));
+        assert_eq!(leader_hint(&s).as_deref(), Some("198.18.0.12:2377"));
+        assert_eq!(leader_hint(&not_leader(None)), None);
+        // A message that merely reads like a redirect is not one.
+        let lookalike = tonic::Status::unavailable("the leader is at 10.0.0.1:2377");
+        assert_eq!(leader_hint(&lookalike), None);
+    }
 }

@@ -93,22 +93,79 @@ pub struct Assignment {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Response {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
+    pub error: Option<Rejection>,
     /// For a `Batch`, the response of each command.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub batch: Vec<Response>,
+}
+
+/// Why `apply` refused a command. Typed, so that callers (the API's status
+/// codes, the manager loops) decide by kind and never by parsing text.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum Rejection {
+    #[error("this node is already part of a swarm")]
+    AlreadyInSwarm,
+    #[error("this node is not part of a swarm")]
+    NotInSwarm,
+    #[error("{kind} {id} not found")]
+    NotFound { kind: Kind, id: String },
+    #[error("{kind} name \"{name}\" is already in use")]
+    NameInUse { kind: Kind, name: String },
+    #[error("{kind} ID {id} already exists")]
+    IdExists { kind: Kind, id: String },
+    #[error("{kind} {name} was changed concurrently (version {current} != {expected}); retry")]
+    Conflict {
+        kind: Kind,
+        name: String,
+        current: u64,
+        expected: u64,
+    },
+    #[error("tasks not created: {}", .0.join("; "))]
+    TasksNotCreated(Vec<String>),
+    /// The command is well-formed but breaks a rule of the state (the
+    /// message says which).
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// The kinds of stored objects, as messages name them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    Node,
+    Service,
+    Task,
+    Network,
+}
+
+impl std::fmt::Display for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Kind::Node => "node",
+            Kind::Service => "service",
+            Kind::Task => "task",
+            Kind::Network => "network",
+        })
+    }
 }
 
 impl Response {
     fn ok() -> Self {
         Response::default()
     }
-    fn err(msg: impl Into<String>) -> Self {
+    fn err(r: Rejection) -> Self {
         Response {
-            error: Some(msg.into()),
+            error: Some(r),
             ..Default::default()
         }
     }
+}
+
+fn not_found(kind: Kind, id: &str) -> Response {
+    Response::err(Rejection::NotFound {
+        kind,
+        id: id.to_string(),
+    })
 }
 
 impl State {
@@ -158,7 +215,7 @@ impl State {
         match cmd {
             Command::InitCluster { cluster, node } => {
                 if self.cluster.is_some() {
-                    return Response::err("this node is already part of a swarm");
+                    return Response::err(Rejection::AlreadyInSwarm);
                 }
                 self.cluster = Some(cluster);
                 self.nodes.insert(node.id.clone(), node);
@@ -177,7 +234,7 @@ impl State {
             }
             Command::SetJoinSecret { role, secret } => {
                 let Some(c) = self.cluster.as_mut() else {
-                    return Response::err("this node is not part of a swarm");
+                    return Response::err(Rejection::NotInSwarm);
                 };
                 match role {
                     NodeRole::Worker => c.worker_secret = secret,
@@ -193,13 +250,15 @@ impl State {
                 role,
             } => {
                 let Some(n) = self.nodes.get_mut(&id) else {
-                    return Response::err(format!("node {id} not found"));
+                    return not_found(Kind::Node, &id);
                 };
                 if n.meta.version != expected_version {
-                    return Response::err(format!(
-                        "node {} was changed concurrently (version {} != {expected_version}); retry",
-                        n.hostname, n.meta.version
-                    ));
+                    return Response::err(Rejection::Conflict {
+                        kind: Kind::Node,
+                        name: n.hostname.clone(),
+                        current: n.meta.version,
+                        expected: expected_version,
+                    });
                 }
                 bump(&mut n.meta, None);
                 n.availability = availability;
@@ -209,13 +268,13 @@ impl State {
             }
             Command::RemoveNode { id } => {
                 if self.nodes.remove(&id).is_none() {
-                    return Response::err(format!("node {id} not found"));
+                    return not_found(Kind::Node, &id);
                 }
                 Response::ok()
             }
             Command::SetNodeState { id, state, at } => {
                 let Some(n) = self.nodes.get_mut(&id) else {
-                    return Response::err(format!("node {id} not found"));
+                    return not_found(Kind::Node, &id);
                 };
                 n.state = state;
                 bump(&mut n.meta, Some(at));
@@ -223,13 +282,16 @@ impl State {
             }
             Command::CreateService(mut svc) => {
                 if self.service_by_name(&svc.spec.name).is_some() {
-                    return Response::err(format!(
-                        "service name \"{}\" is already in use",
-                        svc.spec.name
-                    ));
+                    return Response::err(Rejection::NameInUse {
+                        kind: Kind::Service,
+                        name: svc.spec.name,
+                    });
                 }
                 if self.services.contains_key(&svc.id) {
-                    return Response::err(format!("service ID {} already exists", svc.id));
+                    return Response::err(Rejection::IdExists {
+                        kind: Kind::Service,
+                        id: svc.id,
+                    });
                 }
                 svc.meta.version = 1;
                 self.services.insert(svc.id.clone(), svc);
@@ -239,11 +301,15 @@ impl State {
                 mut service,
                 expected_version,
             } => match self.services.get_mut(&service.id) {
-                None => Response::err(format!("service {} not found", service.id)),
-                Some(cur) if cur.meta.version != expected_version => Response::err(format!(
-                    "service {} was changed concurrently (version {} != {}); retry",
-                    service.spec.name, cur.meta.version, expected_version
-                )),
+                None => not_found(Kind::Service, &service.id),
+                Some(cur) if cur.meta.version != expected_version => {
+                    Response::err(Rejection::Conflict {
+                        kind: Kind::Service,
+                        name: service.spec.name,
+                        current: cur.meta.version,
+                        expected: expected_version,
+                    })
+                }
                 Some(cur) => {
                     service.meta.version = cur.meta.version + 1;
                     service.meta.created_at = cur.meta.created_at;
@@ -253,7 +319,7 @@ impl State {
             },
             Command::RemoveService { id } => {
                 if self.services.remove(&id).is_none() {
-                    return Response::err(format!("service {id} not found"));
+                    return not_found(Kind::Service, &id);
                 }
                 let ids: Vec<String> = self.tasks_of(&id).map(|t| t.id.clone()).collect();
                 for tid in ids {
@@ -331,7 +397,7 @@ impl State {
         if skipped.is_empty() {
             Response::ok()
         } else {
-            Response::err(format!("tasks not created: {}", skipped.join("; ")))
+            Response::err(Rejection::TasksNotCreated(skipped))
         }
     }
 
@@ -426,7 +492,7 @@ mod tests {
             .error
             .is_none());
         let r = st.apply(Command::CreateService(svc("b", "web")));
-        assert!(r.error.unwrap().contains("already in use"));
+        assert!(r.error.unwrap().to_string().contains("already in use"));
         assert_eq!(st.services.len(), 1);
     }
 
@@ -489,7 +555,11 @@ mod tests {
         // A second writer that read version 1 loses, and changes nothing.
         next.spec.replicas = 9;
         let r = st.apply(update(next));
-        assert!(r.error.unwrap().contains("changed concurrently"));
+        assert!(r
+            .error
+            .unwrap()
+            .to_string()
+            .contains("changed concurrently"));
         assert_eq!(st.services["a"].spec.replicas, 3);
 
         st.apply(Command::CreateTasks(vec![task(
@@ -523,7 +593,11 @@ mod tests {
             at: 5,
         });
         let r = st.apply(update(v));
-        assert!(r.error.unwrap().contains("changed concurrently"));
+        assert!(r
+            .error
+            .unwrap()
+            .to_string()
+            .contains("changed concurrently"));
         assert_eq!(st.nodes["n1"].availability, Availability::Active);
         assert!(st.apply(update(v + 1)).error.is_none());
         assert_eq!(st.nodes["n1"].role, NodeRole::Worker);

@@ -5,7 +5,7 @@
 use crate::api::cluster_pb::{cluster_client::ClusterClient, Blob};
 use crate::raft::network::{Network, Peers};
 use crate::raft::{self, elector::Elector, log_store::LogStore, state_machine::StateMachine};
-use crate::state::{Command, State};
+use crate::state::{Command, Rejection, State};
 use openraft::BasicNode;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -22,7 +22,7 @@ pub enum StoreError {
     },
     /// The command was committed but the state machine refused it.
     #[error("{0}")]
-    Rejected(String),
+    Rejected(Rejection),
     #[error("no leader: this manager cannot reach a raft leader ({0})")]
     NoLeader(String),
     /// Too few managers answer for raft to commit anything.
@@ -34,6 +34,27 @@ pub enum StoreError {
     },
     #[error("raft error: {0}")]
     Raft(String),
+}
+
+/// The one mapping from store failures to gRPC codes, for every API.
+impl From<StoreError> for tonic::Status {
+    fn from(e: StoreError) -> tonic::Status {
+        let msg = e.to_string();
+        match e {
+            StoreError::Rejected(r) => match r {
+                Rejection::NotFound { .. } => tonic::Status::not_found(msg),
+                Rejection::NameInUse { .. } | Rejection::IdExists { .. } => {
+                    tonic::Status::already_exists(msg)
+                }
+                Rejection::Conflict { .. } => tonic::Status::aborted(msg),
+                _ => tonic::Status::failed_precondition(msg),
+            },
+            StoreError::NoLeader(_) | StoreError::NoQuorum { .. } => {
+                tonic::Status::unavailable(msg)
+            }
+            StoreError::Open { .. } | StoreError::Raft(_) => tonic::Status::internal(msg),
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -283,7 +304,7 @@ impl Store {
             json: serde_json::to_vec(cmd).expect("commands serialize"),
         };
         match ClusterClient::new(channel).propose(body).await {
-            Ok(r) if r.get_ref().error.is_empty() => {
+            Ok(r) if r.get_ref().rejection_json.is_empty() => {
                 // Read your writes: a read on this manager right after the
                 // write answers sees it. The write stands either way.
                 let _ = self
@@ -293,7 +314,10 @@ impl Store {
                     .await;
                 Ok(())
             }
-            Ok(r) => Err(StoreError::Rejected(r.into_inner().error)),
+            Ok(r) => Err(match serde_json::from_str(&r.get_ref().rejection_json) {
+                Ok(rejection) => StoreError::Rejected(rejection),
+                Err(e) => StoreError::Raft(format!("leader at {addr}: undecodable rejection: {e}")),
+            }),
             Err(s) if s.code() == tonic::Code::Unavailable => Err(StoreError::NoLeader(format!(
                 "leader at {addr}: {}",
                 s.message()
@@ -396,9 +420,9 @@ impl Store {
             let rest: std::collections::BTreeSet<_> =
                 voters.into_iter().filter(|v| *v != raft_id).collect();
             if rest.is_empty() {
-                return Err(StoreError::Rejected(
+                return Err(StoreError::Rejected(Rejection::Invalid(
                     "cannot remove the last manager".into(),
-                ));
+                )));
             }
             match self.raft.change_membership(rest, false).await {
                 Ok(_) => return Ok(()),
@@ -441,6 +465,41 @@ impl Store {
 mod tests {
     use super::*;
     use crate::manager::testutil::node;
+
+    #[test]
+    fn rejections_map_to_grpc_codes_by_kind() {
+        use crate::state::Kind;
+        let code = |e: StoreError| tonic::Status::from(e).code();
+        let rejected = |r| code(StoreError::Rejected(r));
+        assert_eq!(
+            rejected(Rejection::NotFound {
+                kind: Kind::Service,
+                id: "x".into()
+            }),
+            tonic::Code::NotFound
+        );
+        assert_eq!(
+            rejected(Rejection::NameInUse {
+                kind: Kind::Service,
+                name: "web".into()
+            }),
+            tonic::Code::AlreadyExists
+        );
+        assert_eq!(
+            rejected(Rejection::Invalid("no".into())),
+            tonic::Code::FailedPrecondition
+        );
+        let no_quorum = StoreError::NoQuorum {
+            reachable: 1,
+            managers: 3,
+            needed: 2,
+        };
+        assert_eq!(code(no_quorum), tonic::Code::Unavailable);
+        assert_eq!(
+            code(StoreError::NoLeader("x".into())),
+            tonic::Code::Unavailable
+        );
+    }
 
     /// Snapshots and log compaction run, and a store reopened after them
     /// has every acknowledged write.

@@ -16,6 +16,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
+use tonic::Status;
 
 pub type Report = Vec<(String, TaskStatus)>;
 
@@ -84,11 +85,9 @@ impl Session {
                 _ = stop.cancelled() => return,
                 r = self.serve(&addr) => r,
             };
-            if let Err(msg) = outcome {
-                tracing::debug!(manager = %addr, error = %msg, "dispatcher session ended");
-                hint = msg
-                    .split_once("the leader is at ")
-                    .map(|(_, a)| a.trim().to_string());
+            if let Err(status) = outcome {
+                tracing::debug!(manager = %addr, error = %status.message(), "dispatcher session ended");
+                hint = crate::net::leader_hint(&status);
             }
             tokio::select! {
                 _ = stop.cancelled() => return,
@@ -98,14 +97,10 @@ impl Session {
     }
 
     /// One session with the manager at `addr`, until it fails.
-    async fn serve(&mut self, addr: &str) -> Result<(), String> {
-        let channel: Channel = self.peers.channel(addr)?;
+    async fn serve(&mut self, addr: &str) -> Result<(), Status> {
+        let channel: Channel = self.peers.channel(addr).map_err(Status::unavailable)?;
         let mut client = DispatcherClient::new(channel);
-        let mut stream = client
-            .session(SessionRequest {})
-            .await
-            .map_err(|s| s.message().to_string())?
-            .into_inner();
+        let mut stream = client.session(SessionRequest {}).await?.into_inner();
         tracing::info!(manager = %addr, "dispatcher session open");
         let mut known: BTreeMap<String, Task> = BTreeMap::new();
         let mut period = Duration::from_secs(1);
@@ -113,8 +108,8 @@ impl Session {
         loop {
             tokio::select! {
                 msg = stream.message() => {
-                    let msg = msg.map_err(|s| s.message().to_string())?
-                        .ok_or_else(|| "the manager closed the session".to_string())?;
+                    let msg = msg?
+                        .ok_or_else(|| Status::unavailable("the manager closed the session"))?;
                     let p = Duration::from_millis(msg.heartbeat_ms.max(50));
                     if p != period {
                         period = p;
@@ -125,8 +120,7 @@ impl Session {
                 _ = beat.tick() => {
                     tokio::time::timeout(period * 2, client.heartbeat(HeartbeatRequest {}))
                         .await
-                        .map_err(|_| "heartbeat timed out".to_string())?
-                        .map_err(|s| s.message().to_string())?;
+                        .map_err(|_| Status::deadline_exceeded("heartbeat timed out"))??;
                 }
                 Some(report) = self.reports.recv() => {
                     self.pending.extend(report);
@@ -167,7 +161,7 @@ impl Session {
         &mut self,
         client: &mut DispatcherClient<Channel>,
         period: Duration,
-    ) -> Result<(), String> {
+    ) -> Result<(), Status> {
         let req = StatusRequest {
             updates_json: self
                 .pending
@@ -177,8 +171,7 @@ impl Session {
         };
         tokio::time::timeout(period * 3, client.update_status(req))
             .await
-            .map_err(|_| "status report timed out".to_string())?
-            .map_err(|s| s.message().to_string())?;
+            .map_err(|_| Status::deadline_exceeded("status report timed out"))??;
         self.pending.clear();
         Ok(())
     }

@@ -6,7 +6,6 @@ use crate::daemon::Daemon;
 use crate::daemon::InitOptions;
 use crate::pki::{self, token, token::JoinToken};
 use crate::state::{Command, State};
-use crate::store::StoreError;
 use crate::types::{new_id, now_ms, Meta, Mode, NodeRole, NodeState, Service, ServiceSpec};
 use futures::{Stream, StreamExt};
 use std::pin::Pin;
@@ -19,15 +18,6 @@ pub struct ControlService {
 }
 
 const NOT_A_MANAGER: &str = "this node is not a swarm manager. Use \"swarm init\" or \"swarm join\" to connect this node to a swarm and try again";
-
-fn store_err(e: StoreError) -> Status {
-    match e {
-        StoreError::Rejected(msg) if msg.contains("already in use") => Status::already_exists(msg),
-        StoreError::Rejected(msg) => Status::failed_precondition(msg),
-        StoreError::NoLeader(msg) => Status::unavailable(msg),
-        other => Status::internal(other.to_string()),
-    }
-}
 
 fn internal(e: impl std::fmt::Display) -> Status {
     Status::internal(e.to_string())
@@ -188,7 +178,7 @@ impl Control for ControlService {
                 .store
                 .write(Command::SetJoinSecret { role, secret })
                 .await
-                .map_err(store_err)?;
+                .map_err(Status::from)?;
         }
         let st = self.manager_state()?;
         let cluster = st.cluster.as_ref().expect("manager_state checked");
@@ -237,7 +227,7 @@ impl Control for ControlService {
             .store
             .write(Command::CreateService(svc))
             .await
-            .map_err(store_err)?;
+            .map_err(Status::from)?;
         let svc = self.find_service(&id)?;
         Ok(Response::new(pb::ServiceResponse {
             service_json: to_json(&svc),
@@ -266,7 +256,7 @@ impl Control for ControlService {
                 expected_version: cur.meta.version,
             })
             .await
-            .map_err(store_err)?;
+            .map_err(Status::from)?;
         let svc = self.find_service(&cur.id)?;
         Ok(Response::new(pb::ServiceResponse {
             service_json: to_json(&svc),
@@ -282,7 +272,7 @@ impl Control for ControlService {
             .store
             .write(Command::RemoveService { id: svc.id.clone() })
             .await
-            .map_err(store_err)?;
+            .map_err(Status::from)?;
         Ok(Response::new(pb::RemoveServiceResponse { id: svc.id }))
     }
 
@@ -387,7 +377,7 @@ impl Control for ControlService {
                 role,
             })
             .await
-            .map_err(store_err)?;
+            .map_err(Status::from)?;
         let st = self.daemon.store.state();
         let updated = st.nodes.get(&node.id).map(to_json).unwrap_or_default();
         Ok(Response::new(pb::NodeResponse { node_json: updated }))
@@ -418,7 +408,7 @@ impl Control for ControlService {
                 id: node.id.clone(),
             })
             .await
-            .map_err(store_err)?;
+            .map_err(Status::from)?;
         Ok(Response::new(pb::NodeResponse {
             node_json: to_json(&node),
         }))
