@@ -2,6 +2,7 @@
 //! socket). Objects travel as JSON in the schema `--format json` prints.
 
 pub mod client;
+mod resolve;
 pub mod server;
 
 pub mod pb {

@@ -75,6 +75,7 @@ fn hollow_node(i: usize) -> Node {
         nano_cpus: 8_000_000_000,
         memory_bytes: 32 << 30,
         labels: BTreeMap::new(),
+        gateway_subnet: None,
         meta: Meta::default(),
     }
 }
@@ -184,12 +185,15 @@ async fn schedule(dir: &std::path::Path, nodes: usize, tasks: u64) -> Result<()>
         placement: Default::default(),
         resources: Default::default(),
         ports: Vec::new(),
+        networks: Vec::new(),
+        endpoint_mode: Default::default(),
     };
     let started = Instant::now();
     store
         .write(Command::CreateService(Service {
             id: new_id(),
             spec,
+            endpoint: Default::default(),
             meta: Meta::new(now_ms()),
         }))
         .await?;

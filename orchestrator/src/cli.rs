@@ -2,6 +2,7 @@
 
 pub mod format;
 pub mod mesh;
+pub mod network;
 pub mod node;
 pub mod progress;
 pub mod service;
@@ -30,17 +31,7 @@ pub enum Cmd {
     /// Run the node daemon (one per host).
     Daemon(DaemonArgs),
     /// Create a new swarm with this node as its manager.
-    Init {
-        /// Address other nodes use to reach this one (ADDR[:PORT]).
-        #[arg(long)]
-        advertise_addr: Option<String>,
-        /// Validity period for node certificates (e.g. 2160h, 10m, 90s).
-        #[arg(long, value_parser = parse_duration)]
-        cert_expiry: Option<std::time::Duration>,
-        /// Dispatcher heartbeat period (e.g. 1s, 500ms).
-        #[arg(long, value_parser = parse_duration)]
-        dispatcher_heartbeat: Option<std::time::Duration>,
-    },
+    Init(node::InitArgs),
     /// Join a swarm as a node and/or manager.
     Join {
         /// Token for entry into the swarm.
@@ -80,6 +71,9 @@ pub enum Cmd {
     /// Manage nodes.
     #[command(subcommand)]
     Node(node::NodeCmd),
+    /// Manage overlay networks.
+    #[command(subcommand)]
+    Network(network::NetworkCmd),
     /// Measure the control plane on this host (raft commits, scheduling).
     #[command(subcommand)]
     Bench(crate::bench::BenchCmd),
@@ -117,7 +111,7 @@ pub enum Format {
 }
 
 /// clap adapter for `format::parse_duration`.
-fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     format::parse_duration(s).map_err(|e| e.to_string())
 }
 

@@ -109,6 +109,7 @@ impl cluster_server::Cluster for ClusterService {
             nano_cpus: req.nano_cpus,
             memory_bytes: req.memory_bytes,
             labels: Default::default(),
+            gateway_subnet: req.gateway_subnet.parse().ok(),
             meta: Meta::new(now),
         };
         self.store

@@ -243,6 +243,7 @@ impl Daemon {
                 * 1_000_000_000,
             memory_bytes: memory_bytes(),
             labels: Default::default(),
+            gateway_subnet: Some(self.config.gateway_subnet),
             meta: Meta::new(now),
         }
     }
@@ -252,6 +253,8 @@ impl Daemon {
 pub struct InitOptions {
     pub cert_expiry: Duration,
     pub heartbeat: Duration,
+    pub addr_pool: Vec<Ipv4Net>,
+    pub pool_mask_len: u8,
 }
 
 /// Keep the known manager addresses on disk as they change.

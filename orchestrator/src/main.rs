@@ -13,6 +13,7 @@ mod daemon;
 mod dispatcher;
 mod manager;
 mod net;
+mod network;
 mod pki;
 mod placement;
 mod ports;
@@ -69,11 +70,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             })
             .await
         }
-        Cmd::Init {
-            advertise_addr,
-            cert_expiry,
-            dispatcher_heartbeat,
-        } => cli::node::init(&cli.host, advertise_addr, cert_expiry, dispatcher_heartbeat).await,
+        Cmd::Init(args) => cli::node::init(&cli.host, args).await,
         Cmd::Join {
             token,
             advertise_addr,
@@ -88,6 +85,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Cmd::Info { format } => cli::node::info(&cli.host, format).await,
         Cmd::Service(cmd) => cli::service::run(&cli.host, cmd).await,
         Cmd::Node(cmd) => cli::node::run(&cli.host, cmd).await,
+        Cmd::Network(cmd) => cli::network::run(&cli.host, cmd).await,
         Cmd::Mesh(cmd) => cli::mesh::run(cmd),
         Cmd::Bench(cmd) => bench::run(cmd).await,
     }

@@ -3,6 +3,7 @@
 //! changes, when a timer the plan asked for expires, and on a slow tick. Loops
 //! never call each other: they only read and write the store.
 
+pub mod allocator;
 pub mod orchestrator;
 pub mod reaper;
 pub mod scheduler;
@@ -27,8 +28,9 @@ type PlanFn = fn(&State, Millis) -> Plan;
 
 /// Start every manager loop. They run only while this node leads raft.
 pub fn spawn(store: Store, stop: CancellationToken) {
-    let loops: [(&'static str, PlanFn); 3] = [
+    let loops: [(&'static str, PlanFn); 4] = [
         ("orchestrator", orchestrator::plan),
+        ("allocator", allocator::plan),
         ("scheduler", scheduler::plan),
         ("reaper", reaper::plan),
     ];

@@ -74,27 +74,35 @@ pub fn parse(s: &str) -> Result<PortConfig, String> {
     })
 }
 
-/// Checks a service's ports as a whole.
+/// The port the swarm's own node API listens on by default: no service
+/// may take it, or nodes would stop reaching each other.
+pub const CLUSTER_PORT: u16 = 2377;
+
+/// First and last port handed to ingress-mode ports published without a
+/// number, as Docker does.
+pub const DYNAMIC_PORTS: std::ops::RangeInclusive<u16> = 30000..=32767;
+
+/// Checks a service's ports as a whole. Ingress-mode ports may leave the
+/// published port 0: the daemon gives them one from `DYNAMIC_PORTS`.
 pub fn validate(ports: &[PortConfig]) -> Result<(), String> {
     for (i, p) in ports.iter().enumerate() {
-        if p.mode == PublishMode::Ingress {
-            return Err(format!(
-                "cannot publish {}: ingress-mode ports need the routing mesh, which the cluster does not program yet. Publish on the task's node instead: --publish mode=host,published={},target={}",
-                p.display(),
-                if p.published == 0 { p.target } else { p.published },
-                p.target
-            ));
-        }
-        if p.published == 0 {
+        if p.mode == PublishMode::Host && p.published == 0 {
             return Err(format!(
                 "host-mode port {}/{} needs published=PORT",
                 p.target,
                 p.protocol.name()
             ));
         }
-        if ports[..i]
-            .iter()
-            .any(|q| q.published == p.published && q.protocol == p.protocol)
+        if p.published == CLUSTER_PORT {
+            return Err(format!(
+                "cannot publish port {CLUSTER_PORT}/{}: it is the swarm's cluster port, which nodes use to reach each other",
+                p.protocol.name()
+            ));
+        }
+        if p.published != 0
+            && ports[..i]
+                .iter()
+                .any(|q| q.published == p.published && q.protocol == p.protocol)
         {
             return Err(format!(
                 "port {}/{} is published twice",
@@ -174,12 +182,13 @@ mod tests {
     }
 
     #[test]
-    fn validation_refuses_ingress_missing_and_duplicate_ports() {
+    fn validation_refuses_the_cluster_port_missing_and_duplicate_ports() {
         assert!(validate(&[host(8080, 80, Proto::Tcp), host(8080, 80, Proto::Udp)]).is_ok());
-        let ingress = validate(&[parse("8080:80").unwrap()]).unwrap_err();
-        assert!(
-            ingress.contains("--publish mode=host,published=8080,target=80"),
-            "{ingress}"
+        assert!(validate(&[parse("8080:80").unwrap(), parse("80").unwrap()]).is_ok());
+        let cluster = validate(&[host(2377, 80, Proto::Tcp)]).unwrap_err();
+        assert_eq!(
+            cluster,
+            "cannot publish port 2377/tcp: it is the swarm's cluster port, which nodes use to reach each other"
         );
         let missing = validate(&[host(0, 80, Proto::Tcp)]).unwrap_err();
         assert!(missing.contains("needs published=PORT"), "{missing}");

@@ -5,11 +5,16 @@
 //! task per slot, forward-only task states) are enforced here, not by callers.
 
 use crate::types::{
-    Availability, ClusterInfo, Meta, Millis, Node, NodeRole, NodeState, Service, Task, TaskState,
-    TaskStatus,
+    Attachment, Availability, ClusterInfo, Meta, Millis, Network, NetworkSpec, Node, NodeRole,
+    NodeState, PublishMode, Service, Task, TaskState, TaskStatus,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+
+mod network;
+
+pub use network::{holds_addresses, TaskAllocation};
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct State {
@@ -20,14 +25,23 @@ pub struct State {
     pub nodes: im::OrdMap<String, Node>,
     pub services: im::OrdMap<String, Service>,
     pub tasks: im::OrdMap<String, Task>,
+    pub networks: im::OrdMap<String, Network>,
+    /// Addresses held on each network (tasks that have not ended, VIPs).
+    /// Derived from the objects, so it is rebuilt on load (`reindex`)
+    /// rather than stored.
+    #[serde(skip)]
+    pub ipam: im::OrdMap<String, im::OrdSet<Ipv4Addr>>,
 }
 
 /// A change to the cluster, written to the raft log.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Command {
+    /// The first entry of a swarm: the cluster, its first node, and the
+    /// ingress network (made here so that no swarm is ever without it).
     InitCluster {
         cluster: ClusterInfo,
         node: Node,
+        ingress_id: String,
     },
     PutNode(Node),
     /// Replace the join token secret of a role (`join-token --rotate`).
@@ -74,6 +88,22 @@ pub enum Command {
     /// Observed state reported by the agent running the task.
     UpdateStatus(Vec<(String, TaskStatus)>),
     DeleteTasks(Vec<String>),
+    /// A new overlay network; `apply` settles its subnet, gateway and VNI.
+    CreateNetwork {
+        id: String,
+        spec: NetworkSpec,
+        at: Millis,
+    },
+    RemoveNetwork {
+        id: String,
+    },
+    /// The allocator's VIPs for a service (its whole set).
+    AllocateService {
+        id: String,
+        vips: Vec<Attachment>,
+    },
+    /// The allocator's addresses for new tasks; they become PENDING.
+    AllocateTasks(Vec<TaskAllocation>),
     /// Commands from concurrent writers committed as one raft entry (group
     /// commit); applied in order, each with its own response.
     Batch(Vec<Command>),
@@ -213,13 +243,28 @@ impl State {
 
     pub fn apply(&mut self, cmd: Command) -> Response {
         match cmd {
-            Command::InitCluster { cluster, node } => {
+            Command::InitCluster {
+                cluster,
+                node,
+                ingress_id,
+            } => {
                 if self.cluster.is_some() {
                     return Response::err(Rejection::AlreadyInSwarm);
                 }
+                let at = cluster.created_at;
                 self.cluster = Some(cluster);
-                self.nodes.insert(node.id.clone(), node);
-                Response::ok()
+                self.apply(Command::PutNode(node));
+                let ingress = NetworkSpec {
+                    name: crate::types::INGRESS.into(),
+                    driver: "overlay".into(),
+                    subnet: None,
+                    gateway: None,
+                    attachable: false,
+                    internal: false,
+                    ingress: true,
+                    labels: Default::default(),
+                };
+                self.create_network(ingress_id, ingress, at)
             }
             Command::PutNode(mut node) => {
                 match self.nodes.get(&node.id) {
@@ -293,6 +338,9 @@ impl State {
                         id: svc.id,
                     });
                 }
+                if let Err(r) = self.check_service(&svc) {
+                    return Response::err(r);
+                }
                 svc.meta.version = 1;
                 self.services.insert(svc.id.clone(), svc);
                 Response::ok()
@@ -300,27 +348,33 @@ impl State {
             Command::UpdateService {
                 mut service,
                 expected_version,
-            } => match self.services.get_mut(&service.id) {
-                None => not_found(Kind::Service, &service.id),
-                Some(cur) if cur.meta.version != expected_version => {
-                    Response::err(Rejection::Conflict {
+            } => {
+                let Some(cur) = self.services.get(&service.id) else {
+                    return not_found(Kind::Service, &service.id);
+                };
+                if cur.meta.version != expected_version {
+                    return Response::err(Rejection::Conflict {
                         kind: Kind::Service,
                         name: service.spec.name,
                         current: cur.meta.version,
                         expected: expected_version,
-                    })
+                    });
                 }
-                Some(cur) => {
-                    service.meta.version = cur.meta.version + 1;
-                    service.meta.created_at = cur.meta.created_at;
-                    *cur = service;
-                    Response::ok()
+                if let Err(r) = self.check_service(&service) {
+                    return Response::err(r);
                 }
-            },
+                // The endpoint is the allocator's: a spec update keeps it.
+                service.meta.version = cur.meta.version + 1;
+                service.meta.created_at = cur.meta.created_at;
+                service.endpoint = cur.endpoint.clone();
+                self.services.insert(service.id.clone(), service);
+                Response::ok()
+            }
             Command::RemoveService { id } => {
-                if self.services.remove(&id).is_none() {
+                let Some(svc) = self.services.remove(&id) else {
                     return not_found(Kind::Service, &id);
-                }
+                };
+                self.release(&svc.endpoint.vips);
                 let ids: Vec<String> = self.tasks_of(&id).map(|t| t.id.clone()).collect();
                 for tid in ids {
                     if let Some(t) = self.tasks.get_mut(&tid) {
@@ -351,6 +405,10 @@ impl State {
                         if status.state >= t.status.state && !t.status.state.is_terminal() {
                             bump(&mut t.meta, Some(status.timestamp));
                             t.status = status;
+                            if !holds_addresses(t) {
+                                let addrs = t.networks.clone().unwrap_or_default();
+                                self.release(&addrs);
+                            }
                         }
                     }
                 }
@@ -362,11 +420,50 @@ impl State {
             },
             Command::DeleteTasks(ids) => {
                 for id in ids {
-                    self.tasks.remove(&id);
+                    if let Some(t) = self.tasks.remove(&id) {
+                        if holds_addresses(&t) {
+                            self.release(t.networks.as_deref().unwrap_or_default());
+                        }
+                    }
                 }
                 Response::ok()
             }
+            Command::CreateNetwork { id, spec, at } => self.create_network(id, spec, at),
+            Command::RemoveNetwork { id } => self.remove_network(&id),
+            Command::AllocateService { id, vips } => self.allocate_service(&id, vips),
+            Command::AllocateTasks(allocations) => self.allocate_tasks(allocations),
         }
+    }
+
+    /// What a stored service must satisfy whoever wrote it: its networks
+    /// exist, and no other service publishes its ingress ports.
+    fn check_service(&self, svc: &Service) -> Result<(), Rejection> {
+        for a in &svc.spec.networks {
+            if !self.networks.contains_key(&a.target) {
+                return Err(Rejection::NotFound {
+                    kind: Kind::Network,
+                    id: a.target.clone(),
+                });
+            }
+        }
+        for p in &svc.spec.ports {
+            let clash = self.services.values().filter(|o| o.id != svc.id).find(|o| {
+                o.spec.ports.iter().any(|q| {
+                    q.protocol == p.protocol
+                        && q.published == p.published
+                        && (p.mode == PublishMode::Ingress || q.mode == PublishMode::Ingress)
+                })
+            });
+            if let Some(o) = clash {
+                return Err(Rejection::Invalid(format!(
+                    "port {}/{} is already published by service {} (ingress-mode ports are published on every node)",
+                    p.published,
+                    p.protocol.name(),
+                    o.spec.name
+                )));
+            }
+        }
+        Ok(())
     }
 
     fn create_tasks(&mut self, tasks: Vec<Task>) -> Response {
@@ -459,7 +556,10 @@ mod tests {
                 placement: Default::default(),
                 resources: Default::default(),
                 ports: Vec::new(),
+                networks: Vec::new(),
+                endpoint_mode: Default::default(),
             },
+            endpoint: Default::default(),
             meta: Meta {
                 version: 1,
                 ..Meta::default()
@@ -481,6 +581,7 @@ mod tests {
             meta: Meta::default(),
             restart_at: None,
             attempt: 0,
+            networks: None,
         }
     }
 

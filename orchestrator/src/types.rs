@@ -5,6 +5,10 @@
 //! plane, so every layer can use these types without pulling in another.
 //! Parsers and policies live beside their users (`placement`, `ports`, `pki`).
 
+mod network;
+
+pub use network::*;
+
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -28,6 +32,24 @@ pub fn new_id() -> String {
     (0..25)
         .map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char)
         .collect()
+}
+
+/// Docker's rule for object names (services, networks, aliases), which
+/// also keeps them usable as DNS labels.
+pub fn validate_name(kind: &str, name: &str) -> Result<(), String> {
+    let ok_start = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphanumeric());
+    let ok_rest = name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
+    if name.is_empty() || name.len() > 63 || !ok_start || !ok_rest {
+        return Err(format!(
+            "invalid {kind} name {name:?}: use 1-63 characters [a-zA-Z0-9_.-], starting with a letter or digit"
+        ));
+    }
+    Ok(())
 }
 
 /// What every stored object carries. `version` is set by `State::apply` on
@@ -108,12 +130,20 @@ pub struct ServiceSpec {
     pub resources: Resources,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ports: Vec<PortConfig>,
+    /// Networks besides ingress (which ingress-mode ports imply).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub networks: Vec<NetworkAttachmentSpec>,
+    #[serde(default)]
+    pub endpoint_mode: EndpointMode,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Service {
     pub id: String,
     pub spec: ServiceSpec,
+    /// The VIPs the allocator gave it.
+    #[serde(default)]
+    pub endpoint: Endpoint,
     /// `version` counts every change; tasks record the one they were made from.
     #[serde(flatten)]
     pub meta: Meta,
@@ -310,6 +340,10 @@ pub struct Task {
     /// How many restarts led to this task within its slot (0 for the first).
     #[serde(default)]
     pub attempt: u64,
+    /// Its address on each of its networks, from the allocator; `None`
+    /// until allocated (the scheduler places only allocated tasks).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub networks: Option<Vec<Attachment>>,
 }
 
 impl Task {
@@ -410,6 +444,10 @@ pub struct Node {
     pub memory_bytes: i64,
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+    /// The node's own task gateway subnet (`--gateway-subnet`): overlay
+    /// subnets must not overlap it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway_subnet: Option<ipnet::Ipv4Net>,
     #[serde(flatten)]
     pub meta: Meta,
 }
@@ -434,4 +472,31 @@ pub struct ClusterInfo {
     pub cert_expiry_ms: Millis,
     /// Agents' heartbeat period (`--dispatcher-heartbeat`).
     pub heartbeat_ms: Millis,
+    /// Where networks get subnets (`--default-addr-pool`).
+    #[serde(default = "default_addr_pool")]
+    pub addr_pool: Vec<ipnet::Ipv4Net>,
+    /// Prefix length of those subnets (`--default-addr-pool-mask-length`).
+    #[serde(default = "default_pool_mask_len")]
+    pub pool_mask_len: u8,
+}
+
+fn default_pool_mask_len() -> u8 {
+    DEFAULT_POOL_MASK_LEN
+}
+
+#[cfg(test)]
+mod tests {
+    use super::validate_name;
+
+    #[test]
+    fn names_follow_docker_rules() {
+        assert!(validate_name("service", "demo_web").is_ok());
+        assert!(validate_name("service", "web.1-a").is_ok());
+        assert!(validate_name("service", "").is_err());
+        assert!(validate_name("service", "-web").is_err());
+        assert!(validate_name("network", "we b")
+            .unwrap_err()
+            .starts_with("invalid network name"));
+        assert!(validate_name("service", &"a".repeat(64)).is_err());
+    }
 }

@@ -5,8 +5,12 @@ use super::pb::{self, control_server::Control};
 use crate::daemon::Daemon;
 use crate::daemon::InitOptions;
 use crate::pki::{self, token, token::JoinToken};
-use crate::state::{Command, State};
-use crate::types::{new_id, now_ms, Meta, Mode, NodeRole, NodeState, Service, ServiceSpec};
+use crate::state::{Command, Rejection, State};
+use crate::store::StoreError;
+use crate::types::{
+    default_addr_pool, new_id, validate_name, Network, NetworkSpec, DEFAULT_POOL_MASK_LEN,
+};
+use crate::types::{now_ms, Meta, Mode, NodeRole, NodeState, Service, ServiceSpec};
 use futures::{Stream, StreamExt};
 use std::pin::Pin;
 use std::sync::Arc;
@@ -32,23 +36,6 @@ fn to_json<T: serde::Serialize>(v: &T) -> String {
     serde_json::to_string(v).expect("cluster objects always serialize")
 }
 
-/// Docker's rule for object names, which also keeps them usable in DNS.
-pub fn validate_name(name: &str) -> Result<(), String> {
-    let ok_start = name
-        .chars()
-        .next()
-        .is_some_and(|c| c.is_ascii_alphanumeric());
-    let ok_rest = name
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
-    if name.is_empty() || name.len() > 63 || !ok_start || !ok_rest {
-        return Err(format!(
-            "invalid service name {name:?}: use 1-63 characters [a-zA-Z0-9_.-], starting with a letter or digit"
-        ));
-    }
-    Ok(())
-}
-
 impl ControlService {
     pub fn new(daemon: Arc<Daemon>) -> Self {
         ControlService { daemon }
@@ -72,6 +59,39 @@ impl ControlService {
             return Err(Status::failed_precondition(NOT_A_MANAGER));
         }
         Ok(st)
+    }
+
+    /// Change a service as `change` says, on top of the latest version: a
+    /// concurrent writer (the allocator, another client) makes it re-read
+    /// and try again rather than fail.
+    async fn update_service(
+        &self,
+        id: &str,
+        change: impl Fn(&mut Service),
+    ) -> Result<Service, Status> {
+        let mut tries = 0;
+        loop {
+            let cur = self.find_service(id)?;
+            let mut next = cur.clone();
+            change(&mut next);
+            next.meta.updated_at = now_ms();
+            let cmd = Command::UpdateService {
+                service: next,
+                expected_version: cur.meta.version,
+            };
+            match self.daemon.store.write(cmd).await {
+                Ok(()) => return self.find_service(id),
+                Err(StoreError::Rejected(Rejection::Conflict { .. })) if tries < 5 => tries += 1,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    fn find_network(&self, key: &str) -> Result<Network, Status> {
+        let st = self.manager_state()?;
+        st.find_network(key)
+            .cloned()
+            .ok_or_else(|| Status::not_found(format!("network {key} not found")))
     }
 
     fn find_service(&self, key: &str) -> Result<Service, Status> {
@@ -127,9 +147,30 @@ impl Control for ControlService {
                 Duration::from_millis(ms)
             }
         };
+        let addr_pool = if req.default_addr_pool.is_empty() {
+            default_addr_pool()
+        } else {
+            req.default_addr_pool
+                .iter()
+                .map(|p| {
+                    p.parse().map_err(|_| {
+                        Status::invalid_argument(format!(
+                            "invalid --default-addr-pool {p:?}: use CIDR notation such as 10.20.0.0/16"
+                        ))
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?
+        };
+        let pool_mask_len = match req.default_addr_pool_mask_length {
+            0 => DEFAULT_POOL_MASK_LEN,
+            n => u8::try_from(n).unwrap_or(u8::MAX),
+        };
+        crate::network::check_pool(&addr_pool, pool_mask_len).map_err(Status::invalid_argument)?;
         let opts = InitOptions {
             cert_expiry: or(req.cert_expiry_ms, pki::DEFAULT_CERT_EXPIRY),
             heartbeat: or(req.heartbeat_ms, Duration::from_secs(1)),
+            addr_pool,
+            pool_mask_len,
         };
         let cluster_id = d.init(opts).await.map_err(precondition)?;
         Ok(Response::new(pb::InitResponse {
@@ -205,7 +246,7 @@ impl Control for ControlService {
         if spec.name.is_empty() {
             spec.name = generated_name();
         }
-        validate_name(&spec.name).map_err(Status::invalid_argument)?;
+        validate_name("service", &spec.name).map_err(Status::invalid_argument)?;
         if spec.image.trim().is_empty() {
             return Err(Status::invalid_argument("an image is required"));
         }
@@ -216,10 +257,12 @@ impl Control for ControlService {
         if spec.mode == Mode::Global {
             spec.replicas = 0;
         }
+        super::resolve::service_spec(&*self.manager_state()?, &mut spec, None)?;
         let now = now_ms();
         let svc = Service {
             id: new_id(),
             spec,
+            endpoint: Default::default(),
             meta: Meta::new(now),
         };
         let id = svc.id.clone();
@@ -246,18 +289,9 @@ impl Control for ControlService {
                 cur.spec.name
             )));
         }
-        let mut next = cur.clone();
-        next.spec.replicas = req.replicas;
-        next.meta.updated_at = now_ms();
-        self.daemon
-            .store
-            .write(Command::UpdateService {
-                service: next,
-                expected_version: cur.meta.version,
-            })
-            .await
-            .map_err(Status::from)?;
-        let svc = self.find_service(&cur.id)?;
+        let svc = self
+            .update_service(&cur.id, |s| s.spec.replicas = req.replicas)
+            .await?;
         Ok(Response::new(pb::ServiceResponse {
             service_json: to_json(&svc),
         }))
@@ -414,6 +448,58 @@ impl Control for ControlService {
         }))
     }
 
+    async fn create_network(
+        &self,
+        req: Request<pb::CreateNetworkRequest>,
+    ) -> Result<Response<pb::NetworkResponse>, Status> {
+        self.manager_state()?;
+        let mut spec: NetworkSpec = serde_json::from_str(&req.into_inner().spec_json)
+            .map_err(|e| Status::invalid_argument(format!("invalid network spec: {e}")))?;
+        super::resolve::network_spec(&mut spec)?;
+        let id = new_id();
+        let cmd = Command::CreateNetwork {
+            id: id.clone(),
+            spec,
+            at: now_ms(),
+        };
+        self.daemon.store.write(cmd).await.map_err(Status::from)?;
+        Ok(Response::new(pb::NetworkResponse {
+            network_json: to_json(&self.find_network(&id)?),
+        }))
+    }
+
+    async fn remove_network(
+        &self,
+        req: Request<pb::RemoveNetworkRequest>,
+    ) -> Result<Response<pb::NetworkResponse>, Status> {
+        let net = self.find_network(&req.into_inner().network)?;
+        let cmd = Command::RemoveNetwork { id: net.id.clone() };
+        self.daemon.store.write(cmd).await.map_err(Status::from)?;
+        Ok(Response::new(pb::NetworkResponse {
+            network_json: to_json(&net),
+        }))
+    }
+
+    async fn get_network(
+        &self,
+        req: Request<pb::GetNetworkRequest>,
+    ) -> Result<Response<pb::NetworkResponse>, Status> {
+        let net = self.find_network(&req.into_inner().network)?;
+        Ok(Response::new(pb::NetworkResponse {
+            network_json: to_json(&net),
+        }))
+    }
+
+    async fn list_networks(
+        &self,
+        _req: Request<pb::ListNetworksRequest>,
+    ) -> Result<Response<pb::ObjectList>, Status> {
+        let st = self.manager_state()?;
+        Ok(Response::new(pb::ObjectList {
+            items_json: st.networks.values().map(to_json).collect(),
+        }))
+    }
+
     type ServiceLogsStream = LogStream;
 
     async fn service_logs(
@@ -486,19 +572,4 @@ fn generated_name() -> String {
         ADJ.choose(&mut rng).expect("non-empty"),
         NOUN.choose(&mut rng).expect("non-empty")
     )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::validate_name;
-
-    #[test]
-    fn service_names_follow_docker_rules() {
-        assert!(validate_name("demo_web").is_ok());
-        assert!(validate_name("web.1-a").is_ok());
-        assert!(validate_name("").is_err());
-        assert!(validate_name("-web").is_err());
-        assert!(validate_name("we b").is_err());
-        assert!(validate_name(&"a".repeat(64)).is_err());
-    }
 }

@@ -71,17 +71,36 @@ pub enum NodeCmd {
     },
 }
 
-pub async fn init(
-    host: &str,
+#[derive(clap::Args, Debug)]
+pub struct InitArgs {
+    /// Address other nodes use to reach this one (ADDR[:PORT]).
+    #[arg(long)]
     advertise_addr: Option<String>,
+    /// Validity period for node certificates (e.g. 2160h, 10m, 90s).
+    #[arg(long, value_parser = super::parse_duration)]
     cert_expiry: Option<Duration>,
-    heartbeat: Option<Duration>,
-) -> Result<()> {
+    /// Dispatcher heartbeat period (e.g. 1s, 500ms).
+    #[arg(long, value_parser = super::parse_duration)]
+    dispatcher_heartbeat: Option<Duration>,
+    /// Address pool that networks get their subnets from (CIDR; repeatable;
+    /// 10.0.0.0/8 by default).
+    #[arg(long)]
+    default_addr_pool: Vec<String>,
+    /// Prefix length of the subnets carved from the pool (24 by default).
+    #[arg(long)]
+    default_addr_pool_mask_length: Option<u32>,
+}
+
+pub async fn init(host: &str, args: InitArgs) -> Result<()> {
     let mut c = connect(host).await?;
     let req = pb::InitRequest {
-        advertise_addr: advertise_addr.unwrap_or_default(),
-        cert_expiry_ms: cert_expiry.map_or(0, |d| d.as_millis() as u64),
-        heartbeat_ms: heartbeat.map_or(0, |d| d.as_millis() as u64),
+        advertise_addr: args.advertise_addr.unwrap_or_default(),
+        cert_expiry_ms: args.cert_expiry.map_or(0, |d| d.as_millis() as u64),
+        heartbeat_ms: args
+            .dispatcher_heartbeat
+            .map_or(0, |d| d.as_millis() as u64),
+        default_addr_pool: args.default_addr_pool,
+        default_addr_pool_mask_length: args.default_addr_pool_mask_length.unwrap_or(0),
     };
     let resp = c.init(req).await.map_err(status_error)?.into_inner();
     println!(

@@ -8,7 +8,8 @@ use crate::api::pb;
 use crate::placement::{parse_bytes, parse_cpus, Placement, Resources};
 use crate::ports;
 use crate::types::{
-    Mode, Node, RestartCondition, RestartPolicy, Service, ServiceSpec, Task, TaskState,
+    EndpointMode, Mode, Node, RestartCondition, RestartPolicy, Service, ServiceSpec, Task,
+    TaskState,
 };
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
@@ -73,6 +74,12 @@ pub enum ModeArg {
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug)]
+pub enum EndpointModeArg {
+    Vip,
+    Dnsrr,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug)]
 pub enum ConditionArg {
     Any,
     OnFailure,
@@ -116,9 +123,16 @@ pub struct CreateArgs {
     /// Reserve memory (e.g. 512M).
     #[arg(long)]
     pub reserve_memory: Option<String>,
-    /// Publish a port: mode=host,published=PORT,target=PORT[,protocol=tcp|udp].
+    /// Publish a port: [PUBLISHED:]TARGET[/PROTO] through the routing mesh, or
+    /// published=PORT,target=PORT[,protocol=tcp|udp][,mode=ingress|host].
     #[arg(short, long = "publish")]
     pub publish: Vec<String>,
+    /// Attach to a network: NAME, or name=NAME[,alias=ALIAS]...
+    #[arg(long = "network")]
+    pub networks: Vec<String>,
+    /// How clients find the tasks: vip (a virtual IP) or dnsrr (DNS round robin).
+    #[arg(long, value_enum, default_value = "vip")]
+    pub endpoint_mode: EndpointModeArg,
     /// Exit immediately instead of waiting for the service to converge.
     #[arg(short, long)]
     pub detach: bool,
@@ -194,6 +208,16 @@ impl CreateArgs {
             placement,
             resources,
             ports,
+            networks: self
+                .networks
+                .iter()
+                .map(|n| crate::network::parse_attachment(n))
+                .collect::<Result<_, _>>()
+                .map_err(anyhow::Error::msg)?,
+            endpoint_mode: match self.endpoint_mode {
+                EndpointModeArg::Vip => EndpointMode::Vip,
+                EndpointModeArg::Dnsrr => EndpointMode::Dnsrr,
+            },
         })
     }
 }

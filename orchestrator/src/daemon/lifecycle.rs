@@ -30,6 +30,8 @@ impl Daemon {
             manager_secret: token::new_secret(),
             cert_expiry_ms: opts.cert_expiry.as_millis() as u64,
             heartbeat_ms: opts.heartbeat.as_millis() as u64,
+            addr_pool: opts.addr_pool.clone(),
+            pool_mask_len: opts.pool_mask_len,
         };
         let (key_pem, csr) = pki::new_key_and_csr()?;
         let cert_pem = pki::issue(&cluster, &csr, &self.identity.node_id, NodeRole::Manager)?;
@@ -38,7 +40,11 @@ impl Daemon {
         self.store.wait_for_leader(Duration::from_secs(10)).await?;
         self.remember_managers(vec![node.addr.clone()])?;
         self.store
-            .write(Command::InitCluster { cluster, node })
+            .write(Command::InitCluster {
+                cluster,
+                node,
+                ingress_id: new_id(),
+            })
             .await
             .context("writing the cluster record")?;
         self.certs.save(&ca.cert_pem, &cert_pem, &key_pem)?;
@@ -68,6 +74,7 @@ impl Daemon {
                 nano_cpus: me.nano_cpus,
                 memory_bytes: me.memory_bytes,
                 node_id: me.id,
+                gateway_subnet: me.gateway_subnet.map(|g| g.to_string()).unwrap_or_default(),
                 ..Default::default()
             },
         )

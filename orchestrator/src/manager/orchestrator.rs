@@ -234,6 +234,7 @@ fn new_task(svc: &Service, key: SlotKey, attempt: u64, not_before: Millis, now: 
         meta: Meta::new(now),
         restart_at: delayed.then_some(not_before),
         attempt,
+        networks: None,
     }
 }
 

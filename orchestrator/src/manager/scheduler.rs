@@ -139,7 +139,12 @@ pub fn plan(st: &State, now: Millis) -> Plan {
     let mut pending: Vec<&Task> = st
         .tasks
         .values()
-        .filter(|t| t.status.state <= TaskState::Pending && t.desired_state <= TaskState::Running)
+        .filter(|t| {
+            // Only the allocator's PENDING tasks: they have their addresses.
+            t.status.state == TaskState::Pending
+                && t.networks.is_some()
+                && t.desired_state <= TaskState::Running
+        })
         .collect();
     // Oldest first, then by slot, so placement order is stable.
     pending.sort_by(|a, b| {
@@ -193,7 +198,7 @@ mod tests {
     use crate::types::{Availability, Mode, NodeState};
 
     fn unassigned(id: &str, svc: &crate::types::Service, slot: u64) -> Task {
-        let mut t = task(id, svc, slot, TaskState::New);
+        let mut t = task(id, svc, slot, TaskState::Pending);
         t.node_id = None;
         t
     }
@@ -275,7 +280,7 @@ mod tests {
     #[test]
     fn global_task_goes_only_to_its_node() {
         let s = service("s", Mode::Global, 0);
-        let mut t = task("t", &s, 0, TaskState::New);
+        let mut t = task("t", &s, 0, TaskState::Pending);
         t.node_id = Some("n2".into());
         let st = state(&[node("n1"), node("n2")], &[s], &[t]);
         assert_eq!(placed(&st).get("n2"), Some(&1));

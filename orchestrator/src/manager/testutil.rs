@@ -16,6 +16,7 @@ pub fn node(id: &str) -> Node {
         nano_cpus: 0,
         memory_bytes: 0,
         labels: Default::default(),
+        gateway_subnet: None,
         meta: Meta::default(),
     }
 }
@@ -34,7 +35,10 @@ pub fn service(id: &str, mode: Mode, replicas: u64) -> Service {
             placement: Default::default(),
             resources: Default::default(),
             ports: Vec::new(),
+            networks: Vec::new(),
+            endpoint_mode: Default::default(),
         },
+        endpoint: Default::default(),
         meta: Meta {
             version: 1,
             ..Meta::default()
@@ -59,6 +63,7 @@ pub fn task(id: &str, svc: &Service, slot: u64, state: TaskState) -> Task {
         meta: Meta::new(1_000),
         restart_at: None,
         attempt: 0,
+        networks: Some(Vec::new()),
     }
 }
 
@@ -68,5 +73,6 @@ pub fn state(nodes: &[Node], services: &[Service], tasks: &[Task]) -> State {
         nodes: nodes.iter().map(|n| (n.id.clone(), n.clone())).collect(),
         services: services.iter().map(|s| (s.id.clone(), s.clone())).collect(),
         tasks: tasks.iter().map(|t| (t.id.clone(), t.clone())).collect(),
+        ..State::default()
     }
 }

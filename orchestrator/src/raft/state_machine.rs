@@ -50,6 +50,7 @@ enum Key {
     Node(String),
     Service(String),
     Task(String),
+    Network(String),
 }
 
 impl Key {
@@ -59,6 +60,7 @@ impl Key {
             Key::Node(id) => format!("node/{id}"),
             Key::Service(id) => format!("service/{id}"),
             Key::Task(id) => format!("task/{id}"),
+            Key::Network(id) => format!("network/{id}"),
         }
     }
 
@@ -69,6 +71,7 @@ impl Key {
             Key::Node(id) => st.nodes.get(id).map(serde_json::to_vec),
             Key::Service(id) => st.services.get(id).map(serde_json::to_vec),
             Key::Task(id) => st.tasks.get(id).map(serde_json::to_vec),
+            Key::Network(id) => st.networks.get(id).map(serde_json::to_vec),
         };
         v.map(|r| r.expect("cluster objects always serialize"))
     }
@@ -98,7 +101,13 @@ fn touched(st: &State, cmd: &Command) -> Vec<Key> {
     let tasks =
         |ids: &mut dyn Iterator<Item = &String>| ids.map(|i| Key::Task(i.clone())).collect();
     match cmd {
-        Command::InitCluster { node, .. } => vec![Key::Cluster, Key::Node(node.id.clone())],
+        Command::InitCluster {
+            node, ingress_id, ..
+        } => vec![
+            Key::Cluster,
+            Key::Node(node.id.clone()),
+            Key::Network(ingress_id.clone()),
+        ],
         Command::PutNode(n) => vec![Key::Node(n.id.clone())],
         Command::SetJoinSecret { .. } => vec![Key::Cluster],
         Command::SetNodeState { id, .. }
@@ -113,6 +122,11 @@ fn touched(st: &State, cmd: &Command) -> Vec<Key> {
         Command::SetDesiredState { ids, .. } | Command::DeleteTasks(ids) => tasks(&mut ids.iter()),
         Command::Assign(a) => tasks(&mut a.iter().map(|a| &a.task_id)),
         Command::UpdateStatus(u) => tasks(&mut u.iter().map(|(id, _)| id)),
+        Command::CreateNetwork { id, .. } | Command::RemoveNetwork { id } => {
+            vec![Key::Network(id.clone())]
+        }
+        Command::AllocateService { id, .. } => vec![Key::Service(id.clone())],
+        Command::AllocateTasks(a) => tasks(&mut a.iter().map(|a| &a.task_id)),
         Command::Batch(cmds) => cmds.iter().flat_map(|c| touched(st, c)).collect(),
     }
 }
@@ -143,6 +157,7 @@ impl StateMachine {
                 membership = serde_json::from_slice(v.value()).map_err(read_err)?;
             }
         }
+        state.reindex();
         let state = Arc::new(state);
         let (publish, rx) = watch::channel(state.clone());
         let sm = StateMachine {
@@ -197,6 +212,7 @@ impl StateMachine {
         keys.extend(st.nodes.keys().map(|k| Key::Node(k.clone())));
         keys.extend(st.services.keys().map(|k| Key::Service(k.clone())));
         keys.extend(st.tasks.keys().map(|k| Key::Task(k.clone())));
+        keys.extend(st.networks.keys().map(|k| Key::Network(k.clone())));
         self.persist(&keys)
     }
 
@@ -235,6 +251,10 @@ fn load_object(st: &mut State, key: &str, bytes: &[u8]) -> Result<(), serde_json
         }
         "task" => {
             st.tasks.insert(id.into(), serde_json::from_slice(bytes)?);
+        }
+        "network" => {
+            st.networks
+                .insert(id.into(), serde_json::from_slice(bytes)?);
         }
         // Unknown kinds come from a newer version; keep going rather than
         // refusing to start, and let that version own them.
@@ -307,7 +327,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     ) -> StResult<()> {
         let bytes = snapshot.into_inner();
         let body: SnapshotBody = serde_json::from_slice(&bytes).map_err(write_err)?;
-        self.state = Arc::new(body.state);
+        let mut state = body.state;
+        state.reindex();
+        self.state = Arc::new(state);
         self.last_applied = meta.last_log_id;
         self.membership = meta.last_membership.clone();
         self.persist_all()?;
