@@ -45,7 +45,7 @@ impl Agent {
             stop.clone(),
         );
         tokio::spawn(watcher);
-        let mut changes = self.link.tasks.clone();
+        let mut changes = self.link.assigned.clone();
         let mut published = None;
         loop {
             let assigned = changes.borrow_and_update().clone();
@@ -53,7 +53,7 @@ impl Agent {
             // look like an orphan: wait for it.
             if let Some(assigned) = assigned {
                 let died = std::mem::take(&mut *died.lock().expect("died set lock"));
-                match self.pass(&assigned, &died).await {
+                match self.pass(&assigned.tasks, &died).await {
                     Ok(ports) => publish(&mut published, ports).await,
                     Err(e) => tracing::warn!(error = %e, "agent pass failed; retrying"),
                 }

@@ -132,6 +132,7 @@ struct Sent {
     tasks: BTreeMap<String, Task>,
     /// The node's role and the manager list as sent.
     meta: (String, Vec<String>),
+    view: Option<crate::types::NodeView>,
 }
 
 fn diff(st: &State, node: &str, sent: &mut Sent, full: bool) -> Option<SessionMessage> {
@@ -167,7 +168,16 @@ fn diff(st: &State, node: &str, sent: &mut Sent, full: bool) -> Option<SessionMe
     let meta = (msg.role.clone(), msg.managers.clone());
     let meta_changed = sent.meta != meta;
     sent.meta = meta;
-    (full || meta_changed || !msg.upserts_json.is_empty() || !msg.removed.is_empty()).then_some(msg)
+    // The view travels with the tasks it was computed with, so the agent
+    // never sees a task on a network it has not heard of.
+    let view = crate::view::for_node(st, node);
+    if sent.view.as_ref() != Some(&view) {
+        msg.view_json = serde_json::to_string(&view).expect("views serialize");
+        sent.view = Some(view);
+    }
+    let changed =
+        !msg.upserts_json.is_empty() || !msg.removed.is_empty() || !msg.view_json.is_empty();
+    (full || meta_changed || changed).then_some(msg)
 }
 
 #[tonic::async_trait]

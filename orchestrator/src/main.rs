@@ -21,6 +21,7 @@ mod raft;
 mod state;
 mod store;
 mod types;
+mod view;
 
 use clap::Parser;
 use cli::{Cli, Cmd};

@@ -6,8 +6,10 @@
 //! Parsers and policies live beside their users (`placement`, `ports`, `pki`).
 
 mod network;
+mod view;
 
 pub use network::*;
+pub use view::*;
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;

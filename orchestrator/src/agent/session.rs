@@ -9,7 +9,7 @@ use crate::api::cluster_pb::{
     StatusRequest,
 };
 use crate::raft::network::Peers;
-use crate::types::{Task, TaskStatus};
+use crate::types::{NodeView, Task, TaskStatus};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,11 +20,18 @@ use tonic::Status;
 
 pub type Report = Vec<(String, TaskStatus)>;
 
+/// What the dispatcher last said this node must run and reach.
+#[derive(Debug, Default)]
+pub struct Assigned {
+    pub tasks: Vec<Task>,
+    pub view: NodeView,
+}
+
 /// The agent's side of the link.
 pub struct Link {
     /// `None` until the first full set arrives: before that the agent must
     /// not judge any container an orphan.
-    pub tasks: watch::Receiver<Option<Arc<Vec<Task>>>>,
+    pub assigned: watch::Receiver<Option<Arc<Assigned>>>,
     pub reports: mpsc::UnboundedSender<Report>,
 }
 
@@ -39,18 +46,18 @@ pub fn spawn(
     role: watch::Sender<String>,
     stop: CancellationToken,
 ) -> Link {
-    let (tasks_tx, tasks) = watch::channel(None);
+    let (assigned_tx, assigned) = watch::channel(None);
     let (reports, reports_rx) = mpsc::unbounded_channel();
     let session = Session {
         peers,
         managers,
         role,
-        tasks: tasks_tx,
+        assigned: assigned_tx,
         reports: reports_rx,
         pending: BTreeMap::new(),
     };
     tokio::spawn(session.run(stop));
-    Link { tasks, reports }
+    Link { assigned, reports }
 }
 
 struct Session {
@@ -58,7 +65,7 @@ struct Session {
     managers: watch::Sender<Vec<String>>,
     /// This node's role as the cluster state has it (drives cert renewal).
     role: watch::Sender<String>,
-    tasks: watch::Sender<Option<Arc<Vec<Task>>>>,
+    assigned: watch::Sender<Option<Arc<Assigned>>>,
     reports: mpsc::UnboundedReceiver<Report>,
     /// Reports not yet accepted by a leader: task ID → latest status.
     pending: BTreeMap<String, TaskStatus>,
@@ -103,6 +110,7 @@ impl Session {
         let mut stream = client.session(SessionRequest {}).await?.into_inner();
         tracing::info!(manager = %addr, "dispatcher session open");
         let mut known: BTreeMap<String, Task> = BTreeMap::new();
+        let mut view = NodeView::default();
         let mut period = Duration::from_secs(1);
         let mut beat = tokio::time::interval(period);
         loop {
@@ -115,7 +123,7 @@ impl Session {
                         period = p;
                         beat = tokio::time::interval(period);
                     }
-                    self.apply(&mut known, msg);
+                    self.apply(&mut known, &mut view, msg);
                 }
                 _ = beat.tick() => {
                     tokio::time::timeout(period * 2, client.heartbeat(HeartbeatRequest {}))
@@ -135,7 +143,18 @@ impl Session {
         }
     }
 
-    fn apply(&mut self, known: &mut BTreeMap<String, Task>, msg: SessionMessage) {
+    fn apply(
+        &mut self,
+        known: &mut BTreeMap<String, Task>,
+        view: &mut NodeView,
+        msg: SessionMessage,
+    ) {
+        if !msg.view_json.is_empty() {
+            match serde_json::from_str(&msg.view_json) {
+                Ok(v) => *view = v,
+                Err(e) => tracing::warn!(error = %e, "undecodable view from the dispatcher"),
+            }
+        }
         for json in &msg.upserts_json {
             match serde_json::from_str::<Task>(json) {
                 Ok(t) => {
@@ -153,8 +172,10 @@ impl Session {
         if !msg.managers.is_empty() && *self.managers.borrow() != msg.managers {
             self.managers.send_replace(msg.managers.clone());
         }
-        self.tasks
-            .send_replace(Some(Arc::new(known.values().cloned().collect())));
+        self.assigned.send_replace(Some(Arc::new(Assigned {
+            tasks: known.values().cloned().collect(),
+            view: view.clone(),
+        })));
     }
 
     async fn flush(
