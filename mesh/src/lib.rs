@@ -8,5 +8,6 @@ pub mod dataplane;
 pub mod hostports;
 pub mod iptables;
 pub mod maglev;
+pub mod overlay;
 pub mod sandbox;
 pub mod xdp;

@@ -28,9 +28,9 @@ pub enum SandboxError {
     OutsideSubnet { addr: Ipv4Addr, subnet: Ipv4Net },
 }
 
-type Result<T> = std::result::Result<T, SandboxError>;
+pub(crate) type Result<T> = std::result::Result<T, SandboxError>;
 
-fn nl(op: impl Into<String>) -> impl FnOnce(rtnetlink::Error) -> SandboxError {
+pub(crate) fn nl(op: impl Into<String>) -> impl FnOnce(rtnetlink::Error) -> SandboxError {
     let op = op.into();
     move |source| SandboxError::Netlink {
         op,
@@ -64,13 +64,13 @@ impl Gateway {
     }
 }
 
-fn connect() -> Result<Handle> {
+pub(crate) fn connect() -> Result<Handle> {
     let (conn, handle, _) = rtnetlink::new_connection().map_err(SandboxError::Connect)?;
     tokio::spawn(conn);
     Ok(handle)
 }
 
-async fn link_index(handle: &Handle, name: &str) -> Result<Option<u32>> {
+pub(crate) async fn link_index(handle: &Handle, name: &str) -> Result<Option<u32>> {
     let mut links = handle.link().get().match_name(name.to_string()).execute();
     match links.try_next().await {
         Ok(Some(msg)) => Ok(Some(msg.header.index)),
@@ -82,7 +82,7 @@ async fn link_index(handle: &Handle, name: &str) -> Result<Option<u32>> {
 }
 
 /// The index of interface `name`, which must exist.
-async fn existing_link(handle: &Handle, name: &str) -> Result<u32> {
+pub(crate) async fn existing_link(handle: &Handle, name: &str) -> Result<u32> {
     link_index(handle, name)
         .await?
         .ok_or_else(|| SandboxError::NoLink(name.to_string()))
@@ -91,19 +91,54 @@ async fn existing_link(handle: &Handle, name: &str) -> Result<u32> {
 /// Create the gateway bridge in the current namespace if it is missing, give
 /// it its address and bring it up. Safe to call repeatedly.
 pub async fn ensure_bridge(gw: &Gateway) -> Result<()> {
+    ensure_bridge_with(&gw.bridge, gw.addr, None, None)
+        .await
+        .map(|_| ())
+}
+
+/// Create bridge `name` if missing, with `addr` on it, the given MAC and
+/// MTU when set, and bring it up. Returns its index.
+pub(crate) async fn ensure_bridge_with(
+    name: &str,
+    addr: Ipv4Net,
+    mac: Option<[u8; 6]>,
+    mtu: Option<u32>,
+) -> Result<u32> {
     let handle = connect()?;
-    let index = match link_index(&handle, &gw.bridge).await? {
+    let index = match link_index(&handle, name).await? {
         Some(i) => i,
         None => {
             handle
                 .link()
                 .add()
-                .bridge(gw.bridge.clone())
+                .bridge(name.to_string())
                 .execute()
                 .await
-                .map_err(nl(format!("create bridge {}", gw.bridge)))?;
-            existing_link(&handle, &gw.bridge).await?
+                .map_err(nl(format!("create bridge {name}")))?;
+            existing_link(&handle, name).await?
         }
+    };
+    if let Some(mac) = mac {
+        handle
+            .link()
+            .set(index)
+            .address(mac.to_vec())
+            .execute()
+            .await
+            .map_err(nl(format!("set the MAC of {name}")))?;
+    }
+    if let Some(mtu) = mtu {
+        handle
+            .link()
+            .set(index)
+            .mtu(mtu)
+            .execute()
+            .await
+            .map_err(nl(format!("set the MTU of {name}")))?;
+    }
+    let gw = Gateway {
+        bridge: name.to_string(),
+        addr,
     };
     let existing: Vec<_> = handle
         .address()
@@ -132,7 +167,82 @@ pub async fn ensure_bridge(gw: &Gateway) -> Result<()> {
         .up()
         .execute()
         .await
-        .map_err(nl(format!("bring up {}", gw.bridge)))
+        .map_err(nl(format!("bring up {}", gw.bridge)))?;
+    Ok(index)
+}
+
+/// One interface to give a task's namespace.
+#[derive(Clone, Debug)]
+pub struct Port {
+    /// The bridge its host end joins.
+    pub bridge: String,
+    /// Host end of the veth: at most 15 bytes, unique per task and network.
+    pub host_if: String,
+    /// Its name inside the namespace (`eth0`, `eth1`, ...).
+    pub name: String,
+    pub addr: Ipv4Net,
+    /// Set to make the MAC follow the address, so a reused address never
+    /// meets a stale neighbour entry elsewhere.
+    pub mac: Option<[u8; 6]>,
+    pub mtu: Option<u32>,
+    /// The default route goes through this gateway.
+    pub default_via: Option<Ipv4Addr>,
+}
+
+/// Docker's MAC for an address: 02:42 followed by the address bytes.
+pub fn mac_of(addr: Ipv4Addr) -> [u8; 6] {
+    let o = addr.octets();
+    [0x02, 0x42, o[0], o[1], o[2], o[3]]
+}
+
+/// Give the namespace of process `pid` the interface `port`.
+pub async fn attach_port(pid: u32, port: &Port) -> Result<()> {
+    let handle = connect()?;
+    // A half-done earlier attempt may have left the host end behind.
+    detach(&port.host_if).await?;
+    let peer = format!("{}p", port.host_if);
+    handle
+        .link()
+        .add()
+        .veth(port.host_if.clone(), peer.clone())
+        .execute()
+        .await
+        .map_err(nl(format!("create veth {}", port.host_if)))?;
+    let bridge = existing_link(&handle, &port.bridge).await?;
+    let host = existing_link(&handle, &port.host_if).await?;
+    let peer_index = existing_link(&handle, &peer).await?;
+    if let Some(mtu) = port.mtu {
+        for i in [host, peer_index] {
+            handle
+                .link()
+                .set(i)
+                .mtu(mtu)
+                .execute()
+                .await
+                .map_err(nl(format!("set the MTU of {}", port.host_if)))?;
+        }
+    }
+    handle
+        .link()
+        .set(host)
+        .controller(bridge)
+        .up()
+        .execute()
+        .await
+        .map_err(nl(format!("attach {} to {}", port.host_if, port.bridge)))?;
+    handle
+        .link()
+        .set(peer_index)
+        .setns_by_pid(pid)
+        .execute()
+        .await
+        .map_err(nl(format!("move {peer} into pid {pid}'s namespace")))?;
+    let inside = port.clone();
+    in_namespace(
+        pid,
+        move || async move { configure_port(&peer, &inside).await },
+    )
+    .await
 }
 
 /// Give the namespace of process `pid` an `eth0` with `addr` on the gateway
@@ -145,41 +255,16 @@ pub async fn attach(pid: u32, gw: &Gateway, addr: Ipv4Addr, host_if: &str) -> Re
             subnet: gw.addr.trunc(),
         });
     }
-    let handle = connect()?;
-    // A half-done earlier attempt may have left the host end behind.
-    detach(host_if).await?;
-    let peer = format!("{host_if}p");
-    handle
-        .link()
-        .add()
-        .veth(host_if.to_string(), peer.clone())
-        .execute()
-        .await
-        .map_err(nl(format!("create veth {host_if}")))?;
-    let bridge = existing_link(&handle, &gw.bridge).await?;
-    let host = existing_link(&handle, host_if).await?;
-    let peer_index = existing_link(&handle, &peer).await?;
-    handle
-        .link()
-        .set(host)
-        .controller(bridge)
-        .up()
-        .execute()
-        .await
-        .map_err(nl(format!("attach {host_if} to {}", gw.bridge)))?;
-    handle
-        .link()
-        .set(peer_index)
-        .setns_by_pid(pid)
-        .execute()
-        .await
-        .map_err(nl(format!("move {peer} into pid {pid}'s namespace")))?;
-
-    let (prefix, gateway) = (gw.addr.prefix_len(), gw.addr.addr());
-    in_namespace(pid, move || async move {
-        configure_inside(&peer, addr, prefix, gateway).await
-    })
-    .await
+    let port = Port {
+        bridge: gw.bridge.clone(),
+        host_if: host_if.to_string(),
+        name: "eth0".into(),
+        addr: Ipv4Net::new(addr, gw.addr.prefix_len()).expect("prefix comes from a valid net"),
+        mac: None,
+        mtu: None,
+        default_via: Some(gw.addr.addr()),
+    };
+    attach_port(pid, &port).await
 }
 
 /// Remove the host end of a task's veth (the peer goes with it). Missing is fine.
@@ -196,31 +281,31 @@ pub async fn detach(host_if: &str) -> Result<()> {
     Ok(())
 }
 
-/// Inside the task's namespace: rename the peer to eth0, address it, bring it
-/// and lo up, and route everything through the gateway.
-async fn configure_inside(peer: &str, addr: Ipv4Addr, prefix: u8, gateway: Ipv4Addr) -> Result<()> {
+/// Inside the task's namespace: rename the peer, give it its MAC and
+/// address, bring it and lo up, and route through the gateway if asked.
+async fn configure_port(peer: &str, port: &Port) -> Result<()> {
     let handle = connect()?;
     let index = existing_link(&handle, peer).await?;
-    handle
-        .link()
-        .set(index)
-        .name("eth0".into())
-        .execute()
+    let mut set = handle.link().set(index).name(port.name.clone());
+    if let Some(mac) = port.mac {
+        set = set.address(mac.to_vec());
+    }
+    set.execute()
         .await
-        .map_err(nl("rename to eth0"))?;
+        .map_err(nl(format!("rename to {}", port.name)))?;
     handle
         .address()
-        .add(index, IpAddr::V4(addr), prefix)
+        .add(index, IpAddr::V4(port.addr.addr()), port.addr.prefix_len())
         .execute()
         .await
-        .map_err(nl(format!("add {addr}/{prefix} to eth0")))?;
+        .map_err(nl(format!("add {} to {}", port.addr, port.name)))?;
     handle
         .link()
         .set(index)
         .up()
         .execute()
         .await
-        .map_err(nl("bring up eth0"))?;
+        .map_err(nl(format!("bring up {}", port.name)))?;
     if let Some(lo) = link_index(&handle, "lo").await? {
         handle
             .link()
@@ -230,23 +315,27 @@ async fn configure_inside(peer: &str, addr: Ipv4Addr, prefix: u8, gateway: Ipv4A
             .await
             .map_err(nl("bring up lo"))?;
     }
-    handle
-        .route()
-        .add()
-        .v4()
-        .gateway(gateway)
-        .execute()
-        .await
-        .map_err(nl(format!("add default route via {gateway}")))
+    if let Some(gateway) = port.default_via {
+        handle
+            .route()
+            .add()
+            .v4()
+            .gateway(gateway)
+            .execute()
+            .await
+            .map_err(nl(format!("add default route via {gateway}")))?;
+    }
+    Ok(())
 }
 
 /// Run `f` on a dedicated thread that has entered the network namespace of
 /// `pid`. A fresh thread is used because `setns` changes the calling thread
 /// for good, and runtime worker threads must stay in the node's namespace.
-async fn in_namespace<F, Fut>(pid: u32, f: F) -> Result<()>
+pub async fn in_namespace<F, Fut, T>(pid: u32, f: F) -> Result<T>
 where
     F: FnOnce() -> Fut + Send + 'static,
-    Fut: std::future::Future<Output = Result<()>>,
+    Fut: std::future::Future<Output = Result<T>>,
+    T: Send + 'static,
 {
     let (tx, rx) = tokio::sync::oneshot::channel();
     std::thread::spawn(move || {

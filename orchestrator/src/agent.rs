@@ -4,37 +4,48 @@
 //! a restarted agent adopts what is already running and never duplicates it.
 
 pub mod engine;
+pub mod exec;
+pub mod network;
 pub mod session;
 
 use crate::ports::PublishMode;
-use crate::types::{Task, TaskState, TaskStatus};
-use engine::{has_exited, is_running, label, Engine, TaskContainers, LABEL_ADDR};
+use crate::types::{NodeView, Task, TaskState, TaskStatus};
+use engine::{is_running, label, Engine, TaskContainers, LABEL_ADDR};
+use exec::Controller;
 use futures::StreamExt;
+use network::Networks;
 use std::collections::{HashMap, HashSet};
 use std::net::Ipv4Addr;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use swarm_mesh::hostports::{self, HostPort};
-use swarm_mesh::sandbox::{self, Gateway};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-/// Seconds a task's container gets to exit after SIGTERM.
-const STOP_GRACE_SECS: i64 = 10;
 /// Longest gap between passes when nothing signals a change.
 const RESYNC: Duration = Duration::from_secs(2);
 
 pub struct Agent {
     pub link: session::Link,
     pub engine: Engine,
-    pub gateway: Gateway,
+    pub networks: Networks,
     pub pause_image: String,
+    /// Where per-task files (resolv.conf) live: `<data dir>/tasks/<id>/`.
+    pub data_dir: PathBuf,
+    /// This node's underlay address, the source of its overlay tunnels.
+    pub underlay: Option<Ipv4Addr>,
 }
 
 impl Agent {
     pub async fn run(self, stop: CancellationToken) {
-        if let Err(e) = sandbox::ensure_bridge(&self.gateway).await {
-            tracing::error!(error = %e, bridge = %self.gateway.bridge, "cannot set up the gateway bridge; tasks will fail to start");
+        if let Err(e) = self.networks.ensure_gateway().await {
+            tracing::error!(error = %e, bridge = %self.networks.gateway.bridge, "cannot set up the gateway bridge; tasks will fail to start");
+        }
+        if let Some(addr) = self.underlay {
+            if let Err(e) = self.networks.set_underlay(addr).await {
+                tracing::error!(error = %e, %addr, "cannot find the underlay link; overlay networks will not work");
+            }
         }
         let wake = Arc::new(Notify::new());
         let died = Arc::new(Mutex::new(HashSet::new()));
@@ -52,8 +63,11 @@ impl Agent {
             // Until the dispatcher sent the full set, every container would
             // look like an orphan: wait for it.
             if let Some(assigned) = assigned {
+                if let Err(e) = self.networks.sync(&assigned.view).await {
+                    tracing::warn!(error = %e, "cannot build this node's overlays; retrying");
+                }
                 let died = std::mem::take(&mut *died.lock().expect("died set lock"));
-                match self.pass(&assigned.tasks, &died).await {
+                match self.pass(&assigned.tasks, &assigned.view, &died).await {
                     Ok(ports) => publish(&mut published, ports).await,
                     Err(e) => tracing::warn!(error = %e, "agent pass failed; retrying"),
                 }
@@ -74,6 +88,7 @@ impl Agent {
     async fn pass(
         &self,
         assigned: &[Task],
+        view: &NodeView,
         died: &HashSet<String>,
     ) -> Result<Vec<HostPort>, engine::EngineError> {
         let mut containers = self.engine.task_containers().await?;
@@ -97,7 +112,7 @@ impl Agent {
             .collect();
         for id in orphans {
             if let Some(c) = containers.remove(&id) {
-                self.teardown(&id, &c, true).await;
+                exec::teardown(self, &id, &c, true).await;
             }
         }
 
@@ -112,7 +127,7 @@ impl Agent {
         let steps = mine.iter().map(|task| {
             let have = containers.get(&task.id).cloned().unwrap_or_default();
             let used = &used;
-            async move { (task.id.clone(), self.step(task, &have, used).await) }
+            async move { (task.id.clone(), self.step(task, view, &have, used).await) }
         });
         let updates: Vec<(String, TaskStatus)> = futures::future::join_all(steps)
             .await
@@ -130,15 +145,23 @@ impl Agent {
     async fn step(
         &self,
         task: &Task,
+        view: &NodeView,
         have: &TaskContainers,
         used: &Mutex<HashSet<Ipv4Addr>>,
     ) -> Option<TaskStatus> {
+        let ctl = Controller {
+            agent: self,
+            task,
+            view,
+        };
         let observed = task.status.state;
         if task.desired_state >= TaskState::Shutdown {
             let remove = task.desired_state >= TaskState::Remove;
             let any_running = have.app.iter().chain(&have.pause).any(is_running);
-            if any_running || (remove && have.ids().next().is_some()) {
-                self.teardown(&task.id, have, remove).await;
+            if remove && have.ids().next().is_some() {
+                ctl.remove(have).await;
+            } else if any_running {
+                ctl.shutdown(have).await;
             }
             return (!observed.is_terminal())
                 .then(|| TaskStatus::new(TaskState::Shutdown, "shutdown"));
@@ -151,94 +174,40 @@ impl Agent {
                 (observed < TaskState::Running).then(|| self.running(task, have))
             }
             // The container ran and stopped: the task is over.
-            (Some(app), TaskState::Running | TaskState::Starting) if has_exited(app) => {
-                let id = app.id.clone().unwrap_or_default();
-                let code = self.engine.exit_code(&id).await.unwrap_or(-1);
-                // Free the namespace holder; containers stay for `logs` until reaped.
-                if let Some(p) = have.pause.as_ref().and_then(|p| p.id.as_deref()) {
-                    let _ = self.engine.stop(p, 0).await;
-                }
-                Some(exited(code, &id))
-            }
-            _ => Some(self.start(task, have, used).await),
+            (Some(_), TaskState::Running | TaskState::Starting) => ctl.wait(have).await,
+            _ => Some(self.start(&ctl, have, used).await),
         }
     }
 
     fn running(&self, task: &Task, have: &TaskContainers) -> TaskStatus {
         let mut st = TaskStatus::new(TaskState::Running, "started");
         st.container_id = have.app.as_ref().and_then(|c| c.id.clone());
-        st.addr = have
-            .pause
-            .as_ref()
-            .and_then(|p| label(p, LABEL_ADDR).map(str::to_string));
+        st.addr = exec::gateway_addr(have);
         tracing::info!(task = %task.name(), id = %task.id, "task running");
         st
     }
 
-    /// Prepare the sandbox and start the task. Errors before the container
-    /// exists reject the task; errors starting it fail the task.
+    /// Prepare the sandbox and start the task.
     async fn start(
         &self,
-        task: &Task,
+        ctl: &Controller<'_>,
         have: &TaskContainers,
         used: &Mutex<HashSet<Ipv4Addr>>,
     ) -> TaskStatus {
-        self.report(task, TaskState::Preparing, "preparing").await;
-        if let Err(msg) = self.engine.check_image(&task.spec.image).await {
-            return TaskStatus::new(TaskState::Rejected, "preparing failed").with_err(msg);
-        }
-        if let Err(msg) = self.engine.check_image(&self.pause_image).await {
-            let err = format!("{msg} (the pause image is built by scripts/images.sh)");
-            return TaskStatus::new(TaskState::Rejected, "preparing failed").with_err(err);
-        }
-        // Any leftovers from an interrupted start are replaced, never reused
-        // half-plumbed.
-        self.teardown(&task.id, have, true).await;
-        let addr = {
-            let mut used = used.lock().expect("address set lock");
-            let free = self.gateway.task_addrs().find(|a| !used.contains(a));
-            free.inspect(|a| {
-                used.insert(*a);
-            })
+        self.report(ctl.task, TaskState::Preparing, "preparing")
+            .await;
+        let sb = match ctl.prepare(have, used).await {
+            Ok(sb) => sb,
+            Err(st) => return st,
         };
-        let Some(addr) = addr else {
-            let err = format!("no free address on gateway {}", self.gateway.addr);
-            return TaskStatus::new(TaskState::Rejected, "preparing failed").with_err(err);
+        let app = match ctl.start(&sb).await {
+            Ok(app) => app,
+            Err(st) => return st,
         };
-        let pause = match self
-            .engine
-            .start_pause(task, &self.pause_image, &addr.to_string())
-            .await
-        {
-            Ok(p) => p,
-            Err(e) => {
-                return TaskStatus::new(TaskState::Rejected, "preparing failed")
-                    .with_err(e.to_string())
-            }
-        };
-        if let Err(e) = sandbox::attach(pause.1, &self.gateway, addr, &veth_name(&task.id)).await {
-            let _ = self.engine.remove(&pause.0).await;
-            return TaskStatus::new(TaskState::Rejected, "network setup failed")
-                .with_err(e.to_string());
-        }
-        let app = match self.engine.create_app(task, &pause.0).await {
-            Ok(id) => id,
-            Err(e) => {
-                let _ = self.engine.remove(&pause.0).await;
-                return TaskStatus::new(TaskState::Rejected, "create failed")
-                    .with_err(e.to_string());
-            }
-        };
-        self.report(task, TaskState::Starting, "starting").await;
-        if let Err(e) = self.engine.start(&app).await {
-            let _ = self.engine.stop(&pause.0, 0).await;
-            return TaskStatus::new(TaskState::Failed, "starting container failed")
-                .with_err(e.to_string());
-        }
         let mut st = TaskStatus::new(TaskState::Running, "started");
         st.container_id = Some(app);
-        st.addr = Some(addr.to_string());
-        tracing::info!(task = %task.name(), id = %task.id, %addr, "task started");
+        st.addr = sb.gw_addr.map(|a| a.to_string());
+        tracing::info!(task = %ctl.task.name(), id = %ctl.task.id, pid = sb.pid, "task started");
         st
     }
 
@@ -257,23 +226,29 @@ impl Agent {
         }
     }
 
-    /// Stop a task's containers, and remove them when `remove` is set.
-    async fn teardown(&self, task_id: &str, have: &TaskContainers, remove: bool) {
-        for id in have.ids() {
-            let result = if remove {
-                self.engine.remove(id).await
-            } else {
-                self.engine.stop(id, STOP_GRACE_SECS).await
-            };
-            if let Err(e) = result {
-                tracing::warn!(task = task_id, container = id, error = %e, "container cleanup failed");
-            }
-        }
-        if remove {
-            let _ = sandbox::detach(&veth_name(task_id)).await;
-        }
+    fn task_dir(&self, task_id: &str) -> PathBuf {
+        self.data_dir.join("tasks").join(task_id)
+    }
+
+    /// Write the task's resolv.conf, which points at the node's embedded
+    /// DNS server inside the task's own namespace; returns its path.
+    fn resolv_conf(&self, task: &Task) -> std::io::Result<String> {
+        let dir = self.task_dir(&task.id);
+        std::fs::create_dir_all(&dir)?;
+        let path = dir.join("resolv.conf");
+        std::fs::write(&path, RESOLV_CONF)?;
+        Ok(path.display().to_string())
+    }
+
+    /// Drop what the agent kept for a task that is gone.
+    fn forget(&self, task_id: &str) {
+        let _ = std::fs::remove_dir_all(self.task_dir(task_id));
     }
 }
+
+/// Every task resolves through the embedded DNS server, which listens on
+/// 127.0.0.11 inside the task's namespace (Docker's address for it).
+const RESOLV_CONF: &str = "nameserver 127.0.0.11\noptions ndots:0\n";
 
 /// The host-mode ports of the tasks meant to run here, each to its task's
 /// address: the one just reported, or the one on its sandbox container.
@@ -342,24 +317,6 @@ async fn publish(applied: &mut Option<Vec<HostPort>>, want: Vec<HostPort>) {
     }
 }
 
-/// The status of a task whose container exited with `code`.
-fn exited(code: i64, container: &str) -> TaskStatus {
-    let mut st = if code == 0 {
-        TaskStatus::new(TaskState::Complete, "finished")
-    } else {
-        TaskStatus::new(TaskState::Failed, "task: non-zero exit")
-            .with_err(format!("task: non-zero exit ({code})"))
-    };
-    st.exit_code = Some(code);
-    st.container_id = Some(container.to_string());
-    st
-}
-
-/// Host-side veth name for a task: unique and within the 15-byte limit.
-fn veth_name(task_id: &str) -> String {
-    format!("sw{}", &task_id[..task_id.len().min(11)])
-}
-
 /// Wake the agent as soon as one of its containers starts or dies, instead of
 /// waiting for the next resync.
 async fn watch_engine(
@@ -399,23 +356,5 @@ async fn watch_engine(
             }
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn exit_codes_map_to_swarm_states() {
-        assert_eq!(exited(0, "c").state, TaskState::Complete);
-        let failed = exited(137, "c");
-        assert_eq!(failed.state, TaskState::Failed);
-        assert_eq!(failed.err.as_deref(), Some("task: non-zero exit (137)"));
-    }
-
-    #[test]
-    fn veth_names_fit_the_kernel_limit() {
-        assert!(veth_name("abcdefghijklmnopqrstuvwxy").len() <= 15);
     }
 }

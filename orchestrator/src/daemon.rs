@@ -4,7 +4,7 @@
 
 mod lifecycle;
 
-use crate::agent::{engine::Engine, session, Agent};
+use crate::agent::{engine::Engine, network::Networks, session, Agent};
 use crate::api::server::ControlService;
 use crate::cluster::certs::{self, CertFiles};
 use crate::cluster::{membership, ClusterService};
@@ -128,11 +128,17 @@ impl Daemon {
             self.managers.subscribe(),
             self.config.data_dir.join("managers.json"),
         ));
+        let underlay = self
+            .advertise()
+            .rsplit_once(':')
+            .and_then(|(h, _)| h.parse().ok());
         let agent = Agent {
             link,
             engine: self.engine.clone(),
-            gateway: Gateway::for_subnet("swgw0", self.config.gateway_subnet),
+            networks: Networks::new(Gateway::for_subnet("swgw0", self.config.gateway_subnet)),
             pause_image: self.config.pause_image.clone(),
+            data_dir: self.config.data_dir.clone(),
+            underlay,
         };
         tokio::spawn(agent.run(self.stop.clone()));
         tokio::spawn(certs::renew_loop(

@@ -185,8 +185,14 @@ impl Engine {
     }
 
     /// Create (not start) the application container inside the pause
-    /// container's network namespace.
-    pub async fn create_app(&self, task: &Task, pause_id: &str) -> Result<String, EngineError> {
+    /// container's network namespace, with `resolv_conf` as its
+    /// /etc/resolv.conf.
+    pub async fn create_app(
+        &self,
+        task: &Task,
+        pause_id: &str,
+        resolv_conf: &str,
+    ) -> Result<String, EngineError> {
         let spec = &task.spec;
         let config = Config {
             image: Some(spec.image.clone()),
@@ -195,6 +201,7 @@ impl Engine {
             labels: Some(self.labels(task, "task")),
             host_config: Some(HostConfig {
                 network_mode: Some(format!("container:{pause_id}")),
+                binds: Some(vec![format!("{resolv_conf}:/etc/resolv.conf:ro")]),
                 ..Default::default()
             }),
             ..Default::default()
