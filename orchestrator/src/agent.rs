@@ -3,6 +3,7 @@
 //! the tasks in the store with the containers Docker has (found by label), so
 //! a restarted agent adopts what is already running and never duplicates it.
 
+pub mod dns;
 pub mod engine;
 pub mod exec;
 pub mod network;
@@ -35,6 +36,7 @@ pub struct Agent {
     pub data_dir: PathBuf,
     /// This node's underlay address, the source of its overlay tunnels.
     pub underlay: Option<Ipv4Addr>,
+    pub dns: dns::TaskDns,
 }
 
 impl Agent {
@@ -66,6 +68,7 @@ impl Agent {
                 if let Err(e) = self.networks.sync(&assigned.view).await {
                     tracing::warn!(error = %e, "cannot build this node's overlays; retrying");
                 }
+                self.dns.update(&assigned.view);
                 let died = std::mem::take(&mut *died.lock().expect("died set lock"));
                 match self.pass(&assigned.tasks, &assigned.view, &died).await {
                     Ok(ports) => publish(&mut published, ports).await,
@@ -171,6 +174,10 @@ impl Agent {
         }
         match (&have.app, observed) {
             (Some(app), _) if is_running(app) => {
+                // A restarted agent adopts the task: its DNS listener too.
+                if !self.dns.serves(&task.id) {
+                    self.serve_dns(task, have).await;
+                }
                 (observed < TaskState::Running).then(|| self.running(task, have))
             }
             // The container ran and stopped: the task is over.
@@ -242,7 +249,22 @@ impl Agent {
 
     /// Drop what the agent kept for a task that is gone.
     fn forget(&self, task_id: &str) {
+        self.dns.forget(task_id);
         let _ = std::fs::remove_dir_all(self.task_dir(task_id));
+    }
+
+    /// Start the DNS listener of a task whose sandbox already runs.
+    async fn serve_dns(&self, task: &Task, have: &TaskContainers) {
+        let Some(pause) = have.pause.as_ref().and_then(|p| p.id.as_deref()) else {
+            return;
+        };
+        let result = match self.engine.pid(pause).await {
+            Ok(pid) => self.dns.ensure(task, pid).await.map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        if let Err(e) = result {
+            tracing::warn!(task = %task.name(), error = %e, "cannot start the task's DNS listener");
+        }
     }
 }
 

@@ -139,6 +139,7 @@ impl Daemon {
             pause_image: self.config.pause_image.clone(),
             data_dir: self.config.data_dir.clone(),
             underlay,
+            dns: crate::agent::dns::TaskDns::new(),
         };
         tokio::spawn(agent.run(self.stop.clone()));
         tokio::spawn(certs::renew_loop(

@@ -176,7 +176,7 @@ impl Engine {
         Ok((id, pid))
     }
 
-    async fn pid(&self, id: &str) -> Result<u32, EngineError> {
+    pub async fn pid(&self, id: &str) -> Result<u32, EngineError> {
         let info = self
             .docker
             .inspect_container(id, None::<InspectContainerOptions>)

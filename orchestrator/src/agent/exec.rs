@@ -86,9 +86,14 @@ impl Controller<'_> {
             .await
             .map_err(|e| rejected("preparing failed", e))?;
         let ports = agent.networks.ports(task, self.view, gw_addr);
-        if let Err(e) = agent.networks.attach(pid, &ports).await {
+        let plumbed = async {
+            agent.networks.attach(pid, &ports).await?;
+            agent.dns.ensure(task, pid).await
+        };
+        if let Err(e) = plumbed.await {
             let _ = agent.engine.remove(&pause_id).await;
             agent.networks.detach(&task.id).await;
+            agent.dns.forget(&task.id);
             return Err(rejected("network setup failed", e));
         }
         Ok(Sandbox {
