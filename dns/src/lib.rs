@@ -150,7 +150,7 @@ impl RequestHandler for Handler {
             Some(addrs) => {
                 meta.authoritative = true;
                 meta.recursion_available = true;
-                let name = Name::from(query.original().name().clone());
+                let name: Name = query.original().name().clone();
                 let answers: Vec<Record> = match query.query_type() {
                     RecordType::A | RecordType::ANY => addrs
                         .iter()
