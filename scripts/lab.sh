@@ -36,6 +36,8 @@ readonly -a IPT_RULES=(
 # Markers (in RUN_DIR) recording what the lab added to iptables besides its rules.
 readonly MARK_CHAIN=iptables-created-chain
 readonly MARK_JUMP=iptables-added-jump
+readonly BPF_DIR=/sys/fs/bpf/swarm-lab   # pinned maps and links of lab daemons
+readonly MODE_FILE=dataplane            # in RUN_DIR: the data-plane mode 'up' chose
 
 usage() {
     cat <<EOF
@@ -44,8 +46,11 @@ Usage: scripts/lab.sh COMMAND [ARGS...]
 Several swarm hosts on one machine. Must be run as root.
 
 Commands:
-  up N               Create nodes n1..nN and the client namespace, and start
-                     each node's daemon. Idempotent: creates only what is
+  up N [--dataplane xdp|iptables]
+                     Create nodes n1..nN and the client namespace, and start
+                     each node's daemon with that data plane (default xdp;
+                     kept for later 'up' and 'start' runs until 'down').
+                     Idempotent: creates only what is
                      missing, restarts stopped daemons on their existing data
                      dir, and adds nodes when N grows (it never removes nodes;
                      use 'down'). A cut link stays cut (use 'heal').
@@ -78,7 +83,8 @@ Layout:
   client   netns $CLIENT_NS, host veth $CLIENT_NS <-> eth0 ${CLIENT_ADDR}
   daemon   ip netns exec swl-n<i> \$SWARM_BIN daemon --data-dir $DATA_DIR/n<i>
              --socket $RUN_DIR/n<i>.sock --advertise-addr 198.18.0.<10+i>
-             --hostname n<i> --gateway-subnet 198.19.<i>.0/24 \$SWARM_DAEMON_ARGS
+             --hostname n<i> --gateway-subnet 198.19.<i>.0/24
+             --dataplane MODE --pin-dir $BPF_DIR/n<i> \$SWARM_DAEMON_ARGS
            pid in $RUN_DIR/n<i>.pid, log appended to $LOG_DIR/n<i>.log
   netfilter  ACCEPT rules for -i/-o $BRIDGE at the top of the $IPT_CHAIN chain
            (Docker's FORWARD policy is DROP), removed by 'down'.
@@ -362,7 +368,8 @@ launch_daemon() {
     read -r -a extra <<<"${SWARM_DAEMON_ARGS:-}"
     local args=(daemon --data-dir "$DATA_DIR/$node" --socket "$sock"
         --advertise-addr "$(node_addr "$i")" --hostname "$node"
-        --gateway-subnet "198.19.$i.0/24" "${extra[@]}")
+        --gateway-subnet "198.19.$i.0/24" --dataplane "$(lab_mode)"
+        --pin-dir "$BPF_DIR/$node" "${extra[@]}")
     printf '=== %s lab.sh: starting %s: ip netns exec %s %s %s\n' \
         "$(date '+%Y-%m-%dT%H:%M:%S%z')" "$node" "$ns" "$SWARM_BIN" "${args[*]}" >>"$log"
     # The shell writes its own pid, then execs the daemon, so the pid file names
@@ -431,14 +438,31 @@ stop_pids() {
 
 # ---------------------------------------------------------------- commands
 
+# The data-plane mode of this lab's daemons (what 'up' chose; xdp before that).
+lab_mode() {
+    cat -- "$RUN_DIR/$MODE_FILE" 2>/dev/null || echo xdp
+}
+
 cmd_up() {
-    (($# == 1)) || usage_error "usage: scripts/lab.sh up N"
+    local usage="usage: scripts/lab.sh up N [--dataplane xdp|iptables]"
+    (($# == 1 || $# == 3)) || usage_error "$usage"
     [[ $1 =~ ^[1-9][0-9]*$ ]] || usage_error "up: N must be a positive integer, got '$1'"
-    local n=$1
+    local n=$1 mode=""
+    if (($# == 3)); then
+        [[ $2 == --dataplane ]] || usage_error "$usage"
+        [[ $3 == xdp || $3 == iptables ]] || usage_error "up: --dataplane is xdp or iptables, got '$3'"
+        mode=$3
+    fi
     ((n <= MAX_NODES)) || usage_error "up: at most $MAX_NODES nodes"
     resolve_swarm_bin
     take_lock
     mkdir -p -- "$RUN_DIR" "$DATA_DIR" "$LOG_DIR"
+    if [[ -n $mode ]]; then
+        if [[ -e $RUN_DIR/$MODE_FILE && $(lab_mode) != "$mode" ]] && list_nodes | grep -q .; then
+            die "the lab runs in $(lab_mode) mode; run 'scripts/lab.sh down' before switching to $mode"
+        fi
+        echo "$mode" >"$RUN_DIR/$MODE_FILE"
+    fi
 
     ensure_bridge
     ensure_iptables
@@ -453,7 +477,19 @@ cmd_up() {
         ensure_ns "$ns"
         ensure_veth "$ns" "$ns" "$(node_addr "$i")/24"
         ip netns exec "$ns" sysctl -qw net.ipv4.ip_forward=1 >/dev/null
+        # Replies of mesh connections leave through the task gateway while
+        # their addresses live on the overlay: strict reverse-path
+        # filtering would drop them.
+        ip netns exec "$ns" sysctl -qw net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.default.rp_filter=0 >/dev/null
+        if [[ $(lab_mode) == xdp ]]; then
+            # On veth the kernel takes XDP_TX frames only when the peer runs
+            # an XDP program: give each node's host end a pass program.
+            "$SWARM_BIN" mesh attach-peer-pass --iface "$ns" --pin-dir "$BPF_DIR/peers" >/dev/null
+        fi
     done
+    # A real client sends full checksums; a veth leaves them to an offload
+    # that never happens once XDP forwards the packet.
+    ip netns exec "$CLIENT_NS" ethtool -K eth0 tx off >/dev/null 2>&1 || warn "ethtool not found; XDP-forwarded packets from the client may carry bad checksums"
     for ((i = 1; i <= n; i++)); do
         node=n$i
         if pid=$(daemon_pid "$node"); then
@@ -691,6 +727,9 @@ cmd_down() {
 
     # 5. iptables rules (reads markers in RUN_DIR, so before removing it).
     remove_iptables
+    # Pinned BPF maps and links of the lab's daemons (the programs went with
+    # the namespaces' devices).
+    if [[ -e $BPF_DIR ]]; then rm -rf -- "$BPF_DIR"; fi
 
     # 6. State directories (unmount anything below them first; never cross mounts).
     local d m

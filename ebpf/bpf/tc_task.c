@@ -39,6 +39,12 @@ int swarm_tc_task(struct __sk_buff *skb)
 	};
 	struct swarm_frontend_info *fe = bpf_map_lookup_elem(&swarm_v4_frontends, &key);
 
+	/* A VIP with port 0 takes every port, as Swarm's VIPs do: services
+	 * reach each other on whatever port the task listens on. */
+	if (!fe) {
+		key.port = 0;
+		fe = bpf_map_lookup_elem(&swarm_v4_frontends, &key);
+	}
 	if (!fe)
 		return TC_ACT_OK;
 	struct swarm_flow flow = flow_of(&p);
@@ -48,8 +54,11 @@ int swarm_tc_task(struct __sk_buff *skb)
 		count_drop(SWARM_DROP_NO_BACKEND);
 		return TC_ACT_SHOT;
 	}
-	remember_reply(be.addr, be.port, flow.saddr, flow.sport, flow.proto, flow.daddr, flow.dport,
+	/* Backends of an every-port VIP have port 0: keep the client's. */
+	__u16 port = be.port ? be.port : *p.dport;
+
+	remember_reply(be.addr, port, flow.saddr, flow.sport, flow.proto, flow.daddr, flow.dport,
 		       SWARM_RNAT_TASK);
-	skb_nat(skb, &p, 0, be.addr, be.port);
+	skb_nat(skb, &p, 0, be.addr, port);
 	return TC_ACT_OK;
 }

@@ -129,6 +129,9 @@ pub struct Dump {
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct ServiceDump {
     pub id: u32,
+    /// The frontend's name, when the caller knows it ("web:8000/tcp").
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub name: String,
     pub frontends: Vec<String>,
     pub table_size: u32,
     pub backends: Vec<BackendDump>,

@@ -9,7 +9,11 @@
 //! Connections DNATed out of the underlay interface (to a backend on another
 //! node) are masqueraded so that replies come back through this node: this
 //! mode loses the client's address for remote backends, which the XDP mode
-//! keeps.
+//! keeps. In a cluster, remote backends are reached over the overlay, and
+//! connections to them (and to any VIP, whose replies would otherwise go
+//! straight back over the bridge) are SNATed to the node's address.
+//!
+//! A VIP or backend with port 0 takes every port (Swarm's VIPs do).
 
 use crate::dataplane::{BackendState, Dataplane, DataplaneError, Dump, LbService};
 use std::fmt::Write as _;
@@ -19,6 +23,8 @@ use std::process::{Command, Stdio};
 /// Chain every owned chain hangs from, jumped to from PREROUTING and OUTPUT.
 const SERVICES: &str = "SWARM-SERVICES";
 const POSTROUTING: &str = "SWARM-POSTROUTING";
+/// Per-sync SNAT rules, jumped to from `POSTROUTING`.
+const SNAT: &str = "SWARM-SNAT";
 const PREFIX: &str = "SWARM-";
 
 pub(crate) fn ipt(args: &[&str]) -> Result<String, DataplaneError> {
@@ -43,13 +49,19 @@ fn ensure_jump(chain: &str, target: &str) -> Result<(), DataplaneError> {
     Ok(())
 }
 
-pub struct IptablesDataplane;
+/// `local`: this node's address, for a data plane that SNATs connections to
+/// VIPs and to remote backends (a cluster node); `None` only masquerades
+/// what leaves the underlay.
+#[derive(Default)]
+pub struct IptablesDataplane {
+    pub local: Option<std::net::Ipv4Addr>,
+}
 
 impl IptablesDataplane {
     /// Create the owned chains and hook them into the nat table; connections
     /// DNATed out of `iface` (the underlay) get masqueraded.
     pub fn attach(iface: &str) -> Result<IptablesDataplane, DataplaneError> {
-        for chain in [SERVICES, POSTROUTING] {
+        for chain in [SERVICES, POSTROUTING, SNAT] {
             if ipt(&["-t", "nat", "-nL", chain]).is_err() {
                 ipt(&["-t", "nat", "-N", chain])?;
             }
@@ -69,10 +81,11 @@ impl IptablesDataplane {
             "-j",
             "MASQUERADE",
         ])?;
+        ipt(&["-t", "nat", "-A", POSTROUTING, "-j", SNAT])?;
         ensure_jump("PREROUTING", SERVICES)?;
         ensure_jump("OUTPUT", SERVICES)?;
         ensure_jump("POSTROUTING", POSTROUTING)?;
-        Ok(IptablesDataplane)
+        Ok(IptablesDataplane::default())
     }
 
     /// Remove every owned rule and chain, in one restore batch (one process
@@ -101,8 +114,15 @@ impl IptablesDataplane {
     }
 
     pub fn batch(&self, services: &[LbService], existing: &[String]) -> String {
-        let mut chains = vec![SERVICES.to_string()];
+        let mut chains = vec![SERVICES.to_string(), SNAT.to_string()];
         let mut rules = String::new();
+        let port = |p: u16| {
+            if p == 0 {
+                String::new()
+            } else {
+                format!(" --dport {p}")
+            }
+        };
         for svc in services {
             let proto = svc.proto.name();
             let active: Vec<_> = svc
@@ -122,10 +142,13 @@ impl IptablesDataplane {
             if let Some(vip) = svc.vip {
                 let _ = writeln!(
                     rules,
-                    "-A {SERVICES} -d {}/32 -p {proto} --dport {} {comment} -j {svc_chain}",
+                    "-A {SERVICES} -d {}/32 -p {proto}{} {comment} -j {svc_chain}",
                     vip.ip(),
-                    vip.port()
+                    port(vip.port())
                 );
+                if let Some(local) = self.local {
+                    let _ = writeln!(rules, "-A {SNAT} -p {proto} -m conntrack --ctstate DNAT --ctorigdst {}/32 {comment} -j SNAT --to-source {local}", vip.ip());
+                }
             }
             if let Some(port) = svc.published_port {
                 let _ = writeln!(rules, "-A {SERVICES} -m addrtype --dst-type LOCAL -p {proto} --dport {port} {comment} -j {svc_chain}");
@@ -139,11 +162,18 @@ impl IptablesDataplane {
                 } else {
                     String::new()
                 };
+                let to = if b.addr.port() == 0 {
+                    b.addr.ip().to_string()
+                } else {
+                    b.addr.to_string()
+                };
                 let _ = writeln!(
                     rules,
-                    "-A {svc_chain} {pick}-p {proto} -j DNAT --to-destination {}",
-                    b.addr
+                    "-A {svc_chain} {pick}-p {proto} -j DNAT --to-destination {to}"
                 );
+                if let Some(local) = self.local.filter(|l| *l != b.node) {
+                    let _ = writeln!(rules, "-A {SNAT} -p {proto} -m conntrack --ctstate DNAT -d {}/32 {comment} -j SNAT --to-source {local}", b.addr.ip());
+                }
             }
         }
         let mut out = String::from("*nat\n");
@@ -280,7 +310,7 @@ mod tests {
             ("10.0.2.2:8080", "198.18.0.12", BackendState::Active),
             ("10.0.3.2:8080", "198.18.0.13", BackendState::Draining),
         ]);
-        let b = IptablesDataplane.batch(&[s], &[]);
+        let b = IptablesDataplane::default().batch(&[s], &[]);
         assert!(b.starts_with("*nat\n") && b.ends_with("COMMIT\n"));
         assert!(b.contains("-d 10.0.0.5/32 -p tcp --dport 80"));
         assert!(b.contains("--dst-type LOCAL -p tcp --dport 8000"));
@@ -295,9 +325,34 @@ mod tests {
     }
 
     #[test]
+    fn a_cluster_node_snats_vip_and_remote_connections_and_vips_take_every_port() {
+        let mut s = svc(&[
+            ("10.0.1.2:0", "198.18.0.11", BackendState::Active),
+            ("10.0.1.3:0", "198.18.0.12", BackendState::Active),
+        ]);
+        s.vip = Some("10.0.1.9:0".parse().unwrap());
+        s.published_port = None;
+        let dp = IptablesDataplane {
+            local: Some("198.18.0.11".parse().unwrap()),
+        };
+        let b = dp.batch(&[s], &[]);
+        assert!(
+            b.contains("-A SWARM-SERVICES -d 10.0.1.9/32 -p tcp -m comment"),
+            "{b}"
+        );
+        assert!(b.contains("-j DNAT --to-destination 10.0.1.2\n"), "{b}");
+        assert!(b.contains("--ctorigdst 10.0.1.9/32 -m comment --comment \"svc:7\" -j SNAT --to-source 198.18.0.11"));
+        assert!(b.contains("-d 10.0.1.3/32 -m comment --comment \"svc:7\" -j SNAT"));
+        assert!(
+            !b.contains("-d 10.0.1.2/32"),
+            "the local backend keeps the client's address"
+        );
+    }
+
+    #[test]
     fn batch_deletes_chains_of_removed_services() {
         let existing = ["SWARM-SVC-3".into(), POSTROUTING.into(), SERVICES.into()];
-        let b = IptablesDataplane.batch(&[], &existing);
+        let b = IptablesDataplane::default().batch(&[], &existing);
         assert!(b.contains(":SWARM-SVC-3 - [0:0]") && b.contains("-X SWARM-SVC-3"));
         assert!(!b.contains("-X SWARM-SERVICES") && !b.contains("SWARM-POSTROUTING"));
     }

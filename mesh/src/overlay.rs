@@ -4,9 +4,9 @@
 //! its neighbour table itself (`proxy`), so ARP never crosses the underlay
 //! and the gateway address, which every node's bridge carries, stays local.
 //!
-//! Service VIPs live on a dummy device (`swvip0`), so a node answers ARP
-//! for them on its bridges and tasks send VIP traffic to their port, where
-//! the east-west load balancer rewrites it.
+//! Service VIPs live on loopback (labelled `lo:swvip`), so a node answers
+//! ARP for them on its bridges and tasks send VIP traffic to their port,
+//! where the east-west load balancer rewrites it.
 
 use crate::sandbox::{connect, ensure_bridge_with, existing_link, link_index, mac_of, nl};
 use crate::sandbox::{Result, SandboxError};
@@ -23,8 +23,8 @@ use std::net::{IpAddr, Ipv4Addr};
 pub const VXLAN_PORT: u16 = 4789;
 /// What VXLAN adds to every frame: outer IPv4, UDP, VXLAN and Ethernet.
 pub const VXLAN_OVERHEAD: u32 = 50;
-/// The device that holds this node's VIPs.
-pub const VIP_DEVICE: &str = "swvip0";
+/// The label of the loopback addresses that are this node's VIPs.
+pub const VIP_LABEL: &str = "lo:swvip";
 const BRIDGE_PREFIX: &str = "swbr";
 const VXLAN_PREFIX: &str = "swvx";
 
@@ -41,6 +41,15 @@ pub struct Overlay {
 }
 
 impl Overlay {
+    /// The bridge's MAC: fixed, because a bridge that takes its ports' MACs
+    /// changes address as tasks come and go and strands their ARP entries;
+    /// and unique per node, because routed frames cross the VXLAN with it
+    /// as their source.
+    pub fn bridge_mac(&self) -> [u8; 6] {
+        let o = self.local.octets();
+        [0x02, 0x43, o[0], o[1], o[2], o[3]]
+    }
+
     pub fn bridge(&self) -> String {
         format!("{BRIDGE_PREFIX}{}", self.vni)
     }
@@ -96,7 +105,13 @@ pub async fn underlay_link(addr: Ipv4Addr) -> Result<(String, u32)> {
 /// Make the network's bridge and VXLAN device exist, configured and up.
 /// Safe to call repeatedly.
 pub async fn ensure(net: &Overlay) -> Result<()> {
-    let bridge = ensure_bridge_with(&net.bridge(), net.gateway, None, Some(net.mtu)).await?;
+    let bridge = ensure_bridge_with(
+        &net.bridge(),
+        net.gateway,
+        Some(net.bridge_mac()),
+        Some(net.mtu),
+    )
+    .await?;
     let handle = connect()?;
     let vx = match link_index(&handle, &net.vxlan()).await? {
         Some(i) => i,
@@ -226,39 +241,28 @@ pub async fn remove_except(keep: &[u32]) -> Result<()> {
     Ok(())
 }
 
-/// Make the VIP device hold exactly `vips`, each as a /32.
+/// Make loopback hold exactly `vips`, each as a /32 labelled
+/// `VIP_LABEL`, so the node answers ARP for them on its bridges.
 pub async fn sync_vips(vips: &[Ipv4Addr]) -> Result<()> {
     let handle = connect()?;
-    let dev = match link_index(&handle, VIP_DEVICE).await? {
-        Some(i) => i,
-        None => {
-            handle
-                .link()
-                .add()
-                .dummy(VIP_DEVICE.to_string())
-                .execute()
-                .await
-                .map_err(nl(format!("create {VIP_DEVICE}")))?;
-            existing_link(&handle, VIP_DEVICE).await?
-        }
-    };
-    handle
-        .link()
-        .set(dev)
-        .up()
-        .execute()
-        .await
-        .map_err(nl(format!("bring up {VIP_DEVICE}")))?;
+    let lo = existing_link(&handle, "lo").await?;
     let have: Vec<_> = handle
         .address()
         .get()
-        .set_link_index_filter(dev)
+        .set_link_index_filter(lo)
         .execute()
         .try_collect()
         .await
         .map_err(nl("list VIPs"))?;
     let mut held = BTreeSet::new();
     for m in have {
+        let ours = m
+            .attributes
+            .iter()
+            .any(|a| matches!(a, AddressAttribute::Label(l) if l == VIP_LABEL));
+        if !ours {
+            continue;
+        }
         let ip = m.attributes.iter().find_map(|a| match a {
             AddressAttribute::Address(IpAddr::V4(v)) => Some(*v),
             _ => None,
@@ -273,12 +277,11 @@ pub async fn sync_vips(vips: &[Ipv4Addr]) -> Result<()> {
         }
     }
     for vip in vips.iter().filter(|v| !held.contains(v)) {
-        handle
-            .address()
-            .add(dev, IpAddr::V4(*vip), 32)
-            .execute()
-            .await
-            .map_err(nl(format!("add VIP {vip}")))?;
+        let mut req = handle.address().add(lo, IpAddr::V4(*vip), 32);
+        req.message_mut()
+            .attributes
+            .push(AddressAttribute::Label(VIP_LABEL.into()));
+        req.execute().await.map_err(nl(format!("add VIP {vip}")))?;
     }
     Ok(())
 }

@@ -91,7 +91,10 @@ pub(crate) async fn existing_link(handle: &Handle, name: &str) -> Result<u32> {
 /// Create the gateway bridge in the current namespace if it is missing, give
 /// it its address and bring it up. Safe to call repeatedly.
 pub async fn ensure_bridge(gw: &Gateway) -> Result<()> {
-    ensure_bridge_with(&gw.bridge, gw.addr, None, None)
+    // A fixed MAC: a bridge that takes its ports' MACs changes address as
+    // tasks come and go, and strands the tasks' ARP entries for it.
+    let mac = mac_of(gw.addr.addr());
+    ensure_bridge_with(&gw.bridge, gw.addr, Some(mac), None)
         .await
         .map(|_| ())
 }

@@ -11,7 +11,7 @@ mod attach;
 mod dump;
 mod maps;
 
-pub use attach::{attach, attach_peer_pass, attach_task, detach};
+pub use attach::{attach, attach_peer_pass, attach_task, detach, forget_task};
 pub use maps::XdpDataplane;
 
 use crate::dataplane::DataplaneError;

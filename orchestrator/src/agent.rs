@@ -6,6 +6,7 @@
 pub mod dns;
 pub mod engine;
 pub mod exec;
+pub mod mesh;
 pub mod network;
 pub mod session;
 
@@ -37,6 +38,8 @@ pub struct Agent {
     /// This node's underlay address, the source of its overlay tunnels.
     pub underlay: Option<Ipv4Addr>,
     pub dns: dns::TaskDns,
+    /// The data plane, when it could be attached.
+    pub mesh: Option<mesh::SharedMesh>,
 }
 
 impl Agent {
@@ -69,6 +72,7 @@ impl Agent {
                     tracing::warn!(error = %e, "cannot build this node's overlays; retrying");
                 }
                 self.dns.update(&assigned.view);
+                self.program_mesh(&assigned.view).await;
                 let died = std::mem::take(&mut *died.lock().expect("died set lock"));
                 match self.pass(&assigned.tasks, &assigned.view, &died).await {
                     Ok(ports) => publish(&mut published, ports).await,
@@ -245,6 +249,25 @@ impl Agent {
         let path = dir.join("resolv.conf");
         std::fs::write(&path, RESOLV_CONF)?;
         Ok(path.display().to_string())
+    }
+
+    /// Program the data plane and the node's VIPs from the view. Failures
+    /// are retried on the next pass.
+    async fn program_mesh(&self, view: &NodeView) {
+        if let Err(e) = swarm_mesh::overlay::sync_vips(&mesh::local_vips(view)).await {
+            tracing::warn!(error = %e, "cannot hold this node's VIPs; retrying");
+        }
+        let Some(m) = self.mesh.clone() else {
+            return;
+        };
+        let view = view.clone();
+        let synced =
+            tokio::task::spawn_blocking(move || m.lock().expect("mesh lock").sync(&view)).await;
+        match synced {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "cannot program the data plane; retrying"),
+            Err(e) => tracing::warn!(error = %e, "programming the data plane panicked; retrying"),
+        }
     }
 
     /// Drop what the agent kept for a task that is gone.

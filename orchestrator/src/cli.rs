@@ -102,6 +102,13 @@ pub struct DaemonArgs {
     /// Image of the container that holds each task's network namespace.
     #[arg(long, default_value = "swarm/pause:latest")]
     pub pause_image: String,
+    /// The routing mesh and VIP load balancer: BPF programs (xdp), or nat
+    /// rules (iptables). xdp falls back to iptables where BPF is unavailable.
+    #[arg(long, value_enum, default_value = "xdp")]
+    pub dataplane: crate::agent::mesh::Mode,
+    /// Where the XDP data plane pins its maps and links.
+    #[arg(long, default_value = swarm_mesh::xdp::DEFAULT_PIN_DIR)]
+    pub pin_dir: PathBuf,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]

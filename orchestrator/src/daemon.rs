@@ -4,6 +4,7 @@
 
 mod lifecycle;
 
+use crate::agent::mesh::{Mesh, SharedMesh};
 use crate::agent::{engine::Engine, network::Networks, session, Agent};
 use crate::api::server::ControlService;
 use crate::cluster::certs::{self, CertFiles};
@@ -31,6 +32,8 @@ pub struct DaemonConfig {
     pub hostname: String,
     pub gateway_subnet: Ipv4Net,
     pub pause_image: String,
+    pub dataplane: crate::agent::mesh::Mode,
+    pub pin_dir: PathBuf,
 }
 
 /// Who this node is; created on first start and kept in the data dir.
@@ -80,6 +83,8 @@ pub struct Daemon {
     /// finds the cluster again after a restart.
     managers: watch::Sender<Vec<String>>,
     roles_started: Mutex<bool>,
+    /// The data plane, once attached (at init, join or a restart).
+    pub mesh: std::sync::OnceLock<SharedMesh>,
     /// Whether the node API (and the manager loops) run.
     serving: std::sync::atomic::AtomicBool,
     stop: CancellationToken,
@@ -128,10 +133,14 @@ impl Daemon {
             self.managers.subscribe(),
             self.config.data_dir.join("managers.json"),
         ));
-        let underlay = self
+        let underlay: Option<std::net::Ipv4Addr> = self
             .advertise()
             .rsplit_once(':')
             .and_then(|(h, _)| h.parse().ok());
+        let mesh = match underlay {
+            Some(addr) => self.attach_mesh(addr).await,
+            None => None,
+        };
         let agent = Agent {
             link,
             engine: self.engine.clone(),
@@ -140,6 +149,7 @@ impl Daemon {
             data_dir: self.config.data_dir.clone(),
             underlay,
             dns: crate::agent::dns::TaskDns::new(),
+            mesh,
         };
         tokio::spawn(agent.run(self.stop.clone()));
         tokio::spawn(certs::renew_loop(
@@ -152,6 +162,37 @@ impl Daemon {
         ));
         *started = true;
         Ok(())
+    }
+
+    /// Attach the data plane to the link carrying `addr`. Without one the
+    /// node still runs tasks, but publishes nothing through the mesh.
+    async fn attach_mesh(&self, addr: std::net::Ipv4Addr) -> Option<SharedMesh> {
+        let iface = match swarm_mesh::overlay::underlay_link(addr).await {
+            Ok((iface, _)) => iface,
+            Err(e) => {
+                tracing::error!(error = %e, %addr, "cannot find the underlay link; the routing mesh is off");
+                return None;
+            }
+        };
+        let (mode, pin_dir) = (self.config.dataplane, self.config.pin_dir.clone());
+        let attached =
+            tokio::task::spawn_blocking(move || Mesh::attach(mode, &iface, addr, pin_dir)).await;
+        match attached {
+            Ok(Ok(m)) => {
+                tracing::info!(mode = m.mode.as_str(), "data plane attached");
+                let shared = Arc::new(std::sync::Mutex::new(m));
+                let _ = self.mesh.set(shared.clone());
+                Some(shared)
+            }
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "cannot attach the data plane; the routing mesh is off");
+                None
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "attaching the data plane panicked");
+                None
+            }
+        }
     }
 
     /// A worker promoted to manager gets a manager certificate from the
@@ -333,6 +374,7 @@ async fn run_generation(config: &DaemonConfig) -> Result<bool> {
         advertise: std::sync::RwLock::new(advertise),
         managers: watch::channel(known).0,
         roles_started: Mutex::new(false),
+        mesh: std::sync::OnceLock::new(),
         serving: Default::default(),
         stop: stop.clone(),
         left: left.clone(),

@@ -68,6 +68,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 hostname,
                 gateway_subnet: args.gateway_subnet,
                 pause_image: args.pause_image,
+                dataplane: args.dataplane,
+                pin_dir: args.pin_dir,
             })
             .await
         }
@@ -87,7 +89,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Cmd::Service(cmd) => cli::service::run(&cli.host, cmd).await,
         Cmd::Node(cmd) => cli::node::run(&cli.host, cmd).await,
         Cmd::Network(cmd) => cli::network::run(&cli.host, cmd).await,
-        Cmd::Mesh(cmd) => cli::mesh::run(cmd),
+        Cmd::Mesh(cmd) => cli::mesh::run(&cli.host, cmd).await,
         Cmd::Bench(cmd) => bench::run(cmd).await,
     }
 }

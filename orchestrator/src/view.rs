@@ -30,13 +30,16 @@ pub fn for_node(st: &State, node_id: &str) -> NodeView {
     let node_addr = |id: &Option<String>| -> Option<Ipv4Addr> {
         st.nodes.get(id.as_deref()?).and_then(underlay)
     };
-    // Networks that this node's tasks hold addresses on.
-    let local: BTreeSet<&str> = st
+    // Networks that this node's tasks hold addresses on, and ingress: the
+    // routing mesh answers on every node, and reaches remote backends
+    // over it (iptables mode).
+    let mut local: BTreeSet<&str> = st
         .tasks
         .values()
         .filter(|t| t.node_id.as_deref() == Some(node_id) && holds_addresses(t))
         .flat_map(|t| t.networks.iter().flatten().map(|a| a.network_id.as_str()))
         .collect();
+    local.extend(st.ingress().map(|n| n.id.as_str()));
 
     let mut networks = Vec::new();
     for id in &local {
@@ -91,7 +94,11 @@ pub fn for_node(st: &State, node_id: &str) -> NodeView {
                 })
             })
             .collect();
-        for net in nets.iter().filter(|n| local.contains(n.as_str())) {
+        // Names live on the service's own networks: ingress has none.
+        let named = nets
+            .iter()
+            .filter(|n| local.contains(n.as_str()) && st.ingress().is_none_or(|i| &i.id != *n));
+        for net in named {
             add_names(&mut dns, svc, net, &backends);
         }
         services.push(ServiceView {

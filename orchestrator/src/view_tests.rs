@@ -146,7 +146,8 @@ fn only_running_tasks_are_backends_and_unreachable_services_are_left_out() {
     let v2 = for_node(&st, "n2");
     assert_eq!(v2.services.len(), 2);
     let lonely = for_node(&st, "n3");
-    assert!(lonely.networks.is_empty());
+    let nets: Vec<&str> = lonely.networks.iter().map(|n| n.name.as_str()).collect();
+    assert_eq!(nets, vec!["ingress"], "every node has the mesh's network");
     assert_eq!(lonely.services.len(), 1);
     assert!(lonely.dns.is_empty());
 }

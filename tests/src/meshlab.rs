@@ -234,7 +234,7 @@ impl MeshLab {
     }
 
     pub fn dump(&self, i: usize) -> Value {
-        let r = self.mesh(i, "dump", &["--json"]);
+        let r = self.mesh(i, "dump", &["--json", "--local"]);
         serde_json::from_str(&r.stdout).expect("dump is JSON")
     }
 }

@@ -163,6 +163,14 @@ pub fn attach_task(iface: &str, dir: &Path) -> Result<(), DataplaneError> {
     )
 }
 
+/// Drop the pinned links of a task port that is gone (the kernel detached
+/// the programs with the device).
+pub fn forget_task(iface: &str, dir: &Path) {
+    for pin in ["tc_task_in", "tc_task_out"] {
+        let _ = std::fs::remove_file(dir.join(format!("link_{pin}_{iface}")));
+    }
+}
+
 /// Attach the pass-everything program to `iface` (the host end of a node's
 /// veth in a lab) so frames the node's XDP program transmits are accepted.
 /// The link is pinned under `dir`, so it stays after this process exits.

@@ -49,6 +49,7 @@ impl XdpDataplane {
             let stats = stats.unwrap_or_default();
             services.push(ServiceDump {
                 id,
+                name: String::new(),
                 frontends: {
                     // Map order is hash order; dumps list frontends sorted.
                     let mut f = frontends.remove(&id).unwrap_or_default();

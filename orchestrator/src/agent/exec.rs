@@ -5,7 +5,7 @@
 //! the application starts.
 
 use super::engine::{has_exited, label, TaskContainers, LABEL_ADDR};
-use super::network::Networks;
+use super::network::{self, Networks};
 use super::Agent;
 use crate::types::{NodeView, Task, TaskState, TaskStatus};
 use std::collections::HashSet;
@@ -87,8 +87,30 @@ impl Controller<'_> {
             .map_err(|e| rejected("preparing failed", e))?;
         let ports = agent.networks.ports(task, self.view, gw_addr);
         let plumbed = async {
-            agent.networks.attach(pid, &ports).await?;
-            agent.dns.ensure(task, pid).await
+            agent
+                .networks
+                .attach(pid, &ports)
+                .await
+                .map_err(|e| e.to_string())?;
+            agent
+                .dns
+                .ensure(task, pid)
+                .await
+                .map_err(|e| e.to_string())?;
+            let overlay_ports: Vec<String> = ports
+                .iter()
+                .filter(|p| p.mac.is_some())
+                .map(|p| p.host_if.clone())
+                .collect();
+            if let Some(m) = agent.mesh.clone() {
+                tokio::task::spawn_blocking(move || {
+                    m.lock().expect("mesh lock").attach_task(&overlay_ports)
+                })
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| e.to_string())?;
+            }
+            Ok::<(), String>(())
         };
         if let Err(e) = plumbed.await {
             let _ = agent.engine.remove(&pause_id).await;
@@ -179,6 +201,11 @@ pub async fn teardown(agent: &Agent, task_id: &str, have: &TaskContainers, remov
     }
     if remove {
         agent.networks.detach(task_id).await;
+        if let Some(m) = &agent.mesh {
+            m.lock()
+                .expect("mesh lock")
+                .detach_task(&network::all_ifs(task_id));
+        }
         agent.forget(task_id);
     }
 }

@@ -148,9 +148,7 @@ impl Networks {
 
     /// Remove the host ends of a task's veths (their peers go with them).
     pub async fn detach(&self, task_id: &str) {
-        let mut names = vec![gateway_if(task_id)];
-        names.extend((0..MAX_NETWORKS).map(|i| network_if(task_id, i)));
-        for name in names {
+        for name in all_ifs(task_id) {
             let _ = sandbox::detach(&name).await;
         }
     }
@@ -159,6 +157,13 @@ impl Networks {
 /// The most networks one task can be on (its interface names use one
 /// base-36 digit).
 pub const MAX_NETWORKS: usize = 36;
+
+/// Every host-side interface name a task may have.
+pub fn all_ifs(task_id: &str) -> Vec<String> {
+    let mut names = vec![gateway_if(task_id)];
+    names.extend((0..MAX_NETWORKS).map(|i| network_if(task_id, i)));
+    names
+}
 
 /// Host end of a task's gateway veth: unique and within the 15-byte limit.
 pub fn gateway_if(task_id: &str) -> String {

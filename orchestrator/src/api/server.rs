@@ -130,6 +130,12 @@ impl Control for ControlService {
             advertise_addr: self.daemon.advertise(),
             leader_raft_id: raft.current_leader.unwrap_or(0),
             raft_term: raft.current_term,
+            dataplane: self
+                .daemon
+                .mesh
+                .get()
+                .map(|m| m.lock().expect("mesh lock").mode.as_str().to_string())
+                .unwrap_or_default(),
         }))
     }
 
@@ -497,6 +503,24 @@ impl Control for ControlService {
         let st = self.manager_state()?;
         Ok(Response::new(pb::ObjectList {
             items_json: st.networks.values().map(to_json).collect(),
+        }))
+    }
+
+    async fn mesh_dump(
+        &self,
+        _req: Request<pb::MeshDumpRequest>,
+    ) -> Result<Response<pb::MeshDumpResponse>, Status> {
+        let mesh = self.daemon.mesh.get().cloned().ok_or_else(|| {
+            Status::failed_precondition(
+                "this node has no data plane attached: it is not in a swarm, or attaching failed (see the daemon log)",
+            )
+        })?;
+        let dump = tokio::task::spawn_blocking(move || mesh.lock().expect("mesh lock").dump())
+            .await
+            .map_err(internal)?
+            .map_err(internal)?;
+        Ok(Response::new(pb::MeshDumpResponse {
+            dump_json: to_json(&dump),
         }))
     }
 

@@ -34,7 +34,7 @@ impl Target {
     fn open(&self) -> Result<Box<dyn Dataplane>> {
         Ok(match self.mode {
             Mode::Xdp => Box::new(XdpDataplane::open(&self.pin_dir)?),
-            Mode::Iptables => Box::new(IptablesDataplane),
+            Mode::Iptables => Box::new(IptablesDataplane::default()),
         })
     }
 }
@@ -75,9 +75,17 @@ pub enum MeshCmd {
     },
     /// Show the mode, attach points, services, flows and counters (XDP), or
     /// the rules this program owns (iptables).
+    /// With a daemon (the default): the cluster's services by name, as
+    /// the daemon programmed them. With --local: this host's pinned maps
+    /// (or owned rules), read directly.
     Dump {
         #[arg(long)]
         json: bool,
+        #[arg(long, value_enum)]
+        format: Option<super::Format>,
+        /// Read the data plane directly instead of asking the daemon.
+        #[arg(long)]
+        local: bool,
         #[command(flatten)]
         target: Target,
     },
@@ -89,7 +97,7 @@ pub enum MeshCmd {
     },
 }
 
-pub fn run(cmd: MeshCmd) -> Result<()> {
+pub async fn run(host: &str, cmd: MeshCmd) -> Result<()> {
     match cmd {
         MeshCmd::Attach {
             iface,
@@ -126,9 +134,23 @@ pub fn run(cmd: MeshCmd) -> Result<()> {
             target.open()?.sync(&services)?;
             println!("{} services programmed", services.len());
         }
-        MeshCmd::Dump { json, target } => {
-            let dump = target.open()?.dump()?;
-            if json {
+        MeshCmd::Dump {
+            json,
+            format,
+            local,
+            target,
+        } => {
+            let dump = if local {
+                target.open()?.dump()?
+            } else {
+                let mut c = crate::api::client::connect(host).await?;
+                let resp = c
+                    .mesh_dump(crate::api::pb::MeshDumpRequest {})
+                    .await
+                    .map_err(crate::api::client::status_error)?;
+                serde_json::from_str(&resp.into_inner().dump_json)?
+            };
+            if json || super::is_json(format) {
                 println!("{}", serde_json::to_string_pretty(&dump)?);
             } else {
                 print_dump(&dump);
@@ -153,9 +175,14 @@ fn print_dump(d: &Dump) {
     println!("attach points: {}", d.attach_points.join(", "));
     println!();
     for s in &d.services {
+        let name = if s.name.is_empty() {
+            s.id.to_string()
+        } else {
+            s.name.clone()
+        };
         println!(
             "service {}  frontends {}  table {}  packets {}  bytes {}  new flows {}",
-            s.id,
+            name,
             s.frontends.join(" "),
             s.table_size,
             s.packets,

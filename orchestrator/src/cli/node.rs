@@ -202,7 +202,7 @@ pub async fn info(host: &str, format: Option<Format>) -> Result<()> {
         json_lines(&[json!({
             "NodeID": i.node_id, "Hostname": i.hostname, "Swarm": i.swarm_state,
             "ClusterID": i.cluster_id, "IsLeader": i.is_leader, "AdvertiseAddr": i.advertise_addr,
-            "RaftTerm": i.raft_term,
+            "RaftTerm": i.raft_term, "Dataplane": i.dataplane,
         })]);
     } else {
         println!(
@@ -211,8 +211,8 @@ pub async fn info(host: &str, format: Option<Format>) -> Result<()> {
         );
         if !i.cluster_id.is_empty() {
             println!(
-                "Cluster:   {}\nLeader:    {}\nAddress:   {}\nRaft term: {}",
-                i.cluster_id, i.is_leader, i.advertise_addr, i.raft_term
+                "Cluster:   {}\nLeader:    {}\nAddress:   {}\nRaft term: {}\nDataplane: {}",
+                i.cluster_id, i.is_leader, i.advertise_addr, i.raft_term, i.dataplane
             );
         }
     }

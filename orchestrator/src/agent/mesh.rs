@@ -1,0 +1,251 @@
+//! The node's data plane, driven by its view of the cluster: published
+//! ingress ports answer on this node's address and go to the tasks'
+//! ingress-network addresses wherever they run; each VIP takes every port
+//! and goes to the service's tasks on that network. XDP mode by default;
+//! iptables mode when asked, or when BPF cannot be used here (with a
+//! warning that says why).
+
+use crate::ports::mesh_proto;
+use crate::types::{EndpointMode, NodeView, PublishMode};
+use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::path::PathBuf;
+use swarm_mesh::dataplane::{Backend, BackendState, Dataplane, DataplaneError, Dump, LbService};
+use swarm_mesh::iptables::IptablesDataplane;
+use swarm_mesh::xdp::{self, XdpDataplane};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Mode {
+    Xdp,
+    Iptables,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Xdp => "xdp",
+            Mode::Iptables => "iptables",
+        }
+    }
+}
+
+/// The data plane, shared by the agent (which programs it) and the control
+/// API (which dumps it). Its calls block (map writes, iptables-restore).
+pub type SharedMesh = std::sync::Arc<std::sync::Mutex<Mesh>>;
+
+pub struct Mesh {
+    pub mode: Mode,
+    pin_dir: PathBuf,
+    dp: Box<dyn Dataplane + Send>,
+    /// What the last successful sync programmed, with the service names.
+    applied: Option<Vec<LbService>>,
+}
+
+impl Mesh {
+    /// Attach the data plane to the underlay `iface` (this node's `addr`).
+    /// XDP falls back to iptables, saying why.
+    pub fn attach(
+        want: Mode,
+        iface: &str,
+        addr: Ipv4Addr,
+        pin_dir: PathBuf,
+    ) -> Result<Mesh, DataplaneError> {
+        if want == Mode::Xdp {
+            let xdp = xdp::attach(iface, addr, &pin_dir).and_then(|points| {
+                tracing::info!(?points, "XDP data plane attached");
+                XdpDataplane::open(&pin_dir)
+            });
+            match xdp {
+                Ok(dp) => {
+                    return Ok(Mesh {
+                        mode: Mode::Xdp,
+                        pin_dir,
+                        dp: Box::new(dp),
+                        applied: None,
+                    })
+                }
+                Err(e) => tracing::warn!(
+                    error = %e,
+                    "the XDP data plane cannot be used on this host; falling back to iptables mode"
+                ),
+            }
+        }
+        IptablesDataplane::attach(iface)?;
+        Ok(Mesh {
+            mode: Mode::Iptables,
+            pin_dir,
+            dp: Box::new(IptablesDataplane { local: Some(addr) }),
+            applied: None,
+        })
+    }
+
+    /// Program exactly the services of `view`, and the VIPs this node
+    /// answers for.
+    pub fn sync(&mut self, view: &NodeView) -> Result<(), DataplaneError> {
+        let want = lb_services(view);
+        if self.applied.as_ref() == Some(&want) {
+            return Ok(());
+        }
+        self.dp.sync(&want)?;
+        self.applied = Some(want);
+        Ok(())
+    }
+
+    /// Give a task's overlay ports the east-west load balancer (XDP mode;
+    /// iptables mode balances in the node's nat table instead).
+    pub fn attach_task(&self, ifaces: &[String]) -> Result<(), DataplaneError> {
+        if self.mode != Mode::Xdp {
+            return Ok(());
+        }
+        for i in ifaces {
+            xdp::attach_task(i, &self.pin_dir)?;
+        }
+        Ok(())
+    }
+
+    /// Forget the pinned links of a task's ports that are gone.
+    pub fn detach_task(&self, ifaces: &[String]) {
+        if self.mode == Mode::Xdp {
+            for i in ifaces {
+                xdp::forget_task(i, &self.pin_dir);
+            }
+        }
+    }
+
+    /// What the data plane holds, with the services' names.
+    pub fn dump(&mut self) -> Result<Dump, DataplaneError> {
+        let mut d = self.dp.dump()?;
+        let names: BTreeMap<u32, &str> = self
+            .applied
+            .iter()
+            .flatten()
+            .map(|s| (s.id, s.name.as_str()))
+            .collect();
+        for s in &mut d.services {
+            if let Some(n) = names.get(&s.id) {
+                s.name = n.to_string();
+            }
+        }
+        Ok(d)
+    }
+}
+
+/// The load-balanced frontends of a view: one per published ingress port
+/// (to the tasks' ingress addresses) and one every-port VIP per network.
+pub fn lb_services(view: &NodeView) -> Vec<LbService> {
+    let ingress = view_ingress(view);
+    let mut out = Vec::new();
+    for svc in &view.services {
+        for p in svc.ports.iter().filter(|p| p.mode == PublishMode::Ingress) {
+            let backends = svc
+                .backends
+                .iter()
+                .filter_map(|b| {
+                    let a = b
+                        .addrs
+                        .iter()
+                        .find(|a| Some(&a.network_id) == ingress.as_ref())?;
+                    Some(Backend {
+                        addr: SocketAddrV4::new(a.addr, p.target),
+                        node: b.node,
+                        state: BackendState::Active,
+                    })
+                })
+                .collect();
+            out.push(LbService {
+                id: 0,
+                name: format!("{}:{}/{}", svc.name, p.published, p.protocol.name()),
+                proto: mesh_proto(p.protocol),
+                vip: None,
+                published_port: Some(p.published),
+                backends,
+                declared_backends: Some(svc.declared.max(1)),
+            });
+        }
+        if svc.endpoint_mode != EndpointMode::Vip {
+            continue;
+        }
+        for vip in &svc.vips {
+            let Some(net) = view.networks.iter().find(|n| n.id == vip.network_id) else {
+                continue; // not a network of this node's tasks
+            };
+            for proto in [
+                swarm_mesh::dataplane::Proto::Tcp,
+                swarm_mesh::dataplane::Proto::Udp,
+            ] {
+                let backends = svc
+                    .backends
+                    .iter()
+                    .filter_map(|b| {
+                        let a = b.addrs.iter().find(|a| a.network_id == vip.network_id)?;
+                        Some(Backend {
+                            addr: SocketAddrV4::new(a.addr, 0),
+                            node: b.node,
+                            state: BackendState::Active,
+                        })
+                    })
+                    .collect();
+                out.push(LbService {
+                    id: 0,
+                    name: format!("{}@{}/{}", svc.name, net.name, proto.name()),
+                    proto,
+                    vip: Some(SocketAddrV4::new(vip.addr, 0)),
+                    published_port: None,
+                    backends,
+                    declared_backends: Some(svc.declared.max(1)),
+                });
+            }
+        }
+    }
+    assign_ids(&mut out);
+    out
+}
+
+/// The VIPs this node answers ARP for: those on its networks.
+pub fn local_vips(view: &NodeView) -> Vec<Ipv4Addr> {
+    let mut v: Vec<Ipv4Addr> = view
+        .services
+        .iter()
+        .filter(|s| s.endpoint_mode == EndpointMode::Vip)
+        .flat_map(|s| s.vips.iter())
+        .filter(|v| view.networks.iter().any(|n| n.id == v.network_id))
+        .map(|v| v.addr)
+        .collect();
+    v.sort();
+    v.dedup();
+    v
+}
+
+/// Every node's view has the ingress network (the mesh answers on every
+/// node): published ports go to the tasks' addresses on it.
+fn view_ingress(view: &NodeView) -> Option<String> {
+    view.networks
+        .iter()
+        .find(|n| n.ingress)
+        .map(|n| n.id.clone())
+}
+
+/// Stable map IDs: a hash of the frontend's name, so a restarted daemon
+/// finds its pinned entries under the same IDs; collisions step on, in
+/// name order, which every node computes the same way.
+fn assign_ids(services: &mut [LbService]) {
+    services.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut used = std::collections::HashSet::new();
+    for s in services.iter_mut() {
+        let mut id = fnv1a(&s.name) & 0x7fff_ffff;
+        while id == 0 || !used.insert(id) {
+            id = (id + 1) & 0x7fff_ffff;
+        }
+        s.id = id;
+    }
+}
+
+fn fnv1a(s: &str) -> u32 {
+    s.bytes().fold(0x811c_9dc5u32, |h, b| {
+        (h ^ b as u32).wrapping_mul(0x0100_0193)
+    })
+}
+
+#[cfg(test)]
+#[path = "mesh_tests.rs"]
+mod tests;
