@@ -7,6 +7,7 @@ pub mod bpffs;
 pub mod dataplane;
 pub mod hostports;
 pub mod iptables;
+pub mod isolation;
 pub mod maglev;
 pub mod overlay;
 pub mod sandbox;

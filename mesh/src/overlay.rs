@@ -25,7 +25,8 @@ pub const VXLAN_PORT: u16 = 4789;
 pub const VXLAN_OVERHEAD: u32 = 50;
 /// The label of the loopback addresses that are this node's VIPs.
 pub const VIP_LABEL: &str = "lo:swvip";
-const BRIDGE_PREFIX: &str = "swbr";
+/// Every overlay bridge's name starts with this.
+pub const BRIDGE_PREFIX: &str = "swbr";
 const VXLAN_PREFIX: &str = "swvx";
 
 /// One overlay network as this node builds it.

@@ -24,6 +24,8 @@ pub enum SandboxError {
     Namespace { pid: u32, source: std::io::Error },
     #[error("interface {0} not found")]
     NoLink(String),
+    #[error("filter rules: {0}")]
+    Filter(String),
     #[error("address {addr} is not inside gateway subnet {subnet}")]
     OutsideSubnet { addr: Ipv4Addr, subnet: Ipv4Net },
 }
@@ -190,6 +192,40 @@ pub struct Port {
     pub mtu: Option<u32>,
     /// The default route goes through this gateway.
     pub default_via: Option<Ipv4Addr>,
+    /// An isolated bridge port reaches only the bridge itself, never the
+    /// other isolated ports: tasks on one node cannot meet on the gateway.
+    pub isolated: bool,
+}
+
+/// Make bridge port `index` isolated. Bridge-port options are set with
+/// RTM_NEWLINK on the existing device (RTM_SETLINK ignores them), which
+/// rtnetlink has no builder for.
+async fn isolate_port(handle: &Handle, index: u32) -> std::result::Result<(), rtnetlink::Error> {
+    use futures::StreamExt;
+    use netlink_packet_core::{NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_REQUEST};
+    use netlink_packet_route::link::{
+        InfoBridgePort, InfoPortData, InfoPortKind, LinkAttribute, LinkInfo, LinkMessage,
+    };
+    use netlink_packet_route::RouteNetlinkMessage;
+    let mut msg = LinkMessage::default();
+    msg.header.index = index;
+    msg.attributes.push(LinkAttribute::LinkInfo(vec![
+        LinkInfo::PortKind(InfoPortKind::Bridge),
+        LinkInfo::PortData(InfoPortData::BridgePort(vec![InfoBridgePort::Isolated(
+            true,
+        )])),
+    ]));
+    let mut req = NetlinkMessage::from(RouteNetlinkMessage::NewLink(msg));
+    req.header.flags = NLM_F_REQUEST | NLM_F_ACK;
+    let mut resp = handle.clone().request(req)?;
+    while let Some(m) = resp.next().await {
+        if let NetlinkPayload::Error(e) = m.payload {
+            if e.code.is_some() {
+                return Err(rtnetlink::Error::NetlinkError(e));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Docker's MAC for an address: 02:42 followed by the address bytes.
@@ -233,6 +269,11 @@ pub async fn attach_port(pid: u32, port: &Port) -> Result<()> {
         .execute()
         .await
         .map_err(nl(format!("attach {} to {}", port.host_if, port.bridge)))?;
+    if port.isolated {
+        isolate_port(&handle, host)
+            .await
+            .map_err(nl(format!("isolate {}", port.host_if)))?;
+    }
     handle
         .link()
         .set(peer_index)
@@ -266,6 +307,7 @@ pub async fn attach(pid: u32, gw: &Gateway, addr: Ipv4Addr, host_if: &str) -> Re
         mac: None,
         mtu: None,
         default_via: Some(gw.addr.addr()),
+        isolated: true,
     };
     attach_port(pid, &port).await
 }

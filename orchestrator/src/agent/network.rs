@@ -76,6 +76,18 @@ impl Networks {
         }
         let keep: Vec<u32> = view.networks.iter().map(|n| n.vni).collect();
         overlay::remove_except(&keep).await?;
+        let bridges: Vec<String> = view
+            .networks
+            .iter()
+            .filter_map(|n| Some(self.overlay(n)?.bridge()))
+            .collect();
+        let gateway = self.gateway.bridge.clone();
+        tokio::task::spawn_blocking(move || {
+            swarm_mesh::isolation::sync(&bridges, overlay::BRIDGE_PREFIX, &gateway)
+        })
+        .await
+        .map_err(|e| SandboxError::Filter(e.to_string()))?
+        .map_err(|e| SandboxError::Filter(e.to_string()))?;
         *applied = Some(view.networks.clone());
         Ok(())
     }
@@ -93,6 +105,7 @@ impl Networks {
                 mac: None,
                 mtu: None,
                 default_via: Some(self.gateway.addr.addr()),
+                isolated: true,
             });
         }
         for (i, a) in task.networks.iter().flatten().enumerate() {
@@ -110,6 +123,7 @@ impl Networks {
                 mac: Some(sandbox::mac_of(a.addr)),
                 mtu: Some(ov.mtu),
                 default_via: None,
+                isolated: false,
             });
         }
         ports

@@ -145,11 +145,7 @@ impl Daemon {
             }
             Err(e) => tracing::warn!(error = %e, "cannot list task containers"),
         }
-        match tokio::task::spawn_blocking(swarm_mesh::hostports::clear).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::warn!(error = %e, "cannot remove the host-mode port rules"),
-            Err(e) => tracing::warn!(error = %e, "cannot remove the host-mode port rules"),
-        }
+        self.unplumb().await;
         let dir = &self.config.data_dir;
         let _ = std::fs::remove_dir_all(dir.join("certs"));
         for f in ["managers.json", "advertise_addr", "raft.redb", "node.json"] {
@@ -199,5 +195,48 @@ impl Daemon {
         .context("waiting for the leader to remove this node")?
         .context("waiting for the leader to remove this node")?;
         Ok(())
+    }
+}
+
+impl Daemon {
+    /// Take down what this node built for the swarm: host-mode port and
+    /// isolation rules, overlays, VIPs and the data plane.
+    async fn unplumb(&self) {
+        use swarm_mesh::{hostports, isolation, overlay};
+        let mode = self.mesh.get().map(|m| m.lock().expect("mesh lock").mode);
+        let pin_dir = self.config.pin_dir.clone();
+        let rules = tokio::task::spawn_blocking(move || {
+            let mut errors = Vec::new();
+            for (what, result) in [
+                ("host-mode port rules", hostports::clear()),
+                ("network isolation rules", isolation::clear()),
+            ] {
+                if let Err(e) = result {
+                    errors.push(format!("{what}: {e}"));
+                }
+            }
+            let dp = match mode {
+                Some(crate::agent::mesh::Mode::Xdp) => swarm_mesh::xdp::detach(&pin_dir),
+                Some(crate::agent::mesh::Mode::Iptables) => {
+                    swarm_mesh::iptables::IptablesDataplane::detach()
+                }
+                None => Ok(()),
+            };
+            if let Err(e) = dp {
+                errors.push(format!("data plane: {e}"));
+            }
+            errors
+        })
+        .await
+        .unwrap_or_else(|e| vec![e.to_string()]);
+        for e in rules {
+            tracing::warn!(error = %e, "cannot remove what this node set up for the swarm");
+        }
+        if let Err(e) = overlay::remove_except(&[]).await {
+            tracing::warn!(error = %e, "cannot remove the overlay networks");
+        }
+        if let Err(e) = overlay::sync_vips(&[]).await {
+            tracing::warn!(error = %e, "cannot remove the VIPs");
+        }
     }
 }
