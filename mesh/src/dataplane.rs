@@ -69,6 +69,11 @@ pub struct LbService {
     /// Defaults to the number of backends given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub declared_backends: Option<usize>,
+    /// iptables mode: the source that forwarded connections get (this
+    /// node's address on the backends' network), so replies come back
+    /// through this node. Without it, the data plane's node address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snat: Option<Ipv4Addr>,
 }
 
 #[derive(Debug, thiserror::Error)]

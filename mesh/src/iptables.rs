@@ -146,8 +146,8 @@ impl IptablesDataplane {
                     vip.ip(),
                     port(vip.port())
                 );
-                if let Some(local) = self.local {
-                    let _ = writeln!(rules, "-A {SNAT} -p {proto} -m conntrack --ctstate DNAT --ctorigdst {}/32 {comment} -j SNAT --to-source {local}", vip.ip());
+                if let Some(src) = svc.snat.or(self.local) {
+                    let _ = writeln!(rules, "-A {SNAT} -p {proto} -m conntrack --ctstate DNAT --ctorigdst {}/32 {comment} -j SNAT --to-source {src}", vip.ip());
                 }
             }
             if let Some(port) = svc.published_port {
@@ -171,8 +171,9 @@ impl IptablesDataplane {
                     rules,
                     "-A {svc_chain} {pick}-p {proto} -j DNAT --to-destination {to}"
                 );
-                if let Some(local) = self.local.filter(|l| *l != b.node) {
-                    let _ = writeln!(rules, "-A {SNAT} -p {proto} -m conntrack --ctstate DNAT -d {}/32 {comment} -j SNAT --to-source {local}", b.addr.ip());
+                let remote = self.local.is_some_and(|l| l != b.node);
+                if let Some(src) = svc.snat.or(self.local).filter(|_| remote) {
+                    let _ = writeln!(rules, "-A {SNAT} -p {proto} -m conntrack --ctstate DNAT -d {}/32 {comment} -j SNAT --to-source {src}", b.addr.ip());
                 }
             }
         }
@@ -300,6 +301,7 @@ mod tests {
                 })
                 .collect(),
             declared_backends: None,
+            snat: None,
         }
     }
 

@@ -8,7 +8,7 @@
 //! ARP for them on its bridges and tasks send VIP traffic to their port,
 //! where the east-west load balancer rewrites it.
 
-use crate::sandbox::{connect, ensure_bridge_with, existing_link, link_index, mac_of, nl};
+use crate::sandbox::{connect, ensure_bridge_with, existing_link, link_index, nl};
 use crate::sandbox::{Result, SandboxError};
 use futures::TryStreamExt;
 use ipnet::Ipv4Net;
@@ -39,6 +39,15 @@ pub struct Overlay {
     pub local: Ipv4Addr,
     /// The MTU inside the overlay: the underlay's minus `VXLAN_OVERHEAD`.
     pub mtu: u32,
+    /// This node's own address on the network (with the prefix), which the
+    /// bridge carries besides the gateway, once allocated.
+    pub node_addr: Option<Ipv4Net>,
+}
+
+/// The MAC of the overlay bridges of the node at underlay address `node`.
+pub fn bridge_mac_of(node: Ipv4Addr) -> [u8; 6] {
+    let o = node.octets();
+    [0x02, 0x43, o[0], o[1], o[2], o[3]]
 }
 
 impl Overlay {
@@ -47,8 +56,7 @@ impl Overlay {
     /// and unique per node, because routed frames cross the VXLAN with it
     /// as their source.
     pub fn bridge_mac(&self) -> [u8; 6] {
-        let o = self.local.octets();
-        [0x02, 0x43, o[0], o[1], o[2], o[3]]
+        bridge_mac_of(self.local)
     }
 
     pub fn bridge(&self) -> String {
@@ -59,10 +67,12 @@ impl Overlay {
     }
 }
 
-/// A task address on another node: where frames for it are tunnelled.
+/// An address on another node (a task's, or that node's bridge): where
+/// frames for it are tunnelled.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Peer {
     pub addr: Ipv4Addr,
+    pub mac: [u8; 6],
     pub node: Ipv4Addr,
 }
 
@@ -113,6 +123,9 @@ pub async fn ensure(net: &Overlay) -> Result<()> {
         Some(net.mtu),
     )
     .await?;
+    if let Some(addr) = net.node_addr {
+        crate::sandbox::ensure_addr(bridge, addr).await?;
+    }
     let handle = connect()?;
     let vx = match link_index(&handle, &net.vxlan()).await? {
         Some(i) => i,
@@ -151,7 +164,7 @@ pub async fn sync_peers(net: &Overlay, peers: &[Peer]) -> Result<()> {
     let handle = connect()?;
     let vx = existing_link(&handle, &net.vxlan()).await?;
     let want: BTreeSet<Peer> = peers.iter().copied().collect();
-    let want_macs: BTreeSet<[u8; 6]> = want.iter().map(|p| mac_of(p.addr)).collect();
+    let want_macs: BTreeSet<[u8; 6]> = want.iter().map(|p| p.mac).collect();
 
     // Drop entries of peers that went away.
     let mut req = handle.neighbours().get();
@@ -187,7 +200,7 @@ pub async fn sync_peers(net: &Overlay, peers: &[Peer]) -> Result<()> {
     }
 
     for p in &want {
-        let mac = mac_of(p.addr);
+        let mac = p.mac;
         handle
             .neighbours()
             .add_bridge(vx, &mac)
@@ -298,6 +311,7 @@ mod tests {
             gateway: "10.0.1.1/24".parse().unwrap(),
             local: Ipv4Addr::new(198, 18, 0, 11),
             mtu: 1450,
+            node_addr: None,
         };
         assert_eq!(net.vxlan(), "swvx16777215");
         assert!(net.bridge().len() <= 15 && net.vxlan().len() <= 15);

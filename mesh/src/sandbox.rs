@@ -141,10 +141,20 @@ pub(crate) async fn ensure_bridge_with(
             .await
             .map_err(nl(format!("set the MTU of {name}")))?;
     }
-    let gw = Gateway {
-        bridge: name.to_string(),
-        addr,
-    };
+    ensure_addr(index, addr).await?;
+    handle
+        .link()
+        .set(index)
+        .up()
+        .execute()
+        .await
+        .map_err(nl(format!("bring up {name}")))?;
+    Ok(index)
+}
+
+/// Give link `index` the address `addr` unless it has it.
+pub(crate) async fn ensure_addr(index: u32, addr: Ipv4Net) -> Result<()> {
+    let handle = connect()?;
     let existing: Vec<_> = handle
         .address()
         .get()
@@ -152,28 +162,21 @@ pub(crate) async fn ensure_bridge_with(
         .execute()
         .try_collect()
         .await
-        .map_err(nl("list bridge addresses"))?;
+        .map_err(nl("list addresses"))?;
     let has_addr = existing.iter().any(|m| {
         m.attributes.iter().any(|a| {
-            matches!(a, netlink_packet_route::address::AddressAttribute::Address(IpAddr::V4(v)) if *v == gw.addr.addr())
+            matches!(a, netlink_packet_route::address::AddressAttribute::Address(IpAddr::V4(v)) if *v == addr.addr())
         })
     });
     if !has_addr {
         handle
             .address()
-            .add(index, IpAddr::V4(gw.addr.addr()), gw.addr.prefix_len())
+            .add(index, IpAddr::V4(addr.addr()), addr.prefix_len())
             .execute()
             .await
-            .map_err(nl(format!("add {} to {}", gw.addr, gw.bridge)))?;
+            .map_err(nl(format!("add {addr} to link {index}")))?;
     }
-    handle
-        .link()
-        .set(index)
-        .up()
-        .execute()
-        .await
-        .map_err(nl(format!("bring up {}", gw.bridge)))?;
-    Ok(index)
+    Ok(())
 }
 
 /// One interface to give a task's namespace.

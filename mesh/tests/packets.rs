@@ -163,6 +163,7 @@ fn service(id: u32, proto: Proto, port: u16, backends: &[(Ipv4Addr, u16, Ipv4Add
             })
             .collect(),
         declared_backends: None,
+        snat: None,
     }
 }
 

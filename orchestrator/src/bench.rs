@@ -76,6 +76,7 @@ fn hollow_node(i: usize) -> Node {
         memory_bytes: 32 << 30,
         labels: BTreeMap::new(),
         gateway_subnet: None,
+        attachments: Vec::new(),
         meta: Meta::default(),
     }
 }

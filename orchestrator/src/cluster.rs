@@ -110,6 +110,7 @@ impl cluster_server::Cluster for ClusterService {
             memory_bytes: req.memory_bytes,
             labels: Default::default(),
             gateway_subnet: req.gateway_subnet.parse().ok(),
+            attachments: Vec::new(),
             meta: Meta::new(now),
         };
         self.store

@@ -292,6 +292,7 @@ impl Daemon {
             memory_bytes: memory_bytes(),
             labels: Default::default(),
             gateway_subnet: Some(self.config.gateway_subnet),
+            attachments: Vec::new(),
             meta: Meta::new(now),
         }
     }

@@ -104,6 +104,12 @@ pub enum Command {
     },
     /// The allocator's addresses for new tasks; they become PENDING.
     AllocateTasks(Vec<TaskAllocation>),
+    /// The allocator's addresses for a node on the networks it serves
+    /// (its whole set).
+    AllocateNode {
+        id: String,
+        attachments: Vec<Attachment>,
+    },
     /// Commands from concurrent writers committed as one raft entry (group
     /// commit); applied in order, each with its own response.
     Batch(Vec<Command>),
@@ -271,6 +277,8 @@ impl State {
                     Some(old) => {
                         node.meta.version = old.meta.version + 1;
                         node.meta.created_at = old.meta.created_at;
+                        // Addresses are the allocator's, not the writer's.
+                        node.attachments = old.attachments.clone();
                     }
                     None => node.meta.version = 1,
                 }
@@ -312,9 +320,10 @@ impl State {
                 Response::ok()
             }
             Command::RemoveNode { id } => {
-                if self.nodes.remove(&id).is_none() {
+                let Some(node) = self.nodes.remove(&id) else {
                     return not_found(Kind::Node, &id);
-                }
+                };
+                self.release(&node.attachments);
                 Response::ok()
             }
             Command::SetNodeState { id, state, at } => {
@@ -432,6 +441,7 @@ impl State {
             Command::RemoveNetwork { id } => self.remove_network(&id),
             Command::AllocateService { id, vips } => self.allocate_service(&id, vips),
             Command::AllocateTasks(allocations) => self.allocate_tasks(allocations),
+            Command::AllocateNode { id, attachments } => self.allocate_node(&id, attachments),
         }
     }
 

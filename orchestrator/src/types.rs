@@ -450,6 +450,10 @@ pub struct Node {
     /// subnets must not overlap it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gateway_subnet: Option<ipnet::Ipv4Net>,
+    /// The node's own address on each network it serves (the allocator's):
+    /// what connections it forwards come from in iptables mode.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<Attachment>,
     #[serde(flatten)]
     pub meta: Meta,
 }

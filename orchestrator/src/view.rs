@@ -33,13 +33,9 @@ pub fn for_node(st: &State, node_id: &str) -> NodeView {
     // Networks that this node's tasks hold addresses on, and ingress: the
     // routing mesh answers on every node, and reaches remote backends
     // over it (iptables mode).
-    let mut local: BTreeSet<&str> = st
-        .tasks
-        .values()
-        .filter(|t| t.node_id.as_deref() == Some(node_id) && holds_addresses(t))
-        .flat_map(|t| t.networks.iter().flatten().map(|a| a.network_id.as_str()))
-        .collect();
-    local.extend(st.ingress().map(|n| n.id.as_str()));
+    let local_ids = st.node_networks(node_id);
+    let local: BTreeSet<&str> = local_ids.iter().map(String::as_str).collect();
+    let me = st.nodes.get(node_id);
 
     let mut networks = Vec::new();
     for id in &local {
@@ -54,9 +50,26 @@ pub fn for_node(st: &State, node_id: &str) -> NodeView {
             .filter_map(|t| {
                 let node = node_addr(&t.node_id)?;
                 let a = t.networks.iter().flatten().find(|a| a.network_id == *id)?;
-                Some(RemoteEndpoint { addr: a.addr, node })
+                Some(RemoteEndpoint {
+                    addr: a.addr,
+                    node,
+                    is_node: false,
+                })
             })
             .collect();
+        remote.extend(
+            st.nodes
+                .values()
+                .filter(|n| n.id != node_id)
+                .filter_map(|n| {
+                    let a = n.attachments.iter().find(|a| a.network_id == *id)?;
+                    Some(RemoteEndpoint {
+                        addr: a.addr,
+                        node: underlay(n)?,
+                        is_node: true,
+                    })
+                }),
+        );
         remote.sort();
         networks.push(NetworkView {
             id: net.id.clone(),
@@ -66,6 +79,9 @@ pub fn for_node(st: &State, node_id: &str) -> NodeView {
             vni: net.vni,
             internal: net.spec.internal,
             ingress: net.spec.ingress,
+            node_addr: me
+                .and_then(|n| n.attachments.iter().find(|a| a.network_id == *id))
+                .map(|a| a.addr),
             remote,
         });
     }

@@ -88,6 +88,8 @@ fn cluster() -> State {
         placed("s1", &solo, 1, "n2"),
     ]));
     allocate(&mut st);
+    // Tasks are bound to their nodes now: the nodes get their addresses.
+    allocate(&mut st);
     for (id, s) in [
         ("t1", TaskState::Running),
         ("t2", TaskState::Running),
@@ -97,6 +99,15 @@ fn cluster() -> State {
         set_state(&mut st, id, s);
     }
     st
+}
+
+fn node_on(st: &State, node: &str, net: &str) -> Ipv4Addr {
+    st.nodes[node]
+        .attachments
+        .iter()
+        .find(|a| a.network_id == net)
+        .expect("the node has an address on the network")
+        .addr
 }
 
 fn addr_on(st: &State, task: &str, net: &str) -> Ipv4Addr {
@@ -117,18 +128,19 @@ fn a_node_sees_its_networks_with_the_remote_tasks_on_them() {
     assert_eq!(names, vec!["back", "ingress"]);
     let back = v.networks.iter().find(|n| n.name == "back").unwrap();
     let n2: Ipv4Addr = "198.18.0.12".parse().unwrap();
+    let remote = |addr, is_node| RemoteEndpoint {
+        addr,
+        node: n2,
+        is_node,
+    };
     let mut want = vec![
-        RemoteEndpoint {
-            addr: addr_on(&st, "t2", "back"),
-            node: n2,
-        },
-        RemoteEndpoint {
-            addr: addr_on(&st, "t3", "back"),
-            node: n2,
-        },
+        remote(addr_on(&st, "t2", "back"), false),
+        remote(addr_on(&st, "t3", "back"), false),
+        remote(node_on(&st, "n2", "back"), true),
     ];
     want.sort();
     assert_eq!(back.remote, want);
+    assert_eq!(back.node_addr, Some(node_on(&st, "n1", "back")));
 }
 
 #[test]

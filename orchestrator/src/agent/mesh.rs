@@ -112,9 +112,14 @@ impl Mesh {
         }
     }
 
-    /// What the data plane holds, with the services' names.
+    /// What the data plane holds, with the services' names. iptables mode
+    /// keeps no per-service state to read back: its services are listed as
+    /// programmed, beside the rules.
     pub fn dump(&mut self) -> Result<Dump, DataplaneError> {
         let mut d = self.dp.dump()?;
+        if self.mode == Mode::Iptables {
+            d.services = self.applied.iter().flatten().map(programmed).collect();
+        }
         let names: BTreeMap<u32, &str> = self
             .applied
             .iter()
@@ -130,10 +135,42 @@ impl Mesh {
     }
 }
 
+/// A service as it was programmed, for dumps of modes without counters.
+fn programmed(s: &LbService) -> swarm_mesh::dataplane::ServiceDump {
+    use swarm_mesh::dataplane::{BackendDump, ServiceDump};
+    let frontends = s
+        .vip
+        .map(|v| format!("{v}/{}", s.proto.name()))
+        .into_iter()
+        .chain(
+            s.published_port
+                .map(|p| format!("*:{p}/{}", s.proto.name())),
+        )
+        .collect();
+    let n = s.backends.len().max(1) as f64;
+    ServiceDump {
+        id: s.id,
+        name: s.name.clone(),
+        frontends,
+        backends: s
+            .backends
+            .iter()
+            .map(|b| BackendDump {
+                addr: b.addr.to_string(),
+                node: b.node.to_string(),
+                state: "active".into(),
+                share: 1.0 / n,
+            })
+            .collect(),
+        ..Default::default()
+    }
+}
+
 /// The load-balanced frontends of a view: one per published ingress port
 /// (to the tasks' ingress addresses) and one every-port VIP per network.
 pub fn lb_services(view: &NodeView) -> Vec<LbService> {
-    let ingress = view_ingress(view);
+    let ingress_net = view.networks.iter().find(|n| n.ingress);
+    let ingress = ingress_net.map(|n| n.id.clone());
     let mut out = Vec::new();
     for svc in &view.services {
         for p in svc.ports.iter().filter(|p| p.mode == PublishMode::Ingress) {
@@ -160,6 +197,7 @@ pub fn lb_services(view: &NodeView) -> Vec<LbService> {
                 published_port: Some(p.published),
                 backends,
                 declared_backends: Some(svc.declared.max(1)),
+                snat: ingress_net.and_then(|n| n.node_addr),
             });
         }
         if svc.endpoint_mode != EndpointMode::Vip {
@@ -193,6 +231,7 @@ pub fn lb_services(view: &NodeView) -> Vec<LbService> {
                     published_port: None,
                     backends,
                     declared_backends: Some(svc.declared.max(1)),
+                    snat: net.node_addr,
                 });
             }
         }
@@ -214,15 +253,6 @@ pub fn local_vips(view: &NodeView) -> Vec<Ipv4Addr> {
     v.sort();
     v.dedup();
     v
-}
-
-/// Every node's view has the ingress network (the mesh answers on every
-/// node): published ports go to the tasks' addresses on it.
-fn view_ingress(view: &NodeView) -> Option<String> {
-    view.networks
-        .iter()
-        .find(|n| n.ingress)
-        .map(|n| n.id.clone())
 }
 
 /// Stable map IDs: a hash of the frontend's name, so a restarted daemon

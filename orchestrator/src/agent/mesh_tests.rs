@@ -14,6 +14,7 @@ fn net(id: &str, ingress: bool) -> NetworkView {
         vni: 4096,
         internal: false,
         ingress,
+        node_addr: Some(a("10.0.0.250")),
         remote: vec![],
     }
 }

@@ -49,6 +49,9 @@ impl Networks {
             gateway: Ipv4Net::new(net.gateway, net.subnet.prefix_len()).ok()?,
             local,
             mtu: mtu.saturating_sub(overlay::VXLAN_OVERHEAD),
+            node_addr: net
+                .node_addr
+                .and_then(|a| Ipv4Net::new(a, net.subnet.prefix_len()).ok()),
         })
     }
 
@@ -69,6 +72,13 @@ impl Networks {
                 .iter()
                 .map(|r| Peer {
                     addr: r.addr,
+                    // A node's address is its bridge's; a task's MAC
+                    // follows its address.
+                    mac: if r.is_node {
+                        overlay::bridge_mac_of(r.node)
+                    } else {
+                        sandbox::mac_of(r.addr)
+                    },
                     node: r.node,
                 })
                 .collect();

@@ -42,6 +42,34 @@ pub fn plan(st: &State, now: Millis) -> Plan {
         }
     }
 
+    // Each node gets an address on every network it serves, and gives up
+    // those on networks it no longer serves.
+    for node in st.nodes.values() {
+        let want = st.node_networks(&node.id);
+        let have: Vec<&String> = node.attachments.iter().map(|a| &a.network_id).collect();
+        if want.len() == have.len() && want.iter().all(|n| have.contains(&n)) {
+            continue;
+        }
+        let attachments: Option<Vec<Attachment>> = want
+            .iter()
+            .map(
+                |net| match node.attachments.iter().find(|a| &a.network_id == net) {
+                    Some(a) => Some(a.clone()),
+                    None => free.take(st, net),
+                },
+            )
+            .collect();
+        match attachments {
+            Some(attachments) => out.commands.push(Command::AllocateNode {
+                id: node.id.clone(),
+                attachments,
+            }),
+            None => {
+                tracing::warn!(node = %node.hostname, "no free address for a node on one of its networks")
+            }
+        }
+    }
+
     let mut allocations = Vec::new();
     for t in st.tasks.values() {
         let waiting = t.networks.is_none()

@@ -134,8 +134,8 @@ fn an_exhausted_subnet_leaves_the_task_pending_and_says_why_once() {
         "the reason is written once"
     );
     // Its half-taken ingress address went back: only 4 ingress addresses
-    // are held by tasks, plus the VIP.
-    assert_eq!(st.ipam["ing"].len(), 5);
+    // are held by tasks, plus the VIP and the node's own.
+    assert_eq!(st.ipam["ing"].len(), 6);
 
     // When a task ends, its addresses are free again and the waiting task
     // gets them.

@@ -17,6 +17,7 @@ pub fn node(id: &str) -> Node {
         memory_bytes: 0,
         labels: Default::default(),
         gateway_subnet: None,
+        attachments: Vec::new(),
         meta: Meta::default(),
     }
 }

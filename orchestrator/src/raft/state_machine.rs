@@ -122,10 +122,13 @@ fn touched(st: &State, cmd: &Command) -> Vec<Key> {
         Command::SetDesiredState { ids, .. } | Command::DeleteTasks(ids) => tasks(&mut ids.iter()),
         Command::Assign(a) => tasks(&mut a.iter().map(|a| &a.task_id)),
         Command::UpdateStatus(u) => tasks(&mut u.iter().map(|(id, _)| id)),
-        Command::CreateNetwork { id, .. } | Command::RemoveNetwork { id } => {
-            vec![Key::Network(id.clone())]
-        }
+        Command::CreateNetwork { id, .. } => vec![Key::Network(id.clone())],
+        // Removing a network frees the nodes' addresses on it.
+        Command::RemoveNetwork { id } => std::iter::once(Key::Network(id.clone()))
+            .chain(st.nodes.keys().map(|n| Key::Node(n.clone())))
+            .collect(),
         Command::AllocateService { id, .. } => vec![Key::Service(id.clone())],
+        Command::AllocateNode { id, .. } => vec![Key::Node(id.clone())],
         Command::AllocateTasks(a) => tasks(&mut a.iter().map(|a| &a.task_id)),
         Command::Batch(cmds) => cmds.iter().flat_map(|c| touched(st, c)).collect(),
     }

@@ -183,7 +183,11 @@ impl State {
                 users.join(", ")
             )));
         }
-        if self.ipam.get(id).is_some_and(|a| !a.is_empty()) {
+        let busy = self
+            .tasks
+            .values()
+            .any(|t| holds_addresses(t) && t.networks.iter().flatten().any(|a| a.network_id == id));
+        if busy {
             return Response::err(Rejection::Invalid(format!(
                 "network {} still has task addresses; wait for its tasks to stop",
                 net.spec.name
@@ -191,6 +195,12 @@ impl State {
         }
         self.networks.remove(id);
         self.ipam.remove(id);
+        let nodes: Vec<String> = self.nodes.keys().cloned().collect();
+        for n in nodes {
+            if let Some(node) = self.nodes.get_mut(&n) {
+                node.attachments.retain(|a| a.network_id != id);
+            }
+        }
         Response::ok()
     }
 
@@ -269,6 +279,34 @@ impl State {
         Response::ok()
     }
 
+    pub(super) fn allocate_node(&mut self, id: &str, attachments: Vec<Attachment>) -> Response {
+        let Some(old) = self.nodes.get(id).map(|n| n.attachments.clone()) else {
+            return not_found(Kind::Node, id);
+        };
+        self.release(&old);
+        if let Err(r) = self.take(&attachments) {
+            let _ = self.take(&old);
+            return Response::err(r);
+        }
+        let node = self.nodes.get_mut(id).expect("checked above");
+        node.attachments = attachments;
+        node.meta.version += 1;
+        Response::ok()
+    }
+
+    /// The networks node `id` serves: those its tasks hold addresses on,
+    /// and ingress (the routing mesh answers on every node).
+    pub fn node_networks(&self, id: &str) -> std::collections::BTreeSet<String> {
+        let mut nets: std::collections::BTreeSet<String> = self
+            .tasks
+            .values()
+            .filter(|t| t.node_id.as_deref() == Some(id) && holds_addresses(t))
+            .flat_map(|t| t.networks.iter().flatten().map(|a| a.network_id.clone()))
+            .collect();
+        nets.extend(self.ingress().map(|n| n.id.clone()));
+        nets
+    }
+
     pub(super) fn allocate_tasks(&mut self, allocations: Vec<TaskAllocation>) -> Response {
         let mut refused = Vec::new();
         for a in allocations {
@@ -325,6 +363,7 @@ impl State {
             .filter(|t| holds_addresses(t))
             .flat_map(|t| t.networks.iter().flatten().cloned())
             .chain(self.services.values().flat_map(|s| s.endpoint.vips.clone()))
+            .chain(self.nodes.values().flat_map(|n| n.attachments.clone()))
             .collect();
         for a in held {
             self.ipam.entry(a.network_id).or_default().insert(a.addr);

@@ -29,8 +29,12 @@ pub struct NetworkView {
     pub vni: u32,
     pub internal: bool,
     pub ingress: bool,
-    /// Task addresses on this network that live on other nodes, with the
-    /// node's underlay address: the static FDB and neighbour entries.
+    /// This node's own address on the network, once allocated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_addr: Option<Ipv4Addr>,
+    /// Addresses on this network that live on other nodes (their tasks',
+    /// and the nodes' own), with the node's underlay address: the static
+    /// FDB and neighbour entries.
     pub remote: Vec<RemoteEndpoint>,
 }
 
@@ -38,6 +42,9 @@ pub struct NetworkView {
 pub struct RemoteEndpoint {
     pub addr: Ipv4Addr,
     pub node: Ipv4Addr,
+    /// The node's own address (its bridge), not a task's.
+    #[serde(default)]
+    pub is_node: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
