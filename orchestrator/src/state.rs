@@ -521,8 +521,9 @@ impl State {
                 t.node_id = Some(node);
                 t.status = TaskStatus::new(TaskState::Assigned, a.message);
             }
+            // Why no node fits is the task's error, as in Swarm.
             None => {
-                t.status = TaskStatus::new(TaskState::Pending, a.message);
+                t.status = TaskStatus::new(TaskState::Pending, a.message.clone()).with_err(a.message);
             }
         }
         t.status.timestamp = a.at;

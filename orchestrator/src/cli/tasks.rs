@@ -80,13 +80,7 @@ pub fn print_tasks(
             )
         };
         let current = format!("{} {}", t.status.state, ago(t.status.timestamp, now));
-        let err = t.status.err.clone().unwrap_or_else(|| {
-            if t.status.state == TaskState::Pending {
-                t.status.message.clone()
-            } else {
-                String::new()
-            }
-        });
+        let err = t.status.err.clone().unwrap_or_default();
         if quiet {
             println!("{}", trunc(&t.id));
             continue;

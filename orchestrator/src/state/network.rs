@@ -330,7 +330,7 @@ impl State {
                         continue;
                     }
                 },
-                Err(why) => TaskStatus::new(TaskState::Pending, why),
+                Err(why) => TaskStatus::new(TaskState::Pending, why.clone()).with_err(why),
             };
             let t = self.tasks.get_mut(&a.task_id).expect("checked above");
             t.status = TaskStatus {
