@@ -40,6 +40,10 @@ static __always_inline void nat_dst(struct packet *p, __u32 addr, __u16 port)
 	if (!udp_nocsum) {
 		csum_replace4(p->l4_csum, old_addr, addr);
 		csum_replace2(p->l4_csum, old_port, port);
+		/* In UDP a zero checksum means "none": a sum that comes out
+		 * zero is sent as its other form, 0xffff (RFC 768). */
+		if (p->ip->protocol == IPPROTO_UDP && *p->l4_csum == 0)
+			*p->l4_csum = 0xffff;
 	}
 	p->ip->daddr = addr;
 	*p->dport = port;

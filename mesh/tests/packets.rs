@@ -376,6 +376,74 @@ fn udp_is_dnated_and_a_zero_udp_checksum_stays_zero() {
 }
 
 #[test]
+fn vips_are_not_served_to_the_underlay() {
+    let vip = Ipv4Addr::new(10, 0, 1, 2);
+    let mut svc = service(1, Proto::Tcp, 8000, &[(LOCAL_BACKEND, 8080, NODE)]);
+    svc.vip = Some(std::net::SocketAddrV4::new(vip, 80));
+    let h = harness(&[svc]);
+    let pkt = tcp_packet(vip, 80, vec![]);
+    let (verdict, out) = h.run(&pkt);
+    assert_eq!(verdict, XDP_PASS);
+    assert_eq!(
+        out, pkt,
+        "a packet to a VIP from the underlay passes untouched"
+    );
+    // The published port on this node still is.
+    let (_, out) = h.run(&tcp_packet(NODE, 8000, vec![]));
+    assert_eq!(addr_at(&out[14..], 16), LOCAL_BACKEND);
+}
+
+#[test]
+fn a_udp_checksum_that_the_nat_makes_zero_is_sent_as_ffff() {
+    let h = harness(&local_web());
+    // A payload that makes the DNATed datagram's checksum come out 0, which
+    // on the wire would mean "no checksum".
+    let post = |w: u16| {
+        let mut seg = l4(17, CLIENT, LOCAL_BACKEND, 5353, 8081, &w.to_be_bytes());
+        seg[6] = 0;
+        seg[7] = 0;
+        csum(
+            &seg,
+            pseudo(CLIENT.octets(), LOCAL_BACKEND.octets(), 17, seg.len()),
+        )
+    };
+    let w = (0..=u16::MAX)
+        .find(|w| post(*w) == 0)
+        .expect("some payload sums to zero");
+    let seg = l4(17, CLIENT, NODE, 5353, 9000, &w.to_be_bytes());
+    assert_ne!(&seg[6..8], &[0, 0], "the client sent a checksum");
+    let pkt = eth(
+        0x0800,
+        &ipv4(
+            &Ip {
+                src: CLIENT,
+                dst: NODE,
+                proto: 17,
+                options: vec![],
+                frag: 0,
+            },
+            &seg,
+        ),
+    );
+    let (verdict, out) = h.run(&pkt);
+    assert_eq!(verdict, XDP_PASS);
+    assert_eq!(
+        (addr_at(&out, 30), port_at(&out, 36)),
+        (LOCAL_BACKEND, 8081)
+    );
+    assert_eq!(&out[40..42], &[0xff, 0xff], "zero is written as 0xffff");
+    let udp = &out[34..];
+    assert_eq!(
+        csum(
+            udp,
+            pseudo(CLIENT.octets(), LOCAL_BACKEND.octets(), 17, udp.len())
+        ),
+        0,
+        "and the datagram still checks"
+    );
+}
+
+#[test]
 fn a_remote_backend_gets_the_packet_in_ipip_carrying_the_frontend_port() {
     let h = harness(&[service(
         1,

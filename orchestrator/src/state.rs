@@ -523,7 +523,8 @@ impl State {
             }
             // Why no node fits is the task's error, as in Swarm.
             None => {
-                t.status = TaskStatus::new(TaskState::Pending, a.message.clone()).with_err(a.message);
+                t.status =
+                    TaskStatus::new(TaskState::Pending, a.message.clone()).with_err(a.message);
             }
         }
         t.status.timestamp = a.at;

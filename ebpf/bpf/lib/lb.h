@@ -40,21 +40,20 @@ static __always_inline struct swarm_flow flow_of(const struct packet *p)
 	return f;
 }
 
-/* The service a packet addresses: VIP:port, or a published port on this
- * node's own address. */
+/* The service a packet from the underlay addresses: a published port on
+ * this node's own address. */
 static __always_inline struct swarm_frontend_info *
 find_frontend(const struct packet *p, const struct swarm_config *cfg)
 {
+	/* The underlay is served published ports, on this node's address;
+	 * VIPs are for task ports (tc_task) only, never for the underlay. */
+	if (p->ip->daddr != cfg->node_addr)
+		return NULL;
 	struct swarm_frontend key = {
-		.addr = p->ip->daddr,
+		.addr = 0,
 		.port = *p->dport,
 		.proto = p->ip->protocol,
 	};
-	struct swarm_frontend_info *fe = bpf_map_lookup_elem(&swarm_v4_frontends, &key);
-
-	if (fe || p->ip->daddr != cfg->node_addr)
-		return fe;
-	key.addr = 0;
 	return bpf_map_lookup_elem(&swarm_v4_frontends, &key);
 }
 

@@ -115,7 +115,9 @@ impl Control for ControlService {
         Ok(Response::new(pb::InfoResponse {
             node_id: self.daemon.identity.node_id.clone(),
             hostname: self.daemon.config.hostname.clone(),
-            swarm_state: if st.cluster.is_some() {
+            // A worker holds no cluster state, but its certificate says it
+            // is in a swarm.
+            swarm_state: if st.cluster.is_some() || self.daemon.store.peers().tls().is_some() {
                 "active"
             } else {
                 "inactive"

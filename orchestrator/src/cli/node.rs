@@ -211,9 +211,13 @@ pub async fn info(host: &str, format: Option<Format>) -> Result<()> {
         );
         if !i.cluster_id.is_empty() {
             println!(
-                "Cluster:   {}\nLeader:    {}\nAddress:   {}\nRaft term: {}\nDataplane: {}",
-                i.cluster_id, i.is_leader, i.advertise_addr, i.raft_term, i.dataplane
+                "Cluster:   {}\nLeader:    {}\nAddress:   {}\nRaft term: {}",
+                i.cluster_id, i.is_leader, i.advertise_addr, i.raft_term
             );
+        }
+        // Workers too run a data plane.
+        if !i.dataplane.is_empty() {
+            println!("Dataplane: {}", i.dataplane);
         }
     }
     Ok(())
