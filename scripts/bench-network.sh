@@ -92,6 +92,10 @@ server:
     ip-address: 127.0.0.12
     port: 53
     server-count: $(nproc)
+    # Debian's NSD limits responses per client subnet; a load test from
+    # one address would measure that limit.
+    rrl-ratelimit: 0
+    rrl-whitelist-ratelimit: 0
     username: ""
     zonelistfile: "$work/zone.list"
     xfrdfile: "$work/xfrd.state"
@@ -114,17 +118,24 @@ done
 # dnsperf -v prints one line per answer with its latency: the p99 comes
 # from those.
 dns_run() {
-    local server=$1 label=$2 out
-    out=$(nsenter -t "$p1" -n dnsperf -s "$server" -d "$work/queries" -l "$seconds" -c 8 -q 200 -v 2>&1)
+    local server=$1 label=$2 clients=$3 outstanding=$4 out
+    out=$(nsenter -t "$p1" -n dnsperf -s "$server" -d "$work/queries" -l "$seconds" \
+        -c "$clients" -q "$outstanding" -v 2>&1)
     local qps lost p99
     qps=$(awk '/Queries per second/ { print $4 }' <<<"$out")
     lost=$(awk '/Queries lost/ { print $3 }' <<<"$out")
     p99=$(awk '$1 == ">" { print $NF }' <<<"$out" | sort -g | awk '{ v[NR] = $1 } END { i = int(NR * 0.99); if (i < 1) i = 1; printf "%.3f", v[i] * 1000 }')
-    printf '{"bench":"dns","server":"%s","qps":%s,"p99_ms":%s,"lost":%s,"clients":8,"outstanding":200,"seconds":%s}\n' \
-        "$label" "${qps:-0}" "${p99:-0}" "${lost:-0}" "$seconds"
+    printf '{"bench":"dns","server":"%s","qps":%s,"p99_ms":%s,"lost":%s,"clients":%s,"outstanding":%s,"seconds":%s}\n' \
+        "$label" "${qps:-0}" "${p99:-0}" "${lost:-0}" "$clients" "$outstanding" "$seconds"
 }
-dns_run 127.0.0.11 swarm
-dns_run 127.0.0.12 nsd
+# A moderate load (40 queries in flight) for latency, then saturation
+# (1,600 in flight) for throughput, each server in turn.
+for load in "2 20" "8 200"; do
+    # shellcheck disable=SC2086
+    dns_run 127.0.0.11 swarm $load
+    # shellcheck disable=SC2086
+    dns_run 127.0.0.12 nsd $load
+done
 
 # ---------------------------------------------------------------- overlay
 # iperf3 and sockperf run inside the task namespaces (host binaries,
