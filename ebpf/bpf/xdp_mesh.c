@@ -146,8 +146,15 @@ int swarm_xdp_ingress(struct xdp_md *ctx)
 
 	if (r == PARSE_NOT_OURS && p.ip && (void *)(p.ip + 1) <= end && p.ip->version == 4 &&
 	    p.ip->ihl == 5 && p.ip->protocol == IPPROTO_IPIP && p.ip->daddr == cfg->node_addr &&
-	    !(p.ip->frag_off & bpf_htons(IP_MF | IP_OFFSET)))
+	    !(p.ip->frag_off & bpf_htons(IP_MF | IP_OFFSET))) {
+		/* Only another node may hand us a connection: anyone else
+		 * could reach any backend, past every frontend. */
+		if (!bpf_map_lookup_elem(&swarm_v4_nodes, &p.ip->saddr)) {
+			count_drop(SWARM_DROP_FOREIGN_TUNNEL);
+			return XDP_DROP;
+		}
 		return decap(ctx, p.ip, end);
+	}
 	if (r == PARSE_NOT_OURS)
 		return XDP_PASS;
 	if (r == PARSE_BAD_HEADER) {

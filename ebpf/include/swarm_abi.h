@@ -26,6 +26,8 @@
 #define SWARM_MAX_FRONTENDS 131072
 /* Tracked flows per node; least recently used flows are evicted first. */
 #define SWARM_MAX_FLOWS 1048576
+/* Nodes whose tunnelled packets a node accepts (swarm_v4_nodes). */
+#define SWARM_MAX_NODES 16384
 
 /* swarm_backend.state */
 #define SWARM_BACKEND_ACTIVE 0   /* takes new flows */
@@ -38,7 +40,8 @@
 #define SWARM_DROP_BAD_HEADER 2   /* IPv4 header length invalid */
 #define SWARM_DROP_ENCAP_FAILED 3 /* no room to encapsulate, or no route */
 #define SWARM_DROP_DECAP_FAILED 4 /* malformed tunnelled packet */
-#define SWARM_DROP_MAX 5
+#define SWARM_DROP_FOREIGN_TUNNEL 5 /* IPIP from an address that is no node */
+#define SWARM_DROP_MAX 6
 
 /* Key of swarm_v4_frontends: how a packet addresses a service. */
 struct swarm_frontend {

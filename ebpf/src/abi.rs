@@ -12,12 +12,13 @@ pub const BACKEND_ACTIVE: u8 = 0;
 pub const BACKEND_DRAINING: u8 = 1;
 
 /// Drop reasons, indexed as in `swarm_v4_drops` (SWARM_DROP_*).
-pub const DROP_REASONS: [&str; 5] = [
+pub const DROP_REASONS: [&str; 6] = [
     "no_backend",
     "fragment",
     "bad_header",
     "encap_failed",
     "decap_failed",
+    "foreign_tunnel",
 ];
 
 /// Map names, as pinned under the bpffs directory.
@@ -30,6 +31,7 @@ pub mod maps {
     pub const RNAT: &str = "swarm_v4_rnat";
     pub const SVC_STATS: &str = "swarm_v4_svc_stats";
     pub const DROPS: &str = "swarm_v4_drops";
+    pub const NODES: &str = "swarm_v4_nodes";
 }
 
 #[repr(C)]

@@ -169,4 +169,9 @@ pub trait Dataplane {
     fn sync(&mut self, services: &[LbService]) -> Result<(), DataplaneError>;
     /// Everything it holds, with counters.
     fn dump(&mut self) -> Result<Dump, DataplaneError>;
+    /// The swarm's nodes: the only sources of tunnelled connections (the
+    /// nodes that run backends always are). Applied at the next `sync`.
+    fn set_nodes(&mut self, _nodes: &[Ipv4Addr]) -> Result<(), DataplaneError> {
+        Ok(())
+    }
 }

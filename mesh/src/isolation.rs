@@ -11,13 +11,22 @@
 use crate::dataplane::DataplaneError;
 use crate::iptables::{ipt, restore};
 use std::fmt::Write as _;
+use std::net::Ipv4Addr;
 
 pub const CHAIN: &str = "SWARM-FORWARD";
+/// VXLAN is accepted from the swarm's nodes only (INPUT).
+pub const INPUT: &str = "SWARM-INPUT";
 
 /// The batch for a node whose overlay bridges are `bridges` and whose task
-/// gateway bridge is `gateway`. `prefix` matches every overlay bridge.
-pub fn batch(bridges: &[String], prefix: &str, gateway: &str) -> String {
-    let mut b = format!("*filter\n:{CHAIN} - [0:0]\n");
+/// gateway bridge is `gateway`. `prefix` matches every overlay bridge;
+/// `nodes` are the underlay addresses VXLAN may come from.
+pub fn batch(bridges: &[String], prefix: &str, gateway: &str, nodes: &[Ipv4Addr]) -> String {
+    let mut b = format!("*filter\n:{CHAIN} - [0:0]\n:{INPUT} - [0:0]\n");
+    let vxlan = crate::overlay::VXLAN_PORT;
+    for n in nodes {
+        let _ = writeln!(b, "-A {INPUT} -s {n}/32 -p udp --dport {vxlan} -j RETURN");
+    }
+    let _ = writeln!(b, "-A {INPUT} -p udp --dport {vxlan} -j DROP");
     for br in bridges {
         let _ = writeln!(b, "-A {CHAIN} -i {br} -o {br} -j ACCEPT");
     }
@@ -31,20 +40,29 @@ pub fn batch(bridges: &[String], prefix: &str, gateway: &str) -> String {
     b
 }
 
-/// Write the chain and make FORWARD jump to it first.
-pub fn sync(bridges: &[String], prefix: &str, gateway: &str) -> Result<(), DataplaneError> {
-    restore(&batch(bridges, prefix, gateway))?;
-    if ipt(&["-t", "filter", "-C", "FORWARD", "-j", CHAIN]).is_err() {
-        ipt(&["-t", "filter", "-I", "FORWARD", "1", "-j", CHAIN])?;
+/// Write the chains and make FORWARD and INPUT jump to them first.
+pub fn sync(
+    bridges: &[String],
+    prefix: &str,
+    gateway: &str,
+    nodes: &[Ipv4Addr],
+) -> Result<(), DataplaneError> {
+    restore(&batch(bridges, prefix, gateway, nodes))?;
+    for (hook, chain) in [("FORWARD", CHAIN), ("INPUT", INPUT)] {
+        if ipt(&["-t", "filter", "-C", hook, "-j", chain]).is_err() {
+            ipt(&["-t", "filter", "-I", hook, "1", "-j", chain])?;
+        }
     }
     Ok(())
 }
 
-/// Remove the chain (the node left the swarm).
+/// Remove the chains (the node left the swarm).
 pub fn clear() -> Result<(), DataplaneError> {
-    while ipt(&["-t", "filter", "-D", "FORWARD", "-j", CHAIN]).is_ok() {}
-    if ipt(&["-t", "filter", "-F", CHAIN]).is_ok() {
-        ipt(&["-t", "filter", "-X", CHAIN])?;
+    for (hook, chain) in [("FORWARD", CHAIN), ("INPUT", INPUT)] {
+        while ipt(&["-t", "filter", "-D", hook, "-j", chain]).is_ok() {}
+        if ipt(&["-t", "filter", "-F", chain]).is_ok() {
+            ipt(&["-t", "filter", "-X", chain])?;
+        }
     }
     Ok(())
 }
@@ -55,7 +73,14 @@ mod tests {
 
     #[test]
     fn traffic_stays_on_its_bridge_and_never_enters_an_overlay_from_another() {
-        let b = batch(&["swbr4096".into(), "swbr4097".into()], "swbr", "swgw0");
+        let node: Ipv4Addr = "198.18.0.12".parse().unwrap();
+        let b = batch(
+            &["swbr4096".into(), "swbr4097".into()],
+            "swbr",
+            "swgw0",
+            &[node],
+        );
+        assert!(b.contains("-A SWARM-INPUT -s 198.18.0.12/32 -p udp --dport 4789 -j RETURN\n-A SWARM-INPUT -p udp --dport 4789 -j DROP\n"), "{b}");
         let lines: Vec<&str> = b.lines().collect();
         let pos = |rule: &str| {
             lines

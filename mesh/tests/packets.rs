@@ -476,6 +476,8 @@ fn a_remote_backend_gets_the_packet_in_ipip_carrying_the_frontend_port() {
 #[test]
 fn ipip_to_this_node_is_unwrapped_for_the_local_backend() {
     let mut h = harness(&local_web());
+    h.dp.set_nodes(&[OTHER_NODE]).unwrap();
+    h.dp.sync(&local_web()).unwrap();
     let seg = l4(6, CLIENT, LOCAL_BACKEND, 40000, 8080, b"x");
     let inner = ipv4(
         &Ip {
@@ -518,6 +520,25 @@ fn ipip_to_this_node_is_unwrapped_for_the_local_backend() {
     let (verdict, _) = h.run(&eth(0x0800, &bad));
     assert_eq!(verdict, XDP_DROP);
     assert_eq!(h.drops("decap_failed"), before + 1);
+
+    // IPIP from an address that is no node of the swarm is dropped and
+    // counted: it could otherwise reach any backend directly.
+    let mut foreign = outer.clone();
+    foreign[12..16].copy_from_slice(&Ipv4Addr::new(192, 0, 2, 66).octets());
+    let c = csum(
+        &{
+            let mut h = foreign[..20].to_vec();
+            h[10] = 0;
+            h[11] = 0;
+            h
+        },
+        0,
+    );
+    foreign[10..12].copy_from_slice(&c.to_be_bytes());
+    let before = h.drops("foreign_tunnel");
+    let (verdict, _) = h.run(&eth(0x0800, &foreign));
+    assert_eq!(verdict, XDP_DROP);
+    assert_eq!(h.drops("foreign_tunnel"), before + 1);
 }
 
 #[test]

@@ -130,7 +130,10 @@ pub fn for_node(st: &State, node_id: &str) -> NodeView {
             backends,
         });
     }
+    let mut nodes: Vec<Ipv4Addr> = st.nodes.values().filter_map(underlay).collect();
+    nodes.sort();
     NodeView {
+        nodes,
         networks,
         services,
         dns: dns

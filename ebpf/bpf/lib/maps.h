@@ -75,6 +75,16 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } swarm_v4_drops SEC(".maps");
 
+/* Underlay addresses of the swarm's nodes (value unused): the only
+ * sources of IPIP this node unwraps. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, SWARM_MAX_NODES);
+	__type(key, __u32);
+	__type(value, __u8);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} swarm_v4_nodes SEC(".maps");
+
 static __always_inline void count_drop(__u32 reason)
 {
 	__u64 *n = bpf_map_lookup_elem(&swarm_v4_drops, &reason);

@@ -5,7 +5,7 @@ use super::{bpf, frontend_str, ip_be};
 use crate::dataplane::{Backend, BackendState, Dataplane, DataplaneError, Dump, LbService};
 use crate::{bpffs, maglev};
 use aya::maps::{HashMap, Map, MapData, PerCpuArray, PerCpuHashMap};
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use swarm_ebpf::abi::{self, maps as names};
@@ -60,6 +60,9 @@ pub struct XdpDataplane {
     pub(super) flows: HashMap<MapData, abi::Flow, abi::FlowTarget>,
     pub(super) stats: PerCpuHashMap<MapData, u32, abi::SvcStats>,
     pub(super) drops: PerCpuArray<MapData, u64>,
+    pub(super) nodes: HashMap<MapData, u32, u8>,
+    /// Nodes set by `set_nodes`, besides those that run backends.
+    peers: BTreeSet<Ipv4Addr>,
 }
 
 fn open(dir: &Path, name: &str, wrap: fn(MapData) -> Map) -> Result<Map, DataplaneError> {
@@ -92,6 +95,8 @@ impl XdpDataplane {
             flows: typed!(dir, names::FLOWS, LruHashMap),
             stats: typed!(dir, names::SVC_STATS, PerCpuHashMap),
             drops: typed!(dir, names::DROPS, PerCpuArray),
+            nodes: typed!(dir, names::NODES, HashMap),
+            peers: BTreeSet::new(),
         })
     }
 
@@ -278,6 +283,7 @@ impl Dataplane for XdpDataplane {
             dropped |= p.dropped;
         }
         resolve_neighbours(services);
+        self.write_nodes(services)?;
         for (&(addr, port, proto), &svc_id) in &wanted {
             let key = abi::Frontend {
                 addr,
@@ -324,6 +330,39 @@ impl Dataplane for XdpDataplane {
 
     fn dump(&mut self) -> Result<Dump, DataplaneError> {
         self.read_back()
+    }
+
+    fn set_nodes(&mut self, nodes: &[Ipv4Addr]) -> Result<(), DataplaneError> {
+        self.peers = nodes.iter().copied().collect();
+        Ok(())
+    }
+}
+
+impl XdpDataplane {
+    /// Make `swarm_v4_nodes` hold the nodes that may tunnel to this one:
+    /// those `set_nodes` named and those running backends.
+    fn write_nodes(&mut self, services: &[LbService]) -> Result<(), DataplaneError> {
+        let want: HashSet<u32> = self
+            .peers
+            .iter()
+            .copied()
+            .chain(
+                services
+                    .iter()
+                    .flat_map(|s| s.backends.iter().map(|b| b.node)),
+            )
+            .map(ip_be)
+            .collect();
+        let have: Vec<u32> = self.nodes.keys().filter_map(Result::ok).collect();
+        for k in have.iter().filter(|k| !want.contains(k)) {
+            let _ = self.nodes.remove(k);
+        }
+        for k in want.iter().filter(|k| !have.contains(k)) {
+            self.nodes
+                .insert(k, 1, 0)
+                .map_err(|e| bpf("writing the node table")(e.to_string()))?;
+        }
+        Ok(())
     }
 }
 

@@ -39,6 +39,8 @@ pub struct Mesh {
     dp: Box<dyn Dataplane + Send>,
     /// What the last successful sync programmed, with the service names.
     applied: Option<Vec<LbService>>,
+    /// The nodes it was told may tunnel to this one.
+    nodes: Vec<Ipv4Addr>,
 }
 
 impl Mesh {
@@ -62,6 +64,7 @@ impl Mesh {
                         pin_dir,
                         dp: Box::new(dp),
                         applied: None,
+                        nodes: Vec::new(),
                     })
                 }
                 Err(e) => tracing::warn!(
@@ -76,6 +79,7 @@ impl Mesh {
             pin_dir,
             dp: Box::new(IptablesDataplane { local: Some(addr) }),
             applied: None,
+            nodes: Vec::new(),
         })
     }
 
@@ -83,10 +87,12 @@ impl Mesh {
     /// answers for.
     pub fn sync(&mut self, view: &NodeView) -> Result<(), DataplaneError> {
         let want = lb_services(view);
-        if self.applied.as_ref() == Some(&want) {
+        if self.applied.as_ref() == Some(&want) && self.nodes == view.nodes {
             return Ok(());
         }
+        self.dp.set_nodes(&view.nodes)?;
         self.dp.sync(&want)?;
+        self.nodes = view.nodes.clone();
         self.applied = Some(want);
         Ok(())
     }

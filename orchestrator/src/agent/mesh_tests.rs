@@ -55,6 +55,7 @@ fn view() -> NodeView {
             declared: 2,
         }],
         dns: vec![],
+        nodes: vec![a("198.18.0.11"), a("198.18.0.12")],
     }
 }
 

@@ -19,7 +19,7 @@ pub struct Networks {
     /// This node's underlay address and that link's MTU, once known.
     underlay: Mutex<Option<(Ipv4Addr, u32)>>,
     /// The overlays as last built, to skip unchanged work.
-    applied: tokio::sync::Mutex<Option<Vec<NetworkView>>>,
+    applied: tokio::sync::Mutex<Option<(Vec<NetworkView>, Vec<Ipv4Addr>)>>,
 }
 
 impl Networks {
@@ -59,7 +59,8 @@ impl Networks {
     /// neighbour entries, the VIPs; and remove overlays no longer needed.
     pub async fn sync(&self, view: &NodeView) -> Result<(), SandboxError> {
         let mut applied = self.applied.lock().await;
-        if applied.as_ref() == Some(&view.networks) {
+        let wanted = (view.networks.clone(), view.nodes.clone());
+        if applied.as_ref() == Some(&wanted) {
             return Ok(());
         }
         for net in &view.networks {
@@ -92,13 +93,14 @@ impl Networks {
             .filter_map(|n| Some(self.overlay(n)?.bridge()))
             .collect();
         let gateway = self.gateway.bridge.clone();
+        let nodes = view.nodes.clone();
         tokio::task::spawn_blocking(move || {
-            swarm_mesh::isolation::sync(&bridges, overlay::BRIDGE_PREFIX, &gateway)
+            swarm_mesh::isolation::sync(&bridges, overlay::BRIDGE_PREFIX, &gateway, &nodes)
         })
         .await
         .map_err(|e| SandboxError::Filter(e.to_string()))?
         .map_err(|e| SandboxError::Filter(e.to_string()))?;
-        *applied = Some(view.networks.clone());
+        *applied = Some(wanted);
         Ok(())
     }
 

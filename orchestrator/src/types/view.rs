@@ -18,6 +18,10 @@ pub struct NodeView {
     pub services: Vec<ServiceView>,
     /// Names on this node's networks.
     pub dns: Vec<DnsRecord>,
+    /// Underlay addresses of every node: the only sources of tunnelled
+    /// traffic (IPIP, VXLAN) this node accepts.
+    #[serde(default)]
+    pub nodes: Vec<Ipv4Addr>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
