@@ -85,9 +85,21 @@ static __always_inline int encap(struct xdp_md *ctx, __u32 self, __u32 node, __u
 		.family = AF_INET,
 		.ipv4_src = self,
 		.ipv4_dst = node,
+		.tot_len = bpf_ntohs(outer->tot_len),
 		.ifindex = ctx->ingress_ifindex,
 	};
-	if (bpf_fib_lookup(ctx, &fib, sizeof(fib), 0) == BPF_FIB_LKUP_RET_SUCCESS) {
+	long rc = bpf_fib_lookup(ctx, &fib, sizeof(fib), 0);
+
+	/* The lookup checks the encapsulated size against the route's MTU.
+	 * TCP never gets here: backends sit on overlay ports whose MTU is
+	 * the underlay's less 50, so the MSS they announce leaves room for
+	 * the 20 bytes of IPIP. A datagram that is too big is dropped and
+	 * counted rather than sent to be lost silently. */
+	if (rc == BPF_FIB_LKUP_RET_FRAG_NEEDED) {
+		count_drop(SWARM_DROP_TOO_BIG);
+		return XDP_DROP;
+	}
+	if (rc == BPF_FIB_LKUP_RET_SUCCESS) {
 		__builtin_memcpy(eth->h_dest, fib.dmac, ETH_ALEN);
 		__builtin_memcpy(eth->h_source, fib.smac, ETH_ALEN);
 		if (fib.ifindex == ctx->ingress_ifindex)

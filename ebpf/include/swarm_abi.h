@@ -41,7 +41,8 @@
 #define SWARM_DROP_ENCAP_FAILED 3 /* no room to encapsulate, or no route */
 #define SWARM_DROP_DECAP_FAILED 4 /* malformed tunnelled packet */
 #define SWARM_DROP_FOREIGN_TUNNEL 5 /* IPIP from an address that is no node */
-#define SWARM_DROP_MAX 6
+#define SWARM_DROP_TOO_BIG 6      /* too big for the underlay once encapsulated */
+#define SWARM_DROP_MAX 7
 
 /* Key of swarm_v4_frontends: how a packet addresses a service. */
 struct swarm_frontend {

@@ -12,13 +12,14 @@ pub const BACKEND_ACTIVE: u8 = 0;
 pub const BACKEND_DRAINING: u8 = 1;
 
 /// Drop reasons, indexed as in `swarm_v4_drops` (SWARM_DROP_*).
-pub const DROP_REASONS: [&str; 6] = [
+pub const DROP_REASONS: [&str; 7] = [
     "no_backend",
     "fragment",
     "bad_header",
     "encap_failed",
     "decap_failed",
     "foreign_tunnel",
+    "too_big",
 ];
 
 /// Map names, as pinned under the bpffs directory.

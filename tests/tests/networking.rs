@@ -223,6 +223,19 @@ fn a_published_port_answers_on_every_node_including_one_without_tasks(mode: &'st
         2,
         "both replicas answer through the mesh: {seen:?}"
     );
+    // Full-size segments reach backends on other nodes too (in XDP mode
+    // inside 20 bytes of IPIP: the tasks' MTU leaves room for it).
+    let upload = lab(&[
+        "exec",
+        "client",
+        "bash",
+        "-c",
+        "head -c 200000 /dev/zero | curl -s -m 10 --data-binary @- http://198.18.0.13:8100/",
+    ]);
+    assert!(
+        upload.stdout.contains("hostname:"),
+        "{mode}: a large upload through n3: {upload:?}"
+    );
     // The mesh dump on the node without tasks names the service.
     let dump = swarm_on("n3", &["mesh", "dump", "--format", "json"]).ok();
     let d: Value = serde_json::from_str(&dump.stdout).expect("dump is JSON");

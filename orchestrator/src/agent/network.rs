@@ -108,6 +108,12 @@ impl Networks {
     /// the gateway bridge, when it has one.
     pub fn ports(&self, task: &Task, view: &NodeView, gw_addr: Option<Ipv4Addr>) -> Vec<Port> {
         let mut ports = Vec::new();
+        // The gateway port gets the overlay's MTU too: a task's TCP MSS
+        // follows the route to its peer, and replies to mesh clients leave
+        // through the gateway while the client's segments reach the task
+        // in 20 bytes of IPIP.
+        let overlay_mtu = (*self.underlay.lock().expect("underlay lock"))
+            .map(|(_, mtu)| mtu.saturating_sub(overlay::VXLAN_OVERHEAD));
         if let Some(addr) = gw_addr {
             ports.push(Port {
                 bridge: self.gateway.bridge.clone(),
@@ -115,7 +121,7 @@ impl Networks {
                 name: "eth0".into(),
                 addr: Ipv4Net::new(addr, self.gateway.addr.prefix_len()).expect("valid prefix"),
                 mac: None,
-                mtu: None,
+                mtu: overlay_mtu,
                 default_via: Some(self.gateway.addr.addr()),
                 isolated: true,
             });
