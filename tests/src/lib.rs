@@ -15,6 +15,16 @@ use std::process::{Command, Output};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
+/// One `#[test]` per data-plane mode for each scenario `fn name(mode)`:
+/// `xdp::name` and `iptables::name`.
+#[macro_export]
+macro_rules! in_both_modes {
+    ($($name:ident),* $(,)?) => {
+        mod xdp { $( #[test] fn $name() { super::$name("xdp") } )* }
+        mod iptables { $( #[test] fn $name() { super::$name("iptables") } )* }
+    };
+}
+
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .parent()

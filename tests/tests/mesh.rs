@@ -138,15 +138,7 @@ impl Stream {
     }
 }
 
-/// Generate one #[test] per mode for each scenario.
-macro_rules! in_both_modes {
-    ($($name:ident),* $(,)?) => {
-        mod xdp { $( #[test] fn $name() { super::$name("xdp") } )* }
-        mod iptables { $( #[test] fn $name() { super::$name("iptables") } )* }
-    };
-}
-
-in_both_modes!(
+swarm_tests::in_both_modes!(
     published_ports_answer_on_every_node_and_spread_over_backends,
     a_draining_backend_keeps_its_flows_and_gets_no_new_ones,
     backend_churn_leaves_established_flows_where_they_are,

@@ -160,14 +160,7 @@ fn vip_of(service: &str, network_id: &str) -> String {
         .to_string()
 }
 
-macro_rules! in_both_modes {
-    ($($name:ident),* $(,)?) => {
-        mod xdp { $( #[test] fn $name() { super::$name("xdp") } )* }
-        mod iptables { $( #[test] fn $name() { super::$name("iptables") } )* }
-    };
-}
-
-in_both_modes!(
+swarm_tests::in_both_modes!(
     a_published_port_answers_on_every_node_including_one_without_tasks,
     tasks_reach_services_by_name_and_vip_across_nodes_and_dnsrr_gives_task_addresses,
     dns_and_backends_drop_gone_tasks_within_a_second,

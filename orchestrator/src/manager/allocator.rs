@@ -19,52 +19,29 @@ pub fn plan(st: &State, now: Millis) -> Plan {
             EndpointMode::Vip => st.spec_networks(&svc.spec),
             EndpointMode::Dnsrr => Vec::new(),
         };
-        let have: Vec<&String> = svc.endpoint.vips.iter().map(|v| &v.network_id).collect();
-        if want.len() == have.len() && want.iter().all(|n| have.contains(&n)) {
-            continue;
-        }
-        // Keep the VIPs the service has on networks it stays on.
-        let vips: Option<Vec<Attachment>> = want
-            .iter()
-            .map(
-                |net| match svc.endpoint.vips.iter().find(|v| &v.network_id == net) {
-                    Some(v) => Some(v.clone()),
-                    None => free.take(st, net),
-                },
-            )
-            .collect();
-        match vips {
-            Some(vips) => out.commands.push(Command::AllocateService {
+        match refill(st, &mut free, &want, &svc.endpoint.vips) {
+            Refill::Same => {}
+            Refill::To(vips) => out.commands.push(Command::AllocateService {
                 id: svc.id.clone(),
                 vips,
             }),
-            None => tracing::warn!(service = %svc.spec.name, "no free address for a VIP"),
+            Refill::Exhausted => {
+                tracing::warn!(service = %svc.spec.name, "no free address for a VIP")
+            }
         }
     }
 
     // Each node gets an address on every network it serves, and gives up
     // those on networks it no longer serves.
     for node in st.nodes.values() {
-        let want = st.node_networks(&node.id);
-        let have: Vec<&String> = node.attachments.iter().map(|a| &a.network_id).collect();
-        if want.len() == have.len() && want.iter().all(|n| have.contains(&n)) {
-            continue;
-        }
-        let attachments: Option<Vec<Attachment>> = want
-            .iter()
-            .map(
-                |net| match node.attachments.iter().find(|a| &a.network_id == net) {
-                    Some(a) => Some(a.clone()),
-                    None => free.take(st, net),
-                },
-            )
-            .collect();
-        match attachments {
-            Some(attachments) => out.commands.push(Command::AllocateNode {
+        let want: Vec<String> = st.node_networks(&node.id).into_iter().collect();
+        match refill(st, &mut free, &want, &node.attachments) {
+            Refill::Same => {}
+            Refill::To(attachments) => out.commands.push(Command::AllocateNode {
                 id: node.id.clone(),
                 attachments,
             }),
-            None => {
+            Refill::Exhausted => {
                 tracing::warn!(node = %node.hostname, "no free address for a node on one of its networks")
             }
         }
@@ -116,6 +93,33 @@ pub fn plan(st: &State, now: Millis) -> Plan {
         out.commands.push(Command::AllocateTasks(allocations));
     }
     out
+}
+
+enum Refill {
+    /// It has exactly the networks it wants.
+    Same,
+    /// Its new set: what it keeps, plus fresh addresses.
+    To(Vec<Attachment>),
+    /// Some network it wants has no free address.
+    Exhausted,
+}
+
+/// One address on each network in `want`, keeping those in `have` on
+/// networks it stays on (VIPs and node addresses never move).
+fn refill(st: &State, free: &mut Free, want: &[String], have: &[Attachment]) -> Refill {
+    let same =
+        want.len() == have.len() && want.iter().all(|n| have.iter().any(|a| &a.network_id == n));
+    if same {
+        return Refill::Same;
+    }
+    let next: Option<Vec<Attachment>> = want
+        .iter()
+        .map(|net| match have.iter().find(|a| &a.network_id == net) {
+            Some(a) => Some(a.clone()),
+            None => free.take(st, net),
+        })
+        .collect();
+    next.map_or(Refill::Exhausted, Refill::To)
 }
 
 /// Free addresses per network, lowest first, minus what this pass took.
