@@ -118,19 +118,21 @@ done
 # dnsperf -v prints one line per answer with its latency: the p99 comes
 # from those.
 dns_run() {
-    local server=$1 label=$2 clients=$3 outstanding=$4 out
+    local server=$1 label=$2 clients=$3 outstanding=$4 max_qps=${5:-0} out limit=()
+    ((max_qps > 0)) && limit=(-Q "$max_qps")
     out=$(nsenter -t "$p1" -n dnsperf -s "$server" -d "$work/queries" -l "$seconds" \
-        -c "$clients" -q "$outstanding" -v 2>&1)
+        -c "$clients" -q "$outstanding" "${limit[@]}" -v 2>&1)
     local qps lost p99
     qps=$(awk '/Queries per second/ { print $4 }' <<<"$out")
     lost=$(awk '/Queries lost/ { print $3 }' <<<"$out")
     p99=$(awk '$1 == ">" { print $NF }' <<<"$out" | sort -g | awk '{ v[NR] = $1 } END { i = int(NR * 0.99); if (i < 1) i = 1; printf "%.3f", v[i] * 1000 }')
-    printf '{"bench":"dns","server":"%s","qps":%s,"p99_ms":%s,"lost":%s,"clients":%s,"outstanding":%s,"seconds":%s}\n' \
-        "$label" "${qps:-0}" "${p99:-0}" "${lost:-0}" "$clients" "$outstanding" "$seconds"
+    printf '{"bench":"dns","server":"%s","qps":%s,"p99_ms":%s,"lost":%s,"clients":%s,"outstanding":%s,"max_qps":%s,"seconds":%s}\n' \
+        "$label" "${qps:-0}" "${p99:-0}" "${lost:-0}" "$clients" "$outstanding" "$max_qps" "$seconds"
 }
-# A moderate load (40 queries in flight) for latency, then saturation
-# (1,600 in flight) for throughput, each server in turn.
-for load in "2 20" "8 200"; do
+# The target load (50,000 queries per second offered) for latency; then
+# 40 queries in flight, unpaced; then saturation (1,600 in flight), each
+# server in turn.
+for load in "4 100 50000" "2 20" "8 200"; do
     # shellcheck disable=SC2086
     dns_run 127.0.0.11 swarm $load
     # shellcheck disable=SC2086
