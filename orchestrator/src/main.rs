@@ -95,8 +95,12 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
 }
 
 fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("SWARM_LOG")
-        .unwrap_or_else(|_| "info,openraft=warn,netlink_packet_route=error".into());
+    // hickory-server logs every DNS query at info: at tens of thousands of
+    // queries a second that logging alone would be the server's main cost.
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SWARM_LOG").unwrap_or_else(|_| {
+        "info,openraft=warn,netlink_packet_route=error,hickory_server=warn,hickory_proto=warn"
+            .into()
+    });
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
