@@ -29,8 +29,8 @@ if swarm service inspect demo >/dev/null 2>&1; then
     log "service demo exists; scaling it to 3"
     swarm service scale demo=3
 else
-    log "creating service demo (3 replicas of swarm/whoami)"
-    swarm service create --name demo --replicas 3 swarm/whoami
+    log "creating service demo (3 replicas of swarm/whoami, port 8000 through the routing mesh)"
+    swarm service create --name demo --replicas 3 -p 8000:80 swarm/whoami
 fi
 
 echo
@@ -44,6 +44,11 @@ log "each replica answers on its own address (from inside node n1):"
 for addr in $(swarm service ps demo --format json | jq -r 'select(.DesiredState == "Running") | .Addr'); do
     printf -- '--- http://%s/\n' "$addr"
     scripts/lab.sh exec n1 curl -s -m 5 "http://$addr/"
+done
+echo
+log "through the routing mesh, from the lab's client (the replicas see its address):"
+for _ in 1 2 3; do
+    scripts/lab.sh exec client curl -s -m 5 "http://198.18.0.11:8000/"
 done
 echo
 log "try: scripts/lab.sh exec n1 $SWARM_BIN service scale demo=5"
