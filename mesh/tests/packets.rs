@@ -245,6 +245,18 @@ fn eth(ethertype: u16, rest: &[u8]) -> Vec<u8> {
     [e, rest.to_vec()].concat()
 }
 
+/// A frame carrying the UDP segment `seg` from the client to this node.
+fn udp_packet(seg: &[u8]) -> Vec<u8> {
+    let ip = Ip {
+        src: CLIENT,
+        dst: NODE,
+        proto: 17,
+        options: vec![],
+        frag: 0,
+    };
+    eth(0x0800, &ipv4(&ip, seg))
+}
+
 fn tcp_packet(dst: Ipv4Addr, dport: u16, options: Vec<u8>) -> Vec<u8> {
     let seg = l4(6, CLIENT, dst, 40000, dport, b"hello");
     eth(
@@ -333,19 +345,7 @@ fn ip_options_are_skipped_not_misparsed() {
 fn udp_is_dnated_and_a_zero_udp_checksum_stays_zero() {
     let h = harness(&local_web());
     let seg = l4(17, CLIENT, NODE, 5353, 9000, b"q");
-    let pkt = eth(
-        0x0800,
-        &ipv4(
-            &Ip {
-                src: CLIENT,
-                dst: NODE,
-                proto: 17,
-                options: vec![],
-                frag: 0,
-            },
-            &seg,
-        ),
-    );
+    let pkt = udp_packet(&seg);
     let (verdict, out) = h.run(&pkt);
     assert_eq!(verdict, XDP_PASS);
     assert_valid_ipv4(&out[14..]);
@@ -357,19 +357,7 @@ fn udp_is_dnated_and_a_zero_udp_checksum_stays_zero() {
     let mut seg = l4(17, CLIENT, NODE, 5353, 9000, b"q");
     seg[6] = 0;
     seg[7] = 0;
-    let pkt = eth(
-        0x0800,
-        &ipv4(
-            &Ip {
-                src: CLIENT,
-                dst: NODE,
-                proto: 17,
-                options: vec![],
-                frag: 0,
-            },
-            &seg,
-        ),
-    );
+    let pkt = udp_packet(&seg);
     let (_, out) = h.run(&pkt);
     assert_eq!(&out[40..42], &[0, 0], "no checksum stays no checksum");
     assert_valid_ipv4(&out[14..]);
@@ -412,19 +400,7 @@ fn a_udp_checksum_that_the_nat_makes_zero_is_sent_as_ffff() {
         .expect("some payload sums to zero");
     let seg = l4(17, CLIENT, NODE, 5353, 9000, &w.to_be_bytes());
     assert_ne!(&seg[6..8], &[0, 0], "the client sent a checksum");
-    let pkt = eth(
-        0x0800,
-        &ipv4(
-            &Ip {
-                src: CLIENT,
-                dst: NODE,
-                proto: 17,
-                options: vec![],
-                frag: 0,
-            },
-            &seg,
-        ),
-    );
+    let pkt = udp_packet(&seg);
     let (verdict, out) = h.run(&pkt);
     assert_eq!(verdict, XDP_PASS);
     assert_eq!(

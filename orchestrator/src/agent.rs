@@ -251,12 +251,9 @@ impl Agent {
         Ok(path.display().to_string())
     }
 
-    /// Program the data plane and the node's VIPs from the view. Failures
-    /// are retried on the next pass.
+    /// Program the data plane from the view. Failures are retried on the
+    /// next pass.
     async fn program_mesh(&self, view: &NodeView) {
-        if let Err(e) = swarm_mesh::overlay::sync_vips(&mesh::local_vips(view)).await {
-            tracing::warn!(error = %e, "cannot hold this node's VIPs; retrying");
-        }
         let Some(m) = self.mesh.clone() else {
             return;
         };

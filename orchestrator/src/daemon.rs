@@ -133,10 +133,7 @@ impl Daemon {
             self.managers.subscribe(),
             self.config.data_dir.join("managers.json"),
         ));
-        let underlay: Option<std::net::Ipv4Addr> = self
-            .advertise()
-            .rsplit_once(':')
-            .and_then(|(h, _)| h.parse().ok());
+        let underlay = crate::types::ipv4_host(&self.advertise());
         let mesh = match underlay {
             Some(addr) => self.attach_mesh(addr).await,
             None => None,

@@ -534,7 +534,7 @@ impl State {
 
 /// Record a change to an object: a new version, and the writer's time when
 /// the command carries one (apply itself never reads the clock).
-fn bump(meta: &mut Meta, at: Option<Millis>) {
+pub(super) fn bump(meta: &mut Meta, at: Option<Millis>) {
     meta.version += 1;
     if let Some(at) = at {
         meta.updated_at = meta.updated_at.max(at);
@@ -552,31 +552,12 @@ fn raise_desired(t: &mut Task, state: TaskState) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::types::{Mode, RestartPolicy, ServiceSpec};
+    use crate::types::Mode;
 
     fn svc(id: &str, name: &str) -> Service {
-        Service {
-            id: id.into(),
-            spec: ServiceSpec {
-                name: name.into(),
-                image: "img".into(),
-                args: vec![],
-                env: vec![],
-                mode: Mode::Replicated,
-                replicas: 1,
-                restart: RestartPolicy::default(),
-                placement: Default::default(),
-                resources: Default::default(),
-                ports: Vec::new(),
-                networks: Vec::new(),
-                endpoint_mode: Default::default(),
-            },
-            endpoint: Default::default(),
-            meta: Meta {
-                version: 1,
-                ..Meta::default()
-            },
-        }
+        let mut s = crate::manager::testutil::service(id, Mode::Replicated, 1);
+        s.spec.name = name.into();
+        s
     }
 
     fn task(id: &str, svc: &Service, slot: u64) -> Task {

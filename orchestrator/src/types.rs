@@ -458,6 +458,18 @@ pub struct Node {
     pub meta: Meta,
 }
 
+impl Node {
+    /// Its underlay address: the host part of its advertise address.
+    pub fn underlay(&self) -> Option<std::net::Ipv4Addr> {
+        ipv4_host(&self.addr)
+    }
+}
+
+/// The IPv4 host of `ADDR` or `ADDR:PORT`.
+pub fn ipv4_host(addr: &str) -> Option<std::net::Ipv4Addr> {
+    addr.rsplit_once(':').map_or(addr, |(h, _)| h).parse().ok()
+}
+
 /// The cluster's root CA, key included, so any manager can sign a joining
 /// node's certificate. `pki.rs` creates it and signs with it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -11,15 +11,6 @@ use crate::types::{
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 
-/// A node's underlay address: the host part of its advertise address.
-pub fn underlay(node: &Node) -> Option<Ipv4Addr> {
-    let host = node
-        .addr
-        .rsplit_once(':')
-        .map_or(node.addr.as_str(), |(h, _)| h);
-    host.parse().ok()
-}
-
 /// A task that serves traffic: running, meant to run, and (once services
 /// have healthchecks) healthy.
 fn serves(t: &Task) -> bool {
@@ -28,18 +19,17 @@ fn serves(t: &Task) -> bool {
 
 pub fn for_node(st: &State, node_id: &str) -> NodeView {
     let node_addr = |id: &Option<String>| -> Option<Ipv4Addr> {
-        st.nodes.get(id.as_deref()?).and_then(underlay)
+        st.nodes.get(id.as_deref()?).and_then(Node::underlay)
     };
     // Networks that this node's tasks hold addresses on, and ingress: the
     // routing mesh answers on every node, and reaches remote backends
     // over it (iptables mode).
-    let local_ids = st.node_networks(node_id);
-    let local: BTreeSet<&str> = local_ids.iter().map(String::as_str).collect();
+    let local = st.node_networks(node_id);
     let me = st.nodes.get(node_id);
 
     let mut networks = Vec::new();
     for id in &local {
-        let Some(net) = st.networks.get(*id) else {
+        let Some(net) = st.networks.get(id) else {
             continue;
         };
         let mut remote: Vec<RemoteEndpoint> = st
@@ -49,7 +39,7 @@ pub fn for_node(st: &State, node_id: &str) -> NodeView {
             .filter(|t| holds_addresses(t))
             .filter_map(|t| {
                 let node = node_addr(&t.node_id)?;
-                let a = t.networks.iter().flatten().find(|a| a.network_id == *id)?;
+                let a = t.networks.iter().flatten().find(|a| &a.network_id == id)?;
                 Some(RemoteEndpoint {
                     addr: a.addr,
                     node,
@@ -62,10 +52,10 @@ pub fn for_node(st: &State, node_id: &str) -> NodeView {
                 .values()
                 .filter(|n| n.id != node_id)
                 .filter_map(|n| {
-                    let a = n.attachments.iter().find(|a| a.network_id == *id)?;
+                    let a = n.attachments.iter().find(|a| &a.network_id == id)?;
                     Some(RemoteEndpoint {
                         addr: a.addr,
-                        node: underlay(n)?,
+                        node: n.underlay()?,
                         is_node: true,
                     })
                 }),
@@ -80,7 +70,7 @@ pub fn for_node(st: &State, node_id: &str) -> NodeView {
             internal: net.spec.internal,
             ingress: net.spec.ingress,
             node_addr: me
-                .and_then(|n| n.attachments.iter().find(|a| a.network_id == *id))
+                .and_then(|n| n.attachments.iter().find(|a| &a.network_id == id))
                 .map(|a| a.addr),
             remote,
         });
@@ -95,7 +85,7 @@ pub fn for_node(st: &State, node_id: &str) -> NodeView {
             .ports
             .iter()
             .any(|p| p.mode == PublishMode::Ingress);
-        let reachable = nets.iter().any(|n| local.contains(n.as_str()));
+        let reachable = nets.iter().any(|n| local.contains(n));
         if !publishes && !reachable {
             continue;
         }
@@ -113,7 +103,7 @@ pub fn for_node(st: &State, node_id: &str) -> NodeView {
         // Names live on the service's own networks: ingress has none.
         let named = nets
             .iter()
-            .filter(|n| local.contains(n.as_str()) && st.ingress().is_none_or(|i| &i.id != *n));
+            .filter(|n| local.contains(*n) && st.ingress().is_none_or(|i| &i.id != *n));
         for net in named {
             add_names(&mut dns, svc, net, &backends);
         }
@@ -130,7 +120,7 @@ pub fn for_node(st: &State, node_id: &str) -> NodeView {
             backends,
         });
     }
-    let mut nodes: Vec<Ipv4Addr> = st.nodes.values().filter_map(underlay).collect();
+    let mut nodes: Vec<Ipv4Addr> = st.nodes.values().filter_map(Node::underlay).collect();
     nodes.sort();
     NodeView {
         nodes,

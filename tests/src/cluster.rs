@@ -94,12 +94,17 @@ pub fn raft_term(node: &str) -> u64 {
         .expect("info shows RaftTerm")
 }
 
+/// A bash script that sends one HTTP GET to `addr:port` over /dev/tcp and
+/// prints the answer (no client tool needed wherever bash is).
+pub fn http_get_script(addr: &str, port: u16) -> String {
+    format!(
+        "exec 3<>/dev/tcp/{addr}/{port} && printf 'GET / HTTP/1.0\\r\\n\\r\\n' >&3 && timeout 3 cat <&3"
+    )
+}
+
 /// One HTTP GET from inside lab node `from` (bash's /dev/tcp: no client
 /// tool needed); the whoami answer, or None when nothing answers.
 pub fn http_get_from(from: &str, addr: &str, port: u16) -> Option<String> {
-    let script = format!(
-        "exec 3<>/dev/tcp/{addr}/{port} && printf 'GET / HTTP/1.0\\r\\n\\r\\n' >&3 && timeout 3 cat <&3"
-    );
-    let r = lab(&["exec", from, "bash", "-c", &script]);
+    let r = lab(&["exec", from, "bash", "-c", &http_get_script(addr, port)]);
     (r.code == 0 && r.stdout.contains("hostname:")).then_some(r.stdout)
 }

@@ -102,6 +102,16 @@ pub fn docker(args: &[&str]) -> Run {
     run(Command::new("docker").args(args))
 }
 
+/// Parse whoami's "hostname: X\npeer: Y" answer.
+pub fn who(text: &str) -> Option<(String, String)> {
+    let field = |k: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(k))
+            .map(|v| v.trim().to_string())
+    };
+    Some((field("hostname:")?, field("peer:")?))
+}
+
 /// Poll `f` until it returns Some, or panic after `limit` naming `what`.
 pub fn wait_for<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + limit;

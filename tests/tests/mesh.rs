@@ -12,6 +12,7 @@ use std::net::{SocketAddrV4, TcpStream, UdpSocket};
 use std::time::{Duration, Instant};
 use swarm_tests::meshlab::*;
 use swarm_tests::netns::in_netns;
+use swarm_tests::who;
 
 const NODES: usize = 3;
 const WEB: u16 = 8000;
@@ -46,16 +47,6 @@ fn services(draining: &[String], skip: &[String]) -> Value {
         {"id": 2, "name": "udp", "proto": "udp", "published_port": DNS_LIKE_UDP, "backends": backends(UDP_PORT, draining, skip), "declared_backends": declared},
         {"id": 3, "name": "stream", "proto": "tcp", "published_port": STREAM, "backends": backends(STREAM_PORT, draining, skip), "declared_backends": declared},
     ])
-}
-
-/// Parse whoami's "hostname: X\npeer: Y" answer.
-fn who(text: &str) -> Option<(String, String)> {
-    let field = |k: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(k))
-            .map(|v| v.trim().to_string())
-    };
-    Some((field("hostname:")?, field("peer:")?))
 }
 
 /// One HTTP request from the client to a node's published port.

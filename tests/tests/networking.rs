@@ -13,7 +13,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
-use swarm_tests::cluster::http_get_from;
+use swarm_tests::cluster::{http_get_from, http_get_script};
 use swarm_tests::*;
 
 static LAB: Mutex<Option<&'static str>> = Mutex::new(None);
@@ -130,21 +130,9 @@ fn resolve(container: &str, name: &str) -> BTreeSet<String> {
 
 /// One HTTP GET from inside a container (bash's /dev/tcp); who answered.
 fn http_in(container: &str, host: &str, port: u16) -> Option<String> {
-    let script = format!(
-        "exec 3<>/dev/tcp/{host}/{port} && printf 'GET / HTTP/1.0\\r\\n\\r\\n' >&3 && timeout 3 cat <&3"
-    );
+    let script = http_get_script(host, port);
     let r = docker(&["exec", container, "timeout", "5", "bash", "-c", &script]);
     who(&r.stdout).map(|(h, _)| h)
-}
-
-/// `hostname:` and `peer:` of a whoami answer.
-fn who(text: &str) -> Option<(String, String)> {
-    let field = |k: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(k))
-            .map(|v| v.trim().to_string())
-    };
-    Some((field("hostname:")?, field("peer:")?))
 }
 
 fn vip_of(service: &str, network_id: &str) -> String {

@@ -6,7 +6,7 @@
 //! warning that says why).
 
 use crate::ports::mesh_proto;
-use crate::types::{EndpointMode, NodeView, PublishMode};
+use crate::types::{EndpointMode, NodeView, PublishMode, ServiceView};
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::PathBuf;
@@ -125,6 +125,7 @@ impl Mesh {
         let mut d = self.dp.dump()?;
         if self.mode == Mode::Iptables {
             d.services = self.applied.iter().flatten().map(programmed).collect();
+            return Ok(d);
         }
         let names: BTreeMap<u32, &str> = self
             .applied
@@ -180,21 +181,10 @@ pub fn lb_services(view: &NodeView) -> Vec<LbService> {
     let mut out = Vec::new();
     for svc in &view.services {
         for p in svc.ports.iter().filter(|p| p.mode == PublishMode::Ingress) {
-            let backends = svc
-                .backends
-                .iter()
-                .filter_map(|b| {
-                    let a = b
-                        .addrs
-                        .iter()
-                        .find(|a| Some(&a.network_id) == ingress.as_ref())?;
-                    Some(Backend {
-                        addr: SocketAddrV4::new(a.addr, p.target),
-                        node: b.node,
-                        state: BackendState::Active,
-                    })
-                })
-                .collect();
+            let backends = ingress
+                .as_ref()
+                .map(|net| backends_on(svc, net, p.target))
+                .unwrap_or_default();
             out.push(LbService {
                 id: 0,
                 name: format!("{}:{}/{}", svc.name, p.published, p.protocol.name()),
@@ -213,29 +203,18 @@ pub fn lb_services(view: &NodeView) -> Vec<LbService> {
             let Some(net) = view.networks.iter().find(|n| n.id == vip.network_id) else {
                 continue; // not a network of this node's tasks
             };
+            let backends = backends_on(svc, &vip.network_id, 0);
             for proto in [
                 swarm_mesh::dataplane::Proto::Tcp,
                 swarm_mesh::dataplane::Proto::Udp,
             ] {
-                let backends = svc
-                    .backends
-                    .iter()
-                    .filter_map(|b| {
-                        let a = b.addrs.iter().find(|a| a.network_id == vip.network_id)?;
-                        Some(Backend {
-                            addr: SocketAddrV4::new(a.addr, 0),
-                            node: b.node,
-                            state: BackendState::Active,
-                        })
-                    })
-                    .collect();
                 out.push(LbService {
                     id: 0,
                     name: format!("{}@{}/{}", svc.name, net.name, proto.name()),
                     proto,
                     vip: Some(SocketAddrV4::new(vip.addr, 0)),
                     published_port: None,
-                    backends,
+                    backends: backends.clone(),
                     declared_backends: Some(svc.declared.max(1)),
                     snat: net.node_addr,
                 });
@@ -244,6 +223,22 @@ pub fn lb_services(view: &NodeView) -> Vec<LbService> {
     }
     assign_ids(&mut out);
     out
+}
+
+/// A service's backends at their addresses on network `net`, on `port`
+/// (0: the port the client asked for).
+fn backends_on(svc: &ServiceView, net: &str, port: u16) -> Vec<Backend> {
+    svc.backends
+        .iter()
+        .filter_map(|b| {
+            let a = b.addrs.iter().find(|a| a.network_id == net)?;
+            Some(Backend {
+                addr: SocketAddrV4::new(a.addr, port),
+                node: b.node,
+                state: BackendState::Active,
+            })
+        })
+        .collect()
 }
 
 /// The VIPs this node answers ARP for: those on its networks.

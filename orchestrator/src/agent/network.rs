@@ -14,12 +14,14 @@ use std::sync::Mutex;
 use swarm_mesh::overlay::{self, Overlay, Peer};
 use swarm_mesh::sandbox::{self, Gateway, Port, SandboxError};
 
+type Built = (Vec<NetworkView>, Vec<Ipv4Addr>, Vec<Ipv4Addr>);
+
 pub struct Networks {
     pub gateway: Gateway,
     /// This node's underlay address and that link's MTU, once known.
     underlay: Mutex<Option<(Ipv4Addr, u32)>>,
-    /// The overlays as last built, to skip unchanged work.
-    applied: tokio::sync::Mutex<Option<(Vec<NetworkView>, Vec<Ipv4Addr>)>>,
+    /// What was last built (networks, nodes, VIPs), to skip unchanged work.
+    applied: tokio::sync::Mutex<Option<Built>>,
 }
 
 impl Networks {
@@ -42,13 +44,20 @@ impl Networks {
         Ok(name)
     }
 
+    /// The MTU inside the overlays (and on task ports): the underlay's less
+    /// the VXLAN overhead, once the underlay is known.
+    fn overlay_mtu(&self) -> Option<u32> {
+        (*self.underlay.lock().expect("underlay lock"))
+            .map(|(_, mtu)| mtu.saturating_sub(overlay::VXLAN_OVERHEAD))
+    }
+
     fn overlay(&self, net: &NetworkView) -> Option<Overlay> {
-        let (local, mtu) = (*self.underlay.lock().expect("underlay lock"))?;
+        let (local, _) = (*self.underlay.lock().expect("underlay lock"))?;
         Some(Overlay {
             vni: net.vni,
             gateway: Ipv4Net::new(net.gateway, net.subnet.prefix_len()).ok()?,
             local,
-            mtu: mtu.saturating_sub(overlay::VXLAN_OVERHEAD),
+            mtu: self.overlay_mtu()?,
             node_addr: net
                 .node_addr
                 .and_then(|a| Ipv4Net::new(a, net.subnet.prefix_len()).ok()),
@@ -59,7 +68,8 @@ impl Networks {
     /// neighbour entries, the VIPs; and remove overlays no longer needed.
     pub async fn sync(&self, view: &NodeView) -> Result<(), SandboxError> {
         let mut applied = self.applied.lock().await;
-        let wanted = (view.networks.clone(), view.nodes.clone());
+        let vips = super::mesh::local_vips(view);
+        let wanted = (view.networks.clone(), view.nodes.clone(), vips);
         if applied.as_ref() == Some(&wanted) {
             return Ok(());
         }
@@ -100,6 +110,7 @@ impl Networks {
         .await
         .map_err(|e| SandboxError::Filter(e.to_string()))?
         .map_err(|e| SandboxError::Filter(e.to_string()))?;
+        overlay::sync_vips(&wanted.2).await?;
         *applied = Some(wanted);
         Ok(())
     }
@@ -112,8 +123,7 @@ impl Networks {
         // follows the route to its peer, and replies to mesh clients leave
         // through the gateway while the client's segments reach the task
         // in 20 bytes of IPIP.
-        let overlay_mtu = (*self.underlay.lock().expect("underlay lock"))
-            .map(|(_, mtu)| mtu.saturating_sub(overlay::VXLAN_OVERHEAD));
+        let overlay_mtu = self.overlay_mtu();
         if let Some(addr) = gw_addr {
             ports.push(Port {
                 bridge: self.gateway.bridge.clone(),

@@ -10,11 +10,7 @@ use tonic::Status;
 /// Turn network names into IDs (refusing unknown ones and ingress, which
 /// published ports imply), and give ingress-mode ports without a published
 /// port one from the dynamic range.
-pub fn service_spec(
-    st: &State,
-    spec: &mut ServiceSpec,
-    own_id: Option<&str>,
-) -> Result<(), Status> {
+pub fn service_spec(st: &State, spec: &mut ServiceSpec) -> Result<(), Status> {
     let mut seen = Vec::new();
     for a in &mut spec.networks {
         let net = st
@@ -57,16 +53,12 @@ pub fn service_spec(
                     .ports
                     .iter()
                     .any(|q| q.protocol == proto && q.published == port)
-                || st
-                    .services
-                    .values()
-                    .filter(|s| Some(s.id.as_str()) != own_id)
-                    .any(|s| {
-                        s.spec
-                            .ports
-                            .iter()
-                            .any(|q| q.protocol == proto && q.published == port)
-                    })
+                || st.services.values().any(|s| {
+                    s.spec
+                        .ports
+                        .iter()
+                        .any(|q| q.protocol == proto && q.published == port)
+                })
         };
         let port = DYNAMIC_PORTS.clone().find(|p| !taken(*p)).ok_or_else(|| {
             Status::resource_exhausted("no free port left in the dynamic range 30000-32767")

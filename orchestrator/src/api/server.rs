@@ -248,7 +248,7 @@ impl Control for ControlService {
         &self,
         req: Request<pb::CreateServiceRequest>,
     ) -> Result<Response<pb::ServiceResponse>, Status> {
-        self.manager_state()?;
+        let st = self.manager_state()?;
         let mut spec: ServiceSpec = serde_json::from_str(&req.into_inner().spec_json)
             .map_err(|e| Status::invalid_argument(format!("invalid service spec: {e}")))?;
         if spec.name.is_empty() {
@@ -265,7 +265,7 @@ impl Control for ControlService {
         if spec.mode == Mode::Global {
             spec.replicas = 0;
         }
-        super::resolve::service_spec(&*self.manager_state()?, &mut spec, None)?;
+        super::resolve::service_spec(&st, &mut spec)?;
         let now = now_ms();
         let svc = Service {
             id: new_id(),

@@ -4,7 +4,7 @@
 //! addresses and VIPs are chosen by the allocator loop; `apply` refuses any
 //! address that is taken, outside its subnet, or the gateway.
 
-use super::{not_found, Kind, Rejection, Response, State};
+use super::{bump, not_found, Kind, Rejection, Response, State};
 use crate::types::{Attachment, Meta, Millis, Network, NetworkSpec, Task, TaskState, TaskStatus};
 use ipnet::Ipv4Net;
 use std::net::Ipv4Addr;
@@ -134,11 +134,7 @@ impl State {
                     node.hostname
                 ));
             }
-            let host = node
-                .addr
-                .rsplit_once(':')
-                .map_or(node.addr.as_str(), |(h, _)| h);
-            if let Ok(a) = host.parse::<Ipv4Addr>() {
+            if let Some(a) = node.underlay() {
                 if subnet.contains(&a) {
                     return Err(format!(
                         "overlaps the underlay: node {} has address {a}",
@@ -264,18 +260,25 @@ impl State {
         }
     }
 
+    /// Trade the addresses `old` for `new`, or keep `old` if any of `new`
+    /// cannot be taken.
+    fn swap(&mut self, old: &[Attachment], new: &[Attachment]) -> Result<(), Rejection> {
+        self.release(old);
+        self.take(new).inspect_err(|_| {
+            let _ = self.take(old);
+        })
+    }
+
     pub(super) fn allocate_service(&mut self, id: &str, vips: Vec<Attachment>) -> Response {
         let Some(old) = self.services.get(id).map(|s| s.endpoint.vips.clone()) else {
             return not_found(Kind::Service, id);
         };
-        self.release(&old);
-        if let Err(r) = self.take(&vips) {
-            let _ = self.take(&old);
+        if let Err(r) = self.swap(&old, &vips) {
             return Response::err(r);
         }
         let svc = self.services.get_mut(id).expect("checked above");
         svc.endpoint.vips = vips;
-        svc.meta.version += 1;
+        bump(&mut svc.meta, None);
         Response::ok()
     }
 
@@ -283,14 +286,12 @@ impl State {
         let Some(old) = self.nodes.get(id).map(|n| n.attachments.clone()) else {
             return not_found(Kind::Node, id);
         };
-        self.release(&old);
-        if let Err(r) = self.take(&attachments) {
-            let _ = self.take(&old);
+        if let Err(r) = self.swap(&old, &attachments) {
             return Response::err(r);
         }
         let node = self.nodes.get_mut(id).expect("checked above");
         node.attachments = attachments;
-        node.meta.version += 1;
+        bump(&mut node.meta, None);
         Response::ok()
     }
 
@@ -337,7 +338,7 @@ impl State {
                 timestamp: a.at,
                 ..status
             };
-            t.meta.version += 1;
+            bump(&mut t.meta, Some(a.at));
         }
         if refused.is_empty() {
             Response::ok()
