@@ -22,44 +22,6 @@ PACKAGES=(
 need_root "installs packages, mounts bpffs and sets sysctls"
 have dpkg-query || die "this script supports Debian-based hosts only (no dpkg-query)"
 
-missing_packages() {
-    local p status
-    for p in "${PACKAGES[@]}"; do
-        status=$(dpkg-query -W -f='${db:Status-Abbrev}' "$p" 2>/dev/null || true)
-        [[ $status == ii* ]] || printf '%s\n' "$p"
-    done
-}
-
-# True when apt's package lists lack a candidate for any of the given packages
-# (or there are no lists at all), i.e. when `apt-get update` is needed.
-lists_stale() {
-    local p candidate
-    compgen -G '/var/lib/apt/lists/*_Packages*' >/dev/null || return 0
-    for p in "$@"; do
-        candidate=$(apt-cache policy "$p" 2>/dev/null | awk '/Candidate:/ { print $2 }')
-        [[ -n $candidate && $candidate != "(none)" ]] || return 0
-    done
-    return 1
-}
-
-install_packages() {
-    local missing
-    mapfile -t missing < <(missing_packages)
-    if ((${#missing[@]} == 0)); then
-        log "packages: all ${#PACKAGES[@]} present"
-        return
-    fi
-    log "packages: installing ${missing[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    if lists_stale "${missing[@]}"; then
-        log "packages: apt-get update"
-        apt-get update -qq
-    fi
-    apt-get install -y -qq --no-install-recommends "${missing[@]}"
-    mapfile -t missing < <(missing_packages)
-    ((${#missing[@]} == 0)) || die "packages still missing after apt-get install: ${missing[*]}"
-}
-
 check_docker() {
     have docker || die "the docker CLI is not installed; install Docker Engine (e.g. 'apt-get install docker.io') and start it"
     if ! timeout 20 docker info >/dev/null 2>&1; then
@@ -126,7 +88,7 @@ swarm host setup done:
 EOF
 }
 
-install_packages
+ensure_packages "${PACKAGES[@]}"
 check_docker
 mount_bpffs
 alias_bpffs

@@ -46,10 +46,16 @@ impl Names {
     /// The addresses of `name` on any of the `scope` networks; `None` when
     /// no such network knows the name (it is then not a cluster name).
     pub fn lookup(&self, scope: &[String], name: &str) -> Option<Vec<Ipv4Addr>> {
-        let name = name.trim_end_matches('.').to_ascii_lowercase();
+        let name = name.trim_end_matches('.');
+        // Queries are almost always lowercase already: copy only if not.
+        let name = if name.bytes().any(|b| b.is_ascii_uppercase()) {
+            std::borrow::Cow::Owned(name.to_ascii_lowercase())
+        } else {
+            std::borrow::Cow::Borrowed(name)
+        };
         let mut found: Option<Vec<Ipv4Addr>> = None;
         for net in scope {
-            if let Some(addrs) = self.0.get(net).and_then(|t| t.get(&name)) {
+            if let Some(addrs) = self.0.get(net).and_then(|t| t.get(name.as_ref())) {
                 let all = found.get_or_insert_with(Vec::new);
                 all.extend(
                     addrs
@@ -64,40 +70,89 @@ impl Names {
     }
 }
 
-/// The node's DNS service: the current names and the upstream resolvers.
+/// The node's DNS service: the current names, the upstream resolvers, and
+/// the thread every listener runs on.
 #[derive(Clone)]
 pub struct Resolver {
+    answers: Answers,
+    thread: Arc<DnsThread>,
+}
+
+/// What a listener answers from.
+#[derive(Clone)]
+struct Answers {
     names: Arc<RwLock<Arc<Names>>>,
     upstreams: Arc<Vec<SocketAddr>>,
 }
 
+/// A single-threaded runtime of its own for every listener. On the
+/// daemon's work-stealing runtime each query hopped between worker threads
+/// (receive loop, per-query task, send), and the wake-ups between them
+/// cost more than the answers. One thread answering in turn did more
+/// queries at a lower p99, and so did it against two threads reading the
+/// same socket (docs/benchmarks.md).
+struct DnsThread {
+    handle: tokio::runtime::Handle,
+    // Dropping the sender ends the thread.
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl DnsThread {
+    fn start() -> std::io::Result<DnsThread> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let handle = runtime.handle().clone();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        std::thread::Builder::new()
+            .name("swarm-dns".into())
+            .spawn(move || {
+                runtime.block_on(async {
+                    let _ = stopped.await;
+                })
+            })?;
+        Ok(DnsThread {
+            handle,
+            _stop: stop,
+        })
+    }
+}
+
 impl Resolver {
-    pub fn new(upstreams: Vec<SocketAddr>) -> Resolver {
-        Resolver {
-            names: Arc::default(),
-            upstreams: Arc::new(upstreams),
-        }
+    /// Fails only when the DNS thread cannot be started.
+    pub fn new(upstreams: Vec<SocketAddr>) -> std::io::Result<Resolver> {
+        Ok(Resolver {
+            answers: Answers {
+                names: Arc::default(),
+                upstreams: Arc::new(upstreams),
+            },
+            thread: Arc::new(DnsThread::start()?),
+        })
     }
 
     /// Replace every name (a new view of the cluster).
     pub fn set_names(&self, names: Names) {
-        *self.names.write().expect("names lock") = Arc::new(names);
+        *self.answers.names.write().expect("names lock") = Arc::new(names);
     }
 
-    fn names(&self) -> Arc<Names> {
-        self.names.read().expect("names lock").clone()
-    }
-
-    /// Answer queries arriving on `socket` for a task on the `scope`
-    /// networks, until the listener is dropped.
-    pub fn serve(&self, socket: tokio::net::UdpSocket, scope: Vec<String>) -> Listener {
+    /// Answer queries arriving on `socket` (bound, non-blocking) for a task
+    /// on the `scope` networks, until the listener is dropped.
+    pub fn serve(
+        &self,
+        socket: std::net::UdpSocket,
+        scope: Vec<String>,
+    ) -> std::io::Result<Listener> {
+        // Entering the DNS runtime registers the socket with its reactor
+        // and spawns the server's tasks there.
+        let _in_dns_thread = self.thread.handle.enter();
+        let socket = tokio::net::UdpSocket::from_std(socket)?;
         let handler = Handler {
-            resolver: self.clone(),
+            answers: self.answers.clone(),
             scope,
         };
         let mut server = hickory_server::Server::new(handler);
         server.register_socket(socket);
-        Listener { server }
+        Ok(Listener { server })
     }
 }
 
@@ -124,7 +179,7 @@ pub fn upstreams_from_resolv_conf(text: &str) -> Vec<SocketAddr> {
 }
 
 struct Handler {
-    resolver: Resolver,
+    answers: Answers,
     scope: Vec<String>,
 }
 
@@ -146,7 +201,8 @@ impl RequestHandler for Handler {
             .await;
         };
         let qname = query.name().to_string();
-        match self.resolver.names().lookup(&self.scope, &qname) {
+        let names = self.answers.names.read().expect("names lock").clone();
+        match names.lookup(&self.scope, &qname) {
             Some(addrs) => {
                 meta.authoritative = true;
                 meta.recursion_available = true;
@@ -167,7 +223,7 @@ impl RequestHandler for Handler {
                 )
                 .await
             }
-            None => match forward::ask(&self.resolver.upstreams, request.as_slice()).await {
+            None => match forward::ask(&self.answers.upstreams, request.as_slice()).await {
                 Some(reply) => {
                     meta.recursion_available = true;
                     meta.response_code = reply.metadata.response_code;

@@ -145,7 +145,8 @@ impl Daemon {
             pause_image: self.config.pause_image.clone(),
             data_dir: self.config.data_dir.clone(),
             underlay,
-            dns: crate::agent::dns::TaskDns::new(),
+            dns: crate::agent::dns::TaskDns::new()
+                .context("cannot start the DNS server's thread")?,
             mesh,
         };
         tokio::spawn(agent.run(self.stop.clone()));

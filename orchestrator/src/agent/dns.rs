@@ -19,12 +19,12 @@ pub struct TaskDns {
 
 impl TaskDns {
     /// Forward other names to the resolvers this node itself uses.
-    pub fn new() -> TaskDns {
+    pub fn new() -> std::io::Result<TaskDns> {
         let conf = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-        TaskDns {
-            resolver: Resolver::new(swarm_dns::upstreams_from_resolv_conf(&conf)),
+        Ok(TaskDns {
+            resolver: Resolver::new(swarm_dns::upstreams_from_resolv_conf(&conf))?,
             listeners: Mutex::new(HashMap::new()),
-        }
+        })
     }
 
     /// Answer from this view from now on.
@@ -55,15 +55,16 @@ impl TaskDns {
             s.map_err(|source| SandboxError::Namespace { pid, source })
         })
         .await?;
-        let socket = tokio::net::UdpSocket::from_std(socket)
-            .map_err(|source| SandboxError::Namespace { pid, source })?;
         let scope = task
             .networks
             .iter()
             .flatten()
             .map(|a| a.network_id.clone())
             .collect();
-        let listener = self.resolver.serve(socket, scope);
+        let listener = self
+            .resolver
+            .serve(socket, scope)
+            .map_err(|source| SandboxError::Namespace { pid, source })?;
         self.listeners
             .lock()
             .expect("listeners lock")

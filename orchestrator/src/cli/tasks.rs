@@ -95,7 +95,13 @@ pub fn print_tasks(
             "ID": t.id, "Name": name, "Image": t.spec.image, "Node": node,
             "DesiredState": t.desired_state.to_string(), "CurrentState": current,
             "Error": err, "Ports": ports, "Slot": t.slot, "ServiceID": t.service_id,
-            "Addr": t.status.addr, "ContainerID": t.status.container_id,
+            "ContainerID": t.status.container_id,
+            // The allocator's addresses, one per network; the gateway address
+            // is node-local (chosen by the agent, as docker_gwbridge's are).
+            "NetworksAttachments": t.networks.iter().flatten()
+                .map(|a| json!({"NetworkID": a.network_id, "Addr": a.addr.to_string()}))
+                .collect::<Vec<_>>(),
+            "GatewayAddr": t.status.addr,
         }));
         let shown_err = if err.is_empty() || no_trunc {
             err.clone()
