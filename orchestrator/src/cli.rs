@@ -6,6 +6,7 @@ pub mod network;
 pub mod node;
 pub mod progress;
 pub mod service;
+pub mod stack;
 pub mod tasks;
 
 use crate::api::client::DEFAULT_HOST;
@@ -74,6 +75,9 @@ pub enum Cmd {
     /// Manage overlay networks.
     #[command(subcommand)]
     Network(network::NetworkCmd),
+    /// Manage stacks (compose files).
+    #[command(subcommand)]
+    Stack(stack::StackCmd),
     /// Measure the control plane on this host (raft commits, scheduling).
     #[command(subcommand)]
     Bench(crate::bench::BenchCmd),

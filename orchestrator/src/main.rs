@@ -89,6 +89,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Cmd::Service(cmd) => cli::service::run(&cli.host, cmd).await,
         Cmd::Node(cmd) => cli::node::run(&cli.host, cmd).await,
         Cmd::Network(cmd) => cli::network::run(&cli.host, cmd).await,
+        Cmd::Stack(cmd) => cli::stack::run(cmd),
         Cmd::Mesh(cmd) => cli::mesh::run(&cli.host, cmd).await,
         Cmd::Bench(cmd) => bench::run(cmd).await,
     }

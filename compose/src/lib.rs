@@ -1,0 +1,128 @@
+//! Compose files, loaded as `docker stack deploy` loads them: YAML with
+//! anchors and merge keys, `${VAR}` interpolation (from the environment,
+//! then the `.env` file beside the first file), docker's schema checks
+//! with its messages, and docker's normal form, so that `swarm stack
+//! config` prints what `docker stack config` prints. Every error names the
+//! file, line and column at fault.
+//!
+//! The result is a JSON value in that normal form; the stack deployer
+//! reads its typed parts from it.
+
+mod check;
+mod deploy;
+pub mod dotenv;
+pub mod emit;
+pub mod interpolate;
+mod merge;
+mod ports;
+mod service;
+mod top;
+mod volumes;
+pub mod yaml;
+
+use serde_json::Value;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+pub use top::LATEST;
+
+/// What failed, and where.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Error {
+    pub file: PathBuf,
+    pub pos: Option<yaml::Pos>,
+    pub msg: String,
+}
+
+impl Error {
+    pub fn at(file: &Path, pos: yaml::Pos, msg: impl Into<String>) -> Error {
+        Error {
+            file: file.to_path_buf(),
+            pos: Some(pos),
+            msg: msg.into(),
+        }
+    }
+
+    pub fn in_file(file: &Path, msg: impl Into<String>) -> Error {
+        Error {
+            file: file.to_path_buf(),
+            pos: None,
+            msg: msg.into(),
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        match self.pos {
+            Some(p) => write!(
+                f,
+                "{}:{}:{}: {}",
+                self.file.display(),
+                p.line,
+                p.col,
+                self.msg
+            ),
+            None => write!(f, "{}: {}", self.file.display(), self.msg),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Print `${VAR}` as written (`--skip-interpolation`).
+    pub skip_interpolation: bool,
+}
+
+/// Load and merge `files` in order, each checked on its own first.
+/// Variables come from the process environment, then from the `.env`
+/// beside the first file.
+pub fn load(files: &[PathBuf], opts: &Options) -> Result<Value, Error> {
+    load_with(files, opts, &|name: &str| std::env::var(name).ok())
+}
+
+/// `load` with the process environment given (tests).
+pub fn load_with(
+    files: &[PathBuf],
+    opts: &Options,
+    process_env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Value, Error> {
+    let first = files
+        .first()
+        .ok_or_else(|| Error::in_file(Path::new("-"), "no compose file given"))?;
+    let dir = first
+        .parent()
+        .map(|d| {
+            if d.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                d
+            }
+        })
+        .unwrap_or(Path::new("."));
+    let dir = std::fs::canonicalize(dir)
+        .map_err(|e| Error::in_file(first, format!("cannot open its directory: {e}")))?;
+    let dotenv = dotenv::read(&dir.join(".env"))?;
+    let lookup = |name: &str| process_env(name).or_else(|| dotenv.get(name).cloned());
+    let mut merged: Option<Value> = None;
+    for file in files {
+        let text = std::fs::read_to_string(file)
+            .map_err(|e| Error::in_file(file, format!("cannot read: {e}")))?;
+        let mut root = yaml::parse(file, &text)?;
+        if !opts.skip_interpolation {
+            interpolate::interpolate(file, &mut root, &lookup)?;
+        }
+        let ck = check::Ck {
+            file,
+            dir: dir.clone(),
+        };
+        let doc = top::document(&ck, &root)?;
+        merged = Some(match merged {
+            None => doc,
+            Some(base) => merge::merge(base, doc),
+        });
+    }
+    Ok(merged.expect("at least one file"))
+}
