@@ -3,6 +3,7 @@
 //! node's FILE:LINE:COLUMN. Every reader returns the value as docker's
 //! `stack config` prints it.
 
+pub use crate::yaml::to_json;
 use crate::yaml::{Entry, Kind, Node, Pos};
 use crate::Error;
 use serde_json::{json, Map, Value};
@@ -175,24 +176,6 @@ pub fn scalar_text(n: &Node) -> Option<String> {
         Kind::Int(i) => Some(i.to_string()),
         Kind::Float(f) => Some(f.to_string()),
         _ => None,
-    }
-}
-
-/// A node as it stands (extension fields are kept verbatim).
-pub fn to_json(n: &Node) -> Value {
-    match &n.kind {
-        Kind::Null => Value::Null,
-        Kind::Bool(b) => json!(b),
-        Kind::Int(i) => json!(i),
-        Kind::Float(f) => json!(f),
-        Kind::Str(s) => json!(s),
-        Kind::Seq(items) => Value::Array(items.iter().map(to_json).collect()),
-        Kind::Map(entries) => Value::Object(
-            entries
-                .iter()
-                .map(|(k, _, v)| (k.clone(), to_json(v)))
-                .collect(),
-        ),
     }
 }
 

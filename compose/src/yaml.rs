@@ -63,6 +63,25 @@ impl Node {
     }
 }
 
+/// A node as plain data (extension fields are kept verbatim this way).
+pub fn to_json(n: &Node) -> serde_json::Value {
+    use serde_json::{json, Value};
+    match &n.kind {
+        Kind::Null => Value::Null,
+        Kind::Bool(b) => json!(b),
+        Kind::Int(i) => json!(i),
+        Kind::Float(f) => json!(f),
+        Kind::Str(s) => json!(s),
+        Kind::Seq(items) => Value::Array(items.iter().map(to_json).collect()),
+        Kind::Map(entries) => Value::Object(
+            entries
+                .iter()
+                .map(|(k, _, v)| (k.clone(), to_json(v)))
+                .collect(),
+        ),
+    }
+}
+
 /// Parse one file's text. An empty file is an empty mapping.
 pub fn parse(file: &Path, text: &str) -> Result<Node, Error> {
     let mut builder = Builder::default();
