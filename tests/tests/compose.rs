@@ -119,7 +119,7 @@ fn broken_compose_files_give_file_line_column_and_docker_refuses_them_too() {
             .next()
             .and_then(|l| l.strip_prefix("# expect: "))
             .unwrap_or_else(|| panic!("{f} starts with '# expect: LINE:COL: message'"));
-        let ours = swarm_config(&dir, &[f.clone()], &[]);
+        let ours = swarm_config(&dir, std::slice::from_ref(&f), &[]);
         assert_ne!(ours.code, 0, "{f}: refused: {ours:#?}");
         let want = format!("{f}:{expect}");
         assert!(
@@ -132,7 +132,7 @@ fn broken_compose_files_give_file_line_column_and_docker_refuses_them_too() {
             "{f}: nothing printed on a refusal: {}",
             ours.stdout
         );
-        let theirs = docker_config(&dir, &[f.clone()], &[]);
+        let theirs = docker_config(&dir, std::slice::from_ref(&f), &[]);
         assert_ne!(theirs.code, 0, "{f}: docker refuses it too: {theirs:#?}");
     }
 }
