@@ -24,6 +24,7 @@ use serde_json::Value;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+pub use check::{parse_duration, ram_in_bytes};
 pub use top::LATEST;
 
 /// What failed, and where.

@@ -2,8 +2,9 @@
 //! socket). Objects travel as JSON in the schema `--format json` prints.
 
 pub mod client;
-mod resolve;
+pub mod resolve;
 pub mod server;
+mod stack;
 
 pub mod pb {
     tonic::include_proto!("swarm.control.v1");

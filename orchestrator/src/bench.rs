@@ -188,6 +188,7 @@ async fn schedule(dir: &std::path::Path, nodes: usize, tasks: u64) -> Result<()>
         ports: Vec::new(),
         networks: Vec::new(),
         endpoint_mode: Default::default(),
+        labels: Default::default(),
     };
     let started = Instant::now();
     store

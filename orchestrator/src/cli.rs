@@ -78,6 +78,8 @@ pub enum Cmd {
     /// Manage stacks (compose files).
     #[command(subcommand)]
     Stack(stack::StackCmd),
+    /// Deploy a new stack or update an existing one (`stack deploy`).
+    Deploy(stack::DeployArgs),
     /// Measure the control plane on this host (raft commits, scheduling).
     #[command(subcommand)]
     Bench(crate::bench::BenchCmd),

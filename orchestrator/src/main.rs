@@ -18,6 +18,7 @@ mod pki;
 mod placement;
 mod ports;
 mod raft;
+mod stack;
 mod state;
 mod store;
 mod types;
@@ -89,7 +90,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Cmd::Service(cmd) => cli::service::run(&cli.host, cmd).await,
         Cmd::Node(cmd) => cli::node::run(&cli.host, cmd).await,
         Cmd::Network(cmd) => cli::network::run(&cli.host, cmd).await,
-        Cmd::Stack(cmd) => cli::stack::run(cmd),
+        Cmd::Stack(cmd) => cli::stack::run(&cli.host, cmd).await,
+        Cmd::Deploy(args) => cli::stack::deploy(&cli.host, args).await,
         Cmd::Mesh(cmd) => cli::mesh::run(&cli.host, cmd).await,
         Cmd::Bench(cmd) => bench::run(cmd).await,
     }

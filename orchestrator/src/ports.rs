@@ -21,11 +21,7 @@ pub fn parse(s: &str) -> Result<PortConfig, String> {
             .filter(|p| *p > 0)
             .ok_or_else(|| bad(&format!("{what} {v:?} is not a port (1-65535)")))
     };
-    let proto = |v: &str| match v {
-        "tcp" => Ok(Proto::Tcp),
-        "udp" => Ok(Proto::Udp),
-        other => Err(bad(&format!("protocol {other:?} is not tcp or udp"))),
-    };
+    let proto = |v: &str| v.parse::<Proto>().map_err(|e| bad(&e));
     if s.contains('=') {
         let mut p = PortConfig {
             protocol: Proto::Tcp,
@@ -41,15 +37,7 @@ pub fn parse(s: &str) -> Result<PortConfig, String> {
                 "published" => p.published = port(v, "published port")?,
                 "target" => p.target = port(v, "target port")?,
                 "protocol" => p.protocol = proto(v)?,
-                "mode" => {
-                    p.mode = match v {
-                        "host" => PublishMode::Host,
-                        "ingress" => PublishMode::Ingress,
-                        other => {
-                            return Err(bad(&format!("mode {other:?} is not host or ingress")))
-                        }
-                    }
-                }
+                "mode" => p.mode = v.parse().map_err(|e: String| bad(&e))?,
                 other => return Err(bad(&format!("unknown field {other:?}"))),
             }
         }

@@ -113,6 +113,9 @@ pub enum Command {
     /// Commands from concurrent writers committed as one raft entry (group
     /// commit); applied in order, each with its own response.
     Batch(Vec<Command>),
+    /// Commands that stand or fall together (a stack deploy): applied in
+    /// order, and if one is refused the state is left as it was.
+    Atomic(Vec<Command>),
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -427,6 +430,18 @@ impl State {
                 error: None,
                 batch: cmds.into_iter().map(|c| self.apply(c)).collect(),
             },
+            Command::Atomic(cmds) => {
+                // Persistent maps make the copy cheap (shared paths).
+                let mut next = self.clone();
+                for c in cmds {
+                    let r = next.apply(c);
+                    if r.error.is_some() {
+                        return r;
+                    }
+                }
+                *self = next;
+                Response::ok()
+            }
             Command::DeleteTasks(ids) => {
                 for id in ids {
                     if let Some(t) = self.tasks.remove(&id) {
@@ -576,6 +591,27 @@ mod tests {
             attempt: 0,
             networks: None,
         }
+    }
+
+    #[test]
+    fn an_atomic_command_changes_nothing_when_one_part_is_refused() {
+        let mut st = State::default();
+        st.apply(Command::CreateService(svc("a", "web")));
+        let r = st.apply(Command::Atomic(vec![
+            Command::CreateService(svc("b", "api")),
+            Command::CreateService(svc("c", "web")),
+        ]));
+        assert!(
+            matches!(r.error, Some(Rejection::NameInUse { .. })),
+            "{r:?}"
+        );
+        assert!(!st.services.contains_key("b"), "the first part was undone");
+        let r = st.apply(Command::Atomic(vec![
+            Command::CreateService(svc("b", "api")),
+            Command::CreateService(svc("c", "db")),
+        ]));
+        assert!(r.error.is_none());
+        assert_eq!(st.services.len(), 3);
     }
 
     #[test]

@@ -137,7 +137,23 @@ pub struct ServiceSpec {
     pub networks: Vec<NetworkAttachmentSpec>,
     #[serde(default)]
     pub endpoint_mode: EndpointMode,
+    /// Service labels (`--label`, compose's `deploy.labels`); a stack's
+    /// services carry its namespace here (`STACK_NAMESPACE`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
 }
+
+/// `KEY=VALUE` (or a bare `KEY`, with an empty value) as a label.
+pub fn parse_label(kv: &str) -> Result<(String, String), String> {
+    let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+    if k.is_empty() {
+        return Err(format!("invalid label {kv:?}: expected KEY=VALUE"));
+    }
+    Ok((k.to_string(), v.to_string()))
+}
+
+/// The label that makes an object part of a stack, as docker names it.
+pub const STACK_NAMESPACE: &str = "com.docker.stack.namespace";
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Service {
@@ -179,6 +195,28 @@ pub struct Resources {
 pub enum Proto {
     Tcp,
     Udp,
+}
+
+impl std::str::FromStr for Proto {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Proto, String> {
+        match s {
+            "tcp" => Ok(Proto::Tcp),
+            "udp" => Ok(Proto::Udp),
+            other => Err(format!("protocol {other:?} is not tcp or udp")),
+        }
+    }
+}
+
+impl std::str::FromStr for PublishMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<PublishMode, String> {
+        match s {
+            "ingress" => Ok(PublishMode::Ingress),
+            "host" => Ok(PublishMode::Host),
+            other => Err(format!("mode {other:?} is not host or ingress")),
+        }
+    }
 }
 
 impl Proto {

@@ -393,13 +393,8 @@ impl Control for ControlService {
         }
         let mut labels = node.labels.clone();
         for kv in &req.label_add {
-            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-            if k.is_empty() {
-                return Err(Status::invalid_argument(format!(
-                    "invalid label {kv:?}: expected KEY=VALUE"
-                )));
-            }
-            labels.insert(k.to_string(), v.to_string());
+            let (k, v) = crate::types::parse_label(kv).map_err(Status::invalid_argument)?;
+            labels.insert(k, v);
         }
         for k in &req.label_rm {
             if labels.remove(k).is_none() {
@@ -454,6 +449,24 @@ impl Control for ControlService {
         Ok(Response::new(pb::NodeResponse {
             node_json: to_json(&node),
         }))
+    }
+
+    async fn deploy_stack(
+        &self,
+        req: Request<pb::DeployStackRequest>,
+    ) -> Result<Response<pb::DeployStackResponse>, Status> {
+        let st = self.manager_state()?;
+        let out = super::stack::deploy(&self.daemon.store, &st, req.into_inner()).await?;
+        Ok(Response::new(out))
+    }
+
+    async fn remove_stack(
+        &self,
+        req: Request<pb::RemoveStackRequest>,
+    ) -> Result<Response<pb::DeployStackResponse>, Status> {
+        self.manager_state()?;
+        let out = super::stack::remove(&self.daemon.store, &req.into_inner().stack).await?;
+        Ok(Response::new(out))
     }
 
     async fn create_network(

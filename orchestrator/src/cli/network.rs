@@ -142,15 +142,9 @@ pub async fn fetch_networks(c: &mut Client) -> Result<Vec<Network>> {
         .collect()
 }
 
-fn parse_labels(labels: &[String]) -> Result<BTreeMap<String, String>> {
+pub fn parse_labels(labels: &[String]) -> Result<BTreeMap<String, String>> {
     labels
         .iter()
-        .map(|kv| {
-            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-            if k.is_empty() {
-                anyhow::bail!("invalid label {kv:?}: expected KEY=VALUE");
-            }
-            Ok((k.to_string(), v.to_string()))
-        })
+        .map(|kv| crate::types::parse_label(kv).map_err(anyhow::Error::msg))
         .collect()
 }

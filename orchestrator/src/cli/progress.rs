@@ -46,6 +46,12 @@ pub struct View {
     pub failure: Option<String>,
 }
 
+impl View {
+    pub fn converged(&self) -> bool {
+        self.running == self.slots.len() && self.draining == 0
+    }
+}
+
 /// Summarise a service's tasks. Pure, so the convergence rules are testable.
 ///
 /// Tasks created at or after `since` count towards failure: any rejection, or
@@ -202,7 +208,7 @@ pub async fn wait_converged(c: &mut Client, svc: &Service, quiet: bool) -> Resul
                 svc.spec.name, svc.spec.name, svc.spec.name
             );
         }
-        let converged = v.running == v.slots.len() && v.draining == 0;
+        let converged = v.converged();
         stable_since = match (converged, stable_since) {
             (false, _) => None,
             (true, Some((at, ids))) if ids == v.running_ids => Some((at, ids)),
@@ -222,6 +228,87 @@ pub async fn wait_converged(c: &mut Client, svc: &Service, quiet: bool) -> Resul
                 svc.spec.name,
                 GIVE_UP.as_secs(),
                 svc.spec.name
+            );
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// Wait for every service of a stack to converge, one line per service
+/// (`demo_web  2/2 running`), and fail naming the service and its task's
+/// error as soon as one cannot converge.
+pub async fn wait_stack(c: &mut Client, stack: &str, quiet: bool) -> Result<()> {
+    let tty = std::io::stdout().is_terminal();
+    let mut out = std::io::stdout();
+    let mut shown: Vec<String> = Vec::new();
+    let started = Instant::now();
+    let mut stable_since: Option<(Instant, BTreeSet<String>)> = None;
+    loop {
+        let mut services = super::service::fetch_services(c).await?;
+        services.retain(|s| crate::stack::stack_of(&s.spec.labels) == Some(stack));
+        services.sort_by(|a, b| a.spec.name.cmp(&b.spec.name));
+        let tasks = fetch_tasks(c, "").await?;
+        let width = services
+            .iter()
+            .map(|s| s.spec.name.len())
+            .max()
+            .unwrap_or(0);
+        let mut lines = Vec::new();
+        let mut all_ids = BTreeSet::new();
+        let mut converged = true;
+        for svc in &services {
+            let mine: Vec<Task> = tasks
+                .iter()
+                .filter(|t| t.service_id == svc.id)
+                .cloned()
+                .collect();
+            let v = view(svc, &mine, svc.meta.updated_at);
+            if let Some(why) = v.failure {
+                bail!(
+                    "service {} did not converge: {why}\nSee `swarm service ps {}`; the rest of stack {stack} is deployed",
+                    svc.spec.name,
+                    svc.spec.name
+                );
+            }
+            converged &= v.converged();
+            all_ids.extend(v.running_ids.iter().cloned());
+            let state = if v.converged() { "running" } else { "starting" };
+            lines.push(format!(
+                "{:<width$}  {}/{} {state}",
+                svc.spec.name,
+                v.running,
+                v.slots.len()
+            ));
+        }
+        if !quiet && lines != shown {
+            if tty && !shown.is_empty() {
+                write!(out, "\x1b[{}A", shown.len())?;
+            }
+            for l in &lines {
+                if tty {
+                    writeln!(out, "\x1b[2K{l}")?;
+                } else if !shown.contains(l) {
+                    writeln!(out, "{l}")?;
+                }
+            }
+            out.flush()?;
+            shown = lines;
+        }
+        stable_since = match (converged, stable_since) {
+            (false, _) => None,
+            (true, Some((at, ids))) if ids == all_ids => Some((at, ids)),
+            (true, _) => Some((Instant::now(), all_ids)),
+        };
+        if stable_since
+            .as_ref()
+            .is_some_and(|(at, _)| at.elapsed() >= VERIFY)
+        {
+            return Ok(());
+        }
+        if started.elapsed() > GIVE_UP {
+            bail!(
+                "stack {stack} did not converge within {}s; see `swarm stack ps {stack}`",
+                GIVE_UP.as_secs()
             );
         }
         tokio::time::sleep(POLL).await;

@@ -111,6 +111,9 @@ pub struct CreateArgs {
     /// Placement constraint (node.id|node.hostname|node.role|node.labels.NAME == or != VALUE).
     #[arg(long = "constraint")]
     pub constraints: Vec<String>,
+    /// Service label (KEY=VALUE).
+    #[arg(short = 'l', long = "label")]
+    pub labels: Vec<String>,
     /// Placement preference (spread=node.labels.NAME).
     #[arg(long = "placement-pref")]
     pub placement_prefs: Vec<String>,
@@ -205,6 +208,7 @@ impl CreateArgs {
                 delay_ms: delay.as_millis() as u64,
                 max_attempts: self.restart_max_attempts,
             },
+            labels: super::network::parse_labels(&self.labels)?,
             placement,
             resources,
             ports,
@@ -234,7 +238,7 @@ pub async fn run(host: &str, cmd: ServiceCmd) -> Result<()> {
     let mut c = connect(host).await?;
     match cmd {
         ServiceCmd::Create(args) => create(&mut c, *args).await,
-        ServiceCmd::Ls { quiet, format } => ls(&mut c, quiet, format).await,
+        ServiceCmd::Ls { quiet, format } => ls(&mut c, quiet, format, None).await,
         ServiceCmd::Ps { services, out } => ps(&mut c, &services, out).await,
         ServiceCmd::Inspect { services, pretty } => inspect(&mut c, &services, pretty).await,
         ServiceCmd::Scale { detach, .. } => scale(&mut c, targets, detach).await,
@@ -357,17 +361,32 @@ pub async fn fetch_nodes(c: &mut Client) -> Result<Vec<Node>> {
         .collect()
 }
 
-async fn ls(c: &mut Client, quiet: bool, format: Option<Format>) -> Result<()> {
+pub async fn fetch_services(c: &mut Client) -> Result<Vec<Service>> {
     let resp = c
         .list_services(pb::ListServicesRequest {})
         .await
         .map_err(status_error)?;
-    let services: Vec<Service> = resp
-        .into_inner()
+    resp.into_inner()
         .items_json
         .iter()
-        .map(|j| serde_json::from_str(j))
-        .collect::<Result<_, _>>()?;
+        .map(|j| serde_json::from_str(j).context("decoding service"))
+        .collect()
+}
+
+/// `service ls`, or `stack services STACK` when `stack` is given.
+pub async fn ls(
+    c: &mut Client,
+    quiet: bool,
+    format: Option<Format>,
+    stack: Option<&str>,
+) -> Result<()> {
+    let mut services = fetch_services(c).await?;
+    if let Some(stack) = stack {
+        services.retain(|s| crate::stack::stack_of(&s.spec.labels) == Some(stack));
+        if services.is_empty() {
+            bail!("nothing found in stack: {stack}");
+        }
+    }
     let tasks = fetch_tasks(c, "").await?;
     let mut rows = Vec::new();
     for s in &services {
@@ -419,7 +438,7 @@ async fn ls(c: &mut Client, quiet: bool, format: Option<Format>) -> Result<()> {
     Ok(())
 }
 
-async fn ps(c: &mut Client, services: &[String], out: TableArgs) -> Result<()> {
+pub async fn ps(c: &mut Client, services: &[String], out: TableArgs) -> Result<()> {
     let nodes: HashMap<String, String> = fetch_nodes(c)
         .await?
         .into_iter()

@@ -1,11 +1,64 @@
-//! `swarm stack ...`: stacks from compose files.
+//! `swarm stack ...` and `swarm deploy`: stacks from compose files. The
+//! CLI reads the files (they are the user's, on this machine) and sends
+//! the loaded document; the daemon converts it, plans and applies.
 
-use anyhow::Result;
-use clap::Subcommand;
+use super::format::{json_lines, table};
+use super::service::fetch_services;
+use super::tasks::TableArgs;
+use super::{is_json, Format};
+use crate::api::client::{connect, status_error};
+use crate::api::pb;
+use anyhow::{bail, Result};
+use clap::{Args, Subcommand};
+use serde_json::json;
+use std::collections::BTreeMap;
 use std::path::PathBuf;
+
+#[derive(Args, Debug)]
+pub struct DeployArgs {
+    /// Compose file(s), merged in order.
+    #[arg(short = 'c', long = "compose-file", required = true)]
+    pub compose_files: Vec<PathBuf>,
+    /// Remove services that are no longer in the compose files.
+    #[arg(long)]
+    pub prune: bool,
+    /// Return once the deploy is accepted, without waiting for the services.
+    #[arg(short, long)]
+    pub detach: bool,
+    /// Print nothing while waiting.
+    #[arg(short, long)]
+    pub quiet: bool,
+    pub stack: String,
+}
 
 #[derive(Subcommand, Debug)]
 pub enum StackCmd {
+    /// Deploy a new stack or update an existing one.
+    Deploy(DeployArgs),
+    /// List stacks.
+    Ls {
+        #[arg(long, value_enum)]
+        format: Option<Format>,
+    },
+    /// List the tasks of a stack.
+    Ps {
+        stack: String,
+        #[command(flatten)]
+        out: TableArgs,
+    },
+    /// List the services of a stack.
+    Services {
+        stack: String,
+        #[arg(short, long)]
+        quiet: bool,
+        #[arg(long, value_enum)]
+        format: Option<Format>,
+    },
+    /// Remove one or more stacks.
+    Rm {
+        #[arg(required = true)]
+        stacks: Vec<String>,
+    },
     /// Print the final document of the compose files, as deploy reads it.
     Config {
         /// Compose file(s), merged in order.
@@ -17,16 +70,136 @@ pub enum StackCmd {
     },
 }
 
-pub fn run(cmd: StackCmd) -> Result<()> {
+fn load(files: &[PathBuf], skip_interpolation: bool) -> Result<serde_json::Value> {
+    let opts = swarm_compose::Options { skip_interpolation };
+    Ok(swarm_compose::load(files, &opts)?)
+}
+
+pub async fn run(host: &str, cmd: StackCmd) -> Result<()> {
     match cmd {
         StackCmd::Config {
             compose_files,
             skip_interpolation,
         } => {
-            let opts = swarm_compose::Options { skip_interpolation };
-            let doc = swarm_compose::load(&compose_files, &opts)?;
+            let doc = load(&compose_files, skip_interpolation)?;
             print!("{}", swarm_compose::emit::yaml(&doc));
             Ok(())
         }
+        StackCmd::Deploy(args) => deploy(host, args).await,
+        StackCmd::Ls { format } => ls(host, format).await,
+        StackCmd::Ps { stack, out } => ps(host, &stack, out).await,
+        StackCmd::Services {
+            stack,
+            quiet,
+            format,
+        } => {
+            let mut c = connect(host).await?;
+            super::service::ls(&mut c, quiet, format, Some(&stack)).await
+        }
+        StackCmd::Rm { stacks } => rm(host, &stacks).await,
     }
+}
+
+pub async fn deploy(host: &str, args: DeployArgs) -> Result<()> {
+    // A broken file stops here, before the daemon is asked anything.
+    let doc = load(&args.compose_files, false)?;
+    let mut c = connect(host).await?;
+    let resp = c
+        .deploy_stack(pb::DeployStackRequest {
+            stack: args.stack.clone(),
+            compose_json: doc.to_string(),
+            prune: args.prune,
+        })
+        .await
+        .map_err(status_error)?
+        .into_inner();
+    for w in &resp.warnings {
+        eprintln!("{w}");
+    }
+    for n in &resp.networks_created {
+        println!("Creating network {n}");
+    }
+    for s in &resp.services_created {
+        println!("Creating service {s}");
+    }
+    for s in &resp.services_updated {
+        println!("Updating service {s}");
+    }
+    for s in &resp.services_removed {
+        println!("Removing service {s}");
+    }
+    if args.detach {
+        return Ok(());
+    }
+    super::progress::wait_stack(&mut c, &args.stack, args.quiet).await
+}
+
+async fn ls(host: &str, format: Option<Format>) -> Result<()> {
+    let mut c = connect(host).await?;
+    let mut stacks: BTreeMap<String, usize> = BTreeMap::new();
+    for s in fetch_services(&mut c).await? {
+        if let Some(stack) = crate::stack::stack_of(&s.spec.labels) {
+            *stacks.entry(stack.to_string()).or_default() += 1;
+        }
+    }
+    if is_json(format) {
+        let items: Vec<_> = stacks
+            .iter()
+            .map(|(name, n)| json!({"Name": name, "Services": n.to_string(), "Orchestrator": "Swarm"}))
+            .collect();
+        json_lines(&items);
+    } else {
+        let rows: Vec<Vec<String>> = stacks
+            .iter()
+            .map(|(name, n)| vec![name.clone(), n.to_string()])
+            .collect();
+        table(&["NAME", "SERVICES"], &rows);
+    }
+    Ok(())
+}
+
+async fn ps(host: &str, stack: &str, out: TableArgs) -> Result<()> {
+    let mut c = connect(host).await?;
+    let ids: Vec<String> = fetch_services(&mut c)
+        .await?
+        .into_iter()
+        .filter(|s| crate::stack::stack_of(&s.spec.labels) == Some(stack))
+        .map(|s| s.id)
+        .collect();
+    if ids.is_empty() {
+        bail!("nothing found in stack: {stack}");
+    }
+    super::service::ps(&mut c, &ids, out).await
+}
+
+async fn rm(host: &str, stacks: &[String]) -> Result<()> {
+    let mut c = connect(host).await?;
+    let mut failed = Vec::new();
+    for stack in stacks {
+        println!("Removing stack {stack}");
+        match c
+            .remove_stack(pb::RemoveStackRequest {
+                stack: stack.clone(),
+            })
+            .await
+        {
+            Ok(resp) => {
+                let resp = resp.into_inner();
+                for s in &resp.services_removed {
+                    println!("Removing service {s}");
+                }
+                for n in &resp.networks_removed {
+                    println!("Removing network {n}");
+                }
+            }
+            Err(e) => {
+                eprintln!("{}", status_error(e));
+                failed.push(stack.clone());
+            }
+        }
+    }
+    if !failed.is_empty() {
+        bail!("failed to remove stack(s): {}", failed.join(", "));
+    }
+    Ok(())
 }

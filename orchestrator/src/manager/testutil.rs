@@ -38,6 +38,7 @@ pub fn service(id: &str, mode: Mode, replicas: u64) -> Service {
             ports: Vec::new(),
             networks: Vec::new(),
             endpoint_mode: Default::default(),
+            labels: Default::default(),
         },
         endpoint: Default::default(),
         meta: Meta {

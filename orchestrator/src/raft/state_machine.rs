@@ -130,7 +130,9 @@ fn touched(st: &State, cmd: &Command) -> Vec<Key> {
         Command::AllocateService { id, .. } => vec![Key::Service(id.clone())],
         Command::AllocateNode { id, .. } => vec![Key::Node(id.clone())],
         Command::AllocateTasks(a) => tasks(&mut a.iter().map(|a| &a.task_id)),
-        Command::Batch(cmds) => cmds.iter().flat_map(|c| touched(st, c)).collect(),
+        Command::Batch(cmds) | Command::Atomic(cmds) => {
+            cmds.iter().flat_map(|c| touched(st, c)).collect()
+        }
     }
 }
 

@@ -1,0 +1,93 @@
+//! The stack handlers of the control API: the daemon converts the CLI's
+//! compose document, plans against the state, and writes the plan as one
+//! atomic command.
+
+use super::pb;
+use crate::stack::{self, plan};
+use crate::state::Command;
+use crate::store::Store;
+use crate::types::{new_id, now_ms};
+use std::time::{Duration, Instant};
+use tonic::Status;
+
+/// How long `stack rm` waits for the stack's tasks to let go of its
+/// networks before it gives up on removing them.
+const NETWORK_WAIT: Duration = Duration::from_secs(60);
+
+fn response(p: &plan::Plan, warnings: Vec<String>) -> pb::DeployStackResponse {
+    pb::DeployStackResponse {
+        warnings,
+        networks_created: p.networks_created.clone(),
+        services_created: p.created.clone(),
+        services_updated: p.updated.clone(),
+        services_removed: p.removed.clone(),
+        networks_removed: Vec::new(),
+    }
+}
+
+pub async fn deploy(
+    store: &Store,
+    st: &crate::state::State,
+    req: pb::DeployStackRequest,
+) -> Result<pb::DeployStackResponse, Status> {
+    let doc: serde_json::Value = serde_json::from_str(&req.compose_json)
+        .map_err(|e| Status::invalid_argument(format!("invalid compose document: {e}")))?;
+    let spec = stack::convert(&req.stack, &doc).map_err(Status::invalid_argument)?;
+    let p = plan::plan(st, &spec, req.prune, now_ms(), &mut new_id)?;
+    if !p.commands.is_empty() {
+        store
+            .write(Command::Atomic(p.commands.clone()))
+            .await
+            .map_err(Status::from)?;
+    }
+    Ok(response(&p, spec.warnings))
+}
+
+/// Services go at once; a network goes when no task holds an address on
+/// it any more, which the agents report as the tasks stop.
+pub async fn remove(store: &Store, name: &str) -> Result<pb::DeployStackResponse, Status> {
+    let st = store.state();
+    let p = plan::remove(&st, name)?;
+    let services: Vec<Command> = p
+        .commands
+        .iter()
+        .filter(|c| matches!(c, Command::RemoveService { .. }))
+        .cloned()
+        .collect();
+    if !services.is_empty() {
+        store
+            .write(Command::Atomic(services))
+            .await
+            .map_err(Status::from)?;
+    }
+    let mut out = response(&p, Vec::new());
+    let deadline = Instant::now() + NETWORK_WAIT;
+    loop {
+        let st = store.state();
+        let left: Vec<_> = plan::networks_of(&st, name).cloned().collect();
+        if left.is_empty() {
+            return Ok(out);
+        }
+        for n in left {
+            let busy = st.tasks.values().any(|t| {
+                crate::state::holds_addresses(t)
+                    && t.networks.iter().flatten().any(|a| a.network_id == n.id)
+            });
+            if busy {
+                continue;
+            }
+            store
+                .write(Command::RemoveNetwork { id: n.id.clone() })
+                .await
+                .map_err(Status::from)?;
+            out.networks_removed.push(n.spec.name.clone());
+        }
+        if Instant::now() > deadline {
+            return Err(Status::deadline_exceeded(format!(
+                "stack {name}: services removed, but tasks still hold addresses on its networks after {}s; run 'swarm stack rm {name}' again once they have stopped",
+                NETWORK_WAIT.as_secs()
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

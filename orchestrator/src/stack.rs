@@ -1,0 +1,377 @@
+//! Stacks: a compose document (in swarm_compose's normal form, which the
+//! CLI loads from the user's files) becomes the specs of its networks and
+//! services, named `STACK_NAME` and labelled with the stack's namespace, as
+//! docker's stack deploy converts them. Pure: `plan.rs` decides what of it
+//! the cluster lacks.
+
+pub mod plan;
+
+use crate::placement::parse_cpus;
+use crate::types::{
+    validate_name, EndpointMode, Mode, NetworkAttachmentSpec, NetworkSpec, Placement, PortConfig,
+    PublishMode, Resources, RestartCondition, RestartPolicy, ServiceSpec, STACK_NAMESPACE,
+};
+use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+
+/// What a compose document asks of the cluster.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StackSpec {
+    pub name: String,
+    /// Networks the stack owns, named `STACK_NAME` unless given a name.
+    pub networks: Vec<NetworkSpec>,
+    /// Networks that must exist already (`external: true`), by name.
+    pub external_networks: Vec<String>,
+    /// Their network attachments name networks, not IDs.
+    pub services: Vec<ServiceSpec>,
+    /// What the deploy ignored, in docker's words where docker has them.
+    pub warnings: Vec<String>,
+}
+
+/// Keys stack deploy reads but a swarm service cannot honour: docker warns
+/// and goes on.
+const UNSUPPORTED: &[&str] = &[
+    "build",
+    "cap_add",
+    "cap_drop",
+    "cgroup_parent",
+    "devices",
+    "domainname",
+    "external_links",
+    "ipc",
+    "links",
+    "mac_address",
+    "network_mode",
+    "pid",
+    "privileged",
+    "restart",
+    "security_opt",
+    "shm_size",
+    "userns_mode",
+];
+
+/// Keys a swarm service has in docker, but this project does not yet.
+const NOT_YET: &[&str] = &[
+    "configs",
+    "credential_spec",
+    "dns",
+    "dns_search",
+    "entrypoint",
+    "expose",
+    "extra_hosts",
+    "healthcheck",
+    "hostname",
+    "init",
+    "isolation",
+    "labels",
+    "logging",
+    "read_only",
+    "secrets",
+    "stdin_open",
+    "stop_grace_period",
+    "stop_signal",
+    "sysctls",
+    "tmpfs",
+    "tty",
+    "ulimits",
+    "user",
+    "volumes",
+    "working_dir",
+];
+
+pub fn namespace_labels(stack: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([(STACK_NAMESPACE.to_string(), stack.to_string())])
+}
+
+/// The stack an object's labels put it in.
+pub fn stack_of(labels: &BTreeMap<String, String>) -> Option<&str> {
+    labels.get(STACK_NAMESPACE).map(String::as_str)
+}
+
+fn obj<'a>(v: &'a Value, key: &str) -> Option<&'a Map<String, Value>> {
+    v.get(key).and_then(Value::as_object)
+}
+
+fn text(v: &Value, key: &str) -> Option<String> {
+    v.get(key).and_then(Value::as_str).map(str::to_string)
+}
+
+fn labels(v: &Value, stack: &str) -> BTreeMap<String, String> {
+    let mut out: BTreeMap<String, String> = obj(v, "labels")
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+        .collect();
+    out.extend(namespace_labels(stack));
+    out
+}
+
+fn go_ms(d: &str, what: &str) -> Result<u64, String> {
+    swarm_compose::parse_duration(d)
+        .map(|ns| (ns.max(0) / 1_000_000) as u64)
+        .ok_or_else(|| format!("{what}: invalid duration {d:?}"))
+}
+
+pub fn convert(stack: &str, doc: &Value) -> Result<StackSpec, String> {
+    validate_name("stack", stack)?;
+    let mut spec = StackSpec {
+        name: stack.to_string(),
+        networks: Vec::new(),
+        external_networks: Vec::new(),
+        services: Vec::new(),
+        warnings: Vec::new(),
+    };
+    let declared = obj(doc, "networks").cloned().unwrap_or_default();
+    // Each compose network key, as the name the cluster knows it by.
+    let mut names: BTreeMap<String, String> = BTreeMap::new();
+    for (key, net) in &declared {
+        let external = net.get("external") == Some(&Value::Bool(true));
+        let name = text(net, "name").unwrap_or_else(|| format!("{stack}_{key}"));
+        if external {
+            let name = text(net, "name").unwrap_or_else(|| key.clone());
+            names.insert(key.clone(), name.clone());
+            spec.external_networks.push(name);
+            continue;
+        }
+        let driver = text(net, "driver").unwrap_or_else(|| "overlay".into());
+        if driver != "overlay" {
+            return Err(format!(
+                "network {key}: driver {driver:?} is not supported: swarm networks use the overlay driver"
+            ));
+        }
+        let subnet = net
+            .pointer("/ipam/config/0/subnet")
+            .and_then(Value::as_str)
+            .map(|s| {
+                s.parse()
+                    .map_err(|_| format!("network {key}: invalid subnet {s:?}"))
+            })
+            .transpose()?;
+        names.insert(key.clone(), name.clone());
+        spec.networks.push(NetworkSpec {
+            name,
+            driver,
+            subnet,
+            gateway: None,
+            attachable: net.get("attachable") == Some(&Value::Bool(true)),
+            internal: net.get("internal") == Some(&Value::Bool(true)),
+            ingress: false,
+            labels: labels(net, stack),
+        });
+    }
+    let mut unsupported = Vec::new();
+    let mut not_yet: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    let mut needs_default = false;
+    for (key, svc) in obj(doc, "services").into_iter().flatten() {
+        for k in svc
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(k, _)| k.as_str())
+        {
+            if UNSUPPORTED.contains(&k) && !unsupported.contains(&k) {
+                unsupported.push(k);
+            }
+            if let Some(k) = NOT_YET.iter().find(|n| **n == k) {
+                not_yet.entry(k).or_default().push(key.clone());
+            }
+        }
+        let mut s = service(stack, key, svc)?;
+        let wanted: Vec<(String, Vec<String>)> = match obj(svc, "networks") {
+            Some(nets) => nets
+                .iter()
+                .map(|(n, cfg)| {
+                    let aliases = cfg
+                        .get("aliases")
+                        .and_then(Value::as_array)
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|a| a.as_str().map(str::to_string))
+                        .collect();
+                    (n.clone(), aliases)
+                })
+                .collect(),
+            None => vec![("default".to_string(), Vec::new())],
+        };
+        for (net, mut aliases) in wanted {
+            let name = match names.get(&net) {
+                Some(name) => name.clone(),
+                None if net == "default" => {
+                    needs_default = true;
+                    format!("{stack}_default")
+                }
+                None => {
+                    return Err(format!(
+                        "service {key} refers to undefined network {net}: invalid compose project"
+                    ))
+                }
+            };
+            // Other services of the stack find this one by its short name,
+            // as in docker.
+            aliases.insert(0, key.clone());
+            s.networks.push(NetworkAttachmentSpec {
+                target: name,
+                aliases,
+            });
+        }
+        spec.services.push(s);
+    }
+    if needs_default {
+        spec.networks.push(NetworkSpec {
+            name: format!("{stack}_default"),
+            driver: "overlay".into(),
+            subnet: None,
+            gateway: None,
+            attachable: false,
+            internal: false,
+            ingress: false,
+            labels: namespace_labels(stack),
+        });
+    }
+    if !unsupported.is_empty() {
+        spec.warnings.push(format!(
+            "Ignoring unsupported options: {}",
+            unsupported.join(", ")
+        ));
+    }
+    for (k, services) in not_yet {
+        spec.warnings.push(format!(
+            "Ignoring {k} (not supported by swarm yet): {}",
+            services.join(", ")
+        ));
+    }
+    Ok(spec)
+}
+
+fn service(stack: &str, key: &str, svc: &Value) -> Result<ServiceSpec, String> {
+    let image = text(svc, "image").ok_or_else(|| {
+        format!("Service {key} has neither an image nor a build context specified. At least one must be provided.")
+    })?;
+    let deploy = svc.get("deploy").cloned().unwrap_or(Value::Null);
+    let mode = match text(&deploy, "mode").as_deref() {
+        None | Some("replicated") => Mode::Replicated,
+        Some("global") => Mode::Global,
+        Some(m) => return Err(format!("service {key}: unknown mode: {m}")),
+    };
+    if mode == Mode::Global && deploy.get("replicas").is_some() {
+        return Err(format!(
+            "service {key}: replicas can only be used with replicated mode"
+        ));
+    }
+    let strings = |v: Option<&Value>| -> Vec<String> {
+        v.and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|s| s.as_str().map(str::to_string))
+            .collect()
+    };
+    let env = obj(svc, "environment")
+        .into_iter()
+        .flatten()
+        .filter_map(|(k, v)| v.as_str().map(|v| format!("{k}={v}")))
+        .collect();
+    let restart = match deploy.get("restart_policy") {
+        None => RestartPolicy::default(),
+        Some(r) => RestartPolicy {
+            condition: match text(r, "condition").as_deref() {
+                None | Some("any") => RestartCondition::Any,
+                Some("on-failure") => RestartCondition::OnFailure,
+                Some("none") => RestartCondition::None,
+                Some(c) => {
+                    return Err(format!(
+                        "service {key}: unknown restart policy condition {c:?}"
+                    ))
+                }
+            },
+            delay_ms: match text(r, "delay") {
+                Some(d) => go_ms(&d, &format!("service {key}: restart_policy.delay"))?,
+                None => RestartPolicy::default().delay_ms,
+            },
+            max_attempts: r.get("max_attempts").and_then(Value::as_u64).unwrap_or(0),
+        },
+    };
+    let placement = deploy.get("placement").cloned().unwrap_or(Value::Null);
+    let placement = Placement {
+        constraints: strings(placement.get("constraints")),
+        preferences: placement
+            .get("preferences")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|p| text(p, "spread").map(|s| format!("spread={s}")))
+            .collect(),
+        max_replicas_per_node: placement
+            .get("max_replicas_per_node")
+            .and_then(Value::as_u64)
+            .unwrap_or(0),
+    };
+    placement
+        .validate()
+        .map_err(|e| format!("service {key}: {e}"))?;
+    let reserve = deploy
+        .pointer("/resources/reservations")
+        .cloned()
+        .unwrap_or(Value::Null);
+    let resources = Resources {
+        reserve_nano_cpus: text(&reserve, "cpus")
+            .map(|c| parse_cpus(&c))
+            .transpose()
+            .map_err(|e| format!("service {key}: {e}"))?
+            .unwrap_or(0),
+        reserve_memory_bytes: text(&reserve, "memory")
+            .and_then(|m| m.parse().ok())
+            .unwrap_or(0),
+    };
+    let mut ports = Vec::new();
+    for p in svc
+        .get("ports")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let port = |k: &str| p.get(k).and_then(Value::as_u64).unwrap_or(0);
+        let bad = |what: &str| format!("service {key}: invalid port {what}: {p}");
+        ports.push(PortConfig {
+            protocol: text(p, "protocol")
+                .as_deref()
+                .unwrap_or("tcp")
+                .parse()
+                .map_err(|e| format!("service {key}: {e}"))?,
+            published: u16::try_from(port("published")).map_err(|_| bad("published"))?,
+            target: u16::try_from(port("target"))
+                .ok()
+                .filter(|t| *t > 0)
+                .ok_or_else(|| bad("target"))?,
+            mode: match text(p, "mode") {
+                None => PublishMode::Ingress,
+                Some(m) => m.parse().map_err(|e| format!("service {key}: port {e}"))?,
+            },
+        });
+    }
+    crate::ports::validate(&ports).map_err(|e| format!("service {key}: {e}"))?;
+    Ok(ServiceSpec {
+        name: format!("{stack}_{key}"),
+        image,
+        args: strings(svc.get("command")),
+        env,
+        mode,
+        replicas: match mode {
+            Mode::Replicated => deploy.get("replicas").and_then(Value::as_u64).unwrap_or(1),
+            Mode::Global => 0,
+        },
+        restart,
+        placement,
+        resources,
+        ports,
+        networks: Vec::new(),
+        endpoint_mode: match text(&deploy, "endpoint_mode").as_deref() {
+            None | Some("vip") => EndpointMode::Vip,
+            Some("dnsrr") => EndpointMode::Dnsrr,
+            Some(m) => return Err(format!("service {key}: unknown endpoint mode {m:?}")),
+        },
+        labels: labels(&deploy, stack),
+    })
+}
+
+#[cfg(test)]
+mod tests;
