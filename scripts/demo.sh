@@ -41,7 +41,7 @@ echo
 swarm service ps demo
 echo
 log "each replica answers on its own address (from inside node n1):"
-for addr in $(swarm service ps demo --format json | jq -r 'select(.DesiredState == "Running") | .Addr'); do
+for addr in $(swarm service ps demo --format json | jq -r 'select(.DesiredState == "Running") | .GatewayAddr'); do
     printf -- '--- http://%s/\n' "$addr"
     scripts/lab.sh exec n1 curl -s -m 5 "http://$addr/"
 done
