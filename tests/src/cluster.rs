@@ -1,9 +1,12 @@
-//! Helpers for the lab's five-node swarm (managers n1-n3, workers n4-n5,
-//! spare n6), shared by the cluster tests and the cluster benchmark.
+//! Helpers for the lab's swarms: the five-node one (managers n1-n3,
+//! workers n4-n5, spare n6) of the cluster tests and benchmark, and the
+//! three-node one of the networking and stack tests.
 
-use crate::{lab, swarm_on, Run};
+use crate::{docker, lab, require_lab_prerequisites, swarm, swarm_on, wait_for, Run};
 use serde_json::Value;
 use std::collections::BTreeMap;
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
 
 pub const MANAGERS: [&str; 3] = ["n1", "n2", "n3"];
 pub const WORKERS: [&str; 2] = ["n4", "n5"];
@@ -107,4 +110,42 @@ pub fn http_get_script(addr: &str, port: u16) -> String {
 pub fn http_get_from(from: &str, addr: &str, port: u16) -> Option<String> {
     let r = lab(&["exec", from, "bash", "-c", &http_get_script(addr, port)]);
     (r.code == 0 && r.stdout.contains("hostname:")).then_some(r.stdout)
+}
+
+static LAB: Mutex<Option<&'static str>> = Mutex::new(None);
+
+/// A three-node swarm (manager n1, workers n2 and n3) in the lab, in data
+/// plane `mode`: built if the lab runs in the other mode, or not at all.
+/// Scenarios of one binary share it and run one at a time.
+pub fn three_node_swarm(mode: &'static str) -> MutexGuard<'static, Option<&'static str>> {
+    let mut guard = LAB.lock().unwrap_or_else(|p| p.into_inner());
+    if *guard != Some(mode) {
+        require_lab_prerequisites();
+        assert_eq!(
+            docker(&["image", "inspect", "redis:latest"]).code,
+            0,
+            "prerequisite missing: redis:latest. build the images: scripts/images.sh"
+        );
+        lab(&["down"]).ok();
+        lab(&["up", "3", "--dataplane", mode]).ok();
+        swarm(&["init"]).ok();
+        let token = swarm(&["join-token", "-q", "worker"]).ok().stdout;
+        for n in ["n2", "n3"] {
+            swarm_on(n, &["join", "--token", token.trim(), "198.18.0.11"]).ok();
+        }
+        wait_for("three Ready nodes", Duration::from_secs(30), || {
+            let nodes = swarm(&["node", "ls", "--format", "json"]).ok().json_lines();
+            (nodes.len() == 3 && nodes.iter().all(|n| n["Status"] == "Ready")).then_some(())
+        });
+        let info = swarm(&["info", "--format", "json"]).ok().json_lines();
+        assert_eq!(
+            info[0]["Dataplane"], mode,
+            "the daemons run the mode asked for"
+        );
+        *guard = Some(mode);
+    }
+    for n in ["n2", "n3"] {
+        lab(&["heal", n]).ok();
+    }
+    guard
 }

@@ -39,7 +39,9 @@ fn three_replicas_give_three_running_containers_that_answer() {
     // Each replica answers on its own address with its own hostname.
     let mut hostnames = Vec::new();
     for t in running_tasks(&name) {
-        let addr = t["GatewayAddr"].as_str().expect("running task has an address");
+        let addr = t["GatewayAddr"]
+            .as_str()
+            .expect("running task has an address");
         let body = lab(&[
             "exec",
             "n1",

@@ -11,46 +11,9 @@ use serde_json::Value;
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
-use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
-use swarm_tests::cluster::{http_get_from, http_get_script};
+use swarm_tests::cluster::{http_get_from, http_get_script, three_node_swarm};
 use swarm_tests::*;
-
-static LAB: Mutex<Option<&'static str>> = Mutex::new(None);
-
-/// The lab in `mode`, built if it runs in the other one (or not at all).
-fn swarm_in(mode: &'static str) -> MutexGuard<'static, Option<&'static str>> {
-    let mut guard = LAB.lock().unwrap_or_else(|p| p.into_inner());
-    if *guard != Some(mode) {
-        require_lab_prerequisites();
-        assert_eq!(
-            docker(&["image", "inspect", "redis:latest"]).code,
-            0,
-            "prerequisite missing: redis:latest. build the images: scripts/images.sh"
-        );
-        lab(&["down"]).ok();
-        lab(&["up", "3", "--dataplane", mode]).ok();
-        swarm(&["init"]).ok();
-        let token = swarm(&["join-token", "-q", "worker"]).ok().stdout;
-        for n in ["n2", "n3"] {
-            swarm_on(n, &["join", "--token", token.trim(), "198.18.0.11"]).ok();
-        }
-        wait_for("three Ready nodes", Duration::from_secs(30), || {
-            let nodes = swarm(&["node", "ls", "--format", "json"]).ok().json_lines();
-            (nodes.len() == 3 && nodes.iter().all(|n| n["Status"] == "Ready")).then_some(())
-        });
-        let info = swarm(&["info", "--format", "json"]).ok().json_lines();
-        assert_eq!(
-            info[0]["Dataplane"], mode,
-            "the daemons run the mode asked for"
-        );
-        *guard = Some(mode);
-    }
-    for n in ["n2", "n3"] {
-        lab(&["heal", n]).ok();
-    }
-    guard
-}
 
 fn node_addr(n: usize) -> String {
     format!("198.18.0.{}", 10 + n)
@@ -158,7 +121,7 @@ swarm_tests::in_both_modes!(
 );
 
 fn a_published_port_answers_on_every_node_including_one_without_tasks(mode: &'static str) {
-    let _lab = swarm_in(mode);
+    let _lab = three_node_swarm(mode);
     let name = unique("pub");
     service(
         &name,
@@ -239,7 +202,7 @@ fn a_published_port_answers_on_every_node_including_one_without_tasks(mode: &'st
 fn tasks_reach_services_by_name_and_vip_across_nodes_and_dnsrr_gives_task_addresses(
     mode: &'static str,
 ) {
-    let _lab = swarm_in(mode);
+    let _lab = three_node_swarm(mode);
     let net = unique("back");
     let net_id = network(&net, &[]);
     let (web, rr, probe) = (unique("web"), unique("rr"), unique("probe"));
@@ -318,7 +281,7 @@ fn tasks_reach_services_by_name_and_vip_across_nodes_and_dnsrr_gives_task_addres
 }
 
 fn dns_and_backends_drop_gone_tasks_within_a_second(mode: &'static str) {
-    let _lab = swarm_in(mode);
+    let _lab = three_node_swarm(mode);
     let net = unique("drop");
     network(&net, &[]);
     let (web, probe) = (unique("web"), unique("probe"));
@@ -397,7 +360,7 @@ fn dns_and_backends_drop_gone_tasks_within_a_second(mode: &'static str) {
 }
 
 fn networks_are_isolated_and_internal_ones_have_no_way_out(mode: &'static str) {
-    let _lab = swarm_in(mode);
+    let _lab = three_node_swarm(mode);
     let (a, b, inner) = (unique("neta"), unique("netb"), unique("inner"));
     network(&a, &[]);
     network(&b, &[]);
@@ -483,7 +446,7 @@ fn networks_are_isolated_and_internal_ones_have_no_way_out(mode: &'static str) {
 }
 
 fn a_daemon_restart_keeps_a_connection_through_the_mesh_alive(mode: &'static str) {
-    let _lab = swarm_in(mode);
+    let _lab = three_node_swarm(mode);
     let name = unique("kv");
     service(
         &name,
@@ -529,7 +492,7 @@ fn a_daemon_restart_keeps_a_connection_through_the_mesh_alive(mode: &'static str
 }
 
 fn refusals_name_the_fault_and_change_nothing(mode: &'static str) {
-    let _lab = swarm_in(mode);
+    let _lab = three_node_swarm(mode);
     let net = unique("busy");
     network(&net, &["--subnet", "10.77.0.0/24"]);
     let user = unique("user");

@@ -381,6 +381,8 @@ pub async fn ls(
     stack: Option<&str>,
 ) -> Result<()> {
     let mut services = fetch_services(c).await?;
+    // Docker lists services by name.
+    services.sort_by(|a, b| a.spec.name.cmp(&b.spec.name));
     if let Some(stack) = stack {
         services.retain(|s| crate::stack::stack_of(&s.spec.labels) == Some(stack));
         if services.is_empty() {

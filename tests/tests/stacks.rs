@@ -1,0 +1,258 @@
+//! Stacks in a three-node swarm (manager n1, workers n2 and n3): the seed
+//! tutorial's compose file deployed with `swarm deploy`, answering on every
+//! node; redeploys that change only what changed; refusals that change
+//! nothing; and `stack rm` leaving nothing behind. Real daemons in netns,
+//! real Docker, the XDP data plane.
+
+use serde_json::Value;
+use std::collections::BTreeSet;
+use std::time::Duration;
+use swarm_tests::cluster::three_node_swarm;
+use swarm_tests::*;
+
+const TUTORIAL: &str = "examples/tutorial/docker-compose.yml";
+
+fn path(rel: &str) -> String {
+    repo_root().join(rel).to_string_lossy().into_owned()
+}
+
+fn deploy(file: &str, stack: &str, extra: &[&str]) -> Run {
+    let file = path(file);
+    let mut args = vec!["deploy", "-c", &file];
+    args.extend_from_slice(extra);
+    args.push(stack);
+    swarm(&args)
+}
+
+fn stack_services(stack: &str) -> Vec<Value> {
+    let r = swarm(&["stack", "services", stack, "--format", "json"]);
+    if r.code != 0 {
+        return Vec::new();
+    }
+    r.json_lines()
+}
+
+/// One page of the tutorial's app through `node`'s port 8000, from the
+/// lab's client: (container, request count).
+fn tutorial_page(node: &str) -> Option<(String, u64)> {
+    let r = lab(&[
+        "exec",
+        "client",
+        "curl",
+        "-s",
+        "-m",
+        "5",
+        &format!("http://{node}:8000/"),
+    ]);
+    let field = |id: &str| -> Option<String> {
+        let start = r.stdout.find(&format!("<dd id=\"{id}\">"))? + id.len() + 10;
+        let end = start + r.stdout[start..].find("</dd>")?;
+        Some(r.stdout[start..end].to_string())
+    };
+    Some((field("hostname")?, field("requests")?.parse().ok()?))
+}
+
+fn remove(stack: &str) {
+    if !stack_services(stack).is_empty() {
+        swarm(&["stack", "rm", stack]).ok();
+    }
+}
+
+#[test]
+fn the_tutorial_stack_answers_on_every_node_from_both_web_replicas_with_a_rising_count() {
+    let _lab = three_node_swarm("xdp");
+    remove("demo");
+    let out = deploy(TUTORIAL, "demo", &[]).ok();
+    for s in ["demo_nginx", "demo_web", "demo_redis"] {
+        assert!(
+            out.stdout.contains(&format!("Creating service {s}")),
+            "{}",
+            out.stdout
+        );
+    }
+    assert!(
+        out.stdout.contains("Creating network demo_default"),
+        "{}",
+        out.stdout
+    );
+    // Deploy waits: when it returns, every service runs its tasks.
+    let counts: Vec<(String, String)> = stack_services("demo")
+        .iter()
+        .map(|s| {
+            (
+                s["Name"].as_str().unwrap().to_string(),
+                s["Replicas"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        counts,
+        [
+            ("demo_nginx".to_string(), "3/3".to_string()),
+            ("demo_redis".into(), "1/1".into()),
+            ("demo_web".into(), "2/2".into())
+        ]
+    );
+    let mut seen = BTreeSet::new();
+    let mut last = 0;
+    for round in 0..8 {
+        for node in ["198.18.0.11", "198.18.0.12", "198.18.0.13"] {
+            let (container, count) = wait_for(
+                &format!("port 8000 on {node} to answer"),
+                Duration::from_secs(20),
+                || tutorial_page(node),
+            );
+            assert!(
+                count > last,
+                "the counter rises strictly: {count} after {last} (round {round}, {node})"
+            );
+            last = count;
+            seen.insert(container);
+        }
+    }
+    assert_eq!(seen.len(), 2, "both web replicas answered: {seen:?}");
+}
+
+#[test]
+fn a_redeploy_changes_only_what_changed_and_prune_removes_services_left_out() {
+    let _lab = three_node_swarm("xdp");
+    remove("demo");
+    deploy(TUTORIAL, "demo", &["--detach"]).ok();
+    let versions = || -> Vec<(String, Value)> {
+        let r = swarm(&["service", "inspect", "demo_web", "demo_nginx", "demo_redis"]).ok();
+        let v: Value = serde_json::from_str(&r.stdout).unwrap();
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|s| {
+                (
+                    s["spec"]["name"].as_str().unwrap().to_string(),
+                    s["version"].clone(),
+                )
+            })
+            .collect()
+    };
+    let before = versions();
+    let again = deploy(TUTORIAL, "demo", &["--detach"]).ok();
+    assert!(
+        !again.stdout.contains("Creating") && !again.stdout.contains("Updating"),
+        "{}",
+        again.stdout
+    );
+    assert_eq!(versions(), before, "an unchanged file changes no service");
+
+    let dir = tempfile_dir();
+    let smaller = format!("{dir}/smaller.yml");
+    std::fs::write(
+        &smaller,
+        "version: '3.1'\nservices:\n  web:\n    image: lsapan/docker-swarm-demo-web\n    deploy: {replicas: 3}\n",
+    )
+    .unwrap();
+    let out = swarm(&["deploy", "--detach", "--prune", "-c", &smaller, "demo"]).ok();
+    assert!(
+        out.stdout.contains("Updating service demo_web"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("Removing service demo_nginx"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("Removing service demo_redis"),
+        "{}",
+        out.stdout
+    );
+    let names: Vec<String> = stack_services("demo")
+        .iter()
+        .map(|s| s["Name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(names, ["demo_web"]);
+    remove("demo");
+}
+
+fn tempfile_dir() -> String {
+    let dir = std::env::temp_dir().join(unique("stack-test"));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.to_string_lossy().into_owned()
+}
+
+#[test]
+fn refused_deploys_name_the_fault_and_change_nothing() {
+    let _lab = three_node_swarm("xdp");
+    remove("bad");
+    let dir = tempfile_dir();
+    let broken = format!("{dir}/docker-compose.yml");
+    std::fs::write(
+        &broken,
+        "version: '3.8'\nservices:\n  web:\n    image: nginx\n    deploy:\n      replicas: two\n",
+    )
+    .unwrap();
+    let r = swarm(&["deploy", "-c", &broken, "bad"]);
+    assert_ne!(r.code, 0);
+    assert!(
+        r.stderr.contains(&format!(
+            "{broken}:6:17: services.web.deploy.replicas must be a integer"
+        )),
+        "{}",
+        r.stderr
+    );
+    // The second service's port is taken by the first: the whole deploy is
+    // refused, and the first service is not left behind.
+    std::fs::write(
+        &broken,
+        "version: '3.8'\nservices:\n  a:\n    image: lsapan/docker-swarm-demo-web\n    ports: ['8100:80']\n  b:\n    image: lsapan/docker-swarm-demo-web\n    ports: ['8100:81']\n",
+    )
+    .unwrap();
+    let r = swarm(&["deploy", "--detach", "-c", &broken, "bad"]);
+    assert_ne!(r.code, 0, "{r:#?}");
+    assert!(
+        r.stderr.contains("8100"),
+        "the error names the port: {}",
+        r.stderr
+    );
+    assert!(
+        stack_services("bad").is_empty(),
+        "nothing of the stack was created"
+    );
+    let nets = swarm(&["network", "ls", "--format", "json"])
+        .ok()
+        .json_lines();
+    assert!(nets.iter().all(|n| n["Name"] != "bad_default"), "{nets:?}");
+}
+
+#[test]
+fn stack_rm_leaves_no_service_task_container_or_network_behind() {
+    let _lab = three_node_swarm("xdp");
+    remove("demo");
+    deploy(TUTORIAL, "demo", &[]).ok();
+    let out = swarm(&["stack", "rm", "demo"]).ok();
+    assert!(
+        out.stdout.contains("Removing network demo_default"),
+        "{}",
+        out.stdout
+    );
+    assert!(stack_services("demo").is_empty());
+    wait_for(
+        "the stack's containers to go",
+        Duration::from_secs(30),
+        || {
+            let left = containers(&["swarm.service.name"], false);
+            left.is_empty().then_some(())
+        },
+    );
+    let tasks = swarm(&["service", "ps", "demo_web"]);
+    assert_ne!(tasks.code, 0, "the services are gone: {tasks:#?}");
+    let nets = swarm(&["network", "ls", "--format", "json"])
+        .ok()
+        .json_lines();
+    assert!(nets.iter().all(|n| n["Name"] != "demo_default"), "{nets:?}");
+    let r = swarm(&["stack", "rm", "demo"]);
+    assert_ne!(r.code, 0);
+    assert!(
+        r.stderr.contains("nothing found in stack: demo"),
+        "{}",
+        r.stderr
+    );
+}
