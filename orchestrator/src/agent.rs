@@ -12,7 +12,7 @@ pub mod session;
 
 use crate::ports::PublishMode;
 use crate::types::{NodeView, Task, TaskState, TaskStatus};
-use engine::{is_running, label, Engine, TaskContainers, LABEL_ADDR};
+use engine::{is_running, label, Engine, Health, TaskContainers, LABEL_ADDR};
 use exec::Controller;
 use futures::StreamExt;
 use network::Networks;
@@ -182,7 +182,21 @@ impl Agent {
                 if !self.dns.serves(&task.id) {
                     self.serve_dns(task, have).await;
                 }
-                (observed < TaskState::Running).then(|| self.running(task, have))
+                match engine::health(app) {
+                    // Not a backend, and not in DNS, until its check passes.
+                    Health::Starting => None,
+                    Health::Unhealthy => {
+                        ctl.shutdown(have).await;
+                        let mut st =
+                            TaskStatus::new(TaskState::Failed, "task: unhealthy container")
+                                .with_err("task: unhealthy container");
+                        st.container_id = app.id.clone();
+                        Some(st)
+                    }
+                    Health::Healthy | Health::None => {
+                        (observed < TaskState::Running).then(|| self.running(task, have))
+                    }
+                }
             }
             // The container ran and stopped: the task is over.
             (Some(_), TaskState::Running | TaskState::Starting) => ctl.wait(have).await,
@@ -215,7 +229,12 @@ impl Agent {
             Ok(app) => app,
             Err(st) => return st,
         };
-        let mut st = TaskStatus::new(TaskState::Running, "started");
+        // With a healthcheck the task stays STARTING until it passes.
+        let checked = self.engine.has_healthcheck(&app).await.unwrap_or(false);
+        let mut st = match checked {
+            true => TaskStatus::new(TaskState::Starting, "starting (health: starting)"),
+            false => TaskStatus::new(TaskState::Running, "started"),
+        };
         st.container_id = Some(app);
         st.addr = sb.gw_addr.map(|a| a.to_string());
         tracing::info!(task = %ctl.task.name(), id = %ctl.task.id, pid = sb.pid, "task started");
@@ -373,7 +392,13 @@ async fn watch_engine(
             ("type".to_string(), vec!["container".to_string()]),
             (
                 "event".to_string(),
-                vec!["die".to_string(), "start".to_string()],
+                // A health change moves a task STARTING -> RUNNING or to
+                // FAILED: act on it at once, not at the next resync.
+                vec![
+                    "die".to_string(),
+                    "start".to_string(),
+                    "health_status".to_string(),
+                ],
             ),
         ]);
         let mut events = engine.docker.events(Some(EventsOptions::<String> {

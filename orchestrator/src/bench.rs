@@ -189,6 +189,7 @@ async fn schedule(dir: &std::path::Path, nodes: usize, tasks: u64) -> Result<()>
         networks: Vec::new(),
         endpoint_mode: Default::default(),
         labels: Default::default(),
+        healthcheck: None,
     };
     let started = Instant::now();
     store

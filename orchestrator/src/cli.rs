@@ -1,6 +1,7 @@
 //! The `swarm` command line: docker's verbs, flags and table output.
 
 pub mod format;
+pub mod health;
 pub mod mesh;
 pub mod network;
 pub mod node;

@@ -8,8 +8,9 @@ pub mod plan;
 
 use crate::placement::parse_cpus;
 use crate::types::{
-    validate_name, EndpointMode, Mode, NetworkAttachmentSpec, NetworkSpec, Placement, PortConfig,
-    PublishMode, Resources, RestartCondition, RestartPolicy, ServiceSpec, STACK_NAMESPACE,
+    validate_name, EndpointMode, HealthConfig, Mode, NetworkAttachmentSpec, NetworkSpec, Placement,
+    PortConfig, PublishMode, Resources, RestartCondition, RestartPolicy, ServiceSpec,
+    STACK_NAMESPACE,
 };
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
@@ -59,7 +60,6 @@ const NOT_YET: &[&str] = &[
     "entrypoint",
     "expose",
     "extra_hosts",
-    "healthcheck",
     "hostname",
     "init",
     "isolation",
@@ -370,6 +370,45 @@ fn service(stack: &str, key: &str, svc: &Value) -> Result<ServiceSpec, String> {
             Some(m) => return Err(format!("service {key}: unknown endpoint mode {m:?}")),
         },
         labels: labels(&deploy, stack),
+        healthcheck: svc
+            .get("healthcheck")
+            .map(|h| healthcheck(key, h))
+            .transpose()?,
+    })
+}
+
+/// compose's `healthcheck:` (normal form: Go durations, test as a list).
+fn healthcheck(key: &str, h: &Value) -> Result<HealthConfig, String> {
+    if h.get("disable") == Some(&Value::Bool(true)) {
+        return Ok(HealthConfig::disabled());
+    }
+    let ms = |k: &str| -> Result<u64, String> {
+        text(h, k).map_or(Ok(0), |d| {
+            go_ms(&d, &format!("service {key}: healthcheck.{k}"))
+        })
+    };
+    let test: Vec<String> = h
+        .get("test")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s.as_str().map(str::to_string))
+        .collect();
+    if test
+        .first()
+        .is_some_and(|f| !["CMD", "CMD-SHELL", "NONE"].contains(&f.as_str()))
+    {
+        return Err(format!(
+            "service {key}: healthcheck.test must start with CMD, CMD-SHELL or NONE, not {:?}",
+            test[0]
+        ));
+    }
+    Ok(HealthConfig {
+        test,
+        interval_ms: ms("interval")?,
+        timeout_ms: ms("timeout")?,
+        start_period_ms: ms("start_period")?,
+        retries: h.get("retries").and_then(Value::as_u64).unwrap_or(0),
     })
 }
 

@@ -137,10 +137,43 @@ pub struct ServiceSpec {
     pub networks: Vec<NetworkAttachmentSpec>,
     #[serde(default)]
     pub endpoint_mode: EndpointMode,
+    /// The container's healthcheck; `None` keeps the image's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub healthcheck: Option<HealthConfig>,
     /// Service labels (`--label`, compose's `deploy.labels`); a stack's
     /// services carry its namespace here (`STACK_NAMESPACE`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
+}
+
+/// A healthcheck, as Docker's container config takes it. A task whose
+/// container has one is STARTING until the check passes, and FAILED when
+/// it turns unhealthy.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HealthConfig {
+    /// `["CMD", args...]`, `["CMD-SHELL", command]`, or `["NONE"]` to turn
+    /// off the image's check. Empty keeps the image's command.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub test: Vec<String>,
+    /// 0 keeps the image's (or Docker's) value, for each of these.
+    #[serde(default)]
+    pub interval_ms: u64,
+    #[serde(default)]
+    pub timeout_ms: u64,
+    #[serde(default)]
+    pub start_period_ms: u64,
+    #[serde(default)]
+    pub retries: u64,
+}
+
+impl HealthConfig {
+    /// `--no-healthcheck` / compose's `disable: true`.
+    pub fn disabled() -> HealthConfig {
+        HealthConfig {
+            test: vec!["NONE".into()],
+            ..Default::default()
+        }
+    }
 }
 
 /// `KEY=VALUE` (or a bare `KEY`, with an empty value) as a label.

@@ -1,8 +1,9 @@
 //! Stacks in a three-node swarm (manager n1, workers n2 and n3): the seed
 //! tutorial's compose file deployed with `swarm deploy`, answering on every
 //! node; redeploys that change only what changed; refusals that change
-//! nothing; and `stack rm` leaving nothing behind. Real daemons in netns,
-//! real Docker, the XDP data plane.
+//! nothing; `stack rm` leaving nothing behind; and healthchecks (a task is
+//! STARTING until healthy, and an unhealthy one is replaced). Real daemons
+//! in netns, real Docker, the XDP data plane.
 
 use serde_json::Value;
 use std::collections::BTreeSet;
@@ -255,4 +256,82 @@ fn stack_rm_leaves_no_service_task_container_or_network_behind() {
         "{}",
         r.stderr
     );
+}
+
+fn current_states(service: &str) -> Vec<(String, String)> {
+    tasks(service)
+        .iter()
+        .filter(|t| t["DesiredState"] == "Running")
+        .map(|t| {
+            let state = t["CurrentState"].as_str().unwrap_or_default();
+            let word = state
+                .split_whitespace()
+                .next()
+                .unwrap_or_default()
+                .to_string();
+            (word, t["Error"].as_str().unwrap_or_default().to_string())
+        })
+        .collect()
+}
+
+#[test]
+fn a_task_is_starting_until_its_healthcheck_passes_and_an_unhealthy_one_is_replaced() {
+    let _lab = three_node_swarm("xdp");
+    let name = unique("health");
+    swarm(&[
+        "service",
+        "create",
+        "--detach",
+        "--name",
+        &name,
+        "--health-cmd",
+        "test -e /tmp/ready",
+        "--health-interval",
+        "300ms",
+        "--health-retries",
+        "2",
+        "redis",
+    ])
+    .ok();
+    wait_for(
+        "the task to start its container",
+        Duration::from_secs(30),
+        || (current_states(&name).first()?.0 == "Starting").then_some(()),
+    );
+    holds_for(
+        "the task stays STARTING while unhealthy-yet",
+        Duration::from_secs(2),
+        || current_states(&name).iter().all(|(s, _)| s == "Starting"),
+    );
+    let app = wait_for("the app container", Duration::from_secs(10), || {
+        containers(
+            &[&format!("swarm.service.name={name}"), "swarm.role=task"],
+            true,
+        )
+        .into_iter()
+        .next()
+    });
+    docker(&["exec", &app, "touch", "/tmp/ready"]).ok();
+    wait_for(
+        "the task to be RUNNING once healthy",
+        Duration::from_secs(10),
+        || (current_states(&name).first()?.0 == "Running").then_some(()),
+    );
+    // Now make it fail its check: the task fails and is replaced.
+    docker(&["exec", &app, "rm", "/tmp/ready"]).ok();
+    wait_for(
+        "the unhealthy task to fail and be replaced",
+        Duration::from_secs(30),
+        || {
+            let all = tasks(&name);
+            let failed = all.iter().any(|t| {
+                t["CurrentState"]
+                    .as_str()
+                    .is_some_and(|s| s.starts_with("Failed"))
+                    && t["Error"] == "task: unhealthy container"
+            });
+            (failed && all.len() >= 2).then_some(())
+        },
+    );
+    swarm(&["service", "rm", &name]).ok();
 }

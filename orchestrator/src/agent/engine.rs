@@ -50,6 +50,43 @@ pub fn is_running(c: &ContainerSummary) -> bool {
     c.state.as_deref() == Some("running")
 }
 
+/// A running container's healthcheck state, from the container list's
+/// status text (`Up 5 seconds (health: starting)`): no inspect per task.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Health {
+    /// No healthcheck: running is all there is.
+    None,
+    Starting,
+    Healthy,
+    Unhealthy,
+}
+
+pub fn health(c: &ContainerSummary) -> Health {
+    let status = c.status.as_deref().unwrap_or_default();
+    if status.contains("(health: starting)") {
+        Health::Starting
+    } else if status.contains("(unhealthy)") {
+        Health::Unhealthy
+    } else if status.contains("(healthy)") {
+        Health::Healthy
+    } else {
+        Health::None
+    }
+}
+
+/// Docker's container healthcheck for a service's (durations in ns).
+fn health_config(h: &crate::types::HealthConfig) -> bollard::models::HealthConfig {
+    let ns = |ms: u64| (ms > 0).then_some(ms as i64 * 1_000_000);
+    bollard::models::HealthConfig {
+        test: (!h.test.is_empty()).then(|| h.test.clone()),
+        interval: ns(h.interval_ms),
+        timeout: ns(h.timeout_ms),
+        start_period: ns(h.start_period_ms),
+        retries: (h.retries > 0).then_some(h.retries as i64),
+        ..Default::default()
+    }
+}
+
 /// The container ran and stopped (as opposed to never having started).
 pub fn has_exited(c: &ContainerSummary) -> bool {
     matches!(c.state.as_deref(), Some("exited" | "dead"))
@@ -199,6 +236,7 @@ impl Engine {
             cmd: (!spec.args.is_empty()).then(|| spec.args.clone()),
             env: Some(spec.env.clone()),
             labels: Some(self.labels(task, "task")),
+            healthcheck: spec.healthcheck.as_ref().map(health_config),
             host_config: Some(HostConfig {
                 network_mode: Some(format!("container:{pause_id}")),
                 binds: Some(vec![format!("{resolv_conf}:/etc/resolv.conf:ro")]),
@@ -235,6 +273,16 @@ impl Engine {
             }) => Ok(false),
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// Whether a container has a healthcheck (its own or its image's).
+    pub async fn has_healthcheck(&self, id: &str) -> Result<bool, EngineError> {
+        let info = self
+            .docker
+            .inspect_container(id, None::<InspectContainerOptions>)
+            .await?;
+        let test = info.config.and_then(|c| c.healthcheck).and_then(|h| h.test);
+        Ok(test.is_some_and(|t| t.first().is_some_and(|f| f != "NONE")))
     }
 
     /// The exit code of a stopped container.

@@ -136,6 +136,8 @@ pub struct CreateArgs {
     /// How clients find the tasks: vip (a virtual IP) or dnsrr (DNS round robin).
     #[arg(long, value_enum, default_value = "vip")]
     pub endpoint_mode: EndpointModeArg,
+    #[command(flatten)]
+    pub health: super::health::HealthArgs,
     /// Exit immediately instead of waiting for the service to converge.
     #[arg(short, long)]
     pub detach: bool,
@@ -209,6 +211,7 @@ impl CreateArgs {
                 max_attempts: self.restart_max_attempts,
             },
             labels: super::network::parse_labels(&self.labels)?,
+            healthcheck: self.health.config()?,
             placement,
             resources,
             ports,

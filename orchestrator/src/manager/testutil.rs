@@ -39,6 +39,7 @@ pub fn service(id: &str, mode: Mode, replicas: u64) -> Service {
             networks: Vec::new(),
             endpoint_mode: Default::default(),
             labels: Default::default(),
+            healthcheck: None,
         },
         endpoint: Default::default(),
         meta: Meta {

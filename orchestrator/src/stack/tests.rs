@@ -88,3 +88,26 @@ fn refusals_name_the_service() {
     );
     assert!(convert("bad name!", &tutorial()).is_err());
 }
+
+#[test]
+fn a_compose_healthcheck_becomes_the_container_healthcheck() {
+    let doc = json!({"services": {
+        "a": {"image": "x", "healthcheck": {"test": ["CMD-SHELL", "curl -f localhost"], "interval": "1m30s", "retries": 3}},
+        "b": {"image": "x", "healthcheck": {"disable": true}},
+        "c": {"image": "x", "healthcheck": {"test": ["curl"]}}
+    }});
+    let err = convert("s", &doc).unwrap_err();
+    assert!(
+        err.contains("service c: healthcheck.test must start with CMD"),
+        "{err}"
+    );
+    let doc = json!({"services": {
+        "a": doc["services"]["a"].clone(),
+        "b": doc["services"]["b"].clone()
+    }});
+    let spec = convert("s", &doc).unwrap();
+    let a = spec.services[0].healthcheck.clone().unwrap();
+    assert_eq!(a.test, ["CMD-SHELL", "curl -f localhost"]);
+    assert_eq!((a.interval_ms, a.retries), (90_000, 3));
+    assert_eq!(spec.services[1].healthcheck, Some(HealthConfig::disabled()));
+}
