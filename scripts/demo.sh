@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
-# Brings up a local one-node cluster in the lab and runs a 3-replica service
-# of the test image, then shows its tasks and an answer from each replica.
+# The seed tutorial on a local three-node cluster in the lab: a manager (n1)
+# and two workers, the tutorial's stack (examples/tutorial) deployed with
+# `swarm deploy`, and port 8000 answering on every node through the
+# routing mesh. Prints the URL, then answers from each node: two web
+# containers taking turns and a counter that rises.
 #
 # Usage: scripts/demo.sh          (scripts/lab.sh down removes it all)
 set -euo pipefail
@@ -17,39 +20,44 @@ cargo build -p swarm-orchestrator
 scripts/images.sh
 
 export SWARM_BIN="$REPO_ROOT/target/debug/swarm"
-swarm() { scripts/lab.sh exec n1 "$SWARM_BIN" "$@"; }
+on() {
+    local node=$1
+    shift
+    scripts/lab.sh exec "$node" "$SWARM_BIN" "$@"
+}
+swarm() { on n1 "$@"; }
 
-log "starting a one-node lab"
-scripts/lab.sh up 1
+log "starting a three-node lab"
+scripts/lab.sh up 3
 if [[ $(swarm info --format json | jq -r .Swarm) != active ]]; then
     swarm init
 fi
+token=$(swarm join-token -q worker)
+for n in n2 n3; do
+    if [[ $(on "$n" info --format json | jq -r .Swarm) != active ]]; then
+        on "$n" join --token "$token" 198.18.0.11
+    fi
+done
 
-if swarm service inspect demo >/dev/null 2>&1; then
-    log "service demo exists; scaling it to 3"
-    swarm service scale demo=3
-else
-    log "creating service demo (3 replicas of swarm/whoami, port 8000 through the routing mesh)"
-    swarm service create --name demo --replicas 3 -p 8000:80 swarm/whoami
-fi
+log "deploying the tutorial's stack (waits until every service runs)"
+swarm deploy -c examples/tutorial/docker-compose.yml demo
 
 echo
 swarm node ls
 echo
-swarm service ls
+swarm stack services demo
 echo
-swarm service ps demo
+log "open http://198.18.0.11:8000/ (or .12, .13) from the lab's client:"
+log "  scripts/lab.sh exec client curl http://198.18.0.12:8000/"
 echo
-log "each replica answers on its own address (from inside node n1):"
-for addr in $(swarm service ps demo --format json | jq -r 'select(.DesiredState == "Running") | .GatewayAddr'); do
-    printf -- '--- http://%s/\n' "$addr"
-    scripts/lab.sh exec n1 curl -s -m 5 "http://$addr/"
+for round in 1 2; do
+    for node in 198.18.0.11 198.18.0.12 198.18.0.13; do
+        page=$(scripts/lab.sh exec client curl -s -m 5 "http://$node:8000/")
+        container=$(sed -n 's/.*id="hostname">\([^<]*\)<.*/\1/p' <<<"$page")
+        count=$(sed -n 's/.*id="requests">\([^<]*\)<.*/\1/p' <<<"$page")
+        printf 'round %s  %-12s  served by %-28s  requests so far: %s\n' "$round" "$node" "$container" "$count"
+    done
 done
 echo
-log "through the routing mesh, from the lab's client (the replicas see its address):"
-for _ in 1 2 3; do
-    scripts/lab.sh exec client curl -s -m 5 "http://198.18.0.11:8000/"
-done
-echo
-log "try: scripts/lab.sh exec n1 $SWARM_BIN service scale demo=5"
+log "try: scripts/lab.sh exec n1 $SWARM_BIN service scale demo_web=4"
 log "tear down: scripts/lab.sh down"
