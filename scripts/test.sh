@@ -14,6 +14,8 @@ need_root "drives network namespaces, Docker and the lab"
 
 start=$(now)
 log "setup";          scripts/setup.sh
+# A real registry for the image-pull scenario.
+ensure_packages docker-registry
 # setup.sh may have installed a toolchain into a fresh shell's PATH.
 export PATH="$HOME/.cargo/bin:$PATH"
 log "build";          cargo build --workspace --all-targets

@@ -250,6 +250,11 @@ impl Agent {
         self.send(vec![(task.id.clone(), TaskStatus::new(state, message))]);
     }
 
+    /// Report a step's progress in the state the task is in (image pull).
+    fn progress(&self, task: &Task, state: TaskState, message: &str) {
+        self.send(vec![(task.id.clone(), TaskStatus::new(state, message))]);
+    }
+
     fn send(&self, report: session::Report) {
         if self.link.reports.send(report).is_err() {
             tracing::warn!("the dispatcher session is gone; task status not reported");

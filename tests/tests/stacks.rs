@@ -2,8 +2,9 @@
 //! tutorial's compose file deployed with `swarm deploy`, answering on every
 //! node; redeploys that change only what changed; refusals that change
 //! nothing; `stack rm` leaving nothing behind; and healthchecks (a task is
-//! STARTING until healthy, and an unhealthy one is replaced). Real daemons
-//! in netns, real Docker, the XDP data plane.
+//! STARTING until healthy, and an unhealthy one is replaced); and image
+//! pulls from a real registry started by the test. Real daemons in netns,
+//! real Docker, the XDP data plane.
 
 use serde_json::Value;
 use std::collections::BTreeSet;
@@ -334,4 +335,93 @@ fn a_task_is_starting_until_its_healthcheck_passes_and_an_unhealthy_one_is_repla
         },
     );
     swarm(&["service", "rm", &name]).ok();
+}
+
+/// Debian's docker-registry on loopback (the engine trusts loopback
+/// registries without TLS), killed when dropped.
+struct Registry {
+    child: std::process::Child,
+    addr: &'static str,
+}
+
+impl Registry {
+    fn start() -> Registry {
+        let dir = tempfile_dir();
+        let config = format!("{dir}/config.yml");
+        let addr = "127.0.0.1:5055";
+        std::fs::write(
+            &config,
+            format!("version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {dir}/data\nhttp:\n  addr: {addr}\nlog:\n  level: error\n"),
+        )
+        .unwrap();
+        let child = std::process::Command::new("docker-registry")
+            .args(["serve", &config])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("prerequisite missing: docker-registry (scripts/test.sh installs it)");
+        let url = format!("http://{addr}/v2/");
+        wait_for("the registry to answer", Duration::from_secs(20), || {
+            (run(std::process::Command::new("curl").args(["-sf", &url])).code == 0).then_some(())
+        });
+        Registry { child, addr }
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn a_node_without_the_image_pulls_it_from_the_registry_and_a_missing_one_is_rejected() {
+    let _lab = three_node_swarm("xdp");
+    let registry = Registry::start();
+    let image = format!("{}/swarm-whoami:pulled", registry.addr);
+    docker(&["tag", "swarm/whoami:latest", &image]).ok();
+    docker(&["push", &image]).ok();
+    docker(&["rmi", &image]).ok();
+    assert_ne!(
+        docker(&["image", "inspect", &image]).code,
+        0,
+        "the engine lacks the image"
+    );
+
+    let name = unique("pulled");
+    swarm(&[
+        "service",
+        "create",
+        "--name",
+        &name,
+        "--replicas",
+        "2",
+        &image,
+    ])
+    .ok();
+    assert_eq!(running_tasks(&name).len(), 2);
+    assert_eq!(
+        docker(&["image", "inspect", &image]).code,
+        0,
+        "the agent pulled it"
+    );
+    swarm(&["service", "rm", &name]).ok();
+
+    let missing = format!("{}/never-pushed:v1", registry.addr);
+    let name = unique("missing");
+    swarm(&["service", "create", "--detach", "--name", &name, &missing]).ok();
+    let err = wait_for("the task to be rejected", Duration::from_secs(30), || {
+        tasks(&name)
+            .iter()
+            .find(|t| {
+                t["CurrentState"]
+                    .as_str()
+                    .is_some_and(|s| s.starts_with("Rejected"))
+            })
+            .map(|t| t["Error"].as_str().unwrap_or_default().to_string())
+    });
+    assert!(err.contains(&format!("pulling image {missing}")), "{err}");
+    swarm(&["service", "rm", &name]).ok();
+    docker(&["rmi", &image]).ok();
 }

@@ -50,6 +50,20 @@ pub fn is_running(c: &ContainerSummary) -> bool {
     c.state.as_deref() == Some("running")
 }
 
+/// An image reference as the pull API takes it: `name` and `tag`, the tag
+/// `latest` when none is given (an empty tag would pull every tag), or a
+/// digest kept in the name.
+pub fn split_tag(image: &str) -> (&str, &str) {
+    if image.contains('@') {
+        return (image, "");
+    }
+    let last = image.rsplit('/').next().unwrap_or(image);
+    match last.rsplit_once(':') {
+        Some((_, tag)) => (&image[..image.len() - tag.len() - 1], tag),
+        None => (image, "latest"),
+    }
+}
+
 /// A running container's healthcheck state, from the container list's
 /// status text (`Up 5 seconds (health: starting)`): no inspect per task.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -176,6 +190,43 @@ impl Engine {
     /// Docker's container name for a task: `web.1.<task id>`.
     pub fn container_name(task: &Task) -> String {
         format!("{}.{}", task.name(), task.id)
+    }
+
+    /// Pull `image` from its registry, calling `progress` with Docker's
+    /// status lines (`Downloading [==>   ] 1.2MB/3.4MB`) as they come.
+    /// Docker's message when the pull fails.
+    pub async fn pull(&self, image: &str, mut progress: impl FnMut(String)) -> Result<(), String> {
+        use bollard::image::CreateImageOptions;
+        use futures::StreamExt;
+        let (name, tag) = split_tag(image);
+        let opts = CreateImageOptions {
+            from_image: name,
+            tag,
+            ..Default::default()
+        };
+        let mut stream = self.docker.create_image(Some(opts), None, None);
+        while let Some(item) = stream.next().await {
+            match item {
+                Ok(info) => {
+                    if let Some(err) = info.error {
+                        return Err(err);
+                    }
+                    let line = [info.status, info.progress]
+                        .into_iter()
+                        .flatten()
+                        .collect::<Vec<_>>()
+                        .join(" ");
+                    if !line.is_empty() {
+                        progress(line);
+                    }
+                }
+                Err(bollard::errors::Error::DockerResponseServerError { message, .. }) => {
+                    return Err(message)
+                }
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+        Ok(())
     }
 
     /// Whether the image is present locally; Docker's message if not.
@@ -324,5 +375,25 @@ impl Engine {
             }) => Ok(()),
             Err(e) => Err(e.into()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_tag;
+
+    #[test]
+    fn image_references_split_into_name_and_tag() {
+        assert_eq!(split_tag("redis"), ("redis", "latest"));
+        assert_eq!(split_tag("redis:7"), ("redis", "7"));
+        assert_eq!(
+            split_tag("127.0.0.1:5000/app"),
+            ("127.0.0.1:5000/app", "latest")
+        );
+        assert_eq!(
+            split_tag("127.0.0.1:5000/app:v2"),
+            ("127.0.0.1:5000/app", "v2")
+        );
+        assert_eq!(split_tag("app@sha256:ab"), ("app@sha256:ab", ""));
     }
 }

@@ -29,6 +29,8 @@ pub struct Controller<'a> {
     pub view: &'a NodeView,
 }
 
+const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
 fn rejected(message: &str, err: impl ToString) -> TaskStatus {
     TaskStatus::new(TaskState::Rejected, message).with_err(err.to_string())
 }
@@ -43,11 +45,9 @@ impl Controller<'_> {
         used: &Mutex<HashSet<Ipv4Addr>>,
     ) -> Result<Sandbox, TaskStatus> {
         let (agent, task) = (self.agent, self.task);
-        agent
-            .engine
-            .check_image(&task.spec.image)
-            .await
-            .map_err(|m| rejected("preparing failed", m))?;
+        if agent.engine.check_image(&task.spec.image).await.is_err() {
+            self.pull().await?;
+        }
         if let Err(msg) = agent.engine.check_image(&agent.pause_image).await {
             let err = format!("{msg} (the pause image is built by scripts/images.sh)");
             return Err(rejected("preparing failed", err));
@@ -123,6 +123,29 @@ impl Controller<'_> {
             pid,
             gw_addr,
         })
+    }
+
+    /// Pull the task's image, its progress shown in the task's PREPARING
+    /// state (at most one report a second). A failed pull rejects the task
+    /// with Docker's message.
+    async fn pull(&self) -> Result<(), TaskStatus> {
+        let image = &self.task.spec.image;
+        let mut last = std::time::Instant::now() - PROGRESS_EVERY;
+        let progress = |line: String| {
+            if last.elapsed() >= PROGRESS_EVERY {
+                last = std::time::Instant::now();
+                self.agent.progress(
+                    self.task,
+                    TaskState::Preparing,
+                    &format!("pulling {image}: {line}"),
+                );
+            }
+        };
+        self.agent
+            .engine
+            .pull(image, progress)
+            .await
+            .map_err(|e| rejected("preparing failed", format!("pulling image {image}: {e}")))
     }
 
     /// Create and start the application inside the sandbox. A failure to
