@@ -311,14 +311,19 @@ fn unknown_image_is_rejected_with_dockers_reason() {
         "no-such-image-here:1.0",
     ]);
     assert_ne!(out.code, 0, "create must fail: {out:?}");
+    // The agent tries to pull it (no registry is reachable here) and
+    // rejects the task with Docker's reason.
     assert!(
-        out.stderr.contains("rejected") && out.stderr.contains("No such image"),
+        out.stderr.contains("rejected")
+            && out
+                .stderr
+                .contains("pulling image no-such-image-here:1.0: "),
         "{out:?}"
     );
     let ps = swarm(&["service", "ps", &name, "--no-trunc"]).ok();
     assert!(ps.stdout.contains("Rejected"), "{}", ps.stdout);
     assert!(
-        ps.stdout.contains("No such image: no-such-image-here:1.0"),
+        ps.stdout.contains("pulling image no-such-image-here:1.0: "),
         "{}",
         ps.stdout
     );

@@ -177,50 +177,87 @@ fn render(v: &View) -> Vec<String> {
     lines
 }
 
+/// The progress lines on the terminal: redrawn in place on a TTY, and only
+/// new lines otherwise (logs, CI).
+struct Screen {
+    tty: bool,
+    quiet: bool,
+    shown: Vec<String>,
+}
+
+impl Screen {
+    fn new(quiet: bool) -> Screen {
+        Screen {
+            tty: std::io::stdout().is_terminal(),
+            quiet,
+            shown: Vec::new(),
+        }
+    }
+
+    fn show(&mut self, lines: Vec<String>) -> std::io::Result<()> {
+        if self.quiet || lines == self.shown {
+            return Ok(());
+        }
+        let mut out = std::io::stdout();
+        if self.tty && !self.shown.is_empty() {
+            write!(out, "\x1b[{}A", self.shown.len())?;
+        }
+        for l in &lines {
+            if self.tty {
+                writeln!(out, "\x1b[2K{l}")?;
+            } else if !self.shown.contains(l) {
+                writeln!(out, "{l}")?;
+            }
+        }
+        out.flush()?;
+        self.shown = lines;
+        Ok(())
+    }
+
+    fn line(&self, text: &str) -> std::io::Result<()> {
+        if !self.quiet {
+            writeln!(std::io::stdout(), "{text}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Converged, with the same tasks running, for `VERIFY`.
+#[derive(Default)]
+struct Steady(Option<(Instant, BTreeSet<String>)>);
+
+impl Steady {
+    fn held(&mut self, converged: bool, running: &BTreeSet<String>) -> bool {
+        self.0 = match (converged, self.0.take()) {
+            (false, _) => None,
+            (true, Some((at, ids))) if ids == *running => Some((at, ids)),
+            (true, _) => Some((Instant::now(), running.clone())),
+        };
+        self.0
+            .as_ref()
+            .is_some_and(|(at, _)| at.elapsed() >= VERIFY)
+    }
+}
+
 pub async fn wait_converged(c: &mut Client, svc: &Service, quiet: bool) -> Result<()> {
-    let tty = std::io::stdout().is_terminal();
-    let mut out = std::io::stdout();
-    let mut shown: Vec<String> = Vec::new();
+    let mut screen = Screen::new(quiet);
     let started = Instant::now();
-    let mut stable_since: Option<(Instant, BTreeSet<String>)> = None;
+    let mut steady = Steady::default();
     loop {
         let tasks = fetch_tasks(c, &svc.id).await?;
         // Tasks made for this change: the service's last update or later.
         let v = view(svc, &tasks, svc.meta.updated_at);
         let lines = render(&v);
-        if !quiet && lines != shown {
-            if tty && !shown.is_empty() {
-                write!(out, "\x1b[{}A", shown.len())?;
-            }
-            for l in &lines {
-                if tty {
-                    writeln!(out, "\x1b[2K{l}")?;
-                } else if !shown.contains(l) {
-                    writeln!(out, "{l}")?;
-                }
-            }
-            out.flush()?;
-            shown = lines;
-        }
+        screen.show(lines)?;
         if let Some(why) = v.failure {
             bail!(
                 "service {} did not converge: {why}\nThe service exists; see `swarm service ps {}`, then fix it or remove it with `swarm service rm {}`",
                 svc.spec.name, svc.spec.name, svc.spec.name
             );
         }
-        let converged = v.converged();
-        stable_since = match (converged, stable_since) {
-            (false, _) => None,
-            (true, Some((at, ids))) if ids == v.running_ids => Some((at, ids)),
-            (true, _) => Some((Instant::now(), v.running_ids.clone())),
-        };
-        if let Some((at, _)) = &stable_since {
-            if at.elapsed() >= VERIFY {
-                if !quiet {
-                    writeln!(out, "verify: Service {} converged", svc.spec.name)?;
-                }
-                return Ok(());
-            }
+        if steady.held(v.converged(), &v.running_ids) {
+            screen.line(&format!("verify: Service {} converged", svc.spec.name))?;
+            return Ok(());
         }
         if started.elapsed() > GIVE_UP {
             bail!(
@@ -238,11 +275,9 @@ pub async fn wait_converged(c: &mut Client, svc: &Service, quiet: bool) -> Resul
 /// (`demo_web  2/2 running`), and fail naming the service and its task's
 /// error as soon as one cannot converge.
 pub async fn wait_stack(c: &mut Client, stack: &str, quiet: bool) -> Result<()> {
-    let tty = std::io::stdout().is_terminal();
-    let mut out = std::io::stdout();
-    let mut shown: Vec<String> = Vec::new();
+    let mut screen = Screen::new(quiet);
     let started = Instant::now();
-    let mut stable_since: Option<(Instant, BTreeSet<String>)> = None;
+    let mut steady = Steady::default();
     loop {
         let mut services = super::service::fetch_services(c).await?;
         services.retain(|s| crate::stack::stack_of(&s.spec.labels) == Some(stack));
@@ -280,29 +315,8 @@ pub async fn wait_stack(c: &mut Client, stack: &str, quiet: bool) -> Result<()> 
                 v.slots.len()
             ));
         }
-        if !quiet && lines != shown {
-            if tty && !shown.is_empty() {
-                write!(out, "\x1b[{}A", shown.len())?;
-            }
-            for l in &lines {
-                if tty {
-                    writeln!(out, "\x1b[2K{l}")?;
-                } else if !shown.contains(l) {
-                    writeln!(out, "{l}")?;
-                }
-            }
-            out.flush()?;
-            shown = lines;
-        }
-        stable_since = match (converged, stable_since) {
-            (false, _) => None,
-            (true, Some((at, ids))) if ids == all_ids => Some((at, ids)),
-            (true, _) => Some((Instant::now(), all_ids)),
-        };
-        if stable_since
-            .as_ref()
-            .is_some_and(|(at, _)| at.elapsed() >= VERIFY)
-        {
+        screen.show(lines)?;
+        if steady.held(converged, &all_ids) {
             return Ok(());
         }
         if started.elapsed() > GIVE_UP {
