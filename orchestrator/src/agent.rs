@@ -244,13 +244,13 @@ impl Agent {
     /// Report an intermediate state right away, so `service ps` and the
     /// progress display follow a slow start step by step.
     async fn report(&self, task: &Task, state: TaskState, message: &str) {
-        if task.status.state >= state {
-            return;
+        if task.status.state < state {
+            self.progress(task, state, message);
         }
-        self.send(vec![(task.id.clone(), TaskStatus::new(state, message))]);
     }
 
-    /// Report a step's progress in the state the task is in (image pull).
+    /// Report a step's progress, also within the state the task is in
+    /// already (an image pull's lines).
     fn progress(&self, task: &Task, state: TaskState, message: &str) {
         self.send(vec![(task.id.clone(), TaskStatus::new(state, message))]);
     }

@@ -7,7 +7,7 @@ use crate::stack::{self, plan};
 use crate::state::Command;
 use crate::store::Store;
 use crate::types::{new_id, now_ms};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tonic::Status;
 
 /// How long `stack rm` waits for the stack's tasks to let go of its
@@ -46,48 +46,39 @@ pub async fn deploy(
 /// Services go at once; a network goes when no task holds an address on
 /// it any more, which the agents report as the tasks stop.
 pub async fn remove(store: &Store, name: &str) -> Result<pb::DeployStackResponse, Status> {
-    let st = store.state();
-    let p = plan::remove(&st, name)?;
-    let services: Vec<Command> = p
-        .commands
-        .iter()
-        .filter(|c| matches!(c, Command::RemoveService { .. }))
-        .cloned()
-        .collect();
-    if !services.is_empty() {
+    let p = plan::remove(&store.state(), name)?;
+    if !p.commands.is_empty() {
         store
-            .write(Command::Atomic(services))
+            .write(Command::Atomic(p.commands.clone()))
             .await
             .map_err(Status::from)?;
     }
     let mut out = response(&p, Vec::new());
-    let deadline = Instant::now() + NETWORK_WAIT;
+    let mut changes = store.subscribe();
+    let deadline = tokio::time::Instant::now() + NETWORK_WAIT;
     loop {
-        let st = store.state();
+        let st = changes.borrow_and_update().clone();
         let left: Vec<_> = plan::networks_of(&st, name).cloned().collect();
         if left.is_empty() {
             return Ok(out);
         }
-        for n in left {
-            let busy = st.tasks.values().any(|t| {
-                crate::state::holds_addresses(t)
-                    && t.networks.iter().flatten().any(|a| a.network_id == n.id)
-            });
-            if busy {
-                continue;
-            }
+        for n in left.iter().filter(|n| !st.has_task_addresses(&n.id)) {
             store
                 .write(Command::RemoveNetwork { id: n.id.clone() })
                 .await
                 .map_err(Status::from)?;
             out.networks_removed.push(n.spec.name.clone());
         }
-        if Instant::now() > deadline {
-            return Err(Status::deadline_exceeded(format!(
-                "stack {name}: services removed, but tasks still hold addresses on its networks after {}s; run 'swarm stack rm {name}' again once they have stopped",
-                NETWORK_WAIT.as_secs()
-            )));
+        // Wait for the next change of the state (a task stopping).
+        match tokio::time::timeout_at(deadline, changes.changed()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => return Err(Status::unavailable("the store is shutting down")),
+            Err(_) => {
+                return Err(Status::deadline_exceeded(format!(
+                    "stack {name}: services removed, but tasks still hold addresses on its networks after {}s; run 'swarm stack rm {name}' again once they have stopped",
+                    NETWORK_WAIT.as_secs()
+                )))
+            }
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

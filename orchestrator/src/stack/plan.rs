@@ -136,7 +136,8 @@ pub fn plan(
     Ok(plan)
 }
 
-/// Removing a stack: its services, then its networks.
+/// Removing a stack: its services. Its networks go later, each once no
+/// task holds an address on it (`api/stack.rs`).
 pub fn remove(st: &State, stack: &str) -> Result<Plan, Status> {
     let mut plan = Plan::default();
     for s in services_of(st, stack) {
@@ -144,11 +145,7 @@ pub fn remove(st: &State, stack: &str) -> Result<Plan, Status> {
         plan.commands
             .push(Command::RemoveService { id: s.id.clone() });
     }
-    for n in networks_of(st, stack) {
-        plan.commands
-            .push(Command::RemoveNetwork { id: n.id.clone() });
-    }
-    if plan.commands.is_empty() {
+    if plan.commands.is_empty() && networks_of(st, stack).next().is_none() {
         return Err(Status::not_found(format!(
             "nothing found in stack: {stack}"
         )));

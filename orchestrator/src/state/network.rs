@@ -162,6 +162,14 @@ impl State {
             .find(|s| self.check_subnet(*s).is_ok())
     }
 
+    /// Whether a task that has not ended still holds an address on the
+    /// network (it cannot be removed until none does).
+    pub fn has_task_addresses(&self, id: &str) -> bool {
+        self.tasks
+            .values()
+            .any(|t| holds_addresses(t) && t.networks.iter().flatten().any(|a| a.network_id == id))
+    }
+
     pub(super) fn remove_network(&mut self, id: &str) -> Response {
         let Some(net) = self.networks.get(id) else {
             return not_found(Kind::Network, id);
@@ -179,11 +187,7 @@ impl State {
                 users.join(", ")
             )));
         }
-        let busy = self
-            .tasks
-            .values()
-            .any(|t| holds_addresses(t) && t.networks.iter().flatten().any(|a| a.network_id == id));
-        if busy {
+        if self.has_task_addresses(id) {
             return Response::err(Rejection::Invalid(format!(
                 "network {} still has task addresses; wait for its tasks to stop",
                 net.spec.name
