@@ -32,12 +32,20 @@ impl Ck<'_> {
         )
     }
 
-    /// The entries of a mapping; `null` is an empty one where `nullable`.
+    /// The entries of a mapping; anything else is "must be a {what}"
+    /// (docker names the first type a key accepts).
     pub fn map<'n>(&self, n: &'n Node, path: &str, what: &str) -> R<&'n [Entry]> {
         match &n.kind {
             Kind::Map(m) => Ok(m),
-            Kind::Null if what.ends_with("or null") => Ok(&[]),
             _ => Err(self.fail(n.pos, path, &format!("must be a {what}"))),
+        }
+    }
+
+    /// A mapping where `null` is allowed and means an empty one.
+    pub fn map_or_null<'n>(&self, n: &'n Node, path: &str) -> R<&'n [Entry]> {
+        match &n.kind {
+            Kind::Null => Ok(&[]),
+            _ => self.map(n, path, "mapping or null"),
         }
     }
 
@@ -80,6 +88,16 @@ impl Ck<'_> {
     /// A string or a number, printed as a string (`expose`, label values).
     pub fn string_or_number(&self, n: &Node, path: &str) -> R<String> {
         scalar_text(n).ok_or_else(|| self.fail(n.pos, path, "must be a string or number"))
+    }
+
+    /// docker's memory values: a size as a string (`50M`; a bare number is
+    /// refused), printed as a string of bytes.
+    pub fn bytes(&self, n: &Node, path: &str) -> R {
+        let text = self.string(n, path)?;
+        let b = ram_in_bytes(&text).ok_or_else(|| {
+            Error::at(self.file, n.pos, format!("{path}: invalid size: '{text}'"))
+        })?;
+        Ok(json!(b.to_string()))
     }
 
     /// A Go duration, printed as Go prints it (`90s` is `1m30s`).

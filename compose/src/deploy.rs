@@ -1,13 +1,12 @@
 //! A service's `deploy:` section.
 
 use crate::check::{Ck, R};
-use crate::service::bytes;
 use crate::yaml::{Kind, Node};
 use serde_json::{json, Map, Value};
 
 pub fn deploy(ck: &Ck, n: &Node, path: &str) -> R {
     let mut out = Map::new();
-    for (k, pos, v) in ck.map(n, path, "mapping or null")? {
+    for (k, pos, v) in ck.map_or_null(n, path)? {
         let p = format!("{path}.{k}");
         let p = p.as_str();
         let value = match k.as_str() {
@@ -61,7 +60,7 @@ fn resources(ck: &Ck, n: &Node, path: &str) -> R {
             let rp = format!("{p}.{r}");
             let value = match r.as_str() {
                 "cpus" => json!(ck.string(e, &rp)?),
-                "memory" => bytes(ck, e, &rp)?,
+                "memory" => ck.bytes(e, &rp)?,
                 "pids" if k == "limits" => json!(ck.int(e, &rp)?),
                 "generic_resources" if k == "reservations" => generic(ck, e, &rp)?,
                 _ => return Err(ck.unknown(*rpos, &p, r)),

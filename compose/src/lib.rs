@@ -10,9 +10,9 @@
 
 mod check;
 mod deploy;
-pub mod dotenv;
+mod dotenv;
 pub mod emit;
-pub mod interpolate;
+mod interpolate;
 mod merge;
 mod ports;
 mod service;
@@ -24,8 +24,7 @@ use serde_json::Value;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-pub use check::{parse_duration, ram_in_bytes};
-pub use top::LATEST;
+pub use check::parse_duration;
 
 /// What failed, and where.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,15 +80,6 @@ pub struct Options {
 /// Variables come from the process environment, then from the `.env`
 /// beside the first file.
 pub fn load(files: &[PathBuf], opts: &Options) -> Result<Value, Error> {
-    load_with(files, opts, &|name: &str| std::env::var(name).ok())
-}
-
-/// `load` with the process environment given (tests).
-pub fn load_with(
-    files: &[PathBuf],
-    opts: &Options,
-    process_env: &dyn Fn(&str) -> Option<String>,
-) -> Result<Value, Error> {
     let first = files
         .first()
         .ok_or_else(|| Error::in_file(Path::new("-"), "no compose file given"))?;
@@ -106,7 +96,11 @@ pub fn load_with(
     let dir = std::fs::canonicalize(dir)
         .map_err(|e| Error::in_file(first, format!("cannot open its directory: {e}")))?;
     let dotenv = dotenv::read(&dir.join(".env"))?;
-    let lookup = |name: &str| process_env(name).or_else(|| dotenv.get(name).cloned());
+    let lookup = |name: &str| {
+        std::env::var(name)
+            .ok()
+            .or_else(|| dotenv.get(name).cloned())
+    };
     let mut merged: Option<Value> = None;
     for file in files {
         let text = std::fs::read_to_string(file)

@@ -3,7 +3,7 @@
 //! (ports, volumes, secrets), lists become mappings (environment, labels),
 //! durations and sizes take Go's forms.
 
-use crate::check::{ram_in_bytes, scalar_text, to_json, Ck, R};
+use crate::check::{scalar_text, to_json, Ck, R};
 use crate::ports;
 use crate::yaml::{Kind, Node};
 use serde_json::{json, Map, Value};
@@ -267,7 +267,7 @@ fn networks(ck: &Ck, n: &Node, path: &str) -> R {
                     Kind::Null => Value::Null,
                     _ => {
                         let mut m = Map::new();
-                        for (k, pos, e) in ck.map(v, &p, "mapping or null")? {
+                        for (k, pos, e) in ck.map_or_null(v, &p)? {
                             let kp = format!("{p}.{k}");
                             let value = match k.as_str() {
                                 "aliases" => json!(ck.strings(e, &kp)?),
@@ -377,16 +377,6 @@ fn build(ck: &Ck, n: &Node, path: &str) -> R {
         out.insert(k.clone(), value);
     }
     Ok(Value::Object(out))
-}
-
-/// docker's memory values: a size as a string (`50M`; a bare number is
-/// refused), printed as a string of bytes.
-pub fn bytes(ck: &Ck, n: &Node, path: &str) -> R {
-    let text = ck.string(n, path)?;
-    let b = ram_in_bytes(&text).ok_or_else(|| {
-        crate::Error::at(ck.file, n.pos, format!("{path}: invalid size: '{text}'"))
-    })?;
-    Ok(json!(b.to_string()))
 }
 
 #[cfg(test)]

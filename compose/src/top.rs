@@ -96,7 +96,7 @@ fn settle_external(out: &mut Map<String, Value>, key: &str) {
 
 fn network(ck: &Ck, key: &str, n: &Node, path: &str) -> R {
     let mut out = Map::new();
-    for (k, pos, v) in ck.map(n, path, "mapping or null")? {
+    for (k, pos, v) in ck.map_or_null(n, path)? {
         let p = format!("{path}.{k}");
         let value = match common(ck, k, v, path)? {
             Some(value) => value,
@@ -139,7 +139,7 @@ fn ipam(ck: &Ck, n: &Node, path: &str) -> R {
 
 fn volume(ck: &Ck, key: &str, n: &Node, path: &str) -> R {
     let mut out = Map::new();
-    for (k, pos, v) in ck.map(n, path, "mapping or null")? {
+    for (k, pos, v) in ck.map_or_null(n, path)? {
         let value = match common(ck, k, v, path)? {
             Some(value) => value,
             None if k.starts_with("x-") => to_json(v),

@@ -108,10 +108,10 @@ fn long(ck: &Ck, n: &Node, path: &str) -> R {
                 ck,
                 v,
                 &p,
-                &[("propagation", "s"), ("create_host_path", "b")],
+                &[("propagation", Opt::Str), ("create_host_path", Opt::Bool)],
             )?,
-            "volume" => options(ck, v, &p, &[("nocopy", "b")])?,
-            "tmpfs" => options(ck, v, &p, &[("size", "n")])?,
+            "volume" => options(ck, v, &p, &[("nocopy", Opt::Bool)])?,
+            "tmpfs" => options(ck, v, &p, &[("size", Opt::Num)])?,
             _ => return Err(ck.unknown(*pos, path, k)),
         };
         m.insert(k.clone(), value);
@@ -125,15 +125,23 @@ fn long(ck: &Ck, n: &Node, path: &str) -> R {
     Ok(Value::Object(m))
 }
 
-/// A small mapping of typed options: s string, b boolean, n number.
-fn options(ck: &Ck, n: &Node, path: &str, keys: &[(&str, &str)]) -> R {
+/// The type of one option of a long-syntax volume.
+#[derive(Clone, Copy)]
+enum Opt {
+    Str,
+    Bool,
+    Num,
+}
+
+/// A small mapping of typed options.
+fn options(ck: &Ck, n: &Node, path: &str, keys: &[(&str, Opt)]) -> R {
     let mut m = Map::new();
     for (k, pos, v) in ck.map(n, path, "mapping")? {
         let p = format!("{path}.{k}");
         let value = match keys.iter().find(|(name, _)| name == k).map(|(_, t)| *t) {
-            Some("s") => json!(ck.string(v, &p)?),
-            Some("b") => json!(ck.bool(v, &p)?),
-            Some(_) => ck.number(v, &p)?,
+            Some(Opt::Str) => json!(ck.string(v, &p)?),
+            Some(Opt::Bool) => json!(ck.bool(v, &p)?),
+            Some(Opt::Num) => ck.number(v, &p)?,
             None => return Err(ck.unknown(*pos, path, k)),
         };
         m.insert(k.clone(), value);
