@@ -279,9 +279,7 @@ pub async fn wait_stack(c: &mut Client, stack: &str, quiet: bool) -> Result<()> 
     let started = Instant::now();
     let mut steady = Steady::default();
     loop {
-        let mut services = super::service::fetch_services(c).await?;
-        services.retain(|s| crate::stack::stack_of(&s.spec.labels) == Some(stack));
-        services.sort_by(|a, b| a.spec.name.cmp(&b.spec.name));
+        let services = super::stack::fetch_stack_services(c, stack).await?;
         let tasks = fetch_tasks(c, "").await?;
         let width = services
             .iter()

@@ -383,15 +383,21 @@ pub async fn ls(
     format: Option<Format>,
     stack: Option<&str>,
 ) -> Result<()> {
-    let mut services = fetch_services(c).await?;
-    // Docker lists services by name.
-    services.sort_by(|a, b| a.spec.name.cmp(&b.spec.name));
-    if let Some(stack) = stack {
-        services.retain(|s| crate::stack::stack_of(&s.spec.labels) == Some(stack));
-        if services.is_empty() {
-            bail!("nothing found in stack: {stack}");
+    let services = match stack {
+        Some(stack) => {
+            let services = super::stack::fetch_stack_services(c, stack).await?;
+            if services.is_empty() {
+                bail!("nothing found in stack: {stack}");
+            }
+            services
         }
-    }
+        None => {
+            let mut all = fetch_services(c).await?;
+            // Docker lists services by name.
+            all.sort_by(|a, b| a.spec.name.cmp(&b.spec.name));
+            all
+        }
+    };
     let tasks = fetch_tasks(c, "").await?;
     let mut rows = Vec::new();
     for s in &services {

@@ -6,8 +6,9 @@ use super::format::{json_lines, table};
 use super::service::fetch_services;
 use super::tasks::TableArgs;
 use super::{is_json, Format};
-use crate::api::client::{connect, status_error};
+use crate::api::client::{connect, status_error, Client};
 use crate::api::pb;
+use crate::types::Service;
 use anyhow::{bail, Result};
 use clap::{Args, Subcommand};
 use serde_json::json;
@@ -160,16 +161,23 @@ async fn ls(host: &str, format: Option<Format>) -> Result<()> {
 
 async fn ps(host: &str, stack: &str, out: TableArgs) -> Result<()> {
     let mut c = connect(host).await?;
-    let ids: Vec<String> = fetch_services(&mut c)
+    let ids: Vec<String> = fetch_stack_services(&mut c, stack)
         .await?
         .into_iter()
-        .filter(|s| crate::stack::stack_of(&s.spec.labels) == Some(stack))
         .map(|s| s.id)
         .collect();
     if ids.is_empty() {
         bail!("nothing found in stack: {stack}");
     }
     super::service::ps(&mut c, &ids, out).await
+}
+
+/// A stack's services, by name (none when there is no such stack).
+pub async fn fetch_stack_services(c: &mut Client, stack: &str) -> Result<Vec<Service>> {
+    let mut services = fetch_services(c).await?;
+    services.retain(|s| crate::stack::stack_of(&s.spec.labels) == Some(stack));
+    services.sort_by(|a, b| a.spec.name.cmp(&b.spec.name));
+    Ok(services)
 }
 
 async fn rm(host: &str, stacks: &[String]) -> Result<()> {
