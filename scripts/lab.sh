@@ -21,6 +21,7 @@ readonly CLIENT_ADDR=198.18.0.2/24
 readonly NETNS_DIR=/run/netns           # where `ip netns` keeps named namespaces
 readonly RUN_DIR=/run/swarm-lab
 readonly DATA_DIR=/var/lib/swarm-lab
+readonly SECRETS_DIR=$RUN_DIR/secrets   # tmpfs: tasks' secret files, a directory per node
 readonly LOG_DIR=/var/log/swarm-lab
 readonly LOCK_FILE=/run/lock/swarm-lab.lock
 readonly MAX_NODES=244                  # 198.18.0.(10+i) must stay <= 254
@@ -84,8 +85,10 @@ Layout:
   daemon   ip netns exec swl-n<i> \$SWARM_BIN daemon --data-dir $DATA_DIR/n<i>
              --socket $RUN_DIR/n<i>.sock --advertise-addr 198.18.0.<10+i>
              --hostname n<i> --gateway-subnet 198.19.<i>.0/24
-             --dataplane MODE --pin-dir $BPF_DIR/n<i> \$SWARM_DAEMON_ARGS
+             --dataplane MODE --pin-dir $BPF_DIR/n<i>
+             --secrets-dir $SECRETS_DIR \$SWARM_DAEMON_ARGS
            pid in $RUN_DIR/n<i>.pid, log appended to $LOG_DIR/n<i>.log
+  secrets  a tmpfs at $SECRETS_DIR (host mount namespace), a directory per node
   netfilter  ACCEPT rules for -i/-o $BRIDGE at the top of the $IPT_CHAIN chain
            (Docker's FORWARD policy is DROP), removed by 'down'.
 
@@ -365,11 +368,18 @@ launch_daemon() {
     fi
     rm -f -- "$pf"
     mkdir -p -- "$DATA_DIR/$node" "$RUN_DIR" "$LOG_DIR"
+    # Secret files go on a tmpfs that dockerd must see: a mount the daemon
+    # made itself inside 'ip netns exec' would stay in that mount namespace.
+    mkdir -p -- "$SECRETS_DIR"
+    if ! mountpoint -q -- "$SECRETS_DIR"; then
+        mount -t tmpfs -o mode=0700,size=64m swarm-lab-secrets "$SECRETS_DIR" ||
+            die "cannot mount a tmpfs for secrets at $SECRETS_DIR"
+    fi
     read -r -a extra <<<"${SWARM_DAEMON_ARGS:-}"
     local args=(daemon --data-dir "$DATA_DIR/$node" --socket "$sock"
         --advertise-addr "$(node_addr "$i")" --hostname "$node"
         --gateway-subnet "198.19.$i.0/24" --dataplane "$(lab_mode)"
-        --pin-dir "$BPF_DIR/$node" "${extra[@]}")
+        --pin-dir "$BPF_DIR/$node" --secrets-dir "$SECRETS_DIR" "${extra[@]}")
     printf '=== %s lab.sh: starting %s: ip netns exec %s %s %s\n' \
         "$(date '+%Y-%m-%dT%H:%M:%S%z')" "$node" "$ns" "$SWARM_BIN" "${args[*]}" >>"$log"
     # The shell writes its own pid, then execs the daemon, so the pid file names

@@ -121,3 +121,56 @@ pub fn load(files: &[PathBuf], opts: &Options) -> Result<Value, Error> {
     }
     Ok(merged.expect("at least one file"))
 }
+
+/// Where the key at `path` (`["secrets", "db_password"]`) stands in the
+/// last of `files` that has it: what a deploy error found by the cluster
+/// (an external secret that does not exist) points at. `None` when no
+/// file has it or a file no longer parses.
+pub fn locate(files: &[PathBuf], path: &[&str]) -> Option<(PathBuf, yaml::Pos)> {
+    let mut found = None;
+    for file in files {
+        let text = std::fs::read_to_string(file).ok()?;
+        let root = yaml::parse(file, &text).ok()?;
+        let mut node = &root;
+        let mut pos = None;
+        for key in path {
+            let yaml::Kind::Map(entries) = &node.kind else {
+                pos = None;
+                break;
+            };
+            match entries.iter().find(|(k, _, _)| k == key) {
+                Some((_, p, v)) => {
+                    pos = Some(*p);
+                    node = v;
+                }
+                None => {
+                    pos = None;
+                    break;
+                }
+            }
+        }
+        if let Some(p) = pos {
+            found = Some((file.clone(), p));
+        }
+    }
+    found
+}
+
+#[cfg(test)]
+mod locate_tests {
+    use super::*;
+
+    #[test]
+    fn a_key_is_found_in_the_last_file_that_has_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a.yml");
+        let b = dir.path().join("b.yml");
+        std::fs::write(&a, "secrets:\n  db:\n    external: true\n").unwrap();
+        std::fs::write(&b, "services: {}\nsecrets:\n\n    db: {external: true}\n").unwrap();
+        let (f, p) = locate(std::slice::from_ref(&a), &["secrets", "db"]).unwrap();
+        assert_eq!((f, p.line, p.col), (a.clone(), 2, 3));
+        let (f, p) = locate(&[a.clone(), b.clone()], &["secrets", "db"]).unwrap();
+        assert_eq!((f, p.line, p.col), (b, 4, 5));
+        assert!(locate(&[a], &["secrets", "nope"]).is_none());
+    }
+}

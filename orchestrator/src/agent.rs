@@ -8,6 +8,7 @@ pub mod engine;
 pub mod exec;
 pub mod mesh;
 pub mod network;
+pub mod secrets;
 pub mod session;
 
 use crate::ports::PublishMode;
@@ -40,6 +41,8 @@ pub struct Agent {
     pub dns: dns::TaskDns,
     /// The data plane, when it could be attached.
     pub mesh: Option<mesh::SharedMesh>,
+    /// Where tasks' secret and config files live (a tmpfs).
+    pub secrets: secrets::SecretFiles,
 }
 
 impl Agent {
@@ -74,7 +77,7 @@ impl Agent {
                 self.dns.update(&assigned.view);
                 self.program_mesh(&assigned.view).await;
                 let died = std::mem::take(&mut *died.lock().expect("died set lock"));
-                match self.pass(&assigned.tasks, &assigned.view, &died).await {
+                match self.pass(&assigned, &died).await {
                     Ok(ports) => publish(&mut published, ports).await,
                     Err(e) => tracing::warn!(error = %e, "agent pass failed; retrying"),
                 }
@@ -94,8 +97,7 @@ impl Agent {
     /// can still call them running for a moment, so they are checked one by one.
     async fn pass(
         &self,
-        assigned: &[Task],
-        view: &NodeView,
+        assigned: &session::Assigned,
         died: &HashSet<String>,
     ) -> Result<Vec<HostPort>, engine::EngineError> {
         let mut containers = self.engine.task_containers().await?;
@@ -107,7 +109,7 @@ impl Agent {
                 }
             }
         }
-        let mine: Vec<&Task> = assigned.iter().collect();
+        let mine: Vec<&Task> = assigned.tasks.iter().collect();
 
         // Containers of tasks the store no longer has (reaped, or from a
         // service removed while this agent was down) are orphans.
@@ -134,7 +136,12 @@ impl Agent {
         let steps = mine.iter().map(|task| {
             let have = containers.get(&task.id).cloned().unwrap_or_default();
             let used = &used;
-            async move { (task.id.clone(), self.step(task, view, &have, used).await) }
+            async move {
+                (
+                    task.id.clone(),
+                    self.step(task, assigned, &have, used).await,
+                )
+            }
         });
         let updates: Vec<(String, TaskStatus)> = futures::future::join_all(steps)
             .await
@@ -152,14 +159,15 @@ impl Agent {
     async fn step(
         &self,
         task: &Task,
-        view: &NodeView,
+        assigned: &session::Assigned,
         have: &TaskContainers,
         used: &Mutex<HashSet<Ipv4Addr>>,
     ) -> Option<TaskStatus> {
         let ctl = Controller {
             agent: self,
             task,
-            view,
+            view: &assigned.view,
+            secrets: &assigned.secrets,
         };
         let observed = task.status.state;
         if task.desired_state >= TaskState::Shutdown {
@@ -294,6 +302,7 @@ impl Agent {
     /// Drop what the agent kept for a task that is gone.
     fn forget(&self, task_id: &str) {
         self.dns.forget(task_id);
+        self.secrets.forget(task_id);
         let _ = std::fs::remove_dir_all(self.task_dir(task_id));
     }
 

@@ -3,6 +3,7 @@
 
 pub mod client;
 pub mod resolve;
+pub mod secret;
 pub mod server;
 mod stack;
 

@@ -108,7 +108,10 @@ async fn group(dir: &std::path::Path, n: usize, stop: &CancellationToken) -> Res
                 store.raft().clone(),
                 store.elector().clone(),
             ))
-            .add_service(ClusterService::new(store.clone()))
+            .add_service(ClusterService::new(
+                store.clone(),
+                crate::keyring::Keyring::load(&sub)?,
+            ))
             .serve_with_incoming_shutdown(
                 net::incoming(listener, tls.server_config(), stop.clone()),
                 stop.clone().cancelled_owned(),
@@ -190,6 +193,8 @@ async fn schedule(dir: &std::path::Path, nodes: usize, tasks: u64) -> Result<()>
         endpoint_mode: Default::default(),
         labels: Default::default(),
         healthcheck: None,
+        secrets: Vec::new(),
+        configs: Vec::new(),
     };
     let started = Instant::now();
     store

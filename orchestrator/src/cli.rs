@@ -6,6 +6,7 @@ pub mod mesh;
 pub mod network;
 pub mod node;
 pub mod progress;
+pub mod secret;
 pub mod service;
 pub mod stack;
 pub mod tasks;
@@ -76,6 +77,12 @@ pub enum Cmd {
     /// Manage overlay networks.
     #[command(subcommand)]
     Network(network::NetworkCmd),
+    /// Manage secrets.
+    #[command(subcommand)]
+    Secret(secret::SecretCmd),
+    /// Manage configs.
+    #[command(subcommand)]
+    Config(secret::SecretCmd),
     /// Manage stacks (compose files).
     #[command(subcommand)]
     Stack(stack::StackCmd),
@@ -116,6 +123,11 @@ pub struct DaemonArgs {
     /// Where the XDP data plane pins its maps and links.
     #[arg(long, default_value = swarm_mesh::xdp::DEFAULT_PIN_DIR)]
     pub pin_dir: PathBuf,
+    /// Where tasks' secret and config files are written, in a directory
+    /// per node: a tmpfs (one is mounted there when it is not), which the
+    /// Docker Engine must see too.
+    #[arg(long, default_value = "/run/swarm/secrets")]
+    pub secrets_dir: PathBuf,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]

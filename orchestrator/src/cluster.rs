@@ -8,9 +8,10 @@ pub mod membership;
 
 use crate::api::cluster_pb::{
     cluster_client::ClusterClient, cluster_server, AddVoterRequest, Blob, Empty, JoinRequest,
-    JoinResponse, ProposeResponse, RenewRequest, RenewResponse,
+    JoinResponse, ProposeResponse, RenewRequest, RenewResponse, SecretsKeyResponse,
 };
 use crate::dispatcher::manager_addrs;
+use crate::keyring::Keyring;
 use crate::net::Peer;
 use crate::pki::token::secrets_match;
 use crate::state::Command;
@@ -20,11 +21,12 @@ use tonic::{Request, Response, Status};
 
 pub struct ClusterService {
     store: Store,
+    keyring: Keyring,
 }
 
 impl ClusterService {
-    pub fn new(store: Store) -> cluster_server::ClusterServer<ClusterService> {
-        cluster_server::ClusterServer::new(ClusterService { store })
+    pub fn new(store: Store, keyring: Keyring) -> cluster_server::ClusterServer<ClusterService> {
+        cluster_server::ClusterServer::new(ClusterService { store, keyring })
     }
 }
 
@@ -120,12 +122,19 @@ impl cluster_server::Cluster for ClusterService {
         tracing::info!(node = %node_id, hostname = %req.hostname, role = role.as_str(), "node joined");
         let mut managers = manager_addrs(&self.store.state());
         managers.sort();
+        // Only a manager gets the key; the token's CA pin means it goes to
+        // the holder of the manager token over a channel only it can read.
+        let secrets_key = match role {
+            NodeRole::Manager => self.keyring.export().unwrap_or_default(),
+            NodeRole::Worker => Vec::new(),
+        };
         Ok(Response::new(JoinResponse {
             node_id,
             cert_pem,
             ca_pem: cluster.ca.cert_pem.clone(),
             role: role.as_str().into(),
             managers,
+            secrets_key,
         }))
     }
 
@@ -216,6 +225,31 @@ impl cluster_server::Cluster for ClusterService {
             cert_pem,
             role: node.role.as_str().into(),
         }))
+    }
+
+    async fn secrets_key(
+        &self,
+        req: Request<Empty>,
+    ) -> Result<Response<SecretsKeyResponse>, Status> {
+        let who = Peer::require(&req, true)?;
+        // The certificate's role can be stale (a demoted manager keeps its
+        // certificate until renewal): the state decides.
+        let manager = self
+            .store
+            .state()
+            .nodes
+            .get(&who.node_id)
+            .is_some_and(|n| n.role == NodeRole::Manager);
+        if !manager {
+            return Err(Status::permission_denied(format!(
+                "node {} is not a manager",
+                who.node_id
+            )));
+        }
+        let key = self.keyring.export().ok_or_else(|| {
+            Status::unavailable("this manager has no secrets key either; ask another")
+        })?;
+        Ok(Response::new(SecretsKeyResponse { key }))
     }
 }
 

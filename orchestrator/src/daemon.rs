@@ -5,11 +5,12 @@
 mod lifecycle;
 
 use crate::agent::mesh::{Mesh, SharedMesh};
-use crate::agent::{engine::Engine, network::Networks, session, Agent};
+use crate::agent::{engine::Engine, network::Networks, secrets::SecretFiles, session, Agent};
 use crate::api::server::ControlService;
 use crate::cluster::certs::{self, CertFiles};
 use crate::cluster::{membership, ClusterService};
 use crate::dispatcher::Dispatcher;
+use crate::keyring::Keyring;
 use crate::net::{self, Tls};
 use crate::raft::service::RaftService;
 use crate::store::Store;
@@ -34,6 +35,8 @@ pub struct DaemonConfig {
     pub pause_image: String,
     pub dataplane: crate::agent::mesh::Mode,
     pub pin_dir: PathBuf,
+    /// Where tasks' secret files go (a tmpfs), one directory per node.
+    pub secrets_dir: PathBuf,
 }
 
 /// Who this node is; created on first start and kept in the data dir.
@@ -75,6 +78,8 @@ pub struct Daemon {
     pub identity: Identity,
     pub store: Store,
     pub engine: Engine,
+    /// The swarm's secrets key, on managers.
+    pub keyring: Keyring,
     certs: CertFiles,
     /// The address other nodes reach this one on (`--advertise-addr`, or
     /// what init or join was given, which is kept in the data dir).
@@ -148,6 +153,9 @@ impl Daemon {
             dns: crate::agent::dns::TaskDns::new()
                 .context("cannot start the DNS server's thread")?,
             mesh,
+            secrets: SecretFiles {
+                dir: self.config.secrets_dir.join(&self.identity.node_id),
+            },
         };
         tokio::spawn(agent.run(self.stop.clone()));
         tokio::spawn(certs::renew_loop(
@@ -203,6 +211,7 @@ impl Daemon {
             if !voter && tls.identity().role == NodeRole::Manager {
                 let managers = self.managers.borrow().clone();
                 let result = async {
+                    self.fetch_secrets_key(&managers).await?;
                     self.serve_nodes(&tls).await?;
                     self.become_voter(&managers, &self.advertise()).await
                 };
@@ -218,6 +227,7 @@ impl Daemon {
                 }
             } else if voter && tls.identity().role == NodeRole::Worker {
                 voter = false; // demoted: may be promoted again later
+                self.keyring.clear();
             }
             tokio::select! {
                 _ = self.stop.cancelled() => return,
@@ -241,7 +251,7 @@ impl Daemon {
             .await
             .with_context(|| format!("listening for nodes on port {port}"))?;
         tracing::info!(%addr, "node API listening (mutual TLS)");
-        let dispatcher = Dispatcher::new(self.store.clone());
+        let dispatcher = Dispatcher::new(self.store.clone(), self.keyring.clone());
         tokio::spawn(dispatcher.clone().run_liveness(self.stop.clone()));
         crate::manager::spawn(self.store.clone(), self.stop.clone());
         tokio::spawn(membership::run(self.store.clone(), self.stop.clone()));
@@ -250,7 +260,10 @@ impl Daemon {
                 self.store.raft().clone(),
                 self.store.elector().clone(),
             ))
-            .add_service(ClusterService::new(self.store.clone()))
+            .add_service(ClusterService::new(
+                self.store.clone(),
+                self.keyring.clone(),
+            ))
             .add_service(dispatcher.into_server())
             .serve_with_incoming_shutdown(
                 net::incoming(listener, tls.server_config(), self.stop.clone()),
@@ -359,6 +372,7 @@ async fn run_generation(config: &DaemonConfig) -> Result<bool> {
         .and_then(|b| serde_json::from_slice(&b).ok())
         .unwrap_or_default();
     let saved = certs.load()?;
+    let keyring = Keyring::load(&data_dir)?;
     let advertise = std::fs::read_to_string(data_dir.join("advertise_addr"))
         .unwrap_or_else(|_| config.advertise_addr.clone());
     let daemon = Arc::new(Daemon {
@@ -369,6 +383,7 @@ async fn run_generation(config: &DaemonConfig) -> Result<bool> {
         identity,
         store: store.clone(),
         engine,
+        keyring,
         certs,
         advertise: std::sync::RwLock::new(advertise),
         managers: watch::channel(known).0,

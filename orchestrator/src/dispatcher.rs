@@ -8,14 +8,15 @@
 //! leader's address, so agents follow leadership.
 
 use crate::api::cluster_pb::{
-    dispatcher_server, Empty, HeartbeatRequest, HeartbeatResponse, SessionMessage, SessionRequest,
-    StatusRequest,
+    dispatcher_server, Empty, HeartbeatRequest, HeartbeatResponse, SecretData, SessionMessage,
+    SessionRequest, StatusRequest,
 };
+use crate::keyring::{binding, Keyring};
 use crate::net::Peer;
 use crate::state::{Command, State};
 use crate::store::Store;
-use crate::types::{now_ms, NodeRole, NodeState, Task, TaskState, TaskStatus};
-use std::collections::{BTreeMap, HashMap};
+use crate::types::{now_ms, NodeRole, NodeState, SecretKind, Task, TaskState, TaskStatus};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio_stream::wrappers::ReceiverStream;
@@ -28,6 +29,7 @@ const MISSED_BEATS: u32 = 3;
 #[derive(Clone)]
 pub struct Dispatcher {
     store: Store,
+    keyring: Keyring,
     beats: Arc<Mutex<HashMap<String, Instant>>>,
 }
 
@@ -53,9 +55,10 @@ pub fn manager_addrs(st: &State) -> Vec<String> {
 }
 
 impl Dispatcher {
-    pub fn new(store: Store) -> Dispatcher {
+    pub fn new(store: Store, keyring: Keyring) -> Dispatcher {
         Dispatcher {
             store,
+            keyring,
             beats: Arc::default(),
         }
     }
@@ -133,9 +136,74 @@ struct Sent {
     /// The node's role and the manager list as sent.
     meta: (String, Vec<String>),
     view: Option<crate::types::NodeView>,
+    /// Secret versions sent, by (ID, version).
+    secrets: BTreeSet<(String, u64)>,
 }
 
-fn diff(st: &State, node: &str, sent: &mut Sent, full: bool) -> Option<SessionMessage> {
+/// The secret and config versions the node's tasks that may still start
+/// or run use: the only ones it may hold.
+pub fn secrets_for(st: &State, node_id: &str) -> BTreeSet<(String, u64)> {
+    tasks_for(st, node_id)
+        .filter(|t| t.desired_state <= TaskState::Running && !t.status.state.is_terminal())
+        .flat_map(|t| t.spec.data_refs().map(|(_, r)| (r.id.clone(), r.version)))
+        .collect()
+}
+
+/// Tell the agent the secrets it gained and lost. A secret's bytes are
+/// opened here, for this node only; one that cannot be opened is left
+/// unsent (and logged by ID), so the task that needs it is refused by the
+/// agent with a message that says so.
+fn diff_secrets(
+    st: &State,
+    node: &str,
+    keyring: &Keyring,
+    sent: &mut Sent,
+    msg: &mut SessionMessage,
+) {
+    let want = secrets_for(st, node);
+    for key in want.difference(&sent.secrets.clone()) {
+        let (id, version) = key;
+        let Some(s) = st.secrets.get(id) else {
+            continue;
+        };
+        let Some(v) = s.version(*version) else {
+            continue;
+        };
+        let data = match s.kind {
+            SecretKind::Config => v.data.clone(),
+            SecretKind::Secret => match keyring.open(&binding(id, *version), &v.data) {
+                Ok(d) => d,
+                Err(e) => {
+                    tracing::error!(secret = %s.name, id = %id, error = %e, "cannot open a secret for node {node}");
+                    continue;
+                }
+            },
+        };
+        msg.secrets.push(SecretData {
+            id: id.clone(),
+            version: *version,
+            data,
+        });
+        sent.secrets.insert(key.clone());
+    }
+    let gone: Vec<(String, u64)> = sent.secrets.difference(&want).cloned().collect();
+    for (id, version) in gone {
+        sent.secrets.remove(&(id.clone(), version));
+        msg.secrets_removed.push(SecretData {
+            id,
+            version,
+            data: Vec::new(),
+        });
+    }
+}
+
+fn diff(
+    st: &State,
+    node: &str,
+    keyring: &Keyring,
+    sent: &mut Sent,
+    full: bool,
+) -> Option<SessionMessage> {
     let now: BTreeMap<&String, &Task> = tasks_for(st, node).map(|t| (&t.id, t)).collect();
     let mut msg = SessionMessage {
         managers: manager_addrs(st),
@@ -175,8 +243,14 @@ fn diff(st: &State, node: &str, sent: &mut Sent, full: bool) -> Option<SessionMe
         msg.view_json = serde_json::to_string(&view).expect("views serialize");
         sent.view = Some(view);
     }
-    let changed =
-        !msg.upserts_json.is_empty() || !msg.removed.is_empty() || !msg.view_json.is_empty();
+    // Secrets travel with the tasks that use them, so an agent never has a
+    // task whose secret has not arrived.
+    diff_secrets(st, node, keyring, sent, &mut msg);
+    let changed = !msg.upserts_json.is_empty()
+        || !msg.removed.is_empty()
+        || !msg.view_json.is_empty()
+        || !msg.secrets.is_empty()
+        || !msg.secrets_removed.is_empty();
     (full || meta_changed || changed).then_some(msg)
 }
 
@@ -211,7 +285,7 @@ impl dispatcher_server::Dispatcher for Dispatcher {
                     return;
                 }
                 let st = changes.borrow_and_update().clone();
-                if let Some(msg) = diff(&st, &who.node_id, &mut sent, full) {
+                if let Some(msg) = diff(&st, &who.node_id, &me.keyring, &mut sent, full) {
                     if tx.send(Ok(msg)).await.is_err() {
                         return; // the agent went away
                     }
@@ -264,5 +338,69 @@ impl dispatcher_server::Dispatcher for Dispatcher {
         }
         self.beat(&who.node_id);
         Ok(Response::new(Empty {}))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manager::testutil::{node, service, state, task};
+    use crate::types::{Meta, Mode, Secret, SecretRef, SecretVersion};
+
+    #[test]
+    fn only_a_node_that_runs_a_task_using_a_secret_receives_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let keyring = Keyring::load(dir.path()).unwrap();
+        keyring.create().unwrap();
+        let mut svc = service("s1", Mode::Replicated, 1);
+        svc.spec.secrets = vec![SecretRef {
+            id: "sec".into(),
+            version: 1,
+            ..SecretRef::named("db")
+        }];
+        let t = task("t1", &svc, 1, TaskState::Assigned);
+        let mut st = state(&[node("n1"), node("n2")], &[svc], &[t]);
+        let sealed = keyring.seal(&binding("sec", 1), b"pw").unwrap();
+        st.secrets.insert(
+            "sec".into(),
+            Secret {
+                id: "sec".into(),
+                kind: SecretKind::Secret,
+                name: "db".into(),
+                labels: Default::default(),
+                versions: vec![SecretVersion {
+                    version: 1,
+                    created_at: 0,
+                    data: sealed,
+                }],
+                meta: Meta::default(),
+            },
+        );
+
+        let mut other = Sent::default();
+        let msg = diff(&st, "n2", &keyring, &mut other, true).unwrap();
+        assert!(msg.secrets.is_empty(), "n2 runs nothing that uses it");
+
+        let mut sent = Sent::default();
+        let msg = diff(&st, "n1", &keyring, &mut sent, true).unwrap();
+        assert_eq!(msg.secrets.len(), 1);
+        assert_eq!(msg.secrets[0].data, b"pw", "opened for the agent");
+        assert!(
+            msg.upserts_json
+                .iter()
+                .all(|j| !j.contains("cHc=") && !j.contains("\"pw\"")),
+            "the task carries a reference, not the bytes"
+        );
+        assert!(
+            diff(&st, "n1", &keyring, &mut sent, false).is_none(),
+            "sent once"
+        );
+
+        // Once the task is over, the agent is told to forget it.
+        st.tasks.get_mut("t1").unwrap().desired_state = TaskState::Shutdown;
+        let msg = diff(&st, "n1", &keyring, &mut sent, false).unwrap();
+        assert!(msg.secrets.is_empty());
+        assert_eq!(msg.secrets_removed.len(), 1);
+        assert!(msg.secrets_removed[0].data.is_empty());
     }
 }

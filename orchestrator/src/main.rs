@@ -11,6 +11,7 @@ mod cli;
 mod cluster;
 mod daemon;
 mod dispatcher;
+mod keyring;
 mod manager;
 mod net;
 mod network;
@@ -71,6 +72,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 pause_image: args.pause_image,
                 dataplane: args.dataplane,
                 pin_dir: args.pin_dir,
+                secrets_dir: args.secrets_dir,
             })
             .await
         }
@@ -91,6 +93,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Cmd::Node(cmd) => cli::node::run(&cli.host, cmd).await,
         Cmd::Network(cmd) => cli::network::run(&cli.host, cmd).await,
         Cmd::Stack(cmd) => cli::stack::run(&cli.host, cmd).await,
+        Cmd::Secret(cmd) => cli::secret::run(&cli.host, types::SecretKind::Secret, cmd).await,
+        Cmd::Config(cmd) => cli::secret::run(&cli.host, types::SecretKind::Config, cmd).await,
         Cmd::Deploy(args) => cli::stack::deploy(&cli.host, args).await,
         Cmd::Mesh(cmd) => cli::mesh::run(&cli.host, cmd).await,
         Cmd::Bench(cmd) => bench::run(cmd).await,

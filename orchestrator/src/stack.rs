@@ -9,8 +9,8 @@ pub mod plan;
 use crate::placement::parse_cpus;
 use crate::types::{
     validate_name, EndpointMode, HealthConfig, Mode, NetworkAttachmentSpec, NetworkSpec, Placement,
-    PortConfig, PublishMode, Resources, RestartCondition, RestartPolicy, ServiceSpec,
-    STACK_NAMESPACE,
+    PortConfig, PublishMode, Resources, RestartCondition, RestartPolicy, SecretKind, SecretRef,
+    ServiceSpec, STACK_NAMESPACE,
 };
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
@@ -23,10 +23,29 @@ pub struct StackSpec {
     pub networks: Vec<NetworkSpec>,
     /// Networks that must exist already (`external: true`), by name.
     pub external_networks: Vec<String>,
-    /// Their network attachments name networks, not IDs.
+    /// Their network attachments name networks, and their secret and
+    /// config references secrets and configs, not IDs.
     pub services: Vec<ServiceSpec>,
+    /// The top-level `secrets:` and `configs:`.
+    pub data: Vec<StackData>,
     /// What the deploy ignored, in docker's words where docker has them.
     pub warnings: Vec<String>,
+}
+
+/// A top-level secret or config of a compose file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StackData {
+    pub kind: SecretKind,
+    /// Its key in the file (what services' `source` names).
+    pub key: String,
+    /// Its name in the cluster: `name:`, or `STACK_KEY` for one the stack
+    /// owns (the key itself for an external one).
+    pub name: String,
+    /// Must exist already; the stack neither creates nor removes it.
+    pub external: bool,
+    /// Where its bytes come from (an absolute path, read by the CLI).
+    pub file: Option<String>,
+    pub labels: BTreeMap<String, String>,
 }
 
 /// Keys stack deploy reads but a swarm service cannot honour: docker warns
@@ -53,7 +72,6 @@ const UNSUPPORTED: &[&str] = &[
 
 /// Keys a swarm service has in docker, but this project does not yet.
 const NOT_YET: &[&str] = &[
-    "configs",
     "credential_spec",
     "dns",
     "dns_search",
@@ -66,7 +84,6 @@ const NOT_YET: &[&str] = &[
     "labels",
     "logging",
     "read_only",
-    "secrets",
     "stdin_open",
     "stop_grace_period",
     "stop_signal",
@@ -119,6 +136,7 @@ pub fn convert(stack: &str, doc: &Value) -> Result<StackSpec, String> {
         networks: Vec::new(),
         external_networks: Vec::new(),
         services: Vec::new(),
+        data: data(stack, doc)?,
         warnings: Vec::new(),
     };
     let declared = obj(doc, "networks").cloned().unwrap_or_default();
@@ -177,6 +195,8 @@ pub fn convert(stack: &str, doc: &Value) -> Result<StackSpec, String> {
             }
         }
         let mut s = service(stack, key, svc)?;
+        s.secrets = refs(&spec.data, SecretKind::Secret, key, svc)?;
+        s.configs = refs(&spec.data, SecretKind::Config, key, svc)?;
         let wanted: Vec<(String, Vec<String>)> = match obj(svc, "networks") {
             Some(nets) => nets
                 .iter()
@@ -241,6 +261,80 @@ pub fn convert(stack: &str, doc: &Value) -> Result<StackSpec, String> {
         ));
     }
     Ok(spec)
+}
+
+/// The top-level secrets and configs, as the cluster will name them.
+fn data(stack: &str, doc: &Value) -> Result<Vec<StackData>, String> {
+    let mut out = Vec::new();
+    for kind in [SecretKind::Secret, SecretKind::Config] {
+        let section = format!("{kind}s");
+        for (key, d) in obj(doc, &section).into_iter().flatten() {
+            let external = d.get("external") == Some(&Value::Bool(true));
+            let name = match (text(d, "name"), external) {
+                (Some(n), _) => n,
+                (None, true) => key.clone(),
+                (None, false) => format!("{stack}_{key}"),
+            };
+            let file = text(d, "file");
+            if !external && file.is_none() {
+                return Err(format!(
+                    "{section}.{key}: a {kind} the stack creates needs file: (or external: true)"
+                ));
+            }
+            out.push(StackData {
+                kind,
+                key: key.clone(),
+                name,
+                external,
+                file,
+                labels: labels(d, stack),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// A service's `secrets:` or `configs:` (normal form: long syntax), each
+/// naming its top-level entry by key. The target defaults to the key, as
+/// in docker (a config's to `/KEY`).
+fn refs(
+    data: &[StackData],
+    kind: SecretKind,
+    svc_key: &str,
+    svc: &Value,
+) -> Result<Vec<SecretRef>, String> {
+    let mut out = Vec::new();
+    let section = format!("{kind}s");
+    for r in svc
+        .get(&section)
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let source = text(r, "source").unwrap_or_default();
+        let d = data
+            .iter()
+            .find(|d| d.kind == kind && d.key == source)
+            .ok_or_else(|| {
+                format!("service {svc_key} refers to undefined {kind} {source}: invalid compose project")
+            })?;
+        let mut sr = SecretRef::named(&d.name);
+        sr.target = text(r, "target").unwrap_or(source);
+        if let Some(uid) = text(r, "uid") {
+            sr.uid = uid;
+        }
+        if let Some(gid) = text(r, "gid") {
+            sr.gid = gid;
+        }
+        if let Some(mode) = r.get("mode").and_then(Value::as_u64) {
+            sr.mode = u32::try_from(mode)
+                .ok()
+                .filter(|m| *m <= 0o7777)
+                .ok_or_else(|| format!("service {svc_key}: {section}: invalid mode {mode}"))?;
+        }
+        out.push(sr);
+    }
+    Ok(out)
 }
 
 fn service(stack: &str, key: &str, svc: &Value) -> Result<ServiceSpec, String> {
@@ -374,6 +468,8 @@ fn service(stack: &str, key: &str, svc: &Value) -> Result<ServiceSpec, String> {
             .get("healthcheck")
             .map(|h| healthcheck(key, h))
             .transpose()?,
+        secrets: Vec::new(),
+        configs: Vec::new(),
     })
 }
 

@@ -6,13 +6,14 @@
 
 use crate::types::{
     Attachment, Availability, ClusterInfo, Meta, Millis, Network, NetworkSpec, Node, NodeRole,
-    NodeState, PublishMode, Service, Task, TaskState, TaskStatus,
+    NodeState, PublishMode, Secret, SecretVersion, Service, Task, TaskState, TaskStatus,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
 mod network;
+mod secret;
 
 pub use network::{holds_addresses, TaskAllocation};
 
@@ -26,6 +27,9 @@ pub struct State {
     pub services: im::OrdMap<String, Service>,
     pub tasks: im::OrdMap<String, Task>,
     pub networks: im::OrdMap<String, Network>,
+    /// Secrets and configs, by ID (`Secret::kind` tells them apart).
+    #[serde(default)]
+    pub secrets: im::OrdMap<String, Secret>,
     /// Addresses held on each network (tasks that have not ended, VIPs).
     /// Derived from the objects, so it is rebuilt on load (`reindex`)
     /// rather than stored.
@@ -110,6 +114,18 @@ pub enum Command {
         id: String,
         attachments: Vec<Attachment>,
     },
+    /// A new secret or config, with its first version (sealed, for a
+    /// secret, by the manager that took the request).
+    CreateSecret(Secret),
+    /// Add the next version; services using it move to that version.
+    UpdateSecret {
+        id: String,
+        version: SecretVersion,
+    },
+    /// Refused while a service uses it.
+    RemoveSecret {
+        id: String,
+    },
     /// Commands from concurrent writers committed as one raft entry (group
     /// commit); applied in order, each with its own response.
     Batch(Vec<Command>),
@@ -175,6 +191,8 @@ pub enum Kind {
     Service,
     Task,
     Network,
+    Secret,
+    Config,
 }
 
 impl std::fmt::Display for Kind {
@@ -184,6 +202,8 @@ impl std::fmt::Display for Kind {
             Kind::Service => "service",
             Kind::Task => "task",
             Kind::Network => "network",
+            Kind::Secret => "secret",
+            Kind::Config => "config",
         })
     }
 }
@@ -457,12 +477,17 @@ impl State {
             Command::AllocateService { id, vips } => self.allocate_service(&id, vips),
             Command::AllocateTasks(allocations) => self.allocate_tasks(allocations),
             Command::AllocateNode { id, attachments } => self.allocate_node(&id, attachments),
+            Command::CreateSecret(secret) => self.create_secret(secret),
+            Command::UpdateSecret { id, version } => self.update_secret(&id, version),
+            Command::RemoveSecret { id } => self.remove_secret(&id),
         }
     }
 
-    /// What a stored service must satisfy whoever wrote it: its networks
-    /// exist, and no other service publishes its ingress ports.
+    /// What a stored service must satisfy whoever wrote it: its networks,
+    /// secrets and configs exist, and no other service publishes its
+    /// ingress ports.
     fn check_service(&self, svc: &Service) -> Result<(), Rejection> {
+        self.check_secret_refs(svc)?;
         for a in &svc.spec.networks {
             if !self.networks.contains_key(&a.target) {
                 return Err(Rejection::NotFound {

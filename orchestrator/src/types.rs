@@ -6,9 +6,11 @@
 //! Parsers and policies live beside their users (`placement`, `ports`, `pki`).
 
 mod network;
+mod secret;
 mod view;
 
 pub use network::*;
+pub use secret::*;
 pub use view::*;
 
 use serde::{Deserialize, Serialize};
@@ -144,6 +146,20 @@ pub struct ServiceSpec {
     /// services carry its namespace here (`STACK_NAMESPACE`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
+    /// Secrets mounted into each task (`--secret`), by name until the
+    /// daemon resolves them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secrets: Vec<SecretRef>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub configs: Vec<SecretRef>,
+}
+
+impl ServiceSpec {
+    /// Its secret and config references, each with its kind.
+    pub fn data_refs(&self) -> impl Iterator<Item = (SecretKind, &SecretRef)> {
+        let secrets = self.secrets.iter().map(|r| (SecretKind::Secret, r));
+        secrets.chain(self.configs.iter().map(|r| (SecretKind::Config, r)))
+    }
 }
 
 /// A healthcheck, as Docker's container config takes it. A task whose

@@ -18,7 +18,27 @@ fn path(rel: &str) -> String {
     repo_root().join(rel).to_string_lossy().into_owned()
 }
 
+/// The tutorial's password, as its first step creates it (from stdin).
+const PASSWORD: &str = "supersecretpassword";
+
+/// The tutorial's external secret, made once as the tutorial's first step
+/// makes it: `echo ... | swarm secret create db_password -`.
+fn tutorial_secret() {
+    let ls = swarm(&["secret", "ls", "--format", "json"])
+        .ok()
+        .json_lines();
+    if ls.iter().any(|s| s["name"] == "db_password") {
+        return;
+    }
+    let bin = swarm_bin().to_string_lossy().into_owned();
+    let script = format!("echo {PASSWORD} | {bin} secret create db_password -");
+    lab(&["exec", "n1", "bash", "-c", &script]).ok();
+}
+
 fn deploy(file: &str, stack: &str, extra: &[&str]) -> Run {
+    if file == TUTORIAL {
+        tutorial_secret();
+    }
     let file = path(file);
     let mut args = vec!["deploy", "-c", &file];
     args.extend_from_slice(extra);
@@ -35,8 +55,8 @@ fn stack_services(stack: &str) -> Vec<Value> {
 }
 
 /// One page of the tutorial's app through `node`'s port 8000, from the
-/// lab's client: (container, request count).
-fn tutorial_page(node: &str) -> Option<(String, u64)> {
+/// lab's client: (container, request count, secret shown).
+fn tutorial_page(node: &str) -> Option<(String, u64, String)> {
     let r = lab(&[
         "exec",
         "client",
@@ -51,7 +71,11 @@ fn tutorial_page(node: &str) -> Option<(String, u64)> {
         let end = start + r.stdout[start..].find("</dd>")?;
         Some(r.stdout[start..end].to_string())
     };
-    Some((field("hostname")?, field("requests")?.parse().ok()?))
+    Some((
+        field("hostname")?,
+        field("requests")?.parse().ok()?,
+        field("secret")?,
+    ))
 }
 
 fn remove(stack: &str) {
@@ -99,11 +123,12 @@ fn the_tutorial_stack_answers_on_every_node_from_both_web_replicas_with_a_rising
     let mut last = 0;
     for round in 0..8 {
         for node in ["198.18.0.11", "198.18.0.12", "198.18.0.13"] {
-            let (container, count) = wait_for(
+            let (container, count, secret) = wait_for(
                 &format!("port 8000 on {node} to answer"),
                 Duration::from_secs(20),
                 || tutorial_page(node),
             );
+            assert_eq!(secret, PASSWORD, "the page shows the secret");
             assert!(
                 count > last,
                 "the counter rises strictly: {count} after {last} (round {round}, {node})"
@@ -250,12 +275,150 @@ fn stack_rm_leaves_no_service_task_container_or_network_behind() {
         .ok()
         .json_lines();
     assert!(nets.iter().all(|n| n["Name"] != "demo_default"), "{nets:?}");
+    let secrets = swarm(&["secret", "ls", "-q"]).ok().stdout;
+    assert!(!secrets.trim().is_empty(), "the external secret remains");
     let r = swarm(&["stack", "rm", "demo"]);
     assert_ne!(r.code, 0);
     assert!(
         r.stderr.contains("nothing found in stack: demo"),
         "{}",
         r.stderr
+    );
+}
+
+/// Run `cmd` in the running container of `service`'s task, through the
+/// engine (as an operator would check what a task sees).
+fn in_task(service: &str, cmd: &[&str]) -> String {
+    let label = format!("swarm.service.name={service}");
+    let ids = docker(&[
+        "ps",
+        "-q",
+        "--filter",
+        &format!("label={label}"),
+        "--filter",
+        "label=swarm.role=task",
+    ])
+    .ok();
+    let id = ids.stdout.lines().next().unwrap_or_default().to_string();
+    assert!(!id.is_empty(), "no running container of {service}");
+    let mut args = vec!["exec", id.as_str()];
+    args.extend_from_slice(cmd);
+    docker(&args).ok().stdout
+}
+
+/// Files below `dir` that contain `needle`.
+fn files_containing(dir: &str, needle: &str) -> Vec<String> {
+    let r = run(std::process::Command::new("grep").args(["-rlF", needle, dir]));
+    r.stdout.lines().map(str::to_string).collect()
+}
+
+#[test]
+fn secrets_and_configs_reach_only_the_nodes_whose_tasks_use_them_and_never_touch_a_disk() {
+    let _lab = three_node_swarm("xdp");
+    remove("sec");
+    tutorial_secret();
+    let dir = tempfile_dir();
+    let token = unique("bytes-of-a-secret");
+    std::fs::write(format!("{dir}/own.txt"), &token).unwrap();
+    std::fs::write(format!("{dir}/app.conf"), "setting = 1\n").unwrap();
+    let file = format!("{dir}/docker-compose.yml");
+    std::fs::write(
+        &file,
+        "version: '3.8'\nservices:\n  app:\n    image: redis\n    deploy:\n      placement: {constraints: [node.hostname == n2]}\n    secrets:\n      - source: own\n        target: token\n        uid: '999'\n        mode: 0400\n      - db_password\n    configs:\n      - source: conf\n        target: /etc/app.conf\nsecrets:\n  own: {file: ./own.txt}\n  db_password: {external: true}\nconfigs:\n  conf: {file: ./app.conf}\n",
+    )
+    .unwrap();
+    let out = swarm(&["deploy", "-c", &file, "sec"]).ok();
+    assert!(
+        out.stdout.contains("Creating secret sec_own"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("Creating config sec_conf"),
+        "{}",
+        out.stdout
+    );
+
+    // The task sees each file where, and as, the file asked.
+    assert_eq!(in_task("sec_app", &["cat", "/run/secrets/token"]), token);
+    assert_eq!(
+        in_task("sec_app", &["stat", "-c", "%u %a", "/run/secrets/token"]).trim(),
+        "999 400"
+    );
+    assert_eq!(
+        in_task("sec_app", &["cat", "/run/secrets/db_password"]).trim(),
+        PASSWORD
+    );
+    assert_eq!(
+        in_task("sec_app", &["cat", "/etc/app.conf"]),
+        "setting = 1\n"
+    );
+
+    // Inspect never shows the value; the bytes are on no disk of any node:
+    // not in raft's store, not in a task's directory, not in a log.
+    let inspect = swarm(&["secret", "inspect", "sec_own"]).ok().stdout;
+    assert!(!inspect.contains(&token), "{inspect}");
+    for dir in ["/var/lib/swarm-lab", "/var/log/swarm-lab"] {
+        assert_eq!(
+            files_containing(dir, &token),
+            Vec::<String>::new(),
+            "secret bytes under {dir}"
+        );
+    }
+    let on_tmpfs = files_containing("/run/swarm-lab/secrets", &token);
+    assert_eq!(on_tmpfs.len(), 1, "only n2's task holds it: {on_tmpfs:?}");
+    let fs =
+        run(std::process::Command::new("stat").args(["-f", "-c", "%T", "/run/swarm-lab/secrets"]));
+    assert_eq!(fs.stdout.trim(), "tmpfs");
+
+    // n1 and n3 run no task of the service: the dispatcher never sent them
+    // the secret (agents log the IDs they receive, never the bytes).
+    let v: Value = serde_json::from_str(&inspect).unwrap();
+    let id = v[0]["id"].as_str().unwrap().to_string();
+    for n in ["n1", "n3"] {
+        let log = std::fs::read_to_string(format!("/var/log/swarm-lab/{n}.log")).unwrap();
+        assert!(!log.contains(&id), "{n} received secret {id}");
+    }
+    let n2 = std::fs::read_to_string("/var/log/swarm-lab/n2.log").unwrap();
+    assert!(n2.contains(&id), "n2 logs receiving {id}");
+
+    // In use: not removed, and the refusal names the service.
+    let r = swarm(&["secret", "rm", "db_password"]);
+    assert_ne!(r.code, 0);
+    assert!(
+        r.stderr.contains("is in use by the following service") && r.stderr.contains("sec_app"),
+        "{}",
+        r.stderr
+    );
+
+    // stack rm takes the stack's own secret and config, and leaves the
+    // external one.
+    let out = swarm(&["stack", "rm", "sec"]).ok();
+    assert!(
+        out.stdout.contains("Removing secret sec_own"),
+        "{}",
+        out.stdout
+    );
+    let left: Vec<String> = swarm(&["secret", "ls", "--format", "json"])
+        .ok()
+        .json_lines()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        left.contains(&"db_password".to_string()) && !left.contains(&"sec_own".to_string()),
+        "{left:?}"
+    );
+    let configs = swarm(&["config", "ls", "-q"]).ok().stdout;
+    assert!(configs.trim().is_empty(), "{configs}");
+    wait_for(
+        "the task's secret files to go",
+        Duration::from_secs(30),
+        || {
+            files_containing("/run/swarm-lab/secrets", &token)
+                .is_empty()
+                .then_some(())
+        },
     );
 }
 

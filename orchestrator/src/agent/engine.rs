@@ -273,13 +273,13 @@ impl Engine {
     }
 
     /// Create (not start) the application container inside the pause
-    /// container's network namespace, with `resolv_conf` as its
-    /// /etc/resolv.conf.
+    /// container's network namespace, with `files` (host path, container
+    /// path) bound read-only: its resolv.conf, secrets and configs.
     pub async fn create_app(
         &self,
         task: &Task,
         pause_id: &str,
-        resolv_conf: &str,
+        files: &[(String, String)],
     ) -> Result<String, EngineError> {
         let spec = &task.spec;
         let config = Config {
@@ -290,7 +290,12 @@ impl Engine {
             healthcheck: spec.healthcheck.as_ref().map(health_config),
             host_config: Some(HostConfig {
                 network_mode: Some(format!("container:{pause_id}")),
-                binds: Some(vec![format!("{resolv_conf}:/etc/resolv.conf:ro")]),
+                binds: Some(
+                    files
+                        .iter()
+                        .map(|(host, container)| format!("{host}:{container}:ro"))
+                        .collect(),
+                ),
                 ..Default::default()
             }),
             ..Default::default()

@@ -27,6 +27,7 @@ pub struct Controller<'a> {
     pub agent: &'a Agent,
     pub task: &'a Task,
     pub view: &'a NodeView,
+    pub secrets: &'a super::secrets::Received,
 }
 
 const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
@@ -156,7 +157,15 @@ impl Controller<'_> {
             .agent
             .resolv_conf(self.task)
             .map_err(|e| rejected("create failed", e))?;
-        let app = match engine.create_app(self.task, &sb.pause_id, &resolv).await {
+        let mut files = vec![(resolv, "/etc/resolv.conf".to_string())];
+        match self.agent.secrets.write(self.task, self.secrets) {
+            Ok(mounts) => files.extend(mounts),
+            Err(e) => {
+                let _ = engine.remove(&sb.pause_id).await;
+                return Err(rejected("setting up secrets failed", e));
+            }
+        }
+        let app = match engine.create_app(self.task, &sb.pause_id, &files).await {
             Ok(id) => id,
             Err(e) => {
                 let _ = engine.remove(&sb.pause_id).await;

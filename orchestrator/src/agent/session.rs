@@ -25,6 +25,8 @@ pub type Report = Vec<(String, TaskStatus)>;
 pub struct Assigned {
     pub tasks: Vec<Task>,
     pub view: NodeView,
+    /// The secret and config bytes those tasks use (in memory only).
+    pub secrets: super::secrets::Received,
 }
 
 /// The agent's side of the link.
@@ -33,6 +35,14 @@ pub struct Link {
     /// not judge any container an orphan.
     pub assigned: watch::Receiver<Option<Arc<Assigned>>>,
     pub reports: mpsc::UnboundedSender<Report>,
+}
+
+/// What one session has been told so far.
+#[derive(Default)]
+struct Known {
+    tasks: BTreeMap<String, Task>,
+    view: NodeView,
+    secrets: super::secrets::Received,
 }
 
 /// Pause between attempts when no manager takes the session.
@@ -109,8 +119,7 @@ impl Session {
         let mut client = DispatcherClient::new(channel);
         let mut stream = client.session(SessionRequest {}).await?.into_inner();
         tracing::info!(manager = %addr, "dispatcher session open");
-        let mut known: BTreeMap<String, Task> = BTreeMap::new();
-        let mut view = NodeView::default();
+        let mut known = Known::default();
         let mut period = Duration::from_secs(1);
         let mut beat = tokio::time::interval(period);
         loop {
@@ -123,7 +132,7 @@ impl Session {
                         period = p;
                         beat = tokio::time::interval(period);
                     }
-                    self.apply(&mut known, &mut view, msg);
+                    self.apply(&mut known, msg);
                 }
                 _ = beat.tick() => {
                     tokio::time::timeout(period * 2, client.heartbeat(HeartbeatRequest {}))
@@ -143,28 +152,34 @@ impl Session {
         }
     }
 
-    fn apply(
-        &mut self,
-        known: &mut BTreeMap<String, Task>,
-        view: &mut NodeView,
-        msg: SessionMessage,
-    ) {
+    fn apply(&mut self, known: &mut Known, msg: SessionMessage) {
         if !msg.view_json.is_empty() {
             match serde_json::from_str(&msg.view_json) {
-                Ok(v) => *view = v,
+                Ok(v) => known.view = v,
                 Err(e) => tracing::warn!(error = %e, "undecodable view from the dispatcher"),
             }
         }
         for json in &msg.upserts_json {
             match serde_json::from_str::<Task>(json) {
                 Ok(t) => {
-                    known.insert(t.id.clone(), t);
+                    known.tasks.insert(t.id.clone(), t);
                 }
                 Err(e) => tracing::warn!(error = %e, "undecodable task from the dispatcher"),
             }
         }
         for id in &msg.removed {
-            known.remove(id);
+            known.tasks.remove(id);
+        }
+        if !msg.secrets.is_empty() || !msg.secrets_removed.is_empty() {
+            // IDs only: the bytes are never logged.
+            let ids: Vec<&str> = msg.secrets.iter().map(|s| s.id.as_str()).collect();
+            tracing::info!(received = ?ids, forgotten = msg.secrets_removed.len(), "secrets received from the dispatcher");
+        }
+        for s in msg.secrets {
+            known.secrets.insert((s.id, s.version), s.data);
+        }
+        for s in msg.secrets_removed {
+            known.secrets.remove(&(s.id, s.version));
         }
         if !msg.role.is_empty() && *self.role.borrow() != msg.role {
             self.role.send_replace(msg.role.clone());
@@ -173,8 +188,9 @@ impl Session {
             self.managers.send_replace(msg.managers.clone());
         }
         self.assigned.send_replace(Some(Arc::new(Assigned {
-            tasks: known.values().cloned().collect(),
-            view: view.clone(),
+            tasks: known.tasks.values().cloned().collect(),
+            view: known.view.clone(),
+            secrets: known.secrets.clone(),
         })));
     }
 

@@ -4,13 +4,17 @@
 
 use crate::ports::{CLUSTER_PORT, DYNAMIC_PORTS};
 use crate::state::State;
-use crate::types::{validate_name, EndpointMode, NetworkSpec, PublishMode, ServiceSpec};
+use crate::types::{
+    validate_name, EndpointMode, NetworkSpec, PublishMode, SecretKind, ServiceSpec,
+};
 use tonic::Status;
 
 /// Turn network names into IDs (refusing unknown ones and ingress, which
-/// published ports imply), and give ingress-mode ports without a published
-/// port one from the dynamic range.
+/// published ports imply), secret and config names into IDs and their
+/// latest version, and give ingress-mode ports without a published port
+/// one from the dynamic range.
 pub fn service_spec(st: &State, spec: &mut ServiceSpec) -> Result<(), Status> {
+    secret_refs(st, spec)?;
     let mut seen = Vec::new();
     for a in &mut spec.networks {
         let net = st
@@ -64,6 +68,36 @@ pub fn service_spec(st: &State, spec: &mut ServiceSpec) -> Result<(), Status> {
             Status::resource_exhausted("no free port left in the dynamic range 30000-32767")
         })?;
         spec.ports[i].published = port;
+    }
+    Ok(())
+}
+
+/// A reference the daemon resolved before (an update that keeps it) keeps
+/// its version; a new one gets the latest.
+fn secret_refs(st: &State, spec: &mut ServiceSpec) -> Result<(), Status> {
+    let kinds = [SecretKind::Secret, SecretKind::Config];
+    for (kind, refs) in kinds
+        .into_iter()
+        .zip([&mut spec.secrets, &mut spec.configs])
+    {
+        for r in refs.iter_mut() {
+            let known = st
+                .secrets
+                .get(&r.id)
+                .filter(|s| s.kind == kind && s.name == r.name);
+            if known.is_some_and(|s| s.version(r.version).is_some()) {
+                continue;
+            }
+            let s = st
+                .find_secret(kind, &r.name)
+                .ok_or_else(|| Status::not_found(format!("{kind} not found: {}", r.name)))?;
+            r.id = s.id.clone();
+            r.name = s.name.clone();
+            r.version = s.latest().map_or(0, |v| v.version);
+            if r.target.is_empty() {
+                r.target = s.name.clone();
+            }
+        }
     }
     Ok(())
 }

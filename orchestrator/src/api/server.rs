@@ -456,7 +456,8 @@ impl Control for ControlService {
         req: Request<pb::DeployStackRequest>,
     ) -> Result<Response<pb::DeployStackResponse>, Status> {
         let st = self.manager_state()?;
-        let out = super::stack::deploy(&self.daemon.store, &st, req.into_inner()).await?;
+        let d = &self.daemon;
+        let out = super::stack::deploy(&d.store, &d.keyring, &st, req.into_inner()).await?;
         Ok(Response::new(out))
     }
 
@@ -467,6 +468,60 @@ impl Control for ControlService {
         self.manager_state()?;
         let out = super::stack::remove(&self.daemon.store, &req.into_inner().stack).await?;
         Ok(Response::new(out))
+    }
+
+    async fn create_secret(
+        &self,
+        req: Request<pb::CreateSecretRequest>,
+    ) -> Result<Response<pb::SecretResponse>, Status> {
+        self.manager_state()?;
+        let d = &self.daemon;
+        let s = super::secret::create(&d.store, &d.keyring, req.into_inner()).await?;
+        Ok(Response::new(super::secret::response(&s)))
+    }
+
+    async fn update_secret(
+        &self,
+        req: Request<pb::UpdateSecretRequest>,
+    ) -> Result<Response<pb::SecretResponse>, Status> {
+        self.manager_state()?;
+        let d = &self.daemon;
+        let s = super::secret::update(&d.store, &d.keyring, req.into_inner()).await?;
+        Ok(Response::new(super::secret::response(&s)))
+    }
+
+    async fn remove_secret(
+        &self,
+        req: Request<pb::SecretRequest>,
+    ) -> Result<Response<pb::SecretResponse>, Status> {
+        self.manager_state()?;
+        let s = super::secret::remove(&self.daemon.store, req.into_inner()).await?;
+        Ok(Response::new(super::secret::response(&s)))
+    }
+
+    async fn get_secret(
+        &self,
+        req: Request<pb::SecretRequest>,
+    ) -> Result<Response<pb::SecretResponse>, Status> {
+        let st = self.manager_state()?;
+        let req = req.into_inner();
+        let s = super::secret::find(&st, super::secret::kind(req.kind)?, &req.secret)?;
+        Ok(Response::new(super::secret::response(&s)))
+    }
+
+    async fn list_secrets(
+        &self,
+        req: Request<pb::ListSecretsRequest>,
+    ) -> Result<Response<pb::ObjectList>, Status> {
+        let st = self.manager_state()?;
+        let kind = super::secret::kind(req.into_inner().kind)?;
+        let items_json = st
+            .secrets
+            .values()
+            .filter(|s| s.kind == kind)
+            .map(|s| to_json(&s.redacted()))
+            .collect();
+        Ok(Response::new(pb::ObjectList { items_json }))
     }
 
     async fn create_network(

@@ -3,10 +3,11 @@
 //! atomic command.
 
 use super::pb;
+use crate::keyring::Keyring;
 use crate::stack::{self, plan};
 use crate::state::Command;
 use crate::store::Store;
-use crate::types::{new_id, now_ms};
+use crate::types::{new_id, now_ms, SecretKind};
 use std::time::Duration;
 use tonic::Status;
 
@@ -14,8 +15,20 @@ use tonic::Status;
 /// networks before it gives up on removing them.
 const NETWORK_WAIT: Duration = Duration::from_secs(60);
 
+fn objects(list: &[(SecretKind, String)]) -> Vec<pb::StackObject> {
+    list.iter()
+        .map(|(kind, name)| pb::StackObject {
+            kind: super::secret::pb_kind(*kind),
+            name: name.clone(),
+        })
+        .collect()
+}
+
 fn response(p: &plan::Plan, warnings: Vec<String>) -> pb::DeployStackResponse {
     pb::DeployStackResponse {
+        data_created: objects(&p.data_created),
+        data_updated: objects(&p.data_updated),
+        data_removed: objects(&p.data_removed),
         warnings,
         networks_created: p.networks_created.clone(),
         services_created: p.created.clone(),
@@ -27,13 +40,19 @@ fn response(p: &plan::Plan, warnings: Vec<String>) -> pb::DeployStackResponse {
 
 pub async fn deploy(
     store: &Store,
+    keyring: &Keyring,
     st: &crate::state::State,
     req: pb::DeployStackRequest,
 ) -> Result<pb::DeployStackResponse, Status> {
     let doc: serde_json::Value = serde_json::from_str(&req.compose_json)
         .map_err(|e| Status::invalid_argument(format!("invalid compose document: {e}")))?;
     let spec = stack::convert(&req.stack, &doc).map_err(Status::invalid_argument)?;
-    let p = plan::plan(st, &spec, req.prune, now_ms(), &mut new_id)?;
+    let files = req.files.into_iter().collect();
+    let inputs = plan::Inputs {
+        files: &files,
+        keyring,
+    };
+    let p = plan::plan(st, &spec, &inputs, req.prune, now_ms(), &mut new_id)?;
     if !p.commands.is_empty() {
         store
             .write(Command::Atomic(p.commands.clone()))

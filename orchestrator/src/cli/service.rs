@@ -8,8 +8,8 @@ use crate::api::pb;
 use crate::placement::{parse_bytes, parse_cpus, Placement, Resources};
 use crate::ports;
 use crate::types::{
-    EndpointMode, Mode, Node, RestartCondition, RestartPolicy, Service, ServiceSpec, Task,
-    TaskState,
+    EndpointMode, Mode, Node, RestartCondition, RestartPolicy, SecretKind, SecretRef, Service,
+    ServiceSpec, Task, TaskState,
 };
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
@@ -136,6 +136,12 @@ pub struct CreateArgs {
     /// How clients find the tasks: vip (a virtual IP) or dnsrr (DNS round robin).
     #[arg(long, value_enum, default_value = "vip")]
     pub endpoint_mode: EndpointModeArg,
+    /// Give tasks a secret: NAME, or source=NAME[,target=FILE][,uid=N][,gid=N][,mode=0444].
+    #[arg(long = "secret")]
+    pub secrets: Vec<String>,
+    /// Give tasks a config: NAME, or source=NAME[,target=PATH][,uid=N][,gid=N][,mode=0444].
+    #[arg(long = "config")]
+    pub configs: Vec<String>,
     #[command(flatten)]
     pub health: super::health::HealthArgs,
     /// Exit immediately instead of waiting for the service to converge.
@@ -225,8 +231,16 @@ impl CreateArgs {
                 EndpointModeArg::Vip => EndpointMode::Vip,
                 EndpointModeArg::Dnsrr => EndpointMode::Dnsrr,
             },
+            secrets: refs(SecretKind::Secret, &self.secrets)?,
+            configs: refs(SecretKind::Config, &self.configs)?,
         })
     }
+}
+
+fn refs(kind: SecretKind, args: &[String]) -> Result<Vec<SecretRef>> {
+    args.iter()
+        .map(|a| super::secret::parse_ref(kind, a).map_err(anyhow::Error::msg))
+        .collect()
 }
 
 pub async fn run(host: &str, cmd: ServiceCmd) -> Result<()> {

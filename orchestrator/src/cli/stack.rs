@@ -9,10 +9,10 @@ use super::{is_json, Format};
 use crate::api::client::{connect, status_error, Client};
 use crate::api::pb;
 use crate::types::Service;
-use anyhow::{bail, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, Subcommand};
 use serde_json::json;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 
 #[derive(Args, Debug)]
@@ -101,22 +101,75 @@ pub async fn run(host: &str, cmd: StackCmd) -> Result<()> {
     }
 }
 
+/// The bytes of the files the document's own secrets and configs name:
+/// they are on this machine, the user's, like the compose files.
+fn data_files(doc: &serde_json::Value) -> Result<HashMap<String, Vec<u8>>> {
+    let mut files = HashMap::new();
+    for section in ["secrets", "configs"] {
+        let Some(entries) = doc.get(section).and_then(|v| v.as_object()) else {
+            continue;
+        };
+        for (key, d) in entries {
+            if d.get("external") == Some(&serde_json::Value::Bool(true)) {
+                continue;
+            }
+            if let Some(path) = d.get("file").and_then(|f| f.as_str()) {
+                let bytes = std::fs::read(path)
+                    .with_context(|| format!("{section}.{key}: reading {path}"))?;
+                files.insert(path.to_string(), bytes);
+            }
+        }
+    }
+    Ok(files)
+}
+
+/// A refusal about one key of the files (the daemon names it) points at
+/// where that key stands, as the loader's own errors do.
+fn deploy_error(files: &[PathBuf], s: tonic::Status) -> anyhow::Error {
+    let key = s
+        .metadata()
+        .get(crate::stack::plan::COMPOSE_KEY)
+        .and_then(|v| v.to_str().ok());
+    let at = key.and_then(|k| swarm_compose::locate(files, &k.split('.').collect::<Vec<_>>()));
+    match at {
+        Some((file, pos)) => anyhow!(
+            "{}:{}:{}: {}",
+            file.display(),
+            pos.line,
+            pos.col,
+            s.message()
+        ),
+        None => status_error(s),
+    }
+}
+
+fn print_objects(verb: &str, list: &[pb::StackObject]) {
+    for o in list {
+        let kind = crate::api::secret::kind(o.kind).map_or("object", |k| k.as_str());
+        println!("{verb} {kind} {}", o.name);
+    }
+}
+
 pub async fn deploy(host: &str, args: DeployArgs) -> Result<()> {
     // A broken file stops here, before the daemon is asked anything.
     let doc = load(&args.compose_files, false)?;
+    let files = data_files(&doc)?;
     let mut c = connect(host).await?;
     let resp = c
         .deploy_stack(pb::DeployStackRequest {
             stack: args.stack.clone(),
             compose_json: doc.to_string(),
             prune: args.prune,
+            files,
         })
         .await
-        .map_err(status_error)?
+        .map_err(|s| deploy_error(&args.compose_files, s))?
         .into_inner();
     for w in &resp.warnings {
         eprintln!("{w}");
     }
+    print_objects("Creating", &resp.data_created);
+    print_objects("Updating", &resp.data_updated);
     for n in &resp.networks_created {
         println!("Creating network {n}");
     }
@@ -196,6 +249,7 @@ async fn rm(host: &str, stacks: &[String]) -> Result<()> {
                 for s in &resp.services_removed {
                     println!("Removing service {s}");
                 }
+                print_objects("Removing", &resp.data_removed);
                 for n in &resp.networks_removed {
                     println!("Removing network {n}");
                 }

@@ -25,7 +25,10 @@ async fn serve(dir: &std::path::Path, tls: Arc<Tls>) -> String {
     let addr = listener.local_addr().unwrap().to_string();
     store.bootstrap(&addr).await.unwrap();
     let server = tonic::transport::Server::builder()
-        .add_service(ClusterService::new(store))
+        .add_service(ClusterService::new(
+            store,
+            crate::keyring::Keyring::load(dir).unwrap(),
+        ))
         .serve_with_incoming(net::incoming(
             listener,
             tls.server_config(),

@@ -47,6 +47,7 @@ impl Daemon {
             })
             .await
             .context("writing the cluster record")?;
+        self.keyring.create().context("creating the secrets key")?;
         self.certs.save(&ca.cert_pem, &cert_pem, &key_pem)?;
         self.activate(Tls::new(&ca.cert_pem, &cert_pem, &key_pem)?)
             .await?;
@@ -79,15 +80,50 @@ impl Daemon {
             },
         )
         .await?;
+        if !resp.secrets_key.is_empty() {
+            self.keyring
+                .install(&resp.secrets_key)
+                .context("keeping the swarm's secrets key")?;
+        }
         self.certs.save(&resp.ca_pem, &resp.cert_pem, &key_pem)?;
         let tls = Tls::new(&resp.ca_pem, &resp.cert_pem, &key_pem)?;
         let role = tls.identity().role;
         self.remember_managers(resp.managers.clone())?;
         self.activate(tls).await?;
         if role == NodeRole::Manager {
+            self.fetch_secrets_key(&resp.managers).await?;
             self.become_voter(&resp.managers, &me.addr).await?;
         }
         Ok(role)
+    }
+
+    /// A manager without the secrets key (a promoted worker) asks the other
+    /// managers for it, with its manager certificate.
+    pub(super) async fn fetch_secrets_key(&self, managers: &[String]) -> Result<()> {
+        if self.keyring.has_key() {
+            return Ok(());
+        }
+        let mut last = String::from("no manager address known");
+        for m in managers.iter().filter(|m| **m != self.advertise()) {
+            let channel = self
+                .store
+                .peers()
+                .channel(m)
+                .map_err(|e| anyhow::anyhow!(e))?;
+            match ClusterClient::new(channel)
+                .secrets_key(crate::api::cluster_pb::Empty {})
+                .await
+            {
+                Ok(r) => {
+                    return self
+                        .keyring
+                        .install(&r.into_inner().key)
+                        .context("keeping the swarm's secrets key")
+                }
+                Err(s) => last = format!("{m}: {}", s.message()),
+            }
+        }
+        anyhow::bail!("cannot get the swarm's secrets key from another manager: {last}")
     }
 
     /// Ask the managers to add this node to raft, then wait until the
@@ -148,6 +184,7 @@ impl Daemon {
         self.unplumb().await;
         let dir = &self.config.data_dir;
         let _ = std::fs::remove_dir_all(dir.join("certs"));
+        self.keyring.clear();
         for f in ["managers.json", "advertise_addr", "raft.redb", "node.json"] {
             let _ = std::fs::remove_file(dir.join(f));
         }

@@ -40,6 +40,8 @@ pub fn service(id: &str, mode: Mode, replicas: u64) -> Service {
             endpoint_mode: Default::default(),
             labels: Default::default(),
             healthcheck: None,
+            secrets: Vec::new(),
+            configs: Vec::new(),
         },
         endpoint: Default::default(),
         meta: Meta {

@@ -51,6 +51,7 @@ enum Key {
     Service(String),
     Task(String),
     Network(String),
+    Secret(String),
 }
 
 impl Key {
@@ -61,6 +62,7 @@ impl Key {
             Key::Service(id) => format!("service/{id}"),
             Key::Task(id) => format!("task/{id}"),
             Key::Network(id) => format!("network/{id}"),
+            Key::Secret(id) => format!("secret/{id}"),
         }
     }
 
@@ -72,6 +74,7 @@ impl Key {
             Key::Service(id) => st.services.get(id).map(serde_json::to_vec),
             Key::Task(id) => st.tasks.get(id).map(serde_json::to_vec),
             Key::Network(id) => st.networks.get(id).map(serde_json::to_vec),
+            Key::Secret(id) => st.secrets.get(id).map(serde_json::to_vec),
         };
         v.map(|r| r.expect("cluster objects always serialize"))
     }
@@ -130,6 +133,12 @@ fn touched(st: &State, cmd: &Command) -> Vec<Key> {
         Command::AllocateService { id, .. } => vec![Key::Service(id.clone())],
         Command::AllocateNode { id, .. } => vec![Key::Node(id.clone())],
         Command::AllocateTasks(a) => tasks(&mut a.iter().map(|a| &a.task_id)),
+        Command::CreateSecret(s) => vec![Key::Secret(s.id.clone())],
+        Command::RemoveSecret { id } => vec![Key::Secret(id.clone())],
+        // A new version moves the services that use it.
+        Command::UpdateSecret { id, .. } => std::iter::once(Key::Secret(id.clone()))
+            .chain(st.users_of_secret(id).map(|s| Key::Service(s.id.clone())))
+            .collect(),
         Command::Batch(cmds) | Command::Atomic(cmds) => {
             cmds.iter().flat_map(|c| touched(st, c)).collect()
         }
@@ -218,6 +227,7 @@ impl StateMachine {
         keys.extend(st.services.keys().map(|k| Key::Service(k.clone())));
         keys.extend(st.tasks.keys().map(|k| Key::Task(k.clone())));
         keys.extend(st.networks.keys().map(|k| Key::Network(k.clone())));
+        keys.extend(st.secrets.keys().map(|k| Key::Secret(k.clone())));
         self.persist(&keys)
     }
 
@@ -260,6 +270,9 @@ fn load_object(st: &mut State, key: &str, bytes: &[u8]) -> Result<(), serde_json
         "network" => {
             st.networks
                 .insert(id.into(), serde_json::from_slice(bytes)?);
+        }
+        "secret" => {
+            st.secrets.insert(id.into(), serde_json::from_slice(bytes)?);
         }
         // Unknown kinds come from a newer version; keep going rather than
         // refusing to start, and let that version own them.

@@ -5,11 +5,32 @@
 //! anything is written, and the whole plan is written as one atomic
 //! command: a deploy lands whole or not at all.
 
-use super::StackSpec;
-use crate::api::resolve;
+use super::{StackData, StackSpec};
+use crate::api::{resolve, secret};
+use crate::keyring::{binding, Keyring};
 use crate::state::{Command, State};
-use crate::types::{Meta, Millis, Network, Service, ServiceSpec};
+use crate::types::{Meta, Millis, Network, Secret, SecretKind, Service, ServiceSpec};
+use std::collections::BTreeMap;
 use tonic::Status;
+
+/// The status metadata key naming the compose key an error is about
+/// (`secrets.db_password`), for the CLI to point at its place in the file.
+pub const COMPOSE_KEY: &str = "swarm-compose-key";
+
+/// `status`, marked as being about compose key `key`.
+fn about(mut status: Status, key: &str) -> Status {
+    if let Ok(v) = key.parse() {
+        status.metadata_mut().insert(COMPOSE_KEY, v);
+    }
+    status
+}
+
+/// What the stack brings besides its file: the bytes of the files its
+/// secrets and configs name (read by the CLI), and the key to seal them.
+pub struct Inputs<'a> {
+    pub files: &'a BTreeMap<String, Vec<u8>>,
+    pub keyring: &'a Keyring,
+}
 
 #[derive(Debug, Default)]
 pub struct Plan {
@@ -18,6 +39,10 @@ pub struct Plan {
     pub created: Vec<String>,
     pub updated: Vec<String>,
     pub removed: Vec<String>,
+    /// Secrets and configs created, given a new version, and removed.
+    pub data_created: Vec<(SecretKind, String)>,
+    pub data_updated: Vec<(SecretKind, String)>,
+    pub data_removed: Vec<(SecretKind, String)>,
 }
 
 fn try_apply(next: &mut State, cmd: &Command) -> Result<(), Status> {
@@ -32,6 +57,12 @@ pub fn services_of<'a>(st: &'a State, stack: &'a str) -> impl Iterator<Item = &'
     st.services
         .values()
         .filter(move |s| super::stack_of(&s.spec.labels) == Some(stack))
+}
+
+pub fn data_of<'a>(st: &'a State, stack: &'a str) -> impl Iterator<Item = &'a Secret> + 'a {
+    st.secrets
+        .values()
+        .filter(move |s| super::stack_of(&s.labels) == Some(stack))
 }
 
 pub fn networks_of<'a>(st: &'a State, stack: &'a str) -> impl Iterator<Item = &'a Network> + 'a {
@@ -54,9 +85,71 @@ fn keep_chosen_ports(spec: &mut ServiceSpec, cur: &ServiceSpec) {
     }
 }
 
+/// The command that gives the cluster one of the stack's own secrets or
+/// configs: a new one, or a new version when the file's bytes changed
+/// (which rolls the services using it). `None` when it is up to date.
+fn data_command(
+    next: &State,
+    d: &StackData,
+    inputs: &Inputs,
+    new_id: &mut dyn FnMut() -> String,
+) -> Result<Option<Command>, Status> {
+    let (kind, key) = (d.kind, format!("{}s.{}", d.kind, d.key));
+    let cur = next
+        .secrets
+        .values()
+        .find(|s| s.kind == kind && s.name == d.name);
+    if d.external {
+        return match cur {
+            Some(_) => Ok(None),
+            None => Err(about(
+                Status::not_found(format!(
+                    "{kind} {:?} is declared as external, but could not be found: create it first (swarm {kind} create {} FILE)",
+                    d.name, d.name
+                )),
+                &key,
+            )),
+        };
+    }
+    let path = d.file.as_deref().unwrap_or_default();
+    let bytes = inputs.files.get(path).ok_or_else(|| {
+        about(
+            Status::invalid_argument(format!("{key}: the contents of {path} were not sent")),
+            &key,
+        )
+    })?;
+    let keyring = inputs.keyring;
+    let Some(cur) = cur else {
+        let s = secret::new_secret(keyring, kind, new_id(), &d.name, d.labels.clone(), bytes)
+            .map_err(|e| about(e, &key))?;
+        return Ok(Some(Command::CreateSecret(s)));
+    };
+    let latest = cur
+        .latest()
+        .ok_or_else(|| Status::internal("a secret without versions"))?;
+    let same = match kind {
+        SecretKind::Config => latest.data == *bytes,
+        SecretKind::Secret => {
+            keyring
+                .open(&binding(&cur.id, latest.version), &latest.data)
+                .map_err(|e| Status::unavailable(e.to_string()))?
+                == *bytes
+        }
+    };
+    if same {
+        return Ok(None);
+    }
+    let version = secret::stored(keyring, kind, &cur.id, latest.version + 1, bytes)?;
+    Ok(Some(Command::UpdateSecret {
+        id: cur.id.clone(),
+        version,
+    }))
+}
+
 pub fn plan(
     st: &State,
     spec: &StackSpec,
+    inputs: &Inputs,
     prune: bool,
     now: Millis,
     new_id: &mut dyn FnMut() -> String,
@@ -85,9 +178,23 @@ pub fn plan(
         plan.commands.push(cmd);
         plan.networks_created.push(net.name);
     }
+    for d in &spec.data {
+        let Some(cmd) = data_command(&next, d, inputs, new_id)? else {
+            continue;
+        };
+        match cmd {
+            Command::CreateSecret(_) => plan.data_created.push((d.kind, d.name.clone())),
+            _ => plan.data_updated.push((d.kind, d.name.clone())),
+        }
+        try_apply(&mut next, &cmd)?;
+        plan.commands.push(cmd);
+    }
     for svc in &spec.services {
         let mut want = svc.clone();
-        let cur = st.find_service(&want.name);
+        // Read from the planned state: a new secret version has moved the
+        // services that use it already.
+        let cur = next.find_service(&want.name).cloned();
+        let cur = cur.as_ref();
         if let Some(cur) = cur {
             if super::stack_of(&cur.spec.labels) != Some(spec.name.as_str()) {
                 return Err(Status::already_exists(format!(
@@ -144,6 +251,12 @@ pub fn remove(st: &State, stack: &str) -> Result<Plan, Status> {
         plan.removed.push(s.spec.name.clone());
         plan.commands
             .push(Command::RemoveService { id: s.id.clone() });
+    }
+    // After the services that use them; external ones have no label.
+    for d in data_of(st, stack) {
+        plan.data_removed.push((d.kind, d.name.clone()));
+        plan.commands
+            .push(Command::RemoveSecret { id: d.id.clone() });
     }
     if plan.commands.is_empty() && networks_of(st, stack).next().is_none() {
         return Err(Status::not_found(format!(

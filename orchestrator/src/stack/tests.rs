@@ -38,13 +38,158 @@ fn a_compose_document_becomes_namespaced_services_on_the_stack_default_network()
         ["web"],
         "found by its short name within the stack"
     );
+    assert_eq!(spec.warnings, ["Ignoring unsupported options: build"]);
+    let secret = &spec.services[2].secrets[0];
     assert_eq!(
-        spec.warnings,
-        [
-            "Ignoring unsupported options: build",
-            "Ignoring secrets (not supported by swarm yet): web"
-        ]
+        (secret.name.as_str(), secret.target.as_str(), secret.mode),
+        ("db_password", "db_password", 0o444)
     );
+}
+
+#[test]
+fn secrets_and_configs_take_the_stack_name_unless_external_or_named() {
+    let doc = json!({
+        "services": {"a": {"image": "x",
+            "secrets": [{"source": "ext"}, {"source": "own", "target": "pw", "uid": "33", "mode": 256}],
+            "configs": [{"source": "conf"}]}},
+        "secrets": {"ext": {"external": true, "name": "shared"}, "own": {"file": "/tmp/pw"}},
+        "configs": {"conf": {"file": "/tmp/c", "name": "app.conf"}}
+    });
+    let spec = convert("s", &doc).unwrap();
+    let names: Vec<(&str, bool)> = spec
+        .data
+        .iter()
+        .map(|d| (d.name.as_str(), d.external))
+        .collect();
+    assert_eq!(
+        names,
+        [("shared", true), ("s_own", false), ("app.conf", false)]
+    );
+    assert_eq!(spec.data[1].labels[STACK_NAMESPACE], "s");
+    let a = &spec.services[0];
+    assert_eq!(a.secrets[0].name, "shared");
+    assert_eq!(
+        (
+            a.secrets[1].name.as_str(),
+            a.secrets[1].target.as_str(),
+            a.secrets[1].uid.as_str(),
+            a.secrets[1].mode
+        ),
+        ("s_own", "pw", "33", 0o400)
+    );
+    assert_eq!(
+        (a.configs[0].name.as_str(), a.configs[0].target.as_str()),
+        ("app.conf", "conf")
+    );
+    let undefined = json!({"services": {"a": {"image": "x", "secrets": [{"source": "nope"}]}}});
+    assert_eq!(
+        convert("s", &undefined).unwrap_err(),
+        "service a refers to undefined secret nope: invalid compose project"
+    );
+}
+
+mod planning {
+    use super::*;
+    use crate::keyring::Keyring;
+    use crate::stack::plan::{plan, Inputs, COMPOSE_KEY};
+    use crate::state::{Command, State};
+    use std::collections::BTreeMap;
+
+    fn doc() -> Value {
+        json!({
+            "services": {"a": {"image": "x", "secrets": [{"source": "own"}]}},
+            "secrets": {"own": {"file": "/f"}}
+        })
+    }
+
+    fn ids() -> impl FnMut() -> String {
+        let mut n = 0;
+        move || {
+            n += 1;
+            format!("id{n}")
+        }
+    }
+
+    #[test]
+    fn a_stack_secret_is_created_sealed_then_rotated_when_its_file_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let keyring = Keyring::load(dir.path()).unwrap();
+        keyring.create().unwrap();
+        let spec = convert("s", &doc()).unwrap();
+        let mut st = State::default();
+        let files = BTreeMap::from([("/f".to_string(), b"pw1".to_vec())]);
+        let inputs = Inputs {
+            files: &files,
+            keyring: &keyring,
+        };
+        let p = plan(&st, &spec, &inputs, false, 1, &mut ids()).unwrap();
+        assert_eq!(p.data_created, [(SecretKind::Secret, "s_own".to_string())]);
+        let sec = p
+            .commands
+            .iter()
+            .find_map(|c| match c {
+                Command::CreateSecret(s) => Some(s),
+                _ => None,
+            })
+            .unwrap();
+        assert_eq!(sec.id, "id2", "IDs come from the planner's source");
+        assert_ne!(sec.versions[0].data, b"pw1", "sealed before it is proposed");
+        for c in p.commands {
+            assert!(st.apply(c).error.is_none());
+        }
+        let svc = st.service_by_name("s_a").unwrap();
+        assert_eq!(svc.spec.secrets[0].version, 1);
+
+        let again = plan(&st, &spec, &inputs, false, 2, &mut ids()).unwrap();
+        assert!(
+            again.commands.is_empty(),
+            "an unchanged file changes nothing: {:?}",
+            again.commands
+        );
+
+        let files = BTreeMap::from([("/f".to_string(), b"pw2".to_vec())]);
+        let inputs = Inputs {
+            files: &files,
+            keyring: &keyring,
+        };
+        let p = plan(&st, &spec, &inputs, false, 3, &mut ids()).unwrap();
+        assert_eq!(p.data_updated, [(SecretKind::Secret, "s_own".to_string())]);
+        assert!(
+            p.updated.is_empty(),
+            "the new version moves the service by itself"
+        );
+        for c in p.commands {
+            assert!(st.apply(c).error.is_none());
+        }
+        assert_eq!(
+            st.service_by_name("s_a").unwrap().spec.secrets[0].version,
+            2
+        );
+    }
+
+    #[test]
+    fn a_missing_external_secret_is_refused_naming_its_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let keyring = Keyring::load(dir.path()).unwrap();
+        let doc = json!({
+            "services": {"a": {"image": "x", "secrets": [{"source": "db"}]}},
+            "secrets": {"db": {"external": true, "name": "db"}}
+        });
+        let spec = convert("s", &doc).unwrap();
+        let files = BTreeMap::new();
+        let inputs = Inputs {
+            files: &files,
+            keyring: &keyring,
+        };
+        let err = plan(&State::default(), &spec, &inputs, false, 1, &mut ids()).unwrap_err();
+        assert!(
+            err.message()
+                .starts_with("secret \"db\" is declared as external"),
+            "{}",
+            err.message()
+        );
+        assert_eq!(err.metadata().get(COMPOSE_KEY).unwrap(), "secrets.db");
+    }
 }
 
 #[test]
