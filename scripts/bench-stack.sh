@@ -47,6 +47,7 @@ sw() { scripts/lab.sh exec n1 "$SWARM_BIN" "$@"; }
 sw init >/dev/null
 token=$(sw join-token -q worker)
 for n in n2 n3; do scripts/lab.sh exec "$n" "$SWARM_BIN" join --token "$token" 198.18.0.11 >/dev/null; done
+echo supersecretpassword | sw secret create db_password - >/dev/null
 for run in $(seq 1 "$runs"); do
     # Detached, and polled the way Docker Swarm is below (every service
     # n/n): the waiting deploy adds a 2 s check that the tasks stay up.

@@ -39,6 +39,10 @@ for n in n2 n3; do
     fi
 done
 
+log "creating the tutorial's secret: echo supersecretpassword | swarm secret create db_password -"
+if ! swarm secret inspect db_password >/dev/null 2>&1; then
+    echo supersecretpassword | swarm secret create db_password -
+fi
 log "deploying the tutorial's stack (waits until every service runs)"
 swarm deploy -c examples/tutorial/docker-compose.yml demo
 
@@ -55,7 +59,8 @@ for round in 1 2; do
         page=$(scripts/lab.sh exec client curl -s -m 5 "http://$node:8000/")
         container=$(sed -n 's/.*id="hostname">\([^<]*\)<.*/\1/p' <<<"$page")
         count=$(sed -n 's/.*id="requests">\([^<]*\)<.*/\1/p' <<<"$page")
-        printf 'round %s  %-12s  served by %-28s  requests so far: %s\n' "$round" "$node" "$container" "$count"
+        secret=$(sed -n 's/.*id="secret">\([^<]*\)<.*/\1/p' <<<"$page")
+        printf 'round %s  %-12s  served by %-28s  requests so far: %-4s  secret: %s\n' "$round" "$node" "$container" "$count" "$secret"
     done
 done
 echo

@@ -412,15 +412,34 @@ fn cert_subject(node: &str) -> String {
     r.stdout
 }
 
+/// The swarm's secrets key as `node` keeps it (None: it has none), after
+/// checking that only its owner can read it.
+fn secrets_key(node: &str) -> Option<Vec<u8>> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = format!("/var/lib/swarm-lab/{node}/secrets.key");
+    let meta = std::fs::metadata(&path).ok()?;
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600, "{path}");
+    std::fs::read(&path).ok()
+}
+
 #[test]
 fn promotion_and_demotion_reissue_the_certificate_and_change_raft_membership() {
     let _c = cluster();
+    // Managers that joined with the manager token got the key; workers not.
+    let key = secrets_key("n1").expect("init made the secrets key");
+    assert_eq!(secrets_key("n2").as_ref(), Some(&key));
+    assert_eq!(secrets_key("n4"), None, "a worker holds no secrets key");
     swarm_on("n1", &["node", "promote", "n4"]).ok();
     wait_for("n4 a manager that answers", Duration::from_secs(20), || {
         (cert_subject("n4").contains("OU = swarm-manager")
             && swarm_on("n4", &["service", "ls"]).code == 0)
             .then_some(())
     });
+    assert_eq!(
+        secrets_key("n4"),
+        Some(key),
+        "a promoted manager fetched the key"
+    );
     swarm_on("n1", &["node", "demote", "n4"]).ok();
     wait_for(
         "n4 back to a worker certificate",
@@ -437,6 +456,11 @@ fn promotion_and_demotion_reissue_the_certificate_and_change_raft_membership() {
         refused.stderr.contains("not a swarm manager"),
         "{}",
         refused.stderr
+    );
+    wait_for(
+        "n4 to drop the secrets key",
+        Duration::from_secs(10),
+        || secrets_key("n4").is_none().then_some(()),
     );
     // Three voters again: losing one manager still leaves a quorum.
     let nodes = nodes_on("n1");

@@ -247,6 +247,24 @@ fn refused_deploys_name_the_fault_and_change_nothing() {
         .ok()
         .json_lines();
     assert!(nets.iter().all(|n| n["Name"] != "bad_default"), "{nets:?}");
+
+    // An external secret the cluster lacks: the refusal points at its key
+    // in the file, and nothing is created.
+    std::fs::write(
+        &broken,
+        "version: '3.8'\nservices:\n  a:\n    image: redis\n    secrets: [nope]\nsecrets:\n  nope:\n    external: true\n",
+    )
+    .unwrap();
+    let r = swarm(&["deploy", "--detach", "-c", &broken, "bad"]);
+    assert_ne!(r.code, 0, "{r:#?}");
+    assert!(
+        r.stderr.contains(&format!(
+            "{broken}:7:3: secret \"nope\" is declared as external, but could not be found"
+        )),
+        "{}",
+        r.stderr
+    );
+    assert!(stack_services("bad").is_empty());
 }
 
 #[test]
