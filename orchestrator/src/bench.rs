@@ -195,15 +195,17 @@ async fn schedule(dir: &std::path::Path, nodes: usize, tasks: u64) -> Result<()>
         healthcheck: None,
         secrets: Vec::new(),
         configs: Vec::new(),
+        update: Default::default(),
+        rollback: Default::default(),
+        force_update: 0,
     };
     let started = Instant::now();
     store
-        .write(Command::CreateService(Service {
-            id: new_id(),
+        .write(Command::CreateService(Service::new(
+            new_id(),
             spec,
-            endpoint: Default::default(),
-            meta: Meta::new(now_ms()),
-        }))
+            now_ms(),
+        )))
         .await?;
     let mut changes = store.subscribe();
     let placed = |st: &crate::state::State| {

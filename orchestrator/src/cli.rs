@@ -10,6 +10,7 @@ pub mod secret;
 pub mod service;
 pub mod stack;
 pub mod tasks;
+pub mod update;
 
 use crate::api::client::DEFAULT_HOST;
 use clap::{Parser, Subcommand, ValueEnum};

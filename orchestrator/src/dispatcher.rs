@@ -41,7 +41,7 @@ pub fn heartbeat_period(st: &State) -> Duration {
 /// The tasks a node's agent must know about: assigned to it and past the
 /// scheduler.
 pub fn tasks_for<'a>(st: &'a State, node_id: &'a str) -> impl Iterator<Item = &'a Task> + 'a {
-    st.tasks.values().filter(move |t| {
+    st.tasks.values().map(|t| &**t).filter(move |t| {
         t.node_id.as_deref() == Some(node_id) && t.status.state >= TaskState::Assigned
     })
 }
@@ -397,7 +397,7 @@ mod tests {
         );
 
         // Once the task is over, the agent is told to forget it.
-        st.tasks.get_mut("t1").unwrap().desired_state = TaskState::Shutdown;
+        st.task_mut("t1").unwrap().desired_state = TaskState::Shutdown;
         let msg = diff(&st, "n1", &keyring, &mut sent, false).unwrap();
         assert!(msg.secrets.is_empty());
         assert_eq!(msg.secrets_removed.len(), 1);

@@ -9,6 +9,7 @@ pub mod reaper;
 pub mod scheduler;
 #[cfg(test)]
 pub mod testutil;
+pub mod updater;
 
 use crate::state::{Command, State};
 use crate::store::{Store, StoreError};
@@ -28,8 +29,9 @@ type PlanFn = fn(&State, Millis) -> Plan;
 
 /// Start every manager loop. They run only while this node leads raft.
 pub fn spawn(store: Store, stop: CancellationToken) {
-    let loops: [(&'static str, PlanFn); 4] = [
+    let loops: [(&'static str, PlanFn); 5] = [
         ("orchestrator", orchestrator::plan),
+        ("updater", updater::plan),
         ("allocator", allocator::plan),
         ("scheduler", scheduler::plan),
         ("reaper", reaper::plan),

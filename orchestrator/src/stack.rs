@@ -8,9 +8,10 @@ pub mod plan;
 
 use crate::placement::parse_cpus;
 use crate::types::{
-    validate_name, EndpointMode, HealthConfig, Mode, NetworkAttachmentSpec, NetworkSpec, Placement,
-    PortConfig, PublishMode, Resources, RestartCondition, RestartPolicy, SecretKind, SecretRef,
-    ServiceSpec, STACK_NAMESPACE,
+    permille, validate_name, EndpointMode, FailureAction, HealthConfig, Mode,
+    NetworkAttachmentSpec, NetworkSpec, Placement, PortConfig, PublishMode, Resources,
+    RestartCondition, RestartPolicy, SecretKind, SecretRef, ServiceSpec, UpdateConfig,
+    STACK_NAMESPACE,
 };
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
@@ -470,7 +471,48 @@ fn service(stack: &str, key: &str, svc: &Value) -> Result<ServiceSpec, String> {
             .transpose()?,
         secrets: Vec::new(),
         configs: Vec::new(),
+        update: update_config(key, "update_config", deploy.get("update_config"))?,
+        rollback: update_config(key, "rollback_config", deploy.get("rollback_config"))?,
+        force_update: 0,
     })
+}
+
+/// compose's `deploy.update_config` / `rollback_config`, over Swarm's
+/// defaults.
+fn update_config(key: &str, what: &str, v: Option<&Value>) -> Result<UpdateConfig, String> {
+    let mut c = UpdateConfig::default();
+    let Some(v) = v else {
+        return Ok(c);
+    };
+    let at = |k: &str| format!("service {key}: {what}.{k}");
+    if let Some(p) = v.get("parallelism").and_then(Value::as_u64) {
+        c.parallelism = p;
+    }
+    if let Some(d) = text(v, "delay") {
+        c.delay_ms = go_ms(&d, &at("delay"))?;
+    }
+    if let Some(d) = text(v, "monitor") {
+        c.monitor_ms = go_ms(&d, &at("monitor"))?;
+    }
+    if let Some(a) = text(v, "failure_action") {
+        c.failure_action = a
+            .parse()
+            .map_err(|e| format!("{}: {e}", at("failure_action")))?;
+        if what == "rollback_config" && c.failure_action == FailureAction::Rollback {
+            return Err(format!(
+                "{}: a rollback cannot roll back",
+                at("failure_action")
+            ));
+        }
+    }
+    if let Some(r) = v.get("max_failure_ratio").and_then(Value::as_f64) {
+        c.max_failure_permille =
+            permille(r).map_err(|e| format!("{}: {e}", at("max_failure_ratio")))?;
+    }
+    if let Some(o) = text(v, "order") {
+        c.order = o.parse().map_err(|e| format!("{}: {e}", at("order")))?;
+    }
+    Ok(c)
 }
 
 /// compose's `healthcheck:` (normal form: Go durations, test as a list).

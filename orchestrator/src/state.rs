@@ -7,13 +7,16 @@
 use crate::types::{
     Attachment, Availability, ClusterInfo, Meta, Millis, Network, NetworkSpec, Node, NodeRole,
     NodeState, PublishMode, Secret, SecretVersion, Service, Task, TaskState, TaskStatus,
+    UpdateStatus,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
+use std::sync::Arc;
 
 mod network;
 mod secret;
+mod update;
 
 pub use network::{holds_addresses, TaskAllocation};
 
@@ -24,8 +27,11 @@ pub struct State {
     // while readers still hold the previous one) shares all but the changed
     // paths, so it costs O(changes · log n), not O(n).
     pub nodes: im::OrdMap<String, Node>,
-    pub services: im::OrdMap<String, Service>,
-    pub tasks: im::OrdMap<String, Task>,
+    // Values behind `Arc`: a map node holds 64 entries inline, and big
+    // values there make every node copy (and the stack frames that hold
+    // them) big as well.
+    pub services: im::OrdMap<String, Arc<Service>>,
+    pub tasks: im::OrdMap<String, Arc<Task>>,
     pub networks: im::OrdMap<String, Network>,
     /// Secrets and configs, by ID (`Secret::kind` tells them apart).
     #[serde(default)]
@@ -125,6 +131,26 @@ pub enum Command {
     /// Refused while a service uses it.
     RemoveSecret {
         id: String,
+    },
+    /// Return a service to its previous spec (`service rollback`, or the
+    /// updater on a failed update).
+    RollbackService {
+        id: String,
+        expected_version: u64,
+        message: String,
+        failed_task: Option<String>,
+        at: Millis,
+    },
+    /// The updater's record of an update's progress.
+    SetUpdateStatus {
+        id: String,
+        expected_version: u64,
+        status: UpdateStatus,
+    },
+    /// A start-first replacement joining the live task it replaces.
+    StartFirst {
+        replaces: String,
+        task: Box<Task>,
     },
     /// Commands from concurrent writers committed as one raft entry (group
     /// commit); applied in order, each with its own response.
@@ -228,8 +254,20 @@ fn not_found(kind: Kind, id: &str) -> Response {
 }
 
 impl State {
+    /// A service to change in place (copied first if a reader shares it).
+    pub fn service_mut(&mut self, id: &str) -> Option<&mut Service> {
+        self.services.get_mut(id).map(Arc::make_mut)
+    }
+
+    pub fn task_mut(&mut self, id: &str) -> Option<&mut Task> {
+        self.tasks.get_mut(id).map(Arc::make_mut)
+    }
+
     pub fn service_by_name(&self, name: &str) -> Option<&Service> {
-        self.services.values().find(|s| s.spec.name == name)
+        self.services
+            .values()
+            .map(|s| &**s)
+            .find(|s| s.spec.name == name)
     }
 
     /// Resolve a node the way docker does: ID, hostname, or unique ID prefix.
@@ -267,6 +305,7 @@ impl State {
     pub fn tasks_of<'a>(&'a self, service_id: &'a str) -> impl Iterator<Item = &'a Task> + 'a {
         self.tasks
             .values()
+            .map(|t| &**t)
             .filter(move |t| t.service_id == service_id)
     }
 
@@ -374,7 +413,7 @@ impl State {
                     return Response::err(r);
                 }
                 svc.meta.version = 1;
-                self.services.insert(svc.id.clone(), svc);
+                self.services.insert(svc.id.clone(), Arc::new(svc));
                 Response::ok()
             }
             Command::UpdateService {
@@ -395,11 +434,17 @@ impl State {
                 if let Err(r) = self.check_service(&service) {
                     return Response::err(r);
                 }
-                // The endpoint is the allocator's: a spec update keeps it.
+                // The endpoint is the allocator's and the update record the
+                // updater's: a spec update keeps them, and starts an update
+                // when it replaces tasks.
                 service.meta.version = cur.meta.version + 1;
                 service.meta.created_at = cur.meta.created_at;
                 service.endpoint = cur.endpoint.clone();
-                self.services.insert(service.id.clone(), service);
+                service.previous_spec = cur.previous_spec.clone();
+                service.update_status = cur.update_status.clone();
+                let (old, at) = (cur.spec.clone(), service.meta.updated_at);
+                update::start_update(&mut service, &old, at);
+                self.services.insert(service.id.clone(), Arc::new(service));
                 Response::ok()
             }
             Command::RemoveService { id } => {
@@ -409,7 +454,7 @@ impl State {
                 self.release(&svc.endpoint.vips);
                 let ids: Vec<String> = self.tasks_of(&id).map(|t| t.id.clone()).collect();
                 for tid in ids {
-                    if let Some(t) = self.tasks.get_mut(&tid) {
+                    if let Some(t) = self.task_mut(&tid) {
                         raise_desired(t, TaskState::Remove);
                     }
                 }
@@ -418,7 +463,7 @@ impl State {
             Command::CreateTasks(tasks) => self.create_tasks(tasks),
             Command::SetDesiredState { ids, state } => {
                 for id in ids {
-                    if let Some(t) = self.tasks.get_mut(&id) {
+                    if let Some(t) = self.task_mut(&id) {
                         raise_desired(t, state);
                     }
                 }
@@ -432,7 +477,7 @@ impl State {
             }
             Command::UpdateStatus(updates) => {
                 for (id, status) in updates {
-                    if let Some(t) = self.tasks.get_mut(&id) {
+                    if let Some(t) = self.task_mut(&id) {
                         // A late report must not resurrect a finished task.
                         if status.state >= t.status.state && !t.status.state.is_terminal() {
                             bump(&mut t.meta, Some(status.timestamp));
@@ -480,6 +525,19 @@ impl State {
             Command::CreateSecret(secret) => self.create_secret(secret),
             Command::UpdateSecret { id, version } => self.update_secret(&id, version),
             Command::RemoveSecret { id } => self.remove_secret(&id),
+            Command::RollbackService {
+                id,
+                expected_version,
+                message,
+                failed_task,
+                at,
+            } => self.rollback_service(&id, expected_version, message, failed_task, at),
+            Command::SetUpdateStatus {
+                id,
+                expected_version,
+                status,
+            } => self.set_update_status(&id, expected_version, status),
+            Command::StartFirst { replaces, task } => self.start_first(&replaces, *task),
         }
     }
 
@@ -539,7 +597,7 @@ impl State {
             }
             let mut task = task;
             task.meta.version = 1;
-            self.tasks.insert(task.id.clone(), task);
+            self.tasks.insert(task.id.clone(), Arc::new(task));
         }
         if skipped.is_empty() {
             Response::ok()
@@ -549,7 +607,7 @@ impl State {
     }
 
     fn assign(&mut self, a: Assignment) {
-        let Some(t) = self.tasks.get_mut(&a.task_id) else {
+        let Some(t) = self.task_mut(&a.task_id) else {
             return;
         };
         // Only unassigned tasks may be placed; a stale decision is ignored.
@@ -698,7 +756,7 @@ mod tests {
         s.meta.version = 77; // whatever a writer says, apply numbers it
         st.apply(Command::CreateService(s));
         assert_eq!(st.services["a"].meta.version, 1);
-        let read = st.services["a"].clone();
+        let read = (*st.services["a"]).clone();
         let mut next = read.clone();
         next.spec.replicas = 3;
         let update = |service: Service| Command::UpdateService {
@@ -719,7 +777,7 @@ mod tests {
 
         st.apply(Command::CreateTasks(vec![task(
             "t1",
-            &st.services["a"].clone(),
+            &(*st.services["a"]).clone(),
             1,
         )]));
         st.apply(Command::SetDesiredState {

@@ -6,11 +6,15 @@
 //! Parsers and policies live beside their users (`placement`, `ports`, `pki`).
 
 mod network;
+mod patch;
 mod secret;
+mod update;
 mod view;
 
 pub use network::*;
+pub use patch::*;
 pub use secret::*;
+pub use update::*;
 pub use view::*;
 
 use serde::{Deserialize, Serialize};
@@ -152,9 +156,38 @@ pub struct ServiceSpec {
     pub secrets: Vec<SecretRef>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub configs: Vec<SecretRef>,
+    /// How a change rolls out (`--update-*`), and how it is undone
+    /// (`--rollback-*`).
+    #[serde(default)]
+    pub update: UpdateConfig,
+    #[serde(default)]
+    pub rollback: UpdateConfig,
+    /// Bumped by `service update --force`: tasks are replaced even when
+    /// nothing else changed.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub force_update: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl ServiceSpec {
+    /// Whether tasks made from `self` and from `other` are the same, so
+    /// that changing one into the other replaces no task: the replica
+    /// count, service labels and the update and rollback settings shape
+    /// the service, not its tasks.
+    pub fn same_tasks(&self, other: &ServiceSpec) -> bool {
+        let shape = |s: &ServiceSpec| ServiceSpec {
+            replicas: 0,
+            labels: BTreeMap::new(),
+            update: UpdateConfig::default(),
+            rollback: UpdateConfig::default(),
+            ..s.clone()
+        };
+        shape(self) == shape(other)
+    }
+
     /// Its secret and config references, each with its kind.
     pub fn data_refs(&self) -> impl Iterator<Item = (SecretKind, &SecretRef)> {
         let secrets = self.secrets.iter().map(|r| (SecretKind::Secret, r));
@@ -211,9 +244,31 @@ pub struct Service {
     /// The VIPs the allocator gave it.
     #[serde(default)]
     pub endpoint: Endpoint,
+    /// The spec before the latest change that replaces tasks: what a
+    /// rollback returns to. Kept by `State::apply`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_spec: Option<Box<ServiceSpec>>,
+    /// Where that change's rolling update stands. Kept by `State::apply`
+    /// and the updater.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub update_status: Option<UpdateStatus>,
     /// `version` counts every change; tasks record the one they were made from.
     #[serde(flatten)]
     pub meta: Meta,
+}
+
+impl Service {
+    /// A service as a writer proposes it; `apply` numbers its version.
+    pub fn new(id: String, spec: ServiceSpec, now: Millis) -> Service {
+        Service {
+            id,
+            spec,
+            endpoint: Endpoint::default(),
+            previous_spec: None,
+            update_status: None,
+            meta: Meta::new(now),
+        }
+    }
 }
 
 /// Where a service's tasks may run. The expressions are checked and read by

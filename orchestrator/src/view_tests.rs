@@ -50,9 +50,9 @@ fn placed(id: &str, svc: &Service, slot: u64, node: &str) -> Task {
 }
 
 fn set_state(st: &mut State, id: &str, state: TaskState) {
-    let mut t = st.tasks[id].clone();
+    let mut t = (*st.tasks[id]).clone();
     t.status = TaskStatus::new(state, "");
-    st.tasks.insert(id.into(), t);
+    st.tasks.insert(id.into(), std::sync::Arc::new(t));
 }
 
 /// n1 and n2; `web` on network back with 8000:80 and alias `www`, tasks t1
@@ -190,10 +190,10 @@ fn dns_names_give_the_vip_aliases_and_tasks_on_each_network() {
 
     // With dnsrr the name gives the tasks themselves.
     let mut st = st;
-    let mut web = st.services["web"].clone();
+    let mut web = (*st.services["web"]).clone();
     web.spec.endpoint_mode = EndpointMode::Dnsrr;
     web.spec.ports.clear();
-    st.services.insert("web".into(), web);
+    st.services.insert("web".into(), std::sync::Arc::new(web));
     let v = for_node(&st, "n1");
     let rec = v
         .dns

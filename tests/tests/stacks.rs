@@ -440,6 +440,194 @@ fn secrets_and_configs_reach_only_the_nodes_whose_tasks_use_them_and_never_touch
     );
 }
 
+/// A client polling port 8000 of `node` from the lab's client until
+/// dropped; `stop()` returns (answers, failures as status lines).
+struct Poller {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    handle: std::thread::JoinHandle<(usize, Vec<String>)>,
+}
+
+impl Poller {
+    fn start(node: &'static str) -> Poller {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let handle = std::thread::spawn(move || {
+            let (mut ok, mut failed) = (0, Vec::new());
+            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                let url = format!("http://{node}:8000/");
+                let r = lab(&[
+                    "exec",
+                    "client",
+                    "curl",
+                    "-s",
+                    "-o",
+                    "/dev/null",
+                    "-w",
+                    "%{http_code}",
+                    "-m",
+                    "3",
+                    &url,
+                ]);
+                if r.stdout.trim() == "200" {
+                    ok += 1;
+                } else {
+                    failed.push(format!("{} (curl exit {})", r.stdout.trim(), r.code));
+                }
+            }
+            (ok, failed)
+        });
+        Poller { stop, handle }
+    }
+
+    fn stop(self) -> (usize, Vec<String>) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.handle.join().unwrap()
+    }
+}
+
+fn service_json(name: &str) -> Value {
+    let r = swarm(&["service", "inspect", name]).ok();
+    let v: Value = serde_json::from_str(&r.stdout).unwrap();
+    v[0].clone()
+}
+
+/// The IDs of a service's running tasks.
+fn running_ids(service: &str) -> BTreeSet<String> {
+    running_tasks(service)
+        .iter()
+        .map(|t| t["ID"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn a_bad_update_rolls_back_by_itself_and_port_8000_never_fails_a_request() {
+    let _lab = three_node_swarm("xdp");
+    if stack_services("demo").len() != 3 {
+        remove("demo");
+        deploy(TUTORIAL, "demo", &[]).ok();
+    }
+    // An image whose healthcheck never passes, built from the tutorial's.
+    let dockerfile =
+        "FROM lsapan/docker-swarm-demo-web\nHEALTHCHECK --interval=1s --retries=2 CMD false\n";
+    let built = run(std::process::Command::new("bash").args([
+        "-c",
+        &format!("printf '{dockerfile}' | docker build -q -t swarm-test/web-unhealthy -"),
+    ]));
+    assert_eq!(built.code, 0, "{built:?}");
+    let before = running_ids("demo_web");
+    assert_eq!(before.len(), 2);
+
+    let poller = Poller::start("198.18.0.12");
+    let r = swarm(&[
+        "service",
+        "update",
+        "--image",
+        "swarm-test/web-unhealthy",
+        "--update-failure-action",
+        "rollback",
+        "--update-order",
+        "start-first",
+        "demo_web",
+    ]);
+    let (answered, failed) = poller.stop();
+    assert_ne!(r.code, 0, "the update waits and fails: {r:#?}");
+    assert!(
+        r.stderr.contains(
+            "service demo_web did not converge: the update was rolled back: task demo_web."
+        ) && r.stderr.contains("task: unhealthy container"),
+        "{}",
+        r.stderr
+    );
+    let svc = service_json("demo_web");
+    assert_eq!(
+        svc["update_status"]["state"], "rollback_completed",
+        "{svc:#}"
+    );
+    assert_eq!(svc["spec"]["image"], "lsapan/docker-swarm-demo-web");
+    assert_eq!(
+        running_ids("demo_web"),
+        before,
+        "start-first kept the old tasks running"
+    );
+    assert!(answered >= 5, "the client kept asking: {answered}");
+    assert!(
+        failed.is_empty(),
+        "{} of {} requests failed: {failed:?}",
+        failed.len(),
+        answered + failed.len()
+    );
+}
+
+#[test]
+fn a_rotated_secret_rolls_its_service_and_a_drained_node_hands_its_tasks_over() {
+    let _lab = three_node_swarm("xdp");
+    if stack_services("demo").len() != 3 {
+        remove("demo");
+        deploy(TUTORIAL, "demo", &[]).ok();
+    }
+    let bin = swarm_bin().to_string_lossy().into_owned();
+    let rotate = |value: &str| {
+        let script = format!("echo {value} | {bin} secret update db_password -");
+        lab(&["exec", "n1", "bash", "-c", &script]).ok();
+    };
+    let before = running_ids("demo_web");
+    rotate("rotated-password");
+    for node in ["198.18.0.11", "198.18.0.12", "198.18.0.13"] {
+        wait_for(
+            &format!("{node} to show the new secret"),
+            Duration::from_secs(60),
+            || {
+                tutorial_page(node)
+                    .filter(|(_, _, s)| s == "rotated-password")
+                    .map(|_| ())
+            },
+        );
+    }
+    wait_for("the update to complete", Duration::from_secs(60), || {
+        (service_json("demo_web")["update_status"]["state"] == "completed").then_some(())
+    });
+    let after = running_ids("demo_web");
+    assert_eq!(after.len(), 2);
+    assert!(
+        after.is_disjoint(&before),
+        "every task was replaced: {before:?} -> {after:?}"
+    );
+
+    // Drain a node that runs a web task: its tasks go elsewhere, and
+    // every node keeps answering.
+    let node = running_tasks("demo_web")[0]["Node"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    swarm(&["node", "update", "--availability", "drain", &node]).ok();
+    wait_for(
+        &format!("{node} to run no task"),
+        Duration::from_secs(60),
+        || {
+            let on_node = ["demo_web", "demo_nginx", "demo_redis"]
+                .iter()
+                .flat_map(|s| running_tasks(s))
+                .filter(|t| t["Node"] == node.as_str())
+                .count();
+            (on_node == 0 && running_ids("demo_web").len() == 2).then_some(())
+        },
+    );
+    for ip in ["198.18.0.11", "198.18.0.12", "198.18.0.13"] {
+        wait_for(
+            &format!("{ip} to answer with {node} drained"),
+            Duration::from_secs(20),
+            || tutorial_page(ip),
+        );
+    }
+    swarm(&["node", "update", "--availability", "active", &node]).ok();
+    rotate(PASSWORD);
+    wait_for("the secret to be back", Duration::from_secs(60), || {
+        tutorial_page("198.18.0.11")
+            .filter(|(_, _, s)| s == PASSWORD)
+            .map(|_| ())
+    });
+}
+
 fn current_states(service: &str) -> Vec<(String, String)> {
     tasks(service)
         .iter()

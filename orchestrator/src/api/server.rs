@@ -10,7 +10,9 @@ use crate::store::StoreError;
 use crate::types::{
     default_addr_pool, new_id, validate_name, Network, NetworkSpec, DEFAULT_POOL_MASK_LEN,
 };
-use crate::types::{now_ms, Meta, Mode, NodeRole, NodeState, Service, ServiceSpec};
+use crate::types::{
+    now_ms, Mode, NodeRole, NodeState, Service, ServicePatch, ServiceSpec, MANUAL_ROLLBACK,
+};
 use futures::{Stream, StreamExt};
 use std::pin::Pin;
 use std::sync::Arc;
@@ -30,6 +32,19 @@ fn internal(e: impl std::fmt::Display) -> Status {
 /// Errors of init and join: the message says what to do.
 fn precondition(e: anyhow::Error) -> Status {
     Status::failed_precondition(format!("{e:#}"))
+}
+
+/// What a new or changed spec must satisfy before it is proposed; names
+/// in it become IDs.
+fn check_spec(st: &State, spec: &mut ServiceSpec) -> Result<(), Status> {
+    if spec.image.trim().is_empty() {
+        return Err(Status::invalid_argument("an image is required"));
+    }
+    spec.placement
+        .validate()
+        .map_err(Status::invalid_argument)?;
+    crate::ports::validate(&spec.ports).map_err(Status::invalid_argument)?;
+    super::resolve::service_spec(st, spec)
 }
 
 fn to_json<T: serde::Serialize>(v: &T) -> String {
@@ -255,24 +270,12 @@ impl Control for ControlService {
             spec.name = generated_name();
         }
         validate_name("service", &spec.name).map_err(Status::invalid_argument)?;
-        if spec.image.trim().is_empty() {
-            return Err(Status::invalid_argument("an image is required"));
-        }
-        spec.placement
-            .validate()
-            .map_err(Status::invalid_argument)?;
-        crate::ports::validate(&spec.ports).map_err(Status::invalid_argument)?;
         if spec.mode == Mode::Global {
             spec.replicas = 0;
         }
-        super::resolve::service_spec(&st, &mut spec)?;
+        check_spec(&st, &mut spec)?;
         let now = now_ms();
-        let svc = Service {
-            id: new_id(),
-            spec,
-            endpoint: Default::default(),
-            meta: Meta::new(now),
-        };
+        let svc = Service::new(new_id(), spec, now);
         let id = svc.id.clone();
         self.daemon
             .store
@@ -280,6 +283,72 @@ impl Control for ControlService {
             .await
             .map_err(Status::from)?;
         let svc = self.find_service(&id)?;
+        Ok(Response::new(pb::ServiceResponse {
+            service_json: to_json(&svc),
+        }))
+    }
+
+    async fn update_service(
+        &self,
+        req: Request<pb::UpdateServiceRequest>,
+    ) -> Result<Response<pb::ServiceResponse>, Status> {
+        let req = req.into_inner();
+        let mut patch: ServicePatch = serde_json::from_str(&req.patch_json)
+            .map_err(|e| Status::invalid_argument(format!("invalid service update: {e}")))?;
+        let mut tries = 0;
+        loop {
+            let st = self.manager_state()?;
+            let cur = self.find_service(&req.service)?;
+            for n in &mut patch.network_rm {
+                let net = st
+                    .find_network(n)
+                    .ok_or_else(|| Status::not_found(format!("network {n} not found")))?;
+                *n = net.id.clone();
+            }
+            let mut spec = patch
+                .apply(&cur.spec)
+                .map_err(|e| Status::invalid_argument(format!("service {}: {e}", cur.spec.name)))?;
+            check_spec(&st, &mut spec)?;
+            let mut next = cur.clone();
+            next.spec = spec;
+            next.meta.updated_at = now_ms();
+            let cmd = Command::UpdateService {
+                service: next,
+                expected_version: cur.meta.version,
+            };
+            match self.daemon.store.write(cmd).await {
+                Ok(()) => {
+                    let svc = self.find_service(&cur.id)?;
+                    return Ok(Response::new(pb::ServiceResponse {
+                        service_json: to_json(&svc),
+                    }));
+                }
+                Err(StoreError::Rejected(Rejection::Conflict { .. })) if tries < 5 => tries += 1,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    async fn rollback_service(
+        &self,
+        req: Request<pb::GetServiceRequest>,
+    ) -> Result<Response<pb::ServiceResponse>, Status> {
+        let cur = self.find_service(&req.into_inner().service)?;
+        if cur.previous_spec.is_none() {
+            return Err(Status::failed_precondition(format!(
+                "service {} does not have a previous spec",
+                cur.spec.name
+            )));
+        }
+        let cmd = Command::RollbackService {
+            id: cur.id.clone(),
+            expected_version: cur.meta.version,
+            message: MANUAL_ROLLBACK.into(),
+            failed_task: None,
+            at: now_ms(),
+        };
+        self.daemon.store.write(cmd).await.map_err(Status::from)?;
+        let svc = self.find_service(&cur.id)?;
         Ok(Response::new(pb::ServiceResponse {
             service_json: to_json(&svc),
         }))

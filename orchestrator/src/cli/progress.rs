@@ -12,7 +12,7 @@
 
 use super::service::fetch_tasks;
 use crate::api::client::Client;
-use crate::types::{Millis, Mode, Service, Task, TaskState};
+use crate::types::{Millis, Mode, Service, Task, TaskState, UpdateState};
 use anyhow::{bail, Result};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{IsTerminal, Write};
@@ -43,13 +43,50 @@ pub struct View {
     pub running_ids: BTreeSet<String>,
     /// Tasks outside the wanted slots that still run (scale-down in progress).
     pub draining: usize,
+    /// A rolling update (or rollback) is still replacing tasks.
+    pub updating: bool,
     pub failure: Option<String>,
 }
 
 impl View {
     pub fn converged(&self) -> bool {
-        self.running == self.slots.len() && self.draining == 0
+        self.running == self.slots.len() && self.draining == 0 && !self.updating
     }
+}
+
+/// Why an update begun at or after `since` ended the wait: it paused, or
+/// rolled back on its own (once the rollback is over), naming the task
+/// whose failure did it and that task's error.
+fn update_failure(svc: &Service, tasks: &[Task], since: Millis) -> Option<String> {
+    let u = svc
+        .update_status
+        .as_ref()
+        .filter(|u| u.started_at >= since)?;
+    let ended = match u.state {
+        UpdateState::Paused | UpdateState::RollbackPaused => true,
+        UpdateState::RollbackCompleted => u.failed_task.is_some(),
+        _ => false,
+    };
+    if !ended {
+        return None;
+    }
+    let why = u
+        .failed_task
+        .as_ref()
+        .and_then(|id| tasks.iter().find(|t| &t.id == id))
+        .map(|t| {
+            let err = t
+                .status
+                .err
+                .clone()
+                .unwrap_or_else(|| t.status.message.clone());
+            format!("task {} failed: {err}", t.name())
+        })
+        .unwrap_or_else(|| u.message.clone());
+    Some(match u.state {
+        UpdateState::RollbackCompleted => format!("the update was rolled back: {why}"),
+        _ => format!("{}: {why}", u.message),
+    })
 }
 
 /// Summarise a service's tasks. Pure, so the convergence rules are testable.
@@ -127,7 +164,12 @@ pub fn view(svc: &Service, tasks: &[Task], since: Millis) -> View {
             ));
         }
         if let Some(t) = current {
-            if t.status.state == TaskState::Running && t.desired_state == TaskState::Running {
+            // A task of an older spec is not what the wait is for.
+            let current_spec = t.spec.same_tasks(&svc.spec);
+            if t.status.state == TaskState::Running
+                && t.desired_state == TaskState::Running
+                && current_spec
+            {
                 running_ids.insert(t.id.clone());
             }
             // The task ended with a failure and its restart policy leaves the slot empty.
@@ -141,11 +183,19 @@ pub fn view(svc: &Service, tasks: &[Task], since: Millis) -> View {
         }
         slots.push(SlotView { label, state, err });
     }
+    let updating = svc
+        .update_status
+        .as_ref()
+        .is_some_and(|u| u.state.is_active());
+    if let Some(why) = update_failure(svc, tasks, since) {
+        failure = Some(why);
+    }
     View {
         running: running_ids.len(),
         running_ids,
         slots,
         draining,
+        updating,
         failure,
     }
 }
@@ -243,11 +293,16 @@ pub async fn wait_converged(c: &mut Client, svc: &Service, quiet: bool) -> Resul
     let mut screen = Screen::new(quiet);
     let started = Instant::now();
     let mut steady = Steady::default();
+    // Tasks made for this change: the service's last update or later.
+    let since = svc.meta.updated_at;
     loop {
+        let svc = &super::service::fetch_service(c, &svc.id).await?;
         let tasks = fetch_tasks(c, &svc.id).await?;
-        // Tasks made for this change: the service's last update or later.
-        let v = view(svc, &tasks, svc.meta.updated_at);
-        let lines = render(&v);
+        let v = view(svc, &tasks, since);
+        let mut lines = render(&v);
+        if let Some(u) = svc.update_status.as_ref().filter(|u| u.started_at >= since) {
+            lines.insert(0, format!("{}: {}", u.state, u.message));
+        }
         screen.show(lines)?;
         if let Some(why) = v.failure {
             bail!(
@@ -278,6 +333,8 @@ pub async fn wait_stack(c: &mut Client, stack: &str, quiet: bool) -> Result<()> 
     let mut screen = Screen::new(quiet);
     let started = Instant::now();
     let mut steady = Steady::default();
+    // Each service's last change as the wait began: what it waits for.
+    let mut since: BTreeMap<String, Millis> = BTreeMap::new();
     loop {
         let services = super::stack::fetch_stack_services(c, stack).await?;
         let tasks = fetch_tasks(c, "").await?;
@@ -295,7 +352,8 @@ pub async fn wait_stack(c: &mut Client, stack: &str, quiet: bool) -> Result<()> 
                 .filter(|t| t.service_id == svc.id)
                 .cloned()
                 .collect();
-            let v = view(svc, &mine, svc.meta.updated_at);
+            let from = *since.entry(svc.id.clone()).or_insert(svc.meta.updated_at);
+            let v = view(svc, &mine, from);
             if let Some(why) = v.failure {
                 bail!(
                     "service {} did not converge: {why}\nSee `swarm service ps {}`; the rest of stack {stack} is deployed",
@@ -305,7 +363,11 @@ pub async fn wait_stack(c: &mut Client, stack: &str, quiet: bool) -> Result<()> 
             }
             converged &= v.converged();
             all_ids.extend(v.running_ids.iter().cloned());
-            let state = if v.converged() { "running" } else { "starting" };
+            let state = match &svc.update_status {
+                _ if v.converged() => "running".to_string(),
+                Some(u) if u.state.is_active() => format!("{} ({})", u.state, u.message),
+                _ => "starting".to_string(),
+            };
             lines.push(format!(
                 "{:<width$}  {}/{} {state}",
                 svc.spec.name,
@@ -356,6 +418,38 @@ mod tests {
         // ...but not one from before the change being waited for.
         let v = view(&s, &tasks, 5_000);
         assert!(v.failure.is_none());
+    }
+
+    #[test]
+    fn an_update_is_waited_for_and_its_rollback_fails_the_wait_naming_the_task() {
+        use crate::types::{UpdateStatus, UPDATE_IN_PROGRESS};
+        let old = service("s", Mode::Replicated, 1);
+        let mut s = old.clone();
+        s.spec.image = "img:2".into();
+        s.update_status = Some(UpdateStatus {
+            state: UpdateState::Updating,
+            started_at: 5_000,
+            completed_at: None,
+            message: UPDATE_IN_PROGRESS.into(),
+            failed_task: None,
+        });
+        let running_old = task("a", &old, 1, TaskState::Running);
+        let v = view(&s, std::slice::from_ref(&running_old), 5_000);
+        assert!(!v.converged(), "a task of the old spec is not the goal");
+        let mut bad = task("b", &s, 1, TaskState::Failed);
+        bad.status.err = Some("task: unhealthy container".into());
+        bad.meta.created_at = 5_001;
+        s.update_status = Some(UpdateStatus {
+            state: UpdateState::RollbackCompleted,
+            message: "update rolled back due to failure or early termination of task b".into(),
+            failed_task: Some("b".into()),
+            ..s.update_status.clone().unwrap()
+        });
+        let v = view(&s, &[running_old, bad], 5_000);
+        assert_eq!(
+            v.failure.unwrap(),
+            "the update was rolled back: task svc-s.1 failed: task: unhealthy container"
+        );
     }
 
     #[test]

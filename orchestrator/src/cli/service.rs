@@ -43,6 +43,18 @@ pub enum ServiceCmd {
         #[arg(long)]
         pretty: bool,
     },
+    /// Update a service: a rolling update when its tasks change.
+    Update(Box<super::update::UpdateArgs>),
+    /// Return a service to its spec before the latest update.
+    Rollback {
+        service: String,
+        /// Exit immediately instead of waiting for the rollback to converge.
+        #[arg(short, long)]
+        detach: bool,
+        /// Suppress progress output.
+        #[arg(short, long)]
+        quiet: bool,
+    },
     /// Scale one or more replicated services: SERVICE=REPLICAS...
     Scale {
         #[arg(required = true, value_name = "SERVICE=REPLICAS")]
@@ -144,6 +156,8 @@ pub struct CreateArgs {
     pub configs: Vec<String>,
     #[command(flatten)]
     pub health: super::health::HealthArgs,
+    #[command(flatten)]
+    pub policy: super::update::PolicyArgs,
     /// Exit immediately instead of waiting for the service to converge.
     #[arg(short, long)]
     pub detach: bool,
@@ -200,6 +214,10 @@ impl CreateArgs {
             .collect::<Result<Vec<_>, _>>()
             .map_err(anyhow::Error::msg)?;
         ports::validate(&ports).map_err(anyhow::Error::msg)?;
+        let (update, rollback) = self.policy.patches()?;
+        let (mut update_config, mut rollback_config) = Default::default();
+        update.apply(&mut update_config);
+        rollback.apply(&mut rollback_config);
         Ok(ServiceSpec {
             name: self.name.clone().unwrap_or_default(),
             image: self.image.clone(),
@@ -233,6 +251,9 @@ impl CreateArgs {
             },
             secrets: refs(SecretKind::Secret, &self.secrets)?,
             configs: refs(SecretKind::Config, &self.configs)?,
+            update: update_config,
+            rollback: rollback_config,
+            force_update: 0,
         })
     }
 }
@@ -248,6 +269,9 @@ pub async fn run(host: &str, cmd: ServiceCmd) -> Result<()> {
     if let ServiceCmd::Create(args) = &cmd {
         args.spec()?;
     }
+    if let ServiceCmd::Update(args) = &cmd {
+        args.patch()?;
+    }
     let targets = match &cmd {
         ServiceCmd::Scale { targets, .. } => parse_scale_targets(targets)?,
         _ => Vec::new(),
@@ -258,6 +282,12 @@ pub async fn run(host: &str, cmd: ServiceCmd) -> Result<()> {
         ServiceCmd::Ls { quiet, format } => ls(&mut c, quiet, format, None).await,
         ServiceCmd::Ps { services, out } => ps(&mut c, &services, out).await,
         ServiceCmd::Inspect { services, pretty } => inspect(&mut c, &services, pretty).await,
+        ServiceCmd::Update(args) => super::update::update(&mut c, *args).await,
+        ServiceCmd::Rollback {
+            service,
+            detach,
+            quiet,
+        } => super::update::rollback(&mut c, &service, detach, quiet).await,
         ServiceCmd::Scale { detach, .. } => scale(&mut c, targets, detach).await,
         ServiceCmd::Rm { services } => rm(&mut c, &services).await,
         ServiceCmd::Logs {
@@ -388,6 +418,16 @@ pub async fn fetch_services(c: &mut Client) -> Result<Vec<Service>> {
         .iter()
         .map(|j| serde_json::from_str(j).context("decoding service"))
         .collect()
+}
+
+pub async fn fetch_service(c: &mut Client, key: &str) -> Result<Service> {
+    let resp = c
+        .get_service(pb::GetServiceRequest {
+            service: key.to_string(),
+        })
+        .await
+        .map_err(status_error)?;
+    serde_json::from_str(&resp.into_inner().service_json).context("decoding service")
 }
 
 /// `service ls`, or `stack services STACK` when `stack` is given.

@@ -101,7 +101,7 @@ fn new_tasks_get_an_address_on_each_network_and_services_a_vip_on_each() {
 #[test]
 fn dnsrr_services_get_no_vip() {
     let mut st = cluster(1, "10.9.0.0/24");
-    let mut s = st.services["s"].clone();
+    let mut s = (*st.services["s"]).clone();
     s.spec.ports.clear();
     s.spec.endpoint_mode = EndpointMode::Dnsrr;
     let v = s.meta.version;
@@ -110,9 +110,9 @@ fn dnsrr_services_get_no_vip() {
         expected_version: v,
     });
     // Tasks run the spec they were made from.
-    let mut t = st.tasks["t1"].clone();
+    let mut t = (*st.tasks["t1"]).clone();
     t.spec = st.services["s"].spec.clone();
-    st.tasks.insert("t1".into(), t);
+    st.tasks.insert("t1".into(), std::sync::Arc::new(t));
     let st = after(&st);
     assert!(st.services["s"].endpoint.vips.is_empty());
     assert_eq!(st.tasks["t1"].networks.as_ref().unwrap().len(), 1);
@@ -122,7 +122,12 @@ fn dnsrr_services_get_no_vip() {
 fn an_exhausted_subnet_leaves_the_task_pending_and_says_why_once() {
     // A /29 has six hosts: the gateway, the VIP and four tasks.
     let st = after(&cluster(5, "10.9.0.0/29"));
-    let pending: Vec<&Task> = st.tasks.values().filter(|t| t.networks.is_none()).collect();
+    let pending: Vec<&Task> = st
+        .tasks
+        .values()
+        .map(|t| &**t)
+        .filter(|t| t.networks.is_none())
+        .collect();
     assert_eq!(pending.len(), 1);
     assert_eq!(pending[0].status.state, TaskState::Pending);
     assert_eq!(

@@ -98,7 +98,7 @@ pub fn plan(st: &State, now: Millis) -> Plan {
 
 /// Where a task lives: a replica slot, or a node for global services.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
-enum SlotKey {
+pub(super) enum SlotKey {
     Slot(u64),
     Node(String),
 }
@@ -208,7 +208,13 @@ fn should_restart(svc: &Service, ended: &Task) -> bool {
     condition_met && attempts_left
 }
 
-fn new_task(svc: &Service, key: SlotKey, attempt: u64, not_before: Millis, now: Millis) -> Task {
+pub(super) fn new_task(
+    svc: &Service,
+    key: SlotKey,
+    attempt: u64,
+    not_before: Millis,
+    now: Millis,
+) -> Task {
     let (slot, node_id) = match key {
         SlotKey::Slot(s) => (s, None),
         SlotKey::Node(n) => (0, Some(n)),

@@ -139,6 +139,7 @@ pub fn plan(st: &State, now: Millis) -> Plan {
     let mut pending: Vec<&Task> = st
         .tasks
         .values()
+        .map(|t| &**t)
         .filter(|t| {
             // Only the allocator's PENDING tasks: they have their addresses.
             t.status.state == TaskState::Pending
@@ -339,8 +340,10 @@ mod tests {
         assert_eq!(assigned, 3);
         let mut more = service("m", Mode::Replicated, 1);
         more.spec.resources.reserve_memory_bytes = 600;
-        next.services.insert("m".into(), more.clone());
-        next.tasks.insert("x".into(), unassigned("x", &more, 1));
+        next.services
+            .insert("m".into(), std::sync::Arc::new(more.clone()));
+        next.tasks
+            .insert("x".into(), std::sync::Arc::new(unassigned("x", &more, 1)));
         assert_eq!(
             pending_reason(&next),
             "no suitable node (2 nodes with insufficient memory)"

@@ -42,8 +42,13 @@ pub fn service(id: &str, mode: Mode, replicas: u64) -> Service {
             healthcheck: None,
             secrets: Vec::new(),
             configs: Vec::new(),
+            update: Default::default(),
+            rollback: Default::default(),
+            force_update: 0,
         },
         endpoint: Default::default(),
+        previous_spec: None,
+        update_status: None,
         meta: Meta {
             version: 1,
             ..Meta::default()
@@ -76,8 +81,14 @@ pub fn state(nodes: &[Node], services: &[Service], tasks: &[Task]) -> State {
     State {
         cluster: None,
         nodes: nodes.iter().map(|n| (n.id.clone(), n.clone())).collect(),
-        services: services.iter().map(|s| (s.id.clone(), s.clone())).collect(),
-        tasks: tasks.iter().map(|t| (t.id.clone(), t.clone())).collect(),
+        services: services
+            .iter()
+            .map(|s| (s.id.clone(), std::sync::Arc::new(s.clone())))
+            .collect(),
+        tasks: tasks
+            .iter()
+            .map(|t| (t.id.clone(), std::sync::Arc::new(t.clone())))
+            .collect(),
         ..State::default()
     }
 }

@@ -133,6 +133,10 @@ fn touched(st: &State, cmd: &Command) -> Vec<Key> {
         Command::AllocateService { id, .. } => vec![Key::Service(id.clone())],
         Command::AllocateNode { id, .. } => vec![Key::Node(id.clone())],
         Command::AllocateTasks(a) => tasks(&mut a.iter().map(|a| &a.task_id)),
+        Command::RollbackService { id, .. } | Command::SetUpdateStatus { id, .. } => {
+            vec![Key::Service(id.clone())]
+        }
+        Command::StartFirst { task, .. } => vec![Key::Task(task.id.clone())],
         Command::CreateSecret(s) => vec![Key::Secret(s.id.clone())],
         Command::RemoveSecret { id } => vec![Key::Secret(id.clone())],
         // A new version moves the services that use it.

@@ -9,7 +9,7 @@ use super::{StackData, StackSpec};
 use crate::api::{resolve, secret};
 use crate::keyring::{binding, Keyring};
 use crate::state::{Command, State};
-use crate::types::{Meta, Millis, Network, Secret, SecretKind, Service, ServiceSpec};
+use crate::types::{Millis, Network, Secret, SecretKind, Service, ServiceSpec};
 use std::collections::BTreeMap;
 use tonic::Status;
 
@@ -56,6 +56,7 @@ fn try_apply(next: &mut State, cmd: &Command) -> Result<(), Status> {
 pub fn services_of<'a>(st: &'a State, stack: &'a str) -> impl Iterator<Item = &'a Service> + 'a {
     st.services
         .values()
+        .map(|s| &**s)
         .filter(move |s| super::stack_of(&s.spec.labels) == Some(stack))
 }
 
@@ -209,22 +210,19 @@ pub fn plan(
             Some(cur) if cur.spec == want => continue,
             Some(cur) => {
                 plan.updated.push(want.name.clone());
+                let mut next = Service {
+                    spec: want,
+                    ..cur.clone()
+                };
+                next.meta.updated_at = now;
                 Command::UpdateService {
-                    service: Service {
-                        spec: want,
-                        ..cur.clone()
-                    },
+                    service: next,
                     expected_version: cur.meta.version,
                 }
             }
             None => {
                 plan.created.push(want.name.clone());
-                Command::CreateService(Service {
-                    id: new_id(),
-                    spec: want,
-                    endpoint: Default::default(),
-                    meta: Meta::new(now),
-                })
+                Command::CreateService(Service::new(new_id(), want, now))
             }
         };
         try_apply(&mut next, &cmd)?;

@@ -280,7 +280,7 @@ impl State {
         if let Err(r) = self.swap(&old, &vips) {
             return Response::err(r);
         }
-        let svc = self.services.get_mut(id).expect("checked above");
+        let svc = self.service_mut(id).expect("checked above");
         svc.endpoint.vips = vips;
         bump(&mut svc.meta, None);
         Response::ok()
@@ -326,7 +326,7 @@ impl State {
             let status = match a.result {
                 Ok(addrs) => match self.take(&addrs) {
                     Ok(()) => {
-                        let t = self.tasks.get_mut(&a.task_id).expect("checked above");
+                        let t = self.task_mut(&a.task_id).expect("checked above");
                         t.networks = Some(addrs);
                         TaskStatus::new(TaskState::Pending, "pending task scheduling")
                     }
@@ -337,7 +337,7 @@ impl State {
                 },
                 Err(why) => TaskStatus::new(TaskState::Pending, why.clone()).with_err(why),
             };
-            let t = self.tasks.get_mut(&a.task_id).expect("checked above");
+            let t = self.task_mut(&a.task_id).expect("checked above");
             t.status = TaskStatus {
                 timestamp: a.at,
                 ..status

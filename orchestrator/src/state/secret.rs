@@ -37,6 +37,7 @@ impl State {
     pub fn users_of_secret<'a>(&'a self, id: &'a str) -> impl Iterator<Item = &'a Service> + 'a {
         self.services
             .values()
+            .map(|s| &**s)
             .filter(move |s| s.spec.data_refs().any(|(_, r)| r.id == id))
     }
 
@@ -91,9 +92,10 @@ impl State {
         bump(&mut s.meta, Some(at));
         let users: Vec<String> = self.users_of_secret(id).map(|s| s.id.clone()).collect();
         for sid in users {
-            let Some(svc) = self.services.get_mut(&sid) else {
+            let Some(svc) = self.service_mut(&sid) else {
                 continue;
             };
+            let old = svc.spec.clone();
             for r in svc
                 .spec
                 .secrets
@@ -104,6 +106,7 @@ impl State {
                     r.version = next;
                 }
             }
+            super::update::start_update(svc, &old, at);
             bump(&mut svc.meta, Some(at));
         }
         Response::ok()
@@ -283,5 +286,11 @@ mod tests {
         assert_eq!(st.secrets["a"].versions.len(), 2);
         assert_eq!(st.services["s1"].spec.secrets[0].version, 2);
         assert!(st.services["s1"].meta.version > before);
+        let status = st.services["s1"].update_status.clone().unwrap();
+        assert_eq!(
+            status.state,
+            crate::types::UpdateState::Updating,
+            "its tasks roll"
+        );
     }
 }
