@@ -198,6 +198,7 @@ async fn schedule(dir: &std::path::Path, nodes: usize, tasks: u64) -> Result<()>
         update: Default::default(),
         rollback: Default::default(),
         force_update: 0,
+        depends_on: Vec::new(),
     };
     let started = Instant::now();
     store

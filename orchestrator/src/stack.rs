@@ -181,6 +181,7 @@ pub fn convert(stack: &str, doc: &Value) -> Result<StackSpec, String> {
     let mut unsupported = Vec::new();
     let mut not_yet: BTreeMap<&str, Vec<String>> = BTreeMap::new();
     let mut needs_default = false;
+    let mut unordered = Vec::new();
     for (key, svc) in obj(doc, "services").into_iter().flatten() {
         for k in svc
             .as_object()
@@ -196,6 +197,19 @@ pub fn convert(stack: &str, doc: &Value) -> Result<StackSpec, String> {
             }
         }
         let mut s = service(stack, key, svc)?;
+        let (deps, others) = depends_on(stack, svc);
+        for d in &deps {
+            let dep = d.strip_prefix(&format!("{stack}_")).unwrap_or(d);
+            if obj(doc, "services").is_none_or(|all| !all.contains_key(dep)) {
+                return Err(format!(
+                    "service {key} depends on undefined service {dep}: invalid compose project"
+                ));
+            }
+        }
+        s.depends_on = deps;
+        if others {
+            unordered.push(key.clone());
+        }
         s.secrets = refs(&spec.data, SecretKind::Secret, key, svc)?;
         s.configs = refs(&spec.data, SecretKind::Config, key, svc)?;
         let wanted: Vec<(String, Vec<String>)> = match obj(svc, "networks") {
@@ -259,6 +273,12 @@ pub fn convert(stack: &str, doc: &Value) -> Result<StackSpec, String> {
         spec.warnings.push(format!(
             "Ignoring {k} (not supported by swarm yet): {}",
             services.join(", ")
+        ));
+    }
+    if !unordered.is_empty() {
+        spec.warnings.push(format!(
+            "Ignoring depends_on without condition: service_healthy (a swarm starts services together): {}",
+            unordered.join(", ")
         ));
     }
     Ok(spec)
@@ -474,7 +494,27 @@ fn service(stack: &str, key: &str, svc: &Value) -> Result<ServiceSpec, String> {
         update: update_config(key, "update_config", deploy.get("update_config"))?,
         rollback: update_config(key, "rollback_config", deploy.get("rollback_config"))?,
         force_update: 0,
+        depends_on: Vec::new(),
     })
+}
+
+/// compose's `depends_on`: the services whose health this one's start
+/// waits for (`condition: service_healthy`, named in the cluster), and
+/// whether it lists others, which a swarm starts together anyway.
+fn depends_on(stack: &str, svc: &Value) -> (Vec<String>, bool) {
+    match svc.get("depends_on") {
+        Some(Value::Object(deps)) => {
+            let healthy: Vec<String> = deps
+                .iter()
+                .filter(|(_, d)| text(d, "condition").as_deref() == Some("service_healthy"))
+                .map(|(k, _)| format!("{stack}_{k}"))
+                .collect();
+            let others = healthy.len() < deps.len();
+            (healthy, others)
+        }
+        Some(Value::Array(deps)) => (Vec::new(), !deps.is_empty()),
+        _ => (Vec::new(), false),
+    }
 }
 
 /// compose's `deploy.update_config` / `rollback_config`, over Swarm's

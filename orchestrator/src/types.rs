@@ -166,6 +166,10 @@ pub struct ServiceSpec {
     /// nothing else changed.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub force_update: u64,
+    /// Services (by name) that must have a healthy task before this one's
+    /// tasks are placed: compose's `depends_on` with `service_healthy`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub depends_on: Vec<String>,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -175,12 +179,13 @@ fn is_zero(n: &u64) -> bool {
 impl ServiceSpec {
     /// Whether tasks made from `self` and from `other` are the same, so
     /// that changing one into the other replaces no task: the replica
-    /// count, service labels and the update and rollback settings shape
-    /// the service, not its tasks.
+    /// count, service labels, the update and rollback settings and the
+    /// start order shape the service, not its tasks.
     pub fn same_tasks(&self, other: &ServiceSpec) -> bool {
         let shape = |s: &ServiceSpec| ServiceSpec {
             replicas: 0,
             labels: BTreeMap::new(),
+            depends_on: Vec::new(),
             update: UpdateConfig::default(),
             rollback: UpdateConfig::default(),
             ..s.clone()

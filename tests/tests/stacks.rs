@@ -794,3 +794,30 @@ fn a_node_without_the_image_pulls_it_from_the_registry_and_a_missing_one_is_reje
     swarm(&["service", "rm", &name]).ok();
     docker(&["rmi", &image]).ok();
 }
+
+#[test]
+fn a_service_that_depends_on_a_healthy_one_starts_only_once_that_one_is_healthy() {
+    let _lab = three_node_swarm("xdp");
+    remove("dep");
+    let dir = tempfile_dir();
+    let file = format!("{dir}/docker-compose.yml");
+    std::fs::write(
+        &file,
+        "version: '3.8'\nservices:\n  db:\n    image: redis\n    healthcheck:\n      test: ['CMD-SHELL', 'sleep 2 && redis-cli ping']\n      interval: 1s\n  api:\n    image: redis\n    depends_on:\n      db:\n        condition: service_healthy\n",
+    )
+    .unwrap();
+    swarm(&["deploy", "--detach", "-c", &file, "dep"]).ok();
+    // While db is not yet healthy, api's task waits, saying why.
+    wait_for("api to wait for db", Duration::from_secs(30), || {
+        let waiting = current_states("dep_api").iter().any(|(state, err)| {
+            state == "Pending" && err.contains("waiting for service dep_db to have a healthy task")
+        });
+        let db_unhealthy = current_states("dep_db").iter().all(|(s, _)| s != "Running");
+        (waiting && db_unhealthy).then_some(())
+    });
+    wait_for("api to run once db is healthy", Duration::from_secs(60), || {
+        (!running_tasks("dep_api").is_empty()).then_some(())
+    });
+    assert!(!running_tasks("dep_db").is_empty());
+    remove("dep");
+}

@@ -254,6 +254,7 @@ impl CreateArgs {
             update: update_config,
             rollback: rollback_config,
             force_update: 0,
+            depends_on: Vec::new(),
         })
     }
 }

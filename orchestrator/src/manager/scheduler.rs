@@ -132,6 +132,21 @@ pub fn candidates<'a>(
     Ok(passing)
 }
 
+/// Why a task may not start yet: a service it depends on (compose's
+/// `depends_on` with `condition: service_healthy`) has no task that runs
+/// and passes its healthcheck.
+fn waiting_on(st: &State, task: &Task) -> Option<String> {
+    let dep = task.spec.depends_on.iter().find(|dep| {
+        let healthy = st.service_by_name(dep).is_some_and(|s| {
+            st.tasks_of(&s.id).any(|t| {
+                t.status.state == TaskState::Running && t.desired_state == TaskState::Running
+            })
+        });
+        !healthy
+    })?;
+    Some(format!("waiting for service {dep} to have a healthy task"))
+}
+
 pub fn plan(st: &State, now: Millis) -> Plan {
     let filters = pipeline();
     let mut placed = Placed::of(st);
@@ -153,7 +168,11 @@ pub fn plan(st: &State, now: Millis) -> Plan {
     });
 
     for task in pending {
-        match candidates(&filters, task, st.nodes.values(), &placed) {
+        let placement = match waiting_on(st, task) {
+            Some(why) => Err(why),
+            None => candidates(&filters, task, st.nodes.values(), &placed),
+        };
+        match placement {
             Ok(nodes) => {
                 let labels = task.spec.placement.spread_labels();
                 let best = nodes
@@ -413,5 +432,35 @@ mod tests {
         let tasks = slots(&s, 4);
         let st = state(&nodes, &[s], &tasks);
         assert_eq!(placed(&st).get("n4"), Some(&2));
+    }
+
+    #[test]
+    fn a_task_waits_for_the_services_it_depends_on_to_be_healthy() {
+        let db = service("db", Mode::Replicated, 1);
+        let mut api = service("api", Mode::Replicated, 1);
+        api.spec.depends_on = vec![db.spec.name.clone()];
+        let starting = task("d1", &db, 1, TaskState::Starting);
+        let waiting = unassigned("a1", &api, 1);
+        let st = state(
+            &[node("n1")],
+            &[db.clone(), api.clone()],
+            &[starting, waiting.clone()],
+        );
+        let p = plan(&st, 5);
+        let Command::Assign(a) = &p.commands[0] else {
+            panic!("{:?}", p.commands)
+        };
+        assert_eq!(a[0].node_id, None);
+        assert_eq!(
+            a[0].message,
+            "waiting for service svc-db to have a healthy task"
+        );
+        let healthy = task("d1", &db, 1, TaskState::Running);
+        let st = state(&[node("n1")], &[db, api], &[healthy, waiting]);
+        let p = plan(&st, 6);
+        let Command::Assign(a) = &p.commands[0] else {
+            panic!("{:?}", p.commands)
+        };
+        assert_eq!(a[0].node_id.as_deref(), Some("n1"));
     }
 }

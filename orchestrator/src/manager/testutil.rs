@@ -45,6 +45,7 @@ pub fn service(id: &str, mode: Mode, replicas: u64) -> Service {
             update: Default::default(),
             rollback: Default::default(),
             force_update: 0,
+            depends_on: Vec::new(),
         },
         endpoint: Default::default(),
         previous_spec: None,

@@ -38,7 +38,13 @@ fn a_compose_document_becomes_namespaced_services_on_the_stack_default_network()
         ["web"],
         "found by its short name within the stack"
     );
-    assert_eq!(spec.warnings, ["Ignoring unsupported options: build"]);
+    assert_eq!(
+        spec.warnings,
+        [
+            "Ignoring unsupported options: build",
+            "Ignoring depends_on without condition: service_healthy (a swarm starts services together): nginx"
+        ]
+    );
     let secret = &spec.services[2].secrets[0];
     assert_eq!(
         (secret.name.as_str(), secret.target.as_str(), secret.mode),
@@ -255,4 +261,25 @@ fn a_compose_healthcheck_becomes_the_container_healthcheck() {
     assert_eq!(a.test, ["CMD-SHELL", "curl -f localhost"]);
     assert_eq!((a.interval_ms, a.retries), (90_000, 3));
     assert_eq!(spec.services[1].healthcheck, Some(HealthConfig::disabled()));
+}
+
+#[test]
+fn depends_on_service_healthy_orders_the_start_and_other_conditions_are_ignored() {
+    let doc = json!({"services": {
+        "api": {"image": "x", "depends_on": {"db": {"condition": "service_healthy"}, "cache": {"condition": "service_started"}}},
+        "cache": {"image": "x"},
+        "db": {"image": "x"}
+    }});
+    let spec = convert("s", &doc).unwrap();
+    assert_eq!(spec.services[0].depends_on, ["s_db"]);
+    assert!(
+        spec.warnings.iter().any(|w| w.ends_with("together): api")),
+        "{:?}",
+        spec.warnings
+    );
+    let bad = json!({"services": {"api": {"image": "x", "depends_on": {"nope": {"condition": "service_healthy"}}}}});
+    assert_eq!(
+        convert("s", &bad).unwrap_err(),
+        "service api depends on undefined service nope: invalid compose project"
+    );
 }
