@@ -8,6 +8,7 @@ pub mod engine;
 pub mod exec;
 pub mod mesh;
 pub mod network;
+pub mod options;
 pub mod secrets;
 pub mod session;
 
@@ -121,7 +122,7 @@ impl Agent {
             .collect();
         for id in orphans {
             if let Some(c) = containers.remove(&id) {
-                exec::teardown(self, &id, &c, true).await;
+                exec::teardown(self, &id, &c, exec::Teardown::Remove).await;
             }
         }
 

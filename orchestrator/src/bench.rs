@@ -199,6 +199,7 @@ async fn schedule(dir: &std::path::Path, nodes: usize, tasks: u64) -> Result<()>
         rollback: Default::default(),
         force_update: 0,
         depends_on: Vec::new(),
+        container: Default::default(),
     };
     let started = Instant::now();
     store

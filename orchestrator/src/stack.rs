@@ -5,12 +5,12 @@
 //! the cluster lacks.
 
 pub mod plan;
+mod service;
 
-use crate::placement::parse_cpus;
+use service::{container, depends_on, service};
+
 use crate::types::{
-    permille, validate_name, EndpointMode, FailureAction, HealthConfig, Mode,
-    NetworkAttachmentSpec, NetworkSpec, Placement, PortConfig, PublishMode, Resources,
-    RestartCondition, RestartPolicy, SecretKind, SecretRef, ServiceSpec, UpdateConfig,
+    validate_name, NetworkAttachmentSpec, NetworkSpec, SecretKind, SecretRef, ServiceSpec,
     STACK_NAMESPACE,
 };
 use serde_json::{Map, Value};
@@ -76,25 +76,9 @@ const NOT_YET: &[&str] = &[
     "credential_spec",
     "dns",
     "dns_search",
-    "entrypoint",
     "expose",
-    "extra_hosts",
-    "hostname",
-    "init",
     "isolation",
-    "labels",
-    "logging",
-    "read_only",
-    "stdin_open",
-    "stop_grace_period",
-    "stop_signal",
     "sysctls",
-    "tmpfs",
-    "tty",
-    "ulimits",
-    "user",
-    "volumes",
-    "working_dir",
 ];
 
 pub fn namespace_labels(stack: &str) -> BTreeMap<String, String> {
@@ -197,6 +181,7 @@ pub fn convert(stack: &str, doc: &Value) -> Result<StackSpec, String> {
             }
         }
         let mut s = service(stack, key, svc)?;
+        s.container = container(stack, key, svc, doc)?;
         let (deps, others) = depends_on(stack, svc);
         for d in &deps {
             let dep = d.strip_prefix(&format!("{stack}_")).unwrap_or(d);
@@ -356,238 +341,6 @@ fn refs(
         out.push(sr);
     }
     Ok(out)
-}
-
-fn service(stack: &str, key: &str, svc: &Value) -> Result<ServiceSpec, String> {
-    let image = text(svc, "image").ok_or_else(|| {
-        format!("Service {key} has neither an image nor a build context specified. At least one must be provided.")
-    })?;
-    let deploy = svc.get("deploy").cloned().unwrap_or(Value::Null);
-    let mode = match text(&deploy, "mode").as_deref() {
-        None | Some("replicated") => Mode::Replicated,
-        Some("global") => Mode::Global,
-        Some(m) => return Err(format!("service {key}: unknown mode: {m}")),
-    };
-    if mode == Mode::Global && deploy.get("replicas").is_some() {
-        return Err(format!(
-            "service {key}: replicas can only be used with replicated mode"
-        ));
-    }
-    let strings = |v: Option<&Value>| -> Vec<String> {
-        v.and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .filter_map(|s| s.as_str().map(str::to_string))
-            .collect()
-    };
-    let env = obj(svc, "environment")
-        .into_iter()
-        .flatten()
-        .filter_map(|(k, v)| v.as_str().map(|v| format!("{k}={v}")))
-        .collect();
-    let restart = match deploy.get("restart_policy") {
-        None => RestartPolicy::default(),
-        Some(r) => RestartPolicy {
-            condition: match text(r, "condition").as_deref() {
-                None | Some("any") => RestartCondition::Any,
-                Some("on-failure") => RestartCondition::OnFailure,
-                Some("none") => RestartCondition::None,
-                Some(c) => {
-                    return Err(format!(
-                        "service {key}: unknown restart policy condition {c:?}"
-                    ))
-                }
-            },
-            delay_ms: match text(r, "delay") {
-                Some(d) => go_ms(&d, &format!("service {key}: restart_policy.delay"))?,
-                None => RestartPolicy::default().delay_ms,
-            },
-            max_attempts: r.get("max_attempts").and_then(Value::as_u64).unwrap_or(0),
-        },
-    };
-    let placement = deploy.get("placement").cloned().unwrap_or(Value::Null);
-    let placement = Placement {
-        constraints: strings(placement.get("constraints")),
-        preferences: placement
-            .get("preferences")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .filter_map(|p| text(p, "spread").map(|s| format!("spread={s}")))
-            .collect(),
-        max_replicas_per_node: placement
-            .get("max_replicas_per_node")
-            .and_then(Value::as_u64)
-            .unwrap_or(0),
-    };
-    placement
-        .validate()
-        .map_err(|e| format!("service {key}: {e}"))?;
-    let reserve = deploy
-        .pointer("/resources/reservations")
-        .cloned()
-        .unwrap_or(Value::Null);
-    let resources = Resources {
-        reserve_nano_cpus: text(&reserve, "cpus")
-            .map(|c| parse_cpus(&c))
-            .transpose()
-            .map_err(|e| format!("service {key}: {e}"))?
-            .unwrap_or(0),
-        reserve_memory_bytes: text(&reserve, "memory")
-            .and_then(|m| m.parse().ok())
-            .unwrap_or(0),
-    };
-    let mut ports = Vec::new();
-    for p in svc
-        .get("ports")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        let port = |k: &str| p.get(k).and_then(Value::as_u64).unwrap_or(0);
-        let bad = |what: &str| format!("service {key}: invalid port {what}: {p}");
-        ports.push(PortConfig {
-            protocol: text(p, "protocol")
-                .as_deref()
-                .unwrap_or("tcp")
-                .parse()
-                .map_err(|e| format!("service {key}: {e}"))?,
-            published: u16::try_from(port("published")).map_err(|_| bad("published"))?,
-            target: u16::try_from(port("target"))
-                .ok()
-                .filter(|t| *t > 0)
-                .ok_or_else(|| bad("target"))?,
-            mode: match text(p, "mode") {
-                None => PublishMode::Ingress,
-                Some(m) => m.parse().map_err(|e| format!("service {key}: port {e}"))?,
-            },
-        });
-    }
-    crate::ports::validate(&ports).map_err(|e| format!("service {key}: {e}"))?;
-    Ok(ServiceSpec {
-        name: format!("{stack}_{key}"),
-        image,
-        args: strings(svc.get("command")),
-        env,
-        mode,
-        replicas: match mode {
-            Mode::Replicated => deploy.get("replicas").and_then(Value::as_u64).unwrap_or(1),
-            Mode::Global => 0,
-        },
-        restart,
-        placement,
-        resources,
-        ports,
-        networks: Vec::new(),
-        endpoint_mode: match text(&deploy, "endpoint_mode").as_deref() {
-            None | Some("vip") => EndpointMode::Vip,
-            Some("dnsrr") => EndpointMode::Dnsrr,
-            Some(m) => return Err(format!("service {key}: unknown endpoint mode {m:?}")),
-        },
-        labels: labels(&deploy, stack),
-        healthcheck: svc
-            .get("healthcheck")
-            .map(|h| healthcheck(key, h))
-            .transpose()?,
-        secrets: Vec::new(),
-        configs: Vec::new(),
-        update: update_config(key, "update_config", deploy.get("update_config"))?,
-        rollback: update_config(key, "rollback_config", deploy.get("rollback_config"))?,
-        force_update: 0,
-        depends_on: Vec::new(),
-    })
-}
-
-/// compose's `depends_on`: the services whose health this one's start
-/// waits for (`condition: service_healthy`, named in the cluster), and
-/// whether it lists others, which a swarm starts together anyway.
-fn depends_on(stack: &str, svc: &Value) -> (Vec<String>, bool) {
-    match svc.get("depends_on") {
-        Some(Value::Object(deps)) => {
-            let healthy: Vec<String> = deps
-                .iter()
-                .filter(|(_, d)| text(d, "condition").as_deref() == Some("service_healthy"))
-                .map(|(k, _)| format!("{stack}_{k}"))
-                .collect();
-            let others = healthy.len() < deps.len();
-            (healthy, others)
-        }
-        Some(Value::Array(deps)) => (Vec::new(), !deps.is_empty()),
-        _ => (Vec::new(), false),
-    }
-}
-
-/// compose's `deploy.update_config` / `rollback_config`, over Swarm's
-/// defaults.
-fn update_config(key: &str, what: &str, v: Option<&Value>) -> Result<UpdateConfig, String> {
-    let mut c = UpdateConfig::default();
-    let Some(v) = v else {
-        return Ok(c);
-    };
-    let at = |k: &str| format!("service {key}: {what}.{k}");
-    if let Some(p) = v.get("parallelism").and_then(Value::as_u64) {
-        c.parallelism = p;
-    }
-    if let Some(d) = text(v, "delay") {
-        c.delay_ms = go_ms(&d, &at("delay"))?;
-    }
-    if let Some(d) = text(v, "monitor") {
-        c.monitor_ms = go_ms(&d, &at("monitor"))?;
-    }
-    if let Some(a) = text(v, "failure_action") {
-        c.failure_action = a
-            .parse()
-            .map_err(|e| format!("{}: {e}", at("failure_action")))?;
-        if what == "rollback_config" && c.failure_action == FailureAction::Rollback {
-            return Err(format!(
-                "{}: a rollback cannot roll back",
-                at("failure_action")
-            ));
-        }
-    }
-    if let Some(r) = v.get("max_failure_ratio").and_then(Value::as_f64) {
-        c.max_failure_permille =
-            permille(r).map_err(|e| format!("{}: {e}", at("max_failure_ratio")))?;
-    }
-    if let Some(o) = text(v, "order") {
-        c.order = o.parse().map_err(|e| format!("{}: {e}", at("order")))?;
-    }
-    Ok(c)
-}
-
-/// compose's `healthcheck:` (normal form: Go durations, test as a list).
-fn healthcheck(key: &str, h: &Value) -> Result<HealthConfig, String> {
-    if h.get("disable") == Some(&Value::Bool(true)) {
-        return Ok(HealthConfig::disabled());
-    }
-    let ms = |k: &str| -> Result<u64, String> {
-        text(h, k).map_or(Ok(0), |d| {
-            go_ms(&d, &format!("service {key}: healthcheck.{k}"))
-        })
-    };
-    let test: Vec<String> = h
-        .get("test")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(|s| s.as_str().map(str::to_string))
-        .collect();
-    if test
-        .first()
-        .is_some_and(|f| !["CMD", "CMD-SHELL", "NONE"].contains(&f.as_str()))
-    {
-        return Err(format!(
-            "service {key}: healthcheck.test must start with CMD, CMD-SHELL or NONE, not {:?}",
-            test[0]
-        ));
-    }
-    Ok(HealthConfig {
-        test,
-        interval_ms: ms("interval")?,
-        timeout_ms: ms("timeout")?,
-        start_period_ms: ms("start_period")?,
-        retries: h.get("retries").and_then(Value::as_u64).unwrap_or(0),
-    })
 }
 
 #[cfg(test)]

@@ -5,12 +5,14 @@
 //! plane, so every layer can use these types without pulling in another.
 //! Parsers and policies live beside their users (`placement`, `ports`, `pki`).
 
+mod container;
 mod network;
 mod patch;
 mod secret;
 mod update;
 mod view;
 
+pub use container::*;
 pub use network::*;
 pub use patch::*;
 pub use secret::*;
@@ -170,6 +172,9 @@ pub struct ServiceSpec {
     /// tasks are placed: compose's `depends_on` with `service_healthy`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub depends_on: Vec<String>,
+    /// The rest of the container's making: entrypoint, user, mounts, ...
+    #[serde(default, skip_serializing_if = "ContainerOptions::is_default")]
+    pub container: ContainerOptions,
 }
 
 fn is_zero(n: &u64) -> bool {

@@ -815,9 +815,57 @@ fn a_service_that_depends_on_a_healthy_one_starts_only_once_that_one_is_healthy(
         let db_unhealthy = current_states("dep_db").iter().all(|(s, _)| s != "Running");
         (waiting && db_unhealthy).then_some(())
     });
-    wait_for("api to run once db is healthy", Duration::from_secs(60), || {
-        (!running_tasks("dep_api").is_empty()).then_some(())
-    });
+    wait_for(
+        "api to run once db is healthy",
+        Duration::from_secs(60),
+        || (!running_tasks("dep_api").is_empty()).then_some(()),
+    );
     assert!(!running_tasks("dep_db").is_empty());
     remove("dep");
+}
+
+#[test]
+fn a_compose_services_container_options_reach_its_containers() {
+    let _lab = three_node_swarm("xdp");
+    remove("opt");
+    let dir = tempfile_dir();
+    let file = format!("{dir}/docker-compose.yml");
+    std::fs::write(
+        &file,
+        "version: '3.8'\nservices:\n  app:\n    image: redis\n    user: '999'\n    working_dir: /tmp\n    hostname: opt-host\n    read_only: true\n    stop_grace_period: 3s\n    labels: {team: blue}\n    ulimits: {nofile: {soft: 2000, hard: 4000}}\n    tmpfs: [/run/scratch]\n    volumes:\n      - data:/data\n    extra_hosts: ['db.example:192.0.2.7']\nvolumes:\n  data: {}\n",
+    )
+    .unwrap();
+    let out = swarm(&["deploy", "-c", &file, "opt"]).ok();
+    assert!(!out.stderr.contains("Ignoring"), "{}", out.stderr);
+    assert_eq!(in_task("opt_app", &["id", "-u"]).trim(), "999");
+    assert_eq!(in_task("opt_app", &["pwd"]).trim(), "/tmp");
+    assert_eq!(in_task("opt_app", &["hostname"]).trim(), "opt-host");
+    assert_eq!(
+        in_task("opt_app", &["sh", "-c", "ulimit -n"]).trim(),
+        "2000"
+    );
+    assert!(in_task("opt_app", &["getent", "hosts", "db.example"]).contains("192.0.2.7"));
+    let mounts = in_task("opt_app", &["cat", "/proc/mounts"]);
+    assert!(mounts.contains(" /run/scratch tmpfs "), "{mounts}");
+    assert!(
+        mounts.contains(" / ")
+            && mounts
+                .lines()
+                .any(|l| l.split(' ').nth(1) == Some("/") && l.contains(" ro,")),
+        "read-only root: {mounts}"
+    );
+    let label = "label=swarm.service.name=opt_app";
+    let id = docker(&[
+        "ps",
+        "-q",
+        "--filter",
+        &label,
+        "--filter",
+        "label=swarm.role=task",
+    ])
+    .ok()
+    .stdout;
+    let inspect = docker(&["inspect", "--format", "{{index .Config.Labels \"team\"}} {{.Config.StopTimeout}} {{range .Mounts}}{{.Name}}{{end}}", id.trim()]).ok().stdout;
+    assert_eq!(inspect.trim(), "blue 3 opt_data");
+    remove("opt");
 }

@@ -112,12 +112,7 @@ pub fn label<'a>(c: &'a ContainerSummary, key: &str) -> Option<&'a str> {
 
 /// The task's hostname, unique per task: `web-1-<short id>`. Docker would
 /// split a dotted name into host and domain, so dots become dashes.
-pub fn hostname(task: &Task) -> String {
-    let short = &task.id[..task.id.len().min(12)];
-    let mut name = format!("{}-{short}", task.name().replace('.', "-"));
-    name.truncate(63);
-    name
-}
+pub use super::options::hostname;
 
 #[derive(Clone)]
 pub struct Engine {
@@ -247,12 +242,14 @@ impl Engine {
     ) -> Result<(String, u32), EngineError> {
         let mut labels = self.labels(task, "pause");
         labels.insert(LABEL_ADDR.into(), addr.into());
+        let extra_hosts = &task.spec.container.extra_hosts;
         let config = Config {
             image: Some(image.to_string()),
             hostname: Some(hostname(task)),
             labels: Some(labels),
             host_config: Some(HostConfig {
                 network_mode: Some("none".into()),
+                extra_hosts: (!extra_hosts.is_empty()).then(|| extra_hosts.clone()),
                 ..Default::default()
             }),
             ..Default::default()
@@ -282,13 +279,29 @@ impl Engine {
         files: &[(String, String)],
     ) -> Result<String, EngineError> {
         let spec = &task.spec;
+        let c = &spec.container;
+        // The service's container labels, under ours (which find the task).
+        let mut labels: HashMap<String, String> = c.labels.clone().into_iter().collect();
+        labels.extend(self.labels(task, "task"));
         let config = Config {
             image: Some(spec.image.clone()),
             cmd: (!spec.args.is_empty()).then(|| spec.args.clone()),
+            entrypoint: c.entrypoint.clone(),
             env: Some(spec.env.clone()),
-            labels: Some(self.labels(task, "task")),
+            user: c.user.clone(),
+            working_dir: c.working_dir.clone(),
+            tty: Some(c.tty),
+            open_stdin: Some(c.stdin_open),
+            stop_signal: c.stop_signal.clone(),
+            stop_timeout: Some(super::options::stop_grace_secs(task)),
+            labels: Some(labels),
             healthcheck: spec.healthcheck.as_ref().map(health_config),
             host_config: Some(HostConfig {
+                readonly_rootfs: Some(c.read_only),
+                init: c.init,
+                mounts: Some(super::options::mounts(c)),
+                ulimits: super::options::ulimits(c),
+                log_config: super::options::log_config(c),
                 network_mode: Some(format!("container:{pause_id}")),
                 binds: Some(
                     files

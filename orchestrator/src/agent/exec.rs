@@ -12,9 +12,6 @@ use std::collections::HashSet;
 use std::net::Ipv4Addr;
 use std::sync::Mutex;
 
-/// Seconds a task's container gets to exit after SIGTERM.
-const STOP_GRACE_SECS: i64 = 10;
-
 /// A prepared sandbox: the pause container holding the task's namespace.
 pub struct Sandbox {
     pub pause_id: String,
@@ -198,14 +195,16 @@ impl Controller<'_> {
         Some(exited(code, &id))
     }
 
-    /// Stop the task's containers, keeping them for `logs`.
+    /// Stop the task's containers, keeping them for `logs`: the stop
+    /// signal, then SIGKILL after the service's grace period.
     pub async fn shutdown(&self, have: &TaskContainers) {
-        teardown(self.agent, &self.task.id, have, false).await
+        let grace = super::options::stop_grace_secs(self.task);
+        teardown(self.agent, &self.task.id, have, Teardown::Stop { grace }).await
     }
 
     /// Remove the task's containers and its veths.
     pub async fn remove(&self, have: &TaskContainers) {
-        teardown(self.agent, &self.task.id, have, true).await
+        teardown(self.agent, &self.task.id, have, Teardown::Remove).await
     }
 }
 
@@ -218,14 +217,21 @@ pub fn gateway_addr(have: &TaskContainers) -> Option<String> {
     })
 }
 
-/// Stop a task's containers, and remove them (and its veths) when `remove`
-/// is set. Also used for orphans, which have no task record.
-pub async fn teardown(agent: &Agent, task_id: &str, have: &TaskContainers, remove: bool) {
+pub enum Teardown {
+    /// Stop, giving the containers `grace` seconds before SIGKILL.
+    Stop { grace: i64 },
+    /// Remove the containers and the task's veths.
+    Remove,
+}
+
+/// Stop or remove a task's containers. Also used for orphans, which have
+/// no task record.
+pub async fn teardown(agent: &Agent, task_id: &str, have: &TaskContainers, how: Teardown) {
+    let remove = matches!(how, Teardown::Remove);
     for id in have.ids() {
-        let result = if remove {
-            agent.engine.remove(id).await
-        } else {
-            agent.engine.stop(id, STOP_GRACE_SECS).await
+        let result = match how {
+            Teardown::Remove => agent.engine.remove(id).await,
+            Teardown::Stop { grace } => agent.engine.stop(id, grace).await,
         };
         if let Err(e) = result {
             tracing::warn!(task = task_id, container = id, error = %e, "container cleanup failed");

@@ -255,6 +255,7 @@ impl CreateArgs {
             rollback: rollback_config,
             force_update: 0,
             depends_on: Vec::new(),
+            container: Default::default(),
         })
     }
 }

@@ -46,6 +46,7 @@ pub fn service(id: &str, mode: Mode, replicas: u64) -> Service {
             rollback: Default::default(),
             force_update: 0,
             depends_on: Vec::new(),
+            container: Default::default(),
         },
         endpoint: Default::default(),
         previous_spec: None,

@@ -1,4 +1,5 @@
 use super::*;
+use crate::types::{HealthConfig, Mode, MountKind, Ulimit};
 use serde_json::json;
 
 fn tutorial() -> Value {
@@ -282,4 +283,75 @@ fn depends_on_service_healthy_orders_the_start_and_other_conditions_are_ignored(
         convert("s", &bad).unwrap_err(),
         "service api depends on undefined service nope: invalid compose project"
     );
+}
+
+#[test]
+fn container_options_reach_the_spec_and_named_volumes_take_the_stack_name() {
+    let doc = json!({
+        "services": {"web": {
+            "image": "x",
+            "entrypoint": ["/bin/sh", "-c"], "user": "33:33", "working_dir": "/srv",
+            "hostname": "web-host", "tty": true, "read_only": true, "init": true,
+            "stop_signal": "SIGUSR1", "stop_grace_period": "1m30s",
+            "labels": {"a": "b"},
+            "ulimits": {"nproc": 65535, "nofile": {"soft": 20000, "hard": 40000}},
+            "logging": {"driver": "json-file", "options": {"max-size": "10m"}},
+            "tmpfs": ["/run"],
+            "volumes": [
+                {"type": "volume", "source": "data", "target": "/var/data"},
+                {"type": "volume", "source": "shared", "target": "/shared"},
+                {"type": "bind", "source": "/etc/hosts", "target": "/h", "read_only": true},
+                {"type": "tmpfs", "target": "/cache", "tmpfs": {"size": 1000}}
+            ],
+            "extra_hosts": ["a:1.2.3.4"]
+        }},
+        "volumes": {"data": {}, "shared": {"external": true}}
+    });
+    let spec = convert("s", &doc).unwrap();
+    assert!(spec.warnings.is_empty(), "{:?}", spec.warnings);
+    let c = &spec.services[0].container;
+    assert_eq!(
+        c.entrypoint.as_deref(),
+        Some(&["/bin/sh".to_string(), "-c".into()][..])
+    );
+    assert_eq!(
+        (c.user.as_deref(), c.working_dir.as_deref()),
+        (Some("33:33"), Some("/srv"))
+    );
+    assert_eq!(c.hostname.as_deref(), Some("web-host"));
+    assert!(c.tty && c.read_only && c.init == Some(true));
+    assert_eq!(c.stop_grace_period_ms, Some(90_000));
+    assert_eq!(c.labels["a"], "b");
+    assert_eq!(
+        c.ulimits["nproc"],
+        Ulimit {
+            soft: 65535,
+            hard: 65535
+        }
+    );
+    assert_eq!(
+        c.ulimits["nofile"],
+        Ulimit {
+            soft: 20000,
+            hard: 40000
+        }
+    );
+    assert_eq!(c.logging.as_ref().unwrap().options["max-size"], "10m");
+    let mounts: Vec<(MountKind, &str, &str)> = c
+        .mounts
+        .iter()
+        .map(|m| (m.kind, m.source.as_str(), m.target.as_str()))
+        .collect();
+    assert_eq!(
+        mounts,
+        [
+            (MountKind::Tmpfs, "", "/run"),
+            (MountKind::Volume, "s_data", "/var/data"),
+            (MountKind::Volume, "shared", "/shared"),
+            (MountKind::Bind, "/etc/hosts", "/h"),
+            (MountKind::Tmpfs, "", "/cache")
+        ]
+    );
+    assert_eq!(c.mounts[4].tmpfs_size_bytes, 1000);
+    assert_eq!(c.extra_hosts, ["a:1.2.3.4"]);
 }
