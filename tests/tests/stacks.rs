@@ -859,7 +859,7 @@ fn a_compose_services_container_options_reach_its_containers() {
         "ps",
         "-q",
         "--filter",
-        &label,
+        label,
         "--filter",
         "label=swarm.role=task",
     ])
