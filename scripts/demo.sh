@@ -64,5 +64,9 @@ for round in 1 2; do
     done
 done
 echo
-log "try: scripts/lab.sh exec n1 $SWARM_BIN service scale demo_web=4"
+log "the tutorial's next steps, on the manager:"
+log "  scripts/lab.sh exec n1 $SWARM_BIN service update --env-add GREETING=hi demo_web   # a rolling update"
+log "  scripts/lab.sh exec n1 $SWARM_BIN service scale demo_web=10"
+log "  scripts/lab.sh exec n1 $SWARM_BIN node update --availability drain n2"
+log "  scripts/lab.sh exec n1 $SWARM_BIN stack rm demo"
 log "tear down: scripts/lab.sh down"
