@@ -178,29 +178,7 @@ async fn schedule(dir: &std::path::Path, nodes: usize, tasks: u64) -> Result<()>
         store.write(Command::PutNode(hollow_node(i))).await?;
     }
     crate::manager::spawn(store.clone(), stop.clone());
-    let spec = ServiceSpec {
-        name: "hollow".into(),
-        image: "hollow".into(),
-        args: vec![],
-        env: vec![],
-        mode: Mode::Replicated,
-        replicas: tasks,
-        restart: RestartPolicy::default(),
-        placement: Default::default(),
-        resources: Default::default(),
-        ports: Vec::new(),
-        networks: Vec::new(),
-        endpoint_mode: Default::default(),
-        labels: Default::default(),
-        healthcheck: None,
-        secrets: Vec::new(),
-        configs: Vec::new(),
-        update: Default::default(),
-        rollback: Default::default(),
-        force_update: 0,
-        depends_on: Vec::new(),
-        container: Default::default(),
-    };
+    let spec = ServiceSpec::new("hollow", "hollow", Mode::Replicated, tasks);
     let started = Instant::now();
     store
         .write(Command::CreateService(Service::new(

@@ -182,6 +182,33 @@ fn is_zero(n: &u64) -> bool {
 }
 
 impl ServiceSpec {
+    /// A spec with docker's defaults for everything but these.
+    pub fn new(name: &str, image: &str, mode: Mode, replicas: u64) -> ServiceSpec {
+        ServiceSpec {
+            name: name.to_string(),
+            image: image.to_string(),
+            args: Vec::new(),
+            env: Vec::new(),
+            mode,
+            replicas,
+            restart: RestartPolicy::default(),
+            placement: Placement::default(),
+            resources: Resources::default(),
+            ports: Vec::new(),
+            networks: Vec::new(),
+            endpoint_mode: EndpointMode::default(),
+            healthcheck: None,
+            labels: BTreeMap::new(),
+            secrets: Vec::new(),
+            configs: Vec::new(),
+            update: UpdateConfig::default(),
+            rollback: UpdateConfig::default(),
+            force_update: 0,
+            depends_on: Vec::new(),
+            container: ContainerOptions::default(),
+        }
+    }
+
     /// Whether tasks made from `self` and from `other` are the same, so
     /// that changing one into the other replaces no task: the replica
     /// count, service labels, the update and rollback settings and the
