@@ -12,6 +12,7 @@ mod cluster;
 mod daemon;
 mod dispatcher;
 mod keyring;
+mod limits;
 mod manager;
 mod net;
 mod network;

@@ -46,6 +46,24 @@ const TICK: Duration = Duration::from_secs(1);
 /// After a rejected write, wait before re-planning so a bad plan cannot spin.
 const BACKOFF: Duration = Duration::from_millis(500);
 
+/// One pass of a loop, with a panic caught and logged rather than ending
+/// the loop for good (the next pass may see a state that does not trip it).
+fn plan_safely(name: &str, plan: PlanFn, state: &State, now: Millis) -> Option<Plan> {
+    // The plan only reads the state, so nothing is left half-changed.
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| plan(state, now))) {
+        Ok(p) => Some(p),
+        Err(e) => {
+            let why = e
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| e.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            tracing::error!(loop_ = name, panic = %why, "manager loop panicked; it plans again after a pause");
+            None
+        }
+    }
+}
+
 async fn run(name: &'static str, store: Store, plan: PlanFn, stop: CancellationToken) {
     let mut changes = store.subscribe();
     loop {
@@ -53,7 +71,11 @@ async fn run(name: &'static str, store: Store, plan: PlanFn, stop: CancellationT
         if store.is_leader() {
             let state = changes.borrow_and_update().clone();
             let now = now_ms();
-            let p = plan(&state, now);
+            let Some(p) = plan_safely(name, plan, &state, now) else {
+                // Supervised: a loop that panicked plans again after a pause.
+                tokio::time::sleep(BACKOFF).await;
+                continue;
+            };
             if let Some(at) = p.wake_at {
                 sleep_for = sleep_for.min(Duration::from_millis(at.saturating_sub(now)));
             }
@@ -77,5 +99,26 @@ async fn run(name: &'static str, store: Store, plan: PlanFn, stop: CancellationT
             r = changes.changed() => if r.is_err() { return },
             _ = tokio::time::sleep(sleep_for) => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panicking_pass_is_caught_and_the_next_one_runs() {
+        fn boom(_: &State, _: Millis) -> Plan {
+            panic!("a bug")
+        }
+        fn fine(_: &State, now: Millis) -> Plan {
+            Plan {
+                commands: Vec::new(),
+                wake_at: Some(now),
+            }
+        }
+        let st = State::default();
+        assert!(plan_safely("boom", boom, &st, 1).is_none());
+        assert_eq!(plan_safely("fine", fine, &st, 7).unwrap().wake_at, Some(7));
     }
 }

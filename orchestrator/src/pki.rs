@@ -44,6 +44,20 @@ pub fn role_name(role: NodeRole) -> &'static str {
 const CA_LIFETIME: Duration = Duration::from_secs(20 * 365 * 24 * 3600);
 /// Default node certificate lifetime (Swarm's default is 90 days).
 pub const DEFAULT_CERT_EXPIRY: Duration = Duration::from_secs(90 * 24 * 3600);
+/// Node certificate lifetimes `init` accepts: from a minute (shorter than
+/// Swarm's hour, so renewal can be watched), up to the CA's own lifetime
+/// (a longer one overflows the clock arithmetic).
+pub fn check_cert_expiry(d: Duration) -> Result<(), String> {
+    let min = Duration::from_secs(60);
+    if d < min || d > CA_LIFETIME {
+        return Err(format!(
+            "--cert-expiry {d:?} is outside 1m-{}h (the CA's own lifetime)",
+            CA_LIFETIME.as_secs() / 3600
+        ));
+    }
+    Ok(())
+}
+
 /// Allowance for clocks that differ a little between nodes.
 const CLOCK_SKEW: Duration = Duration::from_secs(300);
 
@@ -236,6 +250,15 @@ impl Identity {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_certificate_lifetime_past_the_cas_is_refused_not_a_panic() {
+        assert!(check_cert_expiry(DEFAULT_CERT_EXPIRY).is_ok());
+        assert!(check_cert_expiry(Duration::from_secs(90)).is_ok());
+        assert!(check_cert_expiry(Duration::from_secs(59)).is_err());
+        let e = check_cert_expiry(Duration::from_secs(u64::MAX / 2)).unwrap_err();
+        assert!(e.contains("the CA's own lifetime"), "{e}");
+    }
 
     #[test]
     fn issued_certificates_carry_node_id_role_and_lifetime() {

@@ -28,6 +28,7 @@ pub fn parse(s: &str) -> Result<PortConfig, String> {
             published: 0,
             target: 0,
             mode: PublishMode::Ingress,
+            force: false,
         };
         for field in s.split(',') {
             let (k, v) = field
@@ -38,6 +39,11 @@ pub fn parse(s: &str) -> Result<PortConfig, String> {
                 "target" => p.target = port(v, "target port")?,
                 "protocol" => p.protocol = proto(v)?,
                 "mode" => p.mode = v.parse().map_err(|e: String| bad(&e))?,
+                "force" => {
+                    p.force = v
+                        .parse()
+                        .map_err(|_| bad(&format!("force {v:?} is not true or false")))?
+                }
                 other => return Err(bad(&format!("unknown field {other:?}"))),
             }
         }
@@ -59,12 +65,19 @@ pub fn parse(s: &str) -> Result<PortConfig, String> {
         published,
         target,
         mode: PublishMode::Ingress,
+        force: false,
     })
 }
 
 /// The port the swarm's own node API listens on by default: no service
 /// may take it, or nodes would stop reaching each other.
 pub const CLUSTER_PORT: u16 = 2377;
+
+/// The overlays' VXLAN port: a service on it would take every node's
+/// overlay traffic.
+pub const VXLAN_PORT: u16 = 4789;
+/// The node's own remote shell: refused unless the port says `force=true`.
+pub const SSH_PORT: u16 = 22;
 
 /// First and last port handed to ingress-mode ports published without a
 /// number, as Docker does.
@@ -85,6 +98,16 @@ pub fn validate(ports: &[PortConfig]) -> Result<(), String> {
             return Err(format!(
                 "cannot publish port {CLUSTER_PORT}/{}: it is the swarm's cluster port, which nodes use to reach each other",
                 p.protocol.name()
+            ));
+        }
+        if p.published == VXLAN_PORT && p.protocol == Proto::Udp {
+            return Err(format!(
+                "cannot publish port {VXLAN_PORT}/udp: it carries the overlay networks between nodes"
+            ));
+        }
+        if p.published == SSH_PORT && p.protocol == Proto::Tcp && !p.force {
+            return Err(format!(
+                "port {SSH_PORT}/tcp is the nodes' ssh port: publishing it would take every node's remote shell; add force=true to publish it anyway"
             ));
         }
         if p.published != 0
@@ -121,7 +144,21 @@ mod tests {
             published,
             target,
             mode: PublishMode::Host,
+            force: false,
         }
+    }
+
+    #[test]
+    fn the_nodes_own_ports_are_refused() {
+        let e = validate(&[host(2377, 80, Proto::Tcp)]).unwrap_err();
+        assert!(e.contains("cluster port"), "{e}");
+        let e = validate(&[host(4789, 80, Proto::Udp)]).unwrap_err();
+        assert!(e.contains("overlay networks"), "{e}");
+        assert!(validate(&[host(4789, 80, Proto::Tcp)]).is_ok());
+        let e = validate(&[parse("22:22").unwrap()]).unwrap_err();
+        assert!(e.contains("force=true"), "{e}");
+        let forced = parse("published=22,target=22,mode=host,force=true").unwrap();
+        assert!(validate(&[forced]).is_ok());
     }
 
     #[test]

@@ -545,6 +545,8 @@ impl State {
     /// secrets and configs exist, and no other service publishes its
     /// ingress ports.
     fn check_service(&self, svc: &Service) -> Result<(), Rejection> {
+        crate::limits::check(&svc.spec, self.nodes.values()).map_err(Rejection::Invalid)?;
+        crate::ports::validate(&svc.spec.ports).map_err(Rejection::Invalid)?;
         self.check_secret_refs(svc)?;
         for a in &svc.spec.networks {
             if !self.networks.contains_key(&a.target) {
@@ -695,6 +697,23 @@ mod tests {
         ]));
         assert!(r.error.is_none());
         assert_eq!(st.services.len(), 3);
+    }
+
+    #[test]
+    fn limits_hold_for_every_writer() {
+        let mut st = State::default();
+        st.apply(Command::CreateService(svc("a", "web")));
+        let mut next = (*st.services["a"]).clone();
+        next.spec.replicas = 1_000_000_000_000;
+        let r = st.apply(Command::UpdateService {
+            service: next,
+            expected_version: 1,
+        });
+        assert!(
+            matches!(&r.error, Some(Rejection::Invalid(m)) if m.contains("more than the limit of 100000")),
+            "{r:?}"
+        );
+        assert_eq!(st.services["a"].spec.replicas, 1, "nothing changed");
     }
 
     #[test]

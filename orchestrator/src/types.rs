@@ -387,6 +387,9 @@ pub struct PortConfig {
     /// The port the container listens on.
     pub target: u16,
     pub mode: PublishMode,
+    /// Publish a port the node's own services use (22), deliberately.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub force: bool,
 }
 
 impl PortConfig {

@@ -75,6 +75,7 @@ fn cluster() -> State {
         published: 8000,
         target: 80,
         mode: PublishMode::Ingress,
+        force: false,
     }];
     let mut solo = service("solo", Mode::Replicated, 1);
     solo.spec.name = "solo".into();

@@ -383,9 +383,21 @@ fn constraints_drain_and_pause_steer_placement_and_pending_tasks_say_why() {
         "no suitable node (1 node not available for new tasks; scheduling constraints not satisfied on 4 nodes)"
     );
 
-    // Reservations beyond any node's memory.
+    // A reservation beyond the largest node is refused, naming the limit.
+    let r = try_create("n1", &unique("huge"), &["--reserve-memory", "100T"]);
+    assert_ne!(r.code, 0);
+    assert!(
+        r.stderr.contains("more than the largest node has"),
+        "{}",
+        r.stderr
+    );
+    // Reservations that fill the four active nodes: the fifth task waits.
+    let node: serde_json::Value =
+        serde_json::from_str(&swarm_on("n1", &["node", "inspect", "n1"]).ok().stdout).unwrap();
+    let memory = node[0]["memory_bytes"].as_i64().unwrap();
+    let most = format!("{}M", memory / 1024 / 1024 * 6 / 10);
     let huge = unique("huge");
-    try_create("n1", &huge, &["--reserve-memory", "100T"]).ok();
+    try_create("n1", &huge, &["--replicas", "5", "--reserve-memory", &most]).ok();
     let why = wait_for("a pending reason", Duration::from_secs(10), || {
         tasks_on("n1", &huge)
             .into_iter()

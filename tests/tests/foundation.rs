@@ -428,3 +428,39 @@ fn bad_inputs_fail_clearly_and_change_nothing() {
         "{down:?}"
     );
 }
+
+#[test]
+fn scaling_past_the_replica_limit_is_refused_by_name() {
+    let _lab = single_node_swarm();
+    let name = unique("huge");
+    swarm(&["service", "create", "--name", &name, "-d", "swarm/whoami"]).ok();
+    let r = swarm(&["service", "scale", &format!("{name}=1000000000000")]);
+    assert_ne!(r.code, 0);
+    assert!(
+        r.stderr.contains(&format!(
+            "service {name}: 1000000000000 replicas, more than the limit of 100000 per service"
+        )),
+        "{r:?}"
+    );
+    let negative = swarm(&[
+        "service",
+        "create",
+        "--reserve-memory",
+        "-5",
+        "swarm/whoami",
+    ]);
+    assert_ne!(negative.code, 0, "{negative:?}");
+    let ssh = swarm(&["service", "create", "-d", "-p", "22:22", "swarm/whoami"]);
+    assert_ne!(ssh.code, 0);
+    assert!(ssh.stderr.contains("force=true"), "{ssh:?}");
+    // The manager still answers and the service is as it was.
+    let svc = swarm(&["service", "ls", "--format", "json"])
+        .ok()
+        .json_lines();
+    let me = svc.iter().find(|s| s["Name"] == name.as_str()).unwrap();
+    assert!(
+        me["Replicas"].as_str().unwrap().ends_with("/1"),
+        "still one replica wanted: {me}"
+    );
+    swarm(&["service", "rm", &name]).ok();
+}

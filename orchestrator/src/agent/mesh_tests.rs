@@ -38,6 +38,7 @@ fn view() -> NodeView {
                 published: 8000,
                 target: 80,
                 mode: PublishMode::Ingress,
+                force: false,
             }],
             vips: vec![at("ing", "10.0.0.2"), at("back", "10.0.1.2")],
             backends: vec![

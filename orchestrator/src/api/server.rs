@@ -189,9 +189,17 @@ impl Control for ControlService {
             n => u8::try_from(n).unwrap_or(u8::MAX),
         };
         crate::network::check_pool(&addr_pool, pool_mask_len).map_err(Status::invalid_argument)?;
+        let cert_expiry = or(req.cert_expiry_ms, pki::DEFAULT_CERT_EXPIRY);
+        pki::check_cert_expiry(cert_expiry).map_err(Status::invalid_argument)?;
+        let heartbeat = or(req.heartbeat_ms, Duration::from_secs(1));
+        if !(Duration::from_millis(50)..=Duration::from_secs(3600)).contains(&heartbeat) {
+            return Err(Status::invalid_argument(format!(
+                "--dispatcher-heartbeat {heartbeat:?} is outside 50ms-1h"
+            )));
+        }
         let opts = InitOptions {
-            cert_expiry: or(req.cert_expiry_ms, pki::DEFAULT_CERT_EXPIRY),
-            heartbeat: or(req.heartbeat_ms, Duration::from_secs(1)),
+            cert_expiry,
+            heartbeat,
             addr_pool,
             pool_mask_len,
         };

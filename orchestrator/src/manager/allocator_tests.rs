@@ -51,6 +51,7 @@ fn cluster(n: u64, back_subnet: &str) -> State {
         published: 8000,
         target: 80,
         mode: PublishMode::Ingress,
+        force: false,
     }];
     assert!(st.apply(Command::CreateService(s.clone())).error.is_none());
     let tasks: Vec<Task> = (1..=n).map(|i| new_task(&format!("t{i}"), &s, i)).collect();

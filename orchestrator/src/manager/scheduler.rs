@@ -389,6 +389,7 @@ mod tests {
             published: 8080,
             target: 80,
             mode: PublishMode::Host,
+            force: false,
         };
         let mut web = service("web", Mode::Replicated, 3);
         web.spec.ports = vec![port.clone()];

@@ -114,6 +114,7 @@ pub(super) fn service(stack: &str, key: &str, svc: &Value) -> Result<ServiceSpec
                 None => PublishMode::Ingress,
                 Some(m) => m.parse().map_err(|e| format!("service {key}: port {e}"))?,
             },
+            force: false,
         });
     }
     crate::ports::validate(&ports).map_err(|e| format!("service {key}: {e}"))?;
