@@ -281,6 +281,10 @@ impl Agent {
         std::fs::create_dir_all(&dir)?;
         let path = dir.join("resolv.conf");
         std::fs::write(&path, RESOLV_CONF)?;
+        // Readable by the task's user, whoever it is (the daemon's umask
+        // keeps its own files private).
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644))?;
         Ok(path.display().to_string())
     }
 

@@ -7,16 +7,18 @@ pub mod join;
 pub mod membership;
 
 use crate::api::cluster_pb::{
-    cluster_client::ClusterClient, cluster_server, AddVoterRequest, Blob, Empty, JoinRequest,
-    JoinResponse, ProposeResponse, RenewRequest, RenewResponse, SecretsKeyResponse,
+    cluster_client::ClusterClient, cluster_server, joining_server, AddVoterRequest, Blob, Empty,
+    JoinRequest, JoinResponse, ProposeResponse, RenewRequest, RenewResponse, SecretsKeyResponse,
 };
 use crate::dispatcher::manager_addrs;
 use crate::keyring::Keyring;
+use crate::net::Gate;
 use crate::net::Peer;
 use crate::pki::token::secrets_match;
 use crate::state::Command;
 use crate::store::{Store, StoreError};
 use crate::types::{now_ms, Availability, Meta, Node, NodeRole, NodeState};
+use tonic::service::interceptor::InterceptedService;
 use tonic::{Request, Response, Status};
 
 pub struct ClusterService {
@@ -24,9 +26,34 @@ pub struct ClusterService {
     keyring: Keyring,
 }
 
+/// Largest message of the Cluster service: a forwarded command (a stack
+/// deploy with its secrets is the biggest).
+const MAX_CLUSTER_MESSAGE: usize = 16 << 20;
+/// Largest join request: a CSR and a few short fields.
+const MAX_JOIN_MESSAGE: usize = 64 << 10;
+
+pub type ClusterServer = InterceptedService<cluster_server::ClusterServer<ClusterService>, Gate>;
+
 impl ClusterService {
-    pub fn new(store: Store, keyring: Keyring) -> cluster_server::ClusterServer<ClusterService> {
-        cluster_server::ClusterServer::new(ClusterService { store, keyring })
+    /// The service, refusing callers without a node certificate before
+    /// their message is read.
+    pub fn new(store: Store, keyring: Keyring) -> ClusterServer {
+        let server = cluster_server::ClusterServer::new(ClusterService { store, keyring })
+            .max_decoding_message_size(MAX_CLUSTER_MESSAGE);
+        InterceptedService::new(server, crate::net::nodes_only)
+    }
+}
+
+/// `Join`, the one call open without a certificate.
+pub struct JoinService {
+    store: Store,
+    keyring: Keyring,
+}
+
+impl JoinService {
+    pub fn new(store: Store, keyring: Keyring) -> joining_server::JoiningServer<JoinService> {
+        joining_server::JoiningServer::new(JoinService { store, keyring })
+            .max_decoding_message_size(MAX_JOIN_MESSAGE)
     }
 }
 
@@ -62,7 +89,7 @@ impl ClusterService {
 }
 
 #[tonic::async_trait]
-impl cluster_server::Cluster for ClusterService {
+impl joining_server::Joining for JoinService {
     async fn join(&self, req: Request<JoinRequest>) -> Result<Response<JoinResponse>, Status> {
         let req = req.into_inner();
         let st = self.store.state();
@@ -137,7 +164,10 @@ impl cluster_server::Cluster for ClusterService {
             secrets_key,
         }))
     }
+}
 
+#[tonic::async_trait]
+impl cluster_server::Cluster for ClusterService {
     async fn propose(&self, req: Request<Blob>) -> Result<Response<ProposeResponse>, Status> {
         Peer::require(&req, true)?;
         let cmd: Command = serde_json::from_slice(&req.get_ref().json)

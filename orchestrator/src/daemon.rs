@@ -8,7 +8,7 @@ use crate::agent::mesh::{Mesh, SharedMesh};
 use crate::agent::{engine::Engine, network::Networks, secrets::SecretFiles, session, Agent};
 use crate::api::server::ControlService;
 use crate::cluster::certs::{self, CertFiles};
-use crate::cluster::{membership, ClusterService};
+use crate::cluster::{membership, ClusterService, JoinService};
 use crate::dispatcher::Dispatcher;
 use crate::keyring::Keyring;
 use crate::net::{self, Tls};
@@ -264,6 +264,7 @@ impl Daemon {
                 self.store.clone(),
                 self.keyring.clone(),
             ))
+            .add_service(JoinService::new(self.store.clone(), self.keyring.clone()))
             .add_service(dispatcher.into_server())
             .serve_with_incoming_shutdown(
                 net::incoming(listener, tls.server_config(), self.stop.clone()),
@@ -346,6 +347,10 @@ fn memory_bytes() -> i64 {
 /// Run the daemon until a signal. Leaving the swarm starts it afresh, as a
 /// new node with nothing of the old one's identity or state.
 pub async fn run(config: DaemonConfig) -> Result<()> {
+    // Everything the daemon writes is its own: keys, certificates, raft's
+    // store and the node's identity (files 0600, directories 0700).
+    // SAFETY: umask only sets the process's file-creation mask.
+    unsafe { libc::umask(0o077) };
     loop {
         if !run_generation(&config).await? {
             return Ok(());
@@ -359,6 +364,7 @@ async fn run_generation(config: &DaemonConfig) -> Result<bool> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
     let data_dir = config.data_dir.canonicalize()?;
+    make_private(&data_dir)?;
     let identity = Identity::load_or_create(&data_dir)?;
     tracing::info!(node_id = %identity.node_id, raft_id = identity.raft_id, data_dir = %data_dir.display(), "starting swarm daemon");
 
@@ -423,6 +429,32 @@ async fn run_generation(config: &DaemonConfig) -> Result<bool> {
     store.shutdown().await;
     let _ = std::fs::remove_file(&config.socket);
     Ok(left.is_cancelled())
+}
+
+/// The data directory 0700, and the files and directories directly in it
+/// (and in `certs/`) private too: what an older version or another tool
+/// created with laxer modes is tightened at start.
+fn make_private(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let set = |p: &Path, mode: u32| {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode))
+            .with_context(|| format!("making {} private", p.display()))
+    };
+    set(dir, 0o700)?;
+    for sub in [dir.to_path_buf(), dir.join("certs")] {
+        let Ok(entries) = std::fs::read_dir(&sub) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let path = e.path();
+            match e.file_type() {
+                Ok(t) if t.is_file() => set(&path, 0o600)?,
+                Ok(t) if t.is_dir() => set(&path, 0o700)?,
+                _ => {}
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Bind the control socket with mode 0600: whoever can use it controls the cluster.

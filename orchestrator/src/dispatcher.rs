@@ -63,8 +63,17 @@ impl Dispatcher {
         }
     }
 
-    pub fn into_server(self) -> dispatcher_server::DispatcherServer<Dispatcher> {
-        dispatcher_server::DispatcherServer::new(self)
+    /// The service behind its gate: a node certificate, checked before a
+    /// message is read, and status reports of at most 16 MiB.
+    pub fn into_server(
+        self,
+    ) -> tonic::service::interceptor::InterceptedService<
+        dispatcher_server::DispatcherServer<Dispatcher>,
+        crate::net::Gate,
+    > {
+        let server =
+            dispatcher_server::DispatcherServer::new(self).max_decoding_message_size(16 << 20);
+        tonic::service::interceptor::InterceptedService::new(server, crate::net::nodes_only)
     }
 
     fn ensure_leader(&self) -> Result<(), Status> {

@@ -358,11 +358,37 @@ impl Peer {
     }
 }
 
+/// A service's gate: it sees a call's headers and its connection's peer
+/// before any of its body is read (tonic interceptors run first).
+pub type Gate = fn(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status>;
+
+/// The gate of every service but `Joining`: a node certificate is needed.
+pub fn nodes_only(req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+    Peer::require(&req, false)?;
+    Ok(req)
+}
+
+/// The gate of the Raft service: a manager certificate is needed.
+pub fn managers_only(req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+    Peer::require(&req, true)?;
+    Ok(req)
+}
+
+/// Handshakes in progress at once; more wait for a free one.
+const MAX_HANDSHAKES: usize = 64;
+/// Open connections; a connection past it is closed at once.
+const MAX_CONNECTIONS: usize = 4096;
+/// Open connections without a node certificate (joiners), which may only
+/// join and then reconnect with their certificate.
+const MAX_ANONYMOUS: usize = 64;
+
 /// A server-side TLS connection, with the peer identity tonic hands to
-/// every request on it.
+/// every request on it. It holds its place among the open connections
+/// until it closes.
 pub struct TlsConn {
     stream: TlsStream<TcpStream>,
     peer: Peer,
+    _slots: Vec<tokio::sync::OwnedSemaphorePermit>,
 }
 
 impl Connected for TlsConn {
@@ -408,8 +434,17 @@ pub fn incoming(
 ) -> tokio_stream::wrappers::ReceiverStream<Result<TlsConn, std::io::Error>> {
     let (tx, rx) = tokio::sync::mpsc::channel(64);
     let acceptor = TlsAcceptor::from(config);
+    let handshakes = Arc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKES));
+    let open = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let anonymous = Arc::new(tokio::sync::Semaphore::new(MAX_ANONYMOUS));
     tokio::spawn(async move {
         loop {
+            // Accept no more than can be handshaken at once, so a flood of
+            // connections cannot pile up tasks and TLS state.
+            let handshake_slot = tokio::select! {
+                _ = stop.cancelled() => return,
+                s = handshakes.clone().acquire_owned() => s.expect("never closed"),
+            };
             let accepted = tokio::select! {
                 _ = stop.cancelled() => return,
                 a = listener.accept() => a,
@@ -423,7 +458,11 @@ pub fn incoming(
                 }
             };
             let _ = tcp.set_nodelay(true);
-            let (acceptor, conns) = (acceptor.clone(), tx.clone());
+            let Ok(open_slot) = open.clone().try_acquire_owned() else {
+                tracing::warn!(%remote, "too many node connections ({MAX_CONNECTIONS}); closing one");
+                continue;
+            };
+            let (acceptor, conns, anonymous) = (acceptor.clone(), tx.clone(), anonymous.clone());
             tokio::spawn(async move {
                 let handshake = tokio::time::timeout(CONNECT_TIMEOUT * 5, acceptor.accept(tcp));
                 let stream = match handshake.await {
@@ -440,8 +479,25 @@ pub fn incoming(
                     .peer_certificates()
                     .and_then(|c| c.first())
                     .and_then(|c| pki::Identity::of(c).ok());
+                drop(handshake_slot);
+                let mut slots = vec![open_slot];
+                if identity.is_none() {
+                    match anonymous.try_acquire_owned() {
+                        Ok(s) => slots.push(s),
+                        Err(_) => {
+                            tracing::warn!(%remote, "too many connections without a certificate ({MAX_ANONYMOUS}); closing one");
+                            return;
+                        }
+                    }
+                }
                 let peer = Peer { remote, identity };
-                let _ = conns.send(Ok(TlsConn { stream, peer })).await;
+                let _ = conns
+                    .send(Ok(TlsConn {
+                        stream,
+                        peer,
+                        _slots: slots,
+                    }))
+                    .await;
             });
             if tx.is_closed() {
                 return;

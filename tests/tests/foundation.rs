@@ -464,3 +464,26 @@ fn scaling_past_the_replica_limit_is_refused_by_name() {
     );
     swarm(&["service", "rm", &name]).ok();
 }
+
+#[test]
+fn the_data_directory_and_the_socket_are_private_to_the_daemon() {
+    use std::os::unix::fs::PermissionsExt;
+    let _lab = single_node_swarm();
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let dir = std::path::Path::new("/var/lib/swarm-lab/n1");
+    assert_eq!(mode(dir), 0o700, "{}", dir.display());
+    let mut seen = 0;
+    for sub in [dir.to_path_buf(), dir.join("certs")] {
+        for e in std::fs::read_dir(&sub).unwrap().flatten() {
+            let p = e.path();
+            let want = if p.is_dir() { 0o700 } else { 0o600 };
+            assert_eq!(mode(&p), want, "{}", p.display());
+            seen += 1;
+        }
+    }
+    assert!(
+        seen >= 6,
+        "raft.redb, node.json, secrets.key, certs/...: {seen}"
+    );
+    assert_eq!(mode(std::path::Path::new("/run/swarm-lab/n1.sock")), 0o600);
+}

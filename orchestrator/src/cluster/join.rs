@@ -2,7 +2,7 @@
 //! the one the token names (before the secret leaves this node), and trade
 //! the token and a CSR for a node certificate.
 
-use crate::api::cluster_pb::{cluster_client::ClusterClient, JoinRequest, JoinResponse};
+use crate::api::cluster_pb::{joining_client::JoiningClient, JoinRequest, JoinResponse};
 use crate::net;
 use crate::pki::token::JoinToken;
 use std::time::Duration;
@@ -30,7 +30,7 @@ pub async fn request(
     };
     let channel = net::channel(&addr, net::pinned_client_config(&token.ca_digest))
         .map_err(|e| unreachable(net::error_chain(&e)))?;
-    let mut client = ClusterClient::new(channel);
+    let mut client = JoiningClient::new(channel);
     let call = client.join(JoinRequest {
         secret: token.secret.clone(),
         ..req

@@ -2,7 +2,9 @@
 //! store: callers are judged by the certificate they present.
 
 use super::ClusterService;
-use crate::api::cluster_pb::{cluster_client::ClusterClient, Blob};
+use crate::api::cluster_pb::{
+    cluster_client::ClusterClient, joining_client::JoiningClient, Blob, JoinRequest,
+};
 use crate::net::{self, Tls};
 use crate::pki::{self, RootCa};
 use crate::store::Store;
@@ -26,6 +28,14 @@ async fn serve(dir: &std::path::Path, tls: Arc<Tls>) -> String {
     store.bootstrap(&addr).await.unwrap();
     let server = tonic::transport::Server::builder()
         .add_service(ClusterService::new(
+            store.clone(),
+            crate::keyring::Keyring::load(dir).unwrap(),
+        ))
+        .add_service(crate::raft::service::RaftService::new(
+            store.raft().clone(),
+            store.elector().clone(),
+        ))
+        .add_service(super::JoinService::new(
             store,
             crate::keyring::Keyring::load(dir).unwrap(),
         ))
@@ -105,4 +115,60 @@ async fn only_manager_certificates_of_this_cluster_reach_manager_apis() {
         .await
         .unwrap_err();
     assert!(err.contains("does not match the token"), "{err}");
+}
+
+#[tokio::test]
+async fn a_caller_without_a_certificate_is_refused_before_its_message_is_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = RootCa::create("c1").unwrap();
+    let addr = serve(dir.path(), credentials(&ca, NodeRole::Manager, "c1")).await;
+    let anonymous = || net::pinned_client_config(&ca.digest().unwrap());
+
+    // 20 MB to Propose, past the service's own limit: the gate answers
+    // first, so the body is never buffered.
+    let channel = net::channel(&addr, anonymous()).unwrap();
+    let err = ClusterClient::new(channel)
+        .max_encoding_message_size(usize::MAX)
+        .propose(Blob {
+            json: vec![b' '; 20 << 20],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Unauthenticated, "{err:?}");
+    assert!(
+        err.message().contains("presented no node certificate"),
+        "{err:?}"
+    );
+
+    // Join is open without one, but takes small messages only.
+    let channel = net::channel(&addr, anonymous()).unwrap();
+    let err = JoiningClient::new(channel)
+        .max_encoding_message_size(usize::MAX)
+        .join(JoinRequest {
+            csr_pem: "x".repeat(1 << 20),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        err.message().contains("message length too large"),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_worker_certificate_cannot_speak_raft() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = RootCa::create("c1").unwrap();
+    let addr = serve(dir.path(), credentials(&ca, NodeRole::Manager, "c1")).await;
+    let worker = credentials(&ca, NodeRole::Worker, "c1");
+    let channel = net::channel(&addr, worker.client_config()).unwrap();
+    let err = crate::api::cluster_pb::raft_client::RaftClient::new(channel)
+        .vote(Blob {
+            json: b"{}".to_vec(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::PermissionDenied, "{err:?}");
+    assert!(err.message().contains("worker certificate"), "{err:?}");
 }

@@ -8,6 +8,7 @@ use crate::net::Peer;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::sync::Arc;
+use tonic::service::interceptor::InterceptedService;
 use tonic::{Request, Response, Status};
 
 pub struct RaftService {
@@ -15,11 +16,20 @@ pub struct RaftService {
     elector: Arc<Elector>,
 }
 
+/// Largest raft message: a snapshot of a big cluster's whole state. Only
+/// managers get as far as sending one: the gate refuses anyone else
+/// before the body is read.
+const MAX_RAFT_MESSAGE: usize = 1 << 30;
+
 impl RaftService {
-    pub fn new(raft: Raft, elector: Arc<Elector>) -> raft_server::RaftServer<RaftService> {
-        raft_server::RaftServer::new(RaftService { raft, elector })
-            .max_decoding_message_size(usize::MAX)
-            .max_encoding_message_size(usize::MAX)
+    pub fn new(
+        raft: Raft,
+        elector: Arc<Elector>,
+    ) -> InterceptedService<raft_server::RaftServer<RaftService>, crate::net::Gate> {
+        let server = raft_server::RaftServer::new(RaftService { raft, elector })
+            .max_decoding_message_size(MAX_RAFT_MESSAGE)
+            .max_encoding_message_size(MAX_RAFT_MESSAGE);
+        InterceptedService::new(server, crate::net::managers_only)
     }
 }
 
