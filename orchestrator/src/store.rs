@@ -9,6 +9,7 @@ use crate::state::{Command, Rejection, State};
 use openraft::BasicNode;
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -32,6 +33,10 @@ pub enum StoreError {
         managers: usize,
         needed: usize,
     },
+    /// The command went to raft, but no answer came in time: it may yet
+    /// be applied, or may not. Read the state before retrying.
+    #[error("the write was sent but did not finish within {0:?}: it may or may not have been applied; check the state before retrying")]
+    Unknown(Duration),
     #[error("raft error: {0}")]
     Raft(String),
 }
@@ -52,6 +57,7 @@ impl From<StoreError> for tonic::Status {
             StoreError::NoLeader(_) | StoreError::NoQuorum { .. } => {
                 tonic::Status::unavailable(msg)
             }
+            StoreError::Unknown(_) => tonic::Status::deadline_exceeded(msg),
             StoreError::Open { .. } | StoreError::Raft(_) => tonic::Status::internal(msg),
         }
     }
@@ -68,7 +74,13 @@ pub struct Store {
     queue: mpsc::UnboundedSender<Queued>,
 }
 
-type Queued = (Command, oneshot::Sender<Result<(), StoreError>>);
+/// A queued command, its caller's reply channel, and the flag that says
+/// it went to raft (so a timed-out caller learns its outcome is unknown).
+type Queued = (
+    Command,
+    oneshot::Sender<Result<(), StoreError>>,
+    Arc<AtomicBool>,
+);
 
 /// Most commands one raft entry carries.
 const MAX_BATCH: usize = 512;
@@ -185,10 +197,15 @@ impl Store {
     /// the managers have no quorum, saying how many answer.
     pub async fn write(&self, cmd: Command) -> Result<(), StoreError> {
         let deadline = tokio::time::Instant::now() + WRITE_TIMEOUT;
+        let sent = Arc::new(AtomicBool::new(false));
         loop {
-            let result = tokio::time::timeout_at(deadline, self.write_once(cmd.clone()))
+            let attempt = self.write_once(cmd.clone(), sent.clone());
+            let result = tokio::time::timeout_at(deadline, attempt)
                 .await
-                .unwrap_or_else(|_| Err(self.no_quorum()));
+                .unwrap_or_else(|_| match sent.load(Ordering::SeqCst) {
+                    true => Err(StoreError::Unknown(WRITE_TIMEOUT)),
+                    false => Err(self.no_quorum()),
+                });
             match result {
                 // A leader change is in progress: retry while time remains.
                 Err(StoreError::NoLeader(_)) if tokio::time::Instant::now() < deadline => {
@@ -213,12 +230,24 @@ impl Store {
                     Err(_) => break,
                 }
             }
-            if batch.len() == 1 {
-                let (cmd, reply) = batch.pop().expect("one queued command");
-                let _ = reply.send(self.write_direct(cmd).await);
+            // A caller that gave up (its deadline passed while it queued)
+            // was told its write failed: it must not apply after all.
+            batch.retain(|(_, reply, _)| !reply.is_closed());
+            if batch.is_empty() {
                 continue;
             }
-            let (cmds, replies): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
+            if batch.len() == 1 {
+                let (cmd, reply, sent) = batch.pop().expect("one queued command");
+                let _ = reply.send(self.write_direct(cmd, &sent).await);
+                continue;
+            }
+            let mut cmds = Vec::with_capacity(batch.len());
+            let mut replies = Vec::with_capacity(batch.len());
+            for (cmd, reply, sent) in batch {
+                sent.store(true, Ordering::SeqCst);
+                cmds.push(cmd);
+                replies.push(reply);
+            }
             if self.quorum_lost() {
                 for reply in replies {
                     let _ = reply.send(Err(self.no_quorum()));
@@ -246,23 +275,24 @@ impl Store {
 
     /// One attempt: through the group commit on the leader, forwarded to
     /// the leader elsewhere.
-    async fn write_once(&self, cmd: Command) -> Result<(), StoreError> {
+    async fn write_once(&self, cmd: Command, sent: Arc<AtomicBool>) -> Result<(), StoreError> {
         if self.is_leader() {
             let (tx, rx) = oneshot::channel();
-            if self.queue.send((cmd.clone(), tx)).is_ok() {
+            if self.queue.send((cmd.clone(), tx, sent.clone())).is_ok() {
                 if let Ok(result) = rx.await {
                     return result;
                 }
             }
         }
-        self.write_direct(cmd).await
+        self.write_direct(cmd, &sent).await
     }
 
-    async fn write_direct(&self, cmd: Command) -> Result<(), StoreError> {
+    async fn write_direct(&self, cmd: Command, sent: &AtomicBool) -> Result<(), StoreError> {
         use openraft::error::{ClientWriteError, RaftError};
         if self.quorum_lost() {
             return Err(self.no_quorum());
         }
+        sent.store(true, Ordering::SeqCst);
         match self.raft.client_write(cmd.clone()).await {
             Ok(resp) => match resp.data.error {
                 Some(e) => Err(StoreError::Rejected(e)),
@@ -499,6 +529,40 @@ mod tests {
             code(StoreError::NoLeader("x".into())),
             tonic::Code::Unavailable
         );
+        assert_eq!(
+            code(StoreError::Unknown(WRITE_TIMEOUT)),
+            tonic::Code::DeadlineExceeded
+        );
+    }
+
+    /// A queued command whose caller gave up is dropped, not proposed:
+    /// the caller was told it failed, so it must not apply later.
+    #[tokio::test]
+    async fn a_command_whose_caller_gave_up_is_never_proposed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), 1).await.unwrap();
+        store.bootstrap("127.0.0.1:0").await.unwrap();
+        store
+            .wait_for_leader(Duration::from_secs(10))
+            .await
+            .unwrap();
+        let svc = |id: &str| {
+            let mut s = crate::manager::testutil::service(id, crate::types::Mode::Replicated, 1);
+            s.spec.name = id.into();
+            Command::CreateService(s)
+        };
+        let (abandoned, gone) = oneshot::channel();
+        drop(gone);
+        let flag = Arc::new(AtomicBool::new(false));
+        store
+            .queue
+            .send((svc("abandoned"), abandoned, flag.clone()))
+            .unwrap();
+        store.write(svc("kept")).await.unwrap();
+        let st = store.state();
+        assert!(st.service_by_name("kept").is_some());
+        assert!(st.service_by_name("abandoned").is_none());
+        assert!(!flag.load(Ordering::SeqCst), "it never went to raft");
     }
 
     /// Snapshots and log compaction run, and a store reopened after them
