@@ -88,6 +88,61 @@ impl ClusterService {
     }
 }
 
+/// Whether a joiner's chosen IDs may enter: a well-formed node ID, and
+/// neither it nor its raft ID already taken (a reused raft ID would let
+/// the joiner stand in for another manager's vote).
+fn admit(st: &crate::state::State, node_id: &str, raft_id: u64) -> Result<(), Status> {
+    let valid_id = !node_id.is_empty()
+        && node_id.len() <= 64
+        && node_id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+    if !valid_id {
+        return Err(Status::invalid_argument(format!(
+            "node ID {node_id:?} is not 1-64 lowercase letters and digits"
+        )));
+    }
+    if st.nodes.contains_key(node_id) {
+        return Err(Status::already_exists(format!(
+            "node ID {node_id} is already a member of this swarm; a node that left must start with a fresh data dir"
+        )));
+    }
+    if raft_id == 0 {
+        return Err(Status::invalid_argument(
+            "raft ID 0 is not a valid member ID",
+        ));
+    }
+    if let Some(n) = st.nodes.values().find(|n| n.raft_id == raft_id) {
+        return Err(Status::already_exists(format!(
+            "raft ID {raft_id} is already node {}'s; start the joiner with a fresh data dir",
+            n.id
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod admit_tests {
+    use super::*;
+
+    #[test]
+    fn a_joiner_may_not_take_a_members_node_or_raft_id() {
+        let mut n1 = crate::manager::testutil::node("n1");
+        n1.raft_id = 7;
+        let st = crate::manager::testutil::state(&[n1], &[], &[]);
+        assert!(admit(&st, "n2", 8).is_ok());
+        let taken = admit(&st, "n1", 8).unwrap_err();
+        assert_eq!(taken.code(), tonic::Code::AlreadyExists);
+        let vote = admit(&st, "n2", 7).unwrap_err();
+        assert!(
+            vote.message().contains("raft ID 7 is already node n1's"),
+            "{vote:?}"
+        );
+        assert!(admit(&st, "N2!", 8).is_err());
+        assert!(admit(&st, "n2", 0).is_err());
+    }
+}
+
 #[tonic::async_trait]
 impl joining_server::Joining for JoinService {
     async fn join(&self, req: Request<JoinRequest>) -> Result<Response<JoinResponse>, Status> {
@@ -107,21 +162,7 @@ impl joining_server::Joining for JoinService {
             ));
         };
         let node_id = req.node_id.clone();
-        let valid_id = !node_id.is_empty()
-            && node_id.len() <= 64
-            && node_id
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
-        if !valid_id {
-            return Err(Status::invalid_argument(format!(
-                "node ID {node_id:?} is not 1-64 lowercase letters and digits"
-            )));
-        }
-        if st.nodes.contains_key(&node_id) {
-            return Err(Status::already_exists(format!(
-                "node ID {node_id} is already a member of this swarm; a node that left must start with a fresh data dir"
-            )));
-        }
+        admit(&st, &node_id, req.raft_id)?;
         let cert_pem = crate::pki::issue(cluster, &req.csr_pem, &node_id, role)
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
         let now = now_ms();

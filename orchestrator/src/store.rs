@@ -35,8 +35,8 @@ pub enum StoreError {
     },
     /// The command went to raft, but no answer came in time: it may yet
     /// be applied, or may not. Read the state before retrying.
-    #[error("the write was sent but did not finish within {0:?}: it may or may not have been applied; check the state before retrying")]
-    Unknown(Duration),
+    #[error("the write was sent but did not finish within {after:?} ({why}): it may or may not have been applied; check the state before retrying")]
+    Unknown { after: Duration, why: String },
     #[error("raft error: {0}")]
     Raft(String),
 }
@@ -57,7 +57,7 @@ impl From<StoreError> for tonic::Status {
             StoreError::NoLeader(_) | StoreError::NoQuorum { .. } => {
                 tonic::Status::unavailable(msg)
             }
-            StoreError::Unknown(_) => tonic::Status::deadline_exceeded(msg),
+            StoreError::Unknown { .. } => tonic::Status::deadline_exceeded(msg),
             StoreError::Open { .. } | StoreError::Raft(_) => tonic::Status::internal(msg),
         }
     }
@@ -203,7 +203,10 @@ impl Store {
             let result = tokio::time::timeout_at(deadline, attempt)
                 .await
                 .unwrap_or_else(|_| match sent.load(Ordering::SeqCst) {
-                    true => Err(StoreError::Unknown(WRITE_TIMEOUT)),
+                    true => Err(StoreError::Unknown {
+                        after: WRITE_TIMEOUT,
+                        why: self.no_quorum().to_string(),
+                    }),
                     false => Err(self.no_quorum()),
                 });
             match result {
@@ -530,7 +533,10 @@ mod tests {
             tonic::Code::Unavailable
         );
         assert_eq!(
-            code(StoreError::Unknown(WRITE_TIMEOUT)),
+            code(StoreError::Unknown {
+                after: WRITE_TIMEOUT,
+                why: "no quorum".into()
+            }),
             tonic::Code::DeadlineExceeded
         );
     }
