@@ -1,6 +1,7 @@
 //! `swarm service ...`
 
 use super::format::{json_lines, parse_duration, short, table};
+use super::secret::parse_ref;
 use super::tasks::{print_tasks, TableArgs};
 use super::{is_json, progress, Format};
 use crate::api::client::{connect, status_error, Client};
@@ -8,8 +9,8 @@ use crate::api::pb;
 use crate::placement::{parse_bytes, parse_cpus, Placement, Resources};
 use crate::ports;
 use crate::types::{
-    EndpointMode, Mode, Node, RestartCondition, RestartPolicy, SecretKind, SecretRef, Service,
-    ServiceSpec, Task, TaskState,
+    EndpointMode, Mode, Node, RestartCondition, RestartPolicy, SecretKind, Service, ServiceSpec,
+    Task, TaskState,
 };
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
@@ -207,12 +208,7 @@ impl CreateArgs {
                 .map_err(anyhow::Error::msg)?
                 .unwrap_or(0),
         };
-        let ports = self
-            .publish
-            .iter()
-            .map(|p| ports::parse(p))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(anyhow::Error::msg)?;
+        let ports = parse_all(&self.publish, ports::parse)?;
         ports::validate(&ports).map_err(anyhow::Error::msg)?;
         let (update, rollback) = self.policy.patches()?;
         let (mut update_config, mut rollback_config) = Default::default();
@@ -239,18 +235,13 @@ impl CreateArgs {
             placement,
             resources,
             ports,
-            networks: self
-                .networks
-                .iter()
-                .map(|n| crate::network::parse_attachment(n))
-                .collect::<Result<_, _>>()
-                .map_err(anyhow::Error::msg)?,
+            networks: parse_all(&self.networks, crate::network::parse_attachment)?,
             endpoint_mode: match self.endpoint_mode {
                 EndpointModeArg::Vip => EndpointMode::Vip,
                 EndpointModeArg::Dnsrr => EndpointMode::Dnsrr,
             },
-            secrets: refs(SecretKind::Secret, &self.secrets)?,
-            configs: refs(SecretKind::Config, &self.configs)?,
+            secrets: parse_all(&self.secrets, |a| parse_ref(SecretKind::Secret, a))?,
+            configs: parse_all(&self.configs, |a| parse_ref(SecretKind::Config, a))?,
             update: update_config,
             rollback: rollback_config,
             force_update: 0,
@@ -260,9 +251,14 @@ impl CreateArgs {
     }
 }
 
-fn refs(kind: SecretKind, args: &[String]) -> Result<Vec<SecretRef>> {
+/// Each value of a repeated flag (`--publish`, `--network`, `--secret`,
+/// ...) parsed, or the first one's error.
+pub(super) fn parse_all<T>(
+    args: &[String],
+    parse: impl Fn(&str) -> Result<T, String>,
+) -> Result<Vec<T>> {
     args.iter()
-        .map(|a| super::secret::parse_ref(kind, a).map_err(anyhow::Error::msg))
+        .map(|a| parse(a).map_err(anyhow::Error::msg))
         .collect()
 }
 

@@ -6,6 +6,8 @@
 use super::format::parse_duration;
 use super::health::HealthArgs;
 use super::progress;
+use super::secret::parse_ref;
+use super::service::parse_all;
 use crate::api::client::{status_error, Client};
 use crate::api::pb;
 use crate::types::{
@@ -171,11 +173,6 @@ pub struct UpdateArgs {
 
 impl UpdateArgs {
     pub fn patch(&self) -> Result<ServicePatch> {
-        let refs = |kind, args: &[String]| -> Result<Vec<_>> {
-            args.iter()
-                .map(|a| super::secret::parse_ref(kind, a).map_err(anyhow::Error::msg))
-                .collect()
-        };
         let (update, rollback) = self.policy.patches()?;
         Ok(ServicePatch {
             image: self.image.clone(),
@@ -185,23 +182,13 @@ impl UpdateArgs {
             env_rm: self.env_rm.clone(),
             label_add: self.label_add.clone(),
             label_rm: self.label_rm.clone(),
-            secret_add: refs(SecretKind::Secret, &self.secret_add)?,
+            secret_add: parse_all(&self.secret_add, |a| parse_ref(SecretKind::Secret, a))?,
             secret_rm: self.secret_rm.clone(),
-            config_add: refs(SecretKind::Config, &self.config_add)?,
+            config_add: parse_all(&self.config_add, |a| parse_ref(SecretKind::Config, a))?,
             config_rm: self.config_rm.clone(),
-            publish_add: self
-                .publish_add
-                .iter()
-                .map(|p| crate::ports::parse(p))
-                .collect::<Result<_, _>>()
-                .map_err(anyhow::Error::msg)?,
+            publish_add: parse_all(&self.publish_add, crate::ports::parse)?,
             publish_rm: self.publish_rm.clone(),
-            network_add: self
-                .network_add
-                .iter()
-                .map(|n| crate::network::parse_attachment(n))
-                .collect::<Result<_, _>>()
-                .map_err(anyhow::Error::msg)?,
+            network_add: parse_all(&self.network_add, crate::network::parse_attachment)?,
             network_rm: self.network_rm.clone(),
             healthcheck: self.health.config()?,
             update,
