@@ -170,8 +170,9 @@ fn diff_secrets(
     msg: &mut SessionMessage,
 ) {
     let want = secrets_for(st, node);
-    for key in want.difference(&sent.secrets.clone()) {
-        let (id, version) = key;
+    let missing: Vec<(String, u64)> = want.difference(&sent.secrets).cloned().collect();
+    for key in missing {
+        let (id, version) = &key;
         let Some(s) = st.secrets.get(id) else {
             continue;
         };
@@ -193,7 +194,7 @@ fn diff_secrets(
             version: *version,
             data,
         });
-        sent.secrets.insert(key.clone());
+        sent.secrets.insert(key);
     }
     let gone: Vec<(String, u64)> = sent.secrets.difference(&want).cloned().collect();
     for (id, version) in gone {

@@ -35,6 +35,8 @@ pub enum SealError {
         "secret data does not open with this swarm's key (corrupt, or sealed by another swarm)"
     )]
     Corrupt,
+    #[error("the system's random source failed; cannot seal a secret")]
+    Random,
 }
 
 impl Keyring {
@@ -106,7 +108,7 @@ impl Keyring {
         let mut nonce = [0u8; NONCE_LEN];
         SystemRandom::new()
             .fill(&mut nonce)
-            .map_err(|_| SealError::NoKey)?;
+            .map_err(|_| SealError::Random)?;
         let mut out = plain.to_vec();
         cipher
             .seal_in_place_append_tag(

@@ -16,32 +16,30 @@ pub const MAX_KEY: usize = 1_024;
 /// Bytes of one value: a label value, an env entry, an argument.
 pub const MAX_VALUE: usize = 64 * 1024;
 
-fn entries<T>(what: &str, list: &[T]) -> Result<(), String> {
-    if list.len() > MAX_ENTRIES {
+/// `service NAME: WHAT: N entries, ...` past the list limit. The message
+/// is only made for a refusal: this runs on every service write.
+fn entries(name: &str, what: &str, n: usize) -> Result<(), String> {
+    if n > MAX_ENTRIES {
         return Err(format!(
-            "{what}: {} entries, more than the limit of {MAX_ENTRIES}",
-            list.len()
-        ));
-    }
-    Ok(())
-}
-
-fn string(what: &str, s: &str, max: usize) -> Result<(), String> {
-    if s.len() > max {
-        return Err(format!(
-            "{what}: {} bytes, more than the limit of {max}",
-            s.len()
+            "service {name}: {what}: {n} entries, more than the limit of {MAX_ENTRIES}"
         ));
     }
     Ok(())
 }
 
 fn strings<'a>(
+    name: &str,
     what: &str,
     list: impl IntoIterator<Item = &'a String>,
     max: usize,
 ) -> Result<(), String> {
-    list.into_iter().try_for_each(|s| string(what, s, max))
+    match list.into_iter().find(|s| s.len() > max) {
+        Some(s) => Err(format!(
+            "service {name}: {what}: {} bytes, more than the limit of {max}",
+            s.len()
+        )),
+        None => Ok(()),
+    }
 }
 
 /// Check `spec` against the limits, and its reservations against the
@@ -77,50 +75,29 @@ pub fn check<'a>(spec: &ServiceSpec, nodes: impl Iterator<Item = &'a Node>) -> R
         ));
     }
     let c = &spec.container;
-    entries(&format!("service {name}: args"), &spec.args)?;
-    entries(&format!("service {name}: env"), &spec.env)?;
-    entries(&format!("service {name}: ports"), &spec.ports)?;
-    entries(&format!("service {name}: networks"), &spec.networks)?;
-    entries(&format!("service {name}: secrets"), &spec.secrets)?;
-    entries(&format!("service {name}: configs"), &spec.configs)?;
-    entries(
-        &format!("service {name}: constraints"),
-        &spec.placement.constraints,
-    )?;
-    entries(
-        &format!("service {name}: placement preferences"),
-        &spec.placement.preferences,
-    )?;
-    entries(&format!("service {name}: mounts"), &c.mounts)?;
-    entries(&format!("service {name}: extra hosts"), &c.extra_hosts)?;
-    let labels: Vec<_> = spec.labels.iter().chain(&c.labels).collect();
-    entries(&format!("service {name}: labels"), &labels)?;
-    strings(
-        &format!("service {name}: a label key"),
-        labels.iter().map(|(k, _)| *k),
-        MAX_KEY,
-    )?;
-    strings(
-        &format!("service {name}: a label value"),
-        labels.iter().map(|(_, v)| *v),
-        MAX_VALUE,
-    )?;
-    string(&format!("service {name}: image"), &spec.image, MAX_KEY)?;
-    strings(
-        &format!("service {name}: an argument"),
-        &spec.args,
-        MAX_VALUE,
-    )?;
-    strings(
-        &format!("service {name}: an env entry"),
-        &spec.env,
-        MAX_VALUE,
-    )?;
-    strings(
-        &format!("service {name}: a constraint"),
-        &spec.placement.constraints,
-        MAX_KEY,
-    )?;
+    let p = &spec.placement;
+    for (what, n) in [
+        ("args", spec.args.len()),
+        ("env", spec.env.len()),
+        ("ports", spec.ports.len()),
+        ("networks", spec.networks.len()),
+        ("secrets", spec.secrets.len()),
+        ("configs", spec.configs.len()),
+        ("constraints", p.constraints.len()),
+        ("placement preferences", p.preferences.len()),
+        ("mounts", c.mounts.len()),
+        ("extra hosts", c.extra_hosts.len()),
+        ("labels", spec.labels.len() + c.labels.len()),
+    ] {
+        entries(name, what, n)?;
+    }
+    let labels = || spec.labels.iter().chain(&c.labels);
+    strings(name, "a label key", labels().map(|(k, _)| k), MAX_KEY)?;
+    strings(name, "a label value", labels().map(|(_, v)| v), MAX_VALUE)?;
+    strings(name, "image", [&spec.image], MAX_KEY)?;
+    strings(name, "an argument", &spec.args, MAX_VALUE)?;
+    strings(name, "an env entry", &spec.env, MAX_VALUE)?;
+    strings(name, "a constraint", &p.constraints, MAX_KEY)?;
     Ok(())
 }
 

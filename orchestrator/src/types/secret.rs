@@ -45,17 +45,6 @@ impl fmt::Display for SecretKind {
     }
 }
 
-impl std::str::FromStr for SecretKind {
-    type Err = String;
-    fn from_str(s: &str) -> Result<SecretKind, String> {
-        match s {
-            "secret" => Ok(SecretKind::Secret),
-            "config" => Ok(SecretKind::Config),
-            other => Err(format!("{other:?} is not secret or config")),
-        }
-    }
-}
-
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SecretVersion {
     /// 1, 2, ...: `secret update` adds the next one.
