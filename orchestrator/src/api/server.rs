@@ -78,24 +78,26 @@ impl ControlService {
 
     /// Change a service as `change` says, on top of the latest version: a
     /// concurrent writer (the allocator, another client) makes it re-read
-    /// and try again rather than fail.
-    async fn update_service(
+    /// and try again rather than fail. `change` sees the state it reads
+    /// from, and may refuse.
+    async fn change_service(
         &self,
-        id: &str,
-        change: impl Fn(&mut Service),
+        key: &str,
+        change: impl Fn(&State, &mut Service) -> Result<(), Status>,
     ) -> Result<Service, Status> {
         let mut tries = 0;
         loop {
-            let cur = self.find_service(id)?;
+            let st = self.manager_state()?;
+            let cur = self.find_service(key)?;
             let mut next = cur.clone();
-            change(&mut next);
+            change(&st, &mut next)?;
             next.meta.updated_at = now_ms();
             let cmd = Command::UpdateService {
                 service: next,
                 expected_version: cur.meta.version,
             };
             match self.daemon.store.write(cmd).await {
-                Ok(()) => return self.find_service(id),
+                Ok(()) => return self.find_service(&cur.id),
                 Err(StoreError::Rejected(Rejection::Conflict { .. })) if tries < 5 => tries += 1,
                 Err(e) => return Err(e.into()),
             }
@@ -301,40 +303,28 @@ impl Control for ControlService {
         req: Request<pb::UpdateServiceRequest>,
     ) -> Result<Response<pb::ServiceResponse>, Status> {
         let req = req.into_inner();
-        let mut patch: ServicePatch = serde_json::from_str(&req.patch_json)
+        let patch: ServicePatch = serde_json::from_str(&req.patch_json)
             .map_err(|e| Status::invalid_argument(format!("invalid service update: {e}")))?;
-        let mut tries = 0;
-        loop {
-            let st = self.manager_state()?;
-            let cur = self.find_service(&req.service)?;
-            for n in &mut patch.network_rm {
-                let net = st
-                    .find_network(n)
-                    .ok_or_else(|| Status::not_found(format!("network {n} not found")))?;
-                *n = net.id.clone();
-            }
-            let mut spec = patch
-                .apply(&cur.spec)
-                .map_err(|e| Status::invalid_argument(format!("service {}: {e}", cur.spec.name)))?;
-            check_spec(&st, &mut spec)?;
-            let mut next = cur.clone();
-            next.spec = spec;
-            next.meta.updated_at = now_ms();
-            let cmd = Command::UpdateService {
-                service: next,
-                expected_version: cur.meta.version,
-            };
-            match self.daemon.store.write(cmd).await {
-                Ok(()) => {
-                    let svc = self.find_service(&cur.id)?;
-                    return Ok(Response::new(pb::ServiceResponse {
-                        service_json: to_json(&svc),
-                    }));
+        let svc = self
+            .change_service(&req.service, |st, svc| {
+                let mut patch = patch.clone();
+                for n in &mut patch.network_rm {
+                    let net = st
+                        .find_network(n)
+                        .ok_or_else(|| Status::not_found(format!("network {n} not found")))?;
+                    *n = net.id.clone();
                 }
-                Err(StoreError::Rejected(Rejection::Conflict { .. })) if tries < 5 => tries += 1,
-                Err(e) => return Err(e.into()),
-            }
-        }
+                let mut spec = patch.apply(&svc.spec).map_err(|e| {
+                    Status::invalid_argument(format!("service {}: {e}", svc.spec.name))
+                })?;
+                check_spec(st, &mut spec)?;
+                svc.spec = spec;
+                Ok(())
+            })
+            .await?;
+        Ok(Response::new(pb::ServiceResponse {
+            service_json: to_json(&svc),
+        }))
     }
 
     async fn rollback_service(
@@ -375,7 +365,10 @@ impl Control for ControlService {
             )));
         }
         let svc = self
-            .update_service(&cur.id, |s| s.spec.replicas = req.replicas)
+            .change_service(&cur.id, |_, s| {
+                s.spec.replicas = req.replicas;
+                Ok(())
+            })
             .await?;
         Ok(Response::new(pb::ServiceResponse {
             service_json: to_json(&svc),
