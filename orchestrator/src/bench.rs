@@ -90,11 +90,12 @@ async fn group(dir: &std::path::Path, n: usize, stop: &CancellationToken) -> Res
     for i in 0..n {
         let sub = dir.join(format!("m{i}"));
         std::fs::create_dir_all(&sub)?;
-        let store = Store::open(&sub, i as u64 + 1).await?;
+        let name = format!("m{i}");
+        let store = Store::open(&sub, pki::raft_id_of(&name)).await?;
         let (key, csr) = pki::new_key_and_csr()?;
         let cert = ca.issue(
             &csr,
-            &format!("m{i}"),
+            &name,
             NodeRole::Manager,
             "bench",
             pki::DEFAULT_CERT_EXPIRY,
@@ -104,25 +105,41 @@ async fn group(dir: &std::path::Path, n: usize, stop: &CancellationToken) -> Res
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?.to_string();
         let server = tonic::transport::Server::builder()
-            .add_service(RaftService::new(
-                store.raft().clone(),
-                store.elector().clone(),
-            ))
+            .add_service(RaftService::new(&store))
             .add_service(ClusterService::new(
                 store.clone(),
                 crate::keyring::Keyring::load(&sub)?,
             ))
             .serve_with_incoming_shutdown(
-                net::incoming(listener, tls.server_config(), stop.clone()),
+                net::incoming(
+                    listener,
+                    tls.server_config(),
+                    net::Connections::default(),
+                    stop.clone(),
+                ),
                 stop.clone().cancelled_owned(),
             );
         tokio::spawn(server);
-        addrs.insert(i as u64 + 1, openraft::BasicNode::new(&addr));
+        addrs.insert(pki::raft_id_of(&name), openraft::BasicNode::new(&addr));
         stores.push(store);
     }
-    stores[0].raft().initialize(addrs).await?;
+    stores[0].raft().initialize(addrs.clone()).await?;
     for s in &stores {
         s.wait_for_leader(Duration::from_secs(10)).await?;
+    }
+    // The managers' own records, written on the leader: the node API lets
+    // a manager forward writes only when the state knows it as one.
+    let leader = stores
+        .iter()
+        .find(|s| s.is_leader())
+        .context("no leader after the election")?;
+    for (i, node) in addrs.values().enumerate() {
+        let name = format!("m{i}");
+        let mut record = hollow_node(i);
+        (record.id, record.raft_id, record.role) =
+            (name.clone(), pki::raft_id_of(&name), NodeRole::Manager);
+        record.addr = node.addr.clone();
+        leader.write(Command::PutNode(record)).await?;
     }
     Ok(stores)
 }

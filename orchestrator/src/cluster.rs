@@ -2,6 +2,7 @@
 //! token, forwarding writes to the leader, adding a joined manager to raft,
 //! and renewing certificates.
 
+pub mod access;
 pub mod certs;
 pub mod join;
 pub mod membership;
@@ -12,12 +13,11 @@ use crate::api::cluster_pb::{
 };
 use crate::dispatcher::manager_addrs;
 use crate::keyring::Keyring;
-use crate::net::Gate;
-use crate::net::Peer;
 use crate::pki::token::secrets_match;
 use crate::state::Command;
 use crate::store::{Store, StoreError};
 use crate::types::{now_ms, Availability, Meta, Node, NodeRole, NodeState};
+use access::{Gate, Need};
 use tonic::service::interceptor::InterceptedService;
 use tonic::{Request, Response, Status};
 
@@ -38,9 +38,12 @@ impl ClusterService {
     /// The service, refusing callers without a node certificate before
     /// their message is read.
     pub fn new(store: Store, keyring: Keyring) -> ClusterServer {
-        let server = cluster_server::ClusterServer::new(ClusterService { store, keyring })
-            .max_decoding_message_size(MAX_CLUSTER_MESSAGE);
-        InterceptedService::new(server, crate::net::nodes_only)
+        let server = cluster_server::ClusterServer::new(ClusterService {
+            store: store.clone(),
+            keyring,
+        })
+        .max_decoding_message_size(MAX_CLUSTER_MESSAGE);
+        InterceptedService::new(server, Gate::new(store, Need::Node))
     }
 }
 
@@ -58,20 +61,17 @@ impl JoinService {
 }
 
 impl ClusterService {
-    /// The caller must be the manager node that owns `raft_id`.
-    fn check_voter(&self, node_id: &str, raft_id: u64) -> Result<(), Status> {
-        let st = self.store.state();
-        let known = st
-            .nodes
-            .get(node_id)
-            .is_some_and(|n| n.raft_id == raft_id && n.role == NodeRole::Manager);
-        if known {
-            Ok(())
-        } else {
-            Err(Status::permission_denied(format!(
-                "node {node_id} is not a manager with raft ID {raft_id}"
-            )))
+    /// The caller may add or remove only its own vote: the raft ID its
+    /// certificate's node ID gives.
+    fn check_voter(who: &crate::pki::Identity, raft_id: u64) -> Result<(), Status> {
+        if raft_id == who.raft_id() {
+            return Ok(());
         }
+        Err(Status::permission_denied(format!(
+            "node {} speaks as raft ID {}, not {raft_id}",
+            who.node_id,
+            who.raft_id()
+        )))
     }
 
     fn leader_client(&self) -> Result<ClusterClient<tonic::transport::Channel>, Status> {
@@ -88,58 +88,19 @@ impl ClusterService {
     }
 }
 
-/// Whether a joiner's chosen IDs may enter: a well-formed node ID, and
-/// neither it nor its raft ID already taken (a reused raft ID would let
-/// the joiner stand in for another manager's vote).
-fn admit(st: &crate::state::State, node_id: &str, raft_id: u64) -> Result<(), Status> {
-    let valid_id = !node_id.is_empty()
-        && node_id.len() <= 64
-        && node_id
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
-    if !valid_id {
-        return Err(Status::invalid_argument(format!(
-            "node ID {node_id:?} is not 1-64 lowercase letters and digits"
-        )));
-    }
-    if st.nodes.contains_key(node_id) {
-        return Err(Status::already_exists(format!(
-            "node ID {node_id} is already a member of this swarm; a node that left must start with a fresh data dir"
-        )));
-    }
-    if raft_id == 0 {
-        return Err(Status::invalid_argument(
-            "raft ID 0 is not a valid member ID",
-        ));
-    }
-    if let Some(n) = st.nodes.values().find(|n| n.raft_id == raft_id) {
-        return Err(Status::already_exists(format!(
-            "raft ID {raft_id} is already node {}'s; start the joiner with a fresh data dir",
-            n.id
-        )));
-    }
-    Ok(())
-}
-
-#[cfg(test)]
-mod admit_tests {
-    use super::*;
-
-    #[test]
-    fn a_joiner_may_not_take_a_members_node_or_raft_id() {
-        let mut n1 = crate::manager::testutil::node("n1");
-        n1.raft_id = 7;
-        let st = crate::manager::testutil::state(&[n1], &[], &[]);
-        assert!(admit(&st, "n2", 8).is_ok());
-        let taken = admit(&st, "n1", 8).unwrap_err();
-        assert_eq!(taken.code(), tonic::Code::AlreadyExists);
-        let vote = admit(&st, "n2", 7).unwrap_err();
-        assert!(
-            vote.message().contains("raft ID 7 is already node n1's"),
-            "{vote:?}"
-        );
-        assert!(admit(&st, "N2!", 8).is_err());
-        assert!(admit(&st, "n2", 0).is_err());
+/// A new node ID for a joiner: fresh, never a removed node's, and with a
+/// raft ID no member has (a reused raft ID would stand in for another
+/// manager's vote). The joiner has no say in either.
+fn assign_node_id(st: &crate::state::State) -> String {
+    loop {
+        let id = crate::types::new_id();
+        let raft_id = crate::pki::raft_id_of(&id);
+        let taken = st.nodes.contains_key(&id)
+            || st.removed.contains(&id)
+            || st.nodes.values().any(|n| n.raft_id == raft_id);
+        if !taken {
+            return id;
+        }
     }
 }
 
@@ -161,14 +122,13 @@ impl joining_server::Joining for JoinService {
                 "invalid join token: the secret does not match this swarm's worker or manager token (was it rotated?)",
             ));
         };
-        let node_id = req.node_id.clone();
-        admit(&st, &node_id, req.raft_id)?;
+        let node_id = assign_node_id(&st);
         let cert_pem = crate::pki::issue(cluster, &req.csr_pem, &node_id, role)
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
         let now = now_ms();
         let node = Node {
             id: node_id.clone(),
-            raft_id: req.raft_id,
+            raft_id: crate::pki::raft_id_of(&node_id),
             hostname: req.hostname.clone(),
             role,
             availability: Availability::Active,
@@ -210,7 +170,7 @@ impl joining_server::Joining for JoinService {
 #[tonic::async_trait]
 impl cluster_server::Cluster for ClusterService {
     async fn propose(&self, req: Request<Blob>) -> Result<Response<ProposeResponse>, Status> {
-        Peer::require(&req, true)?;
+        access::caller(&req, &self.store, Need::Manager)?;
         let cmd: Command = serde_json::from_slice(&req.get_ref().json)
             .map_err(|e| Status::invalid_argument(format!("undecodable command: {e}")))?;
         if !self.store.is_leader() {
@@ -230,9 +190,9 @@ impl cluster_server::Cluster for ClusterService {
     }
 
     async fn add_voter(&self, req: Request<AddVoterRequest>) -> Result<Response<Empty>, Status> {
-        let who = Peer::require(&req, true)?;
+        let who = access::caller(&req, &self.store, Need::Manager)?;
         let req = req.into_inner();
-        self.check_voter(&who.node_id, req.raft_id)?;
+        Self::check_voter(&who, req.raft_id)?;
         if !self.store.is_leader() {
             // Membership changes run on the leader: pass it on.
             return self.leader_client()?.add_voter(req).await;
@@ -245,9 +205,9 @@ impl cluster_server::Cluster for ClusterService {
     }
 
     async fn remove_voter(&self, req: Request<AddVoterRequest>) -> Result<Response<Empty>, Status> {
-        let who = Peer::require(&req, true)?;
+        let who = access::caller(&req, &self.store, Need::Manager)?;
         let req = req.into_inner();
-        self.check_voter(&who.node_id, req.raft_id)?;
+        Self::check_voter(&who, req.raft_id)?;
         if !self.store.is_leader() {
             return self.leader_client()?.remove_voter(req).await;
         }
@@ -281,7 +241,7 @@ impl cluster_server::Cluster for ClusterService {
     }
 
     async fn renew(&self, req: Request<RenewRequest>) -> Result<Response<RenewResponse>, Status> {
-        let who = Peer::require(&req, false)?;
+        let who = crate::net::Peer::require(&req, false)?;
         let st = self.store.state();
         let cluster = st
             .cluster
@@ -302,21 +262,9 @@ impl cluster_server::Cluster for ClusterService {
         &self,
         req: Request<Empty>,
     ) -> Result<Response<SecretsKeyResponse>, Status> {
-        let who = Peer::require(&req, true)?;
         // The certificate's role can be stale (a demoted manager keeps its
         // certificate until renewal): the state decides.
-        let manager = self
-            .store
-            .state()
-            .nodes
-            .get(&who.node_id)
-            .is_some_and(|n| n.role == NodeRole::Manager);
-        if !manager {
-            return Err(Status::permission_denied(format!(
-                "node {} is not a manager",
-                who.node_id
-            )));
-        }
+        access::caller(&req, &self.store, Need::Manager)?;
         let key = self.keyring.export().ok_or_else(|| {
             Status::unavailable("this manager has no secrets key either; ask another")
         })?;

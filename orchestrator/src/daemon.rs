@@ -2,11 +2,11 @@
 //! manager loops (on managers), the agent, and the control API on a unix
 //! socket for the CLI.
 
+mod control;
 mod lifecycle;
 
 use crate::agent::mesh::{Mesh, SharedMesh};
 use crate::agent::{engine::Engine, network::Networks, secrets::SecretFiles, session, Agent};
-use crate::api::server::ControlService;
 use crate::cluster::certs::{self, CertFiles};
 use crate::cluster::{membership, ClusterService, JoinService};
 use crate::dispatcher::Dispatcher;
@@ -39,36 +39,56 @@ pub struct DaemonConfig {
     pub secrets_dir: PathBuf,
 }
 
-/// Who this node is; created on first start and kept in the data dir.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+/// Who this node is. Its node ID comes from the CA: `init` names its own
+/// (it is the CA), `join` takes the one the CA assigns, and the raft ID
+/// follows from it. Before either, a provisional one stands in, on no disk.
+#[derive(Clone, Debug)]
 pub struct Identity {
     pub node_id: String,
-    /// This node's raft member ID. Random, so nodes never need to agree on it.
+    /// This node's raft member ID, `pki::raft_id_of(node_id)`.
     pub raft_id: u64,
 }
 
+#[derive(Serialize, Deserialize)]
+struct IdentityFile {
+    node_id: String,
+}
+
 impl Identity {
-    fn load_or_create(dir: &Path) -> Result<Identity> {
-        let path = dir.join("node.json");
-        if path.exists() {
-            let bytes =
-                std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
-            return serde_json::from_slice(&bytes).with_context(|| {
-                format!(
-                    "{} is corrupt; move it away to start as a new node",
-                    path.display()
-                )
-            });
+    pub fn new(node_id: &str) -> Identity {
+        Identity {
+            node_id: node_id.to_string(),
+            raft_id: crate::pki::raft_id_of(node_id),
         }
-        let id = Identity {
-            node_id: new_id(),
-            raft_id: rand::random::<u64>() >> 1,
-        };
-        // Write then rename, so a crash never leaves a half-written identity.
-        let tmp = dir.join("node.json.tmp");
-        std::fs::write(&tmp, serde_json::to_vec_pretty(&id)?)?;
-        std::fs::rename(&tmp, &path)?;
-        Ok(id)
+    }
+
+    /// This node's identity: the one its certificate names, else the one
+    /// a half-done init or join left in `node.json`, else a provisional one.
+    fn load(dir: &Path, certs: Option<&certs::Loaded>) -> Result<Identity> {
+        if let Some(c) = certs {
+            let der = crate::pki::pem_to_der(&c.cert_pem, "node certificate")?;
+            return Ok(Identity::new(&crate::pki::Identity::of(&der)?.node_id));
+        }
+        let path = dir.join("node.json");
+        if !path.exists() {
+            return Ok(Identity::new(&new_id()));
+        }
+        let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+        let file: IdentityFile = serde_json::from_slice(&bytes).with_context(|| {
+            format!(
+                "{} is corrupt; move it away to start as a new node",
+                path.display()
+            )
+        })?;
+        Ok(Identity::new(&file.node_id))
+    }
+
+    /// Keep this identity in `node.json` (written whole or not at all).
+    fn save(&self, dir: &Path) -> Result<()> {
+        let body = serde_json::to_vec_pretty(&IdentityFile {
+            node_id: self.node_id.clone(),
+        })?;
+        write_atomic(&dir.join("node.json"), &body)
     }
 }
 
@@ -92,12 +112,74 @@ pub struct Daemon {
     pub mesh: std::sync::OnceLock<SharedMesh>,
     /// Whether the node API (and the manager loops) run.
     serving: std::sync::atomic::AtomicBool,
+    /// Whether this node has taken up its role: at once for a worker, once
+    /// a raft voter for a manager. Join answers when it is.
+    pub settled: watch::Sender<Settled>,
     stop: CancellationToken,
-    /// Cancelled when this node has left the swarm: the daemon restarts.
-    left: CancellationToken,
+    /// Why this generation is to end, when it is (see `restart`).
+    ending: watch::Sender<Option<Restart>>,
+    /// The generation the control API serves (None while one starts).
+    generations: Arc<watch::Sender<Option<Arc<Daemon>>>>,
+}
+
+/// How far this node has taken up its role.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Settled {
+    /// Not yet, and what stood in the way last.
+    Not(String),
+    Yes,
+}
+
+/// Why a generation of the daemon ends before the process does: the node's
+/// identity or role changed in a way that the raft store, the engine's
+/// labels and the roles' loops, all made with the old one, cannot follow.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Restart {
+    /// `leave`: the identity and the state are gone; start as a new node.
+    Left,
+    /// `join`: the CA gave this node its identity; start as that node.
+    Joined,
+    /// Demoted to worker: drop the raft store, which holds the manager's
+    /// copy of the state (the CA key and the join secrets with it).
+    Demoted,
+}
+
+impl Restart {
+    fn says(self) -> &'static str {
+        match self {
+            Restart::Left => "left the swarm; starting again as a new node",
+            Restart::Joined => "joined the swarm; starting again as the node the CA named",
+            Restart::Demoted => {
+                "demoted to worker; dropping the manager's state and starting again"
+            }
+        }
+    }
 }
 
 impl Daemon {
+    /// End this generation; `run` starts the next. Calls that come from
+    /// now on wait for that one: this one's answers would be stale.
+    pub fn restart(self: &Arc<Self>, why: Restart) {
+        self.generations.send_if_modified(|current| {
+            let mine = current.as_ref().is_some_and(|d| Arc::ptr_eq(d, self));
+            if mine {
+                *current = None;
+            }
+            mine
+        });
+        self.ending.send_replace(Some(why));
+    }
+
+    /// The generation after this one, once it runs.
+    pub async fn successor(self: &Arc<Self>) -> Result<Arc<Daemon>> {
+        let mut generations = self.generations.subscribe();
+        let next = generations
+            .wait_for(|d| d.as_ref().is_some_and(|d| !Arc::ptr_eq(d, self)))
+            .await
+            .context("the daemon stopped")?;
+        Ok(next.clone().expect("waited for one"))
+    }
+
     pub fn advertise(&self) -> String {
         net::with_default_port(&self.advertise.read().expect("advertise lock"))
     }
@@ -201,14 +283,16 @@ impl Daemon {
         }
     }
 
-    /// A worker promoted to manager gets a manager certificate from the
-    /// renewal loop; then it starts serving raft and asks to become a voter.
+    /// A manager that is not a raft voter yet (a promoted worker, or one
+    /// whose join was cut short) fetches the secrets key, starts serving
+    /// raft and asks to become a voter, until it is one. A demoted manager
+    /// drops the manager's state: the daemon starts again as a worker.
     async fn follow_role(self: Arc<Self>, tls: Arc<Tls>) {
-        // A node that starts as a manager is a voter already (or becomes one
-        // through `join`).
-        let mut voter = tls.identity().role == NodeRole::Manager;
+        let mut voter =
+            tls.identity().role == NodeRole::Manager && self.store.is_initialized().await;
         loop {
-            if !voter && tls.identity().role == NodeRole::Manager {
+            let role = tls.identity().role;
+            if !voter && role == NodeRole::Manager {
                 let managers = self.managers.borrow().clone();
                 let result = async {
                     self.fetch_secrets_key(&managers).await?;
@@ -217,17 +301,25 @@ impl Daemon {
                 };
                 match result.await {
                     Ok(()) => {
-                        tracing::info!("promoted: this node is now a raft voter");
+                        tracing::info!("this node is now a raft voter");
                         voter = true;
                     }
-                    Err(e) => tracing::warn!(
-                        error = format!("{e:#}"),
-                        "cannot take up the manager role yet; retrying"
-                    ),
+                    Err(e) => {
+                        let why = format!("{e:#}");
+                        tracing::warn!(
+                            error = why,
+                            "cannot take up the manager role yet; retrying"
+                        );
+                        self.settled.send_replace(Settled::Not(why));
+                    }
                 }
-            } else if voter && tls.identity().role == NodeRole::Worker {
-                voter = false; // demoted: may be promoted again later
+            } else if voter && role == NodeRole::Worker {
                 self.keyring.clear();
+                self.restart(Restart::Demoted);
+                return;
+            }
+            if voter || role == NodeRole::Worker {
+                self.settled.send_replace(Settled::Yes);
             }
             tokio::select! {
                 _ = self.stop.cancelled() => return,
@@ -255,11 +347,14 @@ impl Daemon {
         tokio::spawn(dispatcher.clone().run_liveness(self.stop.clone()));
         crate::manager::spawn(self.store.clone(), self.stop.clone());
         tokio::spawn(membership::run(self.store.clone(), self.stop.clone()));
+        let conns = net::Connections::default();
+        tokio::spawn(crate::cluster::access::cut_on_change(
+            self.store.clone(),
+            conns.clone(),
+            self.stop.clone(),
+        ));
         let server = tonic::transport::Server::builder()
-            .add_service(RaftService::new(
-                self.store.raft().clone(),
-                self.store.elector().clone(),
-            ))
+            .add_service(RaftService::new(&self.store))
             .add_service(ClusterService::new(
                 self.store.clone(),
                 self.keyring.clone(),
@@ -267,7 +362,7 @@ impl Daemon {
             .add_service(JoinService::new(self.store.clone(), self.keyring.clone()))
             .add_service(dispatcher.into_server())
             .serve_with_incoming_shutdown(
-                net::incoming(listener, tls.server_config(), self.stop.clone()),
+                net::incoming(listener, tls.server_config(), conns, self.stop.clone()),
                 self.stop.clone().cancelled_owned(),
             );
         tokio::spawn(async move {
@@ -328,10 +423,23 @@ async fn persist_managers(mut list: watch::Receiver<Vec<String>>, path: PathBuf)
     }
 }
 
-fn write_atomic(path: &Path, body: &[u8]) -> Result<()> {
+/// Replace `path` with `body` whole: a crash leaves the old file or the
+/// new one, and once this returns the new one survives a power cut (the
+/// file and its directory are synced).
+pub fn write_atomic(path: &Path, body: &[u8]) -> Result<()> {
     let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, body).with_context(|| format!("writing {}", tmp.display()))?;
+    let mut f =
+        std::fs::File::create(&tmp).with_context(|| format!("writing {}", tmp.display()))?;
+    std::io::Write::write_all(&mut f, body)
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    f.sync_all()
+        .with_context(|| format!("syncing {}", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("installing {}", path.display()))?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .with_context(|| format!("syncing {}", dir.display()))?;
+    }
     Ok(())
 }
 
@@ -344,46 +452,80 @@ fn memory_bytes() -> i64 {
         .map_or(0, |kb| kb * 1024)
 }
 
-/// Run the daemon until a signal. Leaving the swarm starts it afresh, as a
-/// new node with nothing of the old one's identity or state.
+/// Run the daemon until a signal. The control socket and its server live
+/// as long as the process; the rest lives one generation, and a change of
+/// identity or role (`Restart`) starts the next.
 pub async fn run(config: DaemonConfig) -> Result<()> {
     // Everything the daemon writes is its own: keys, certificates, raft's
-    // store and the node's identity (files 0600, directories 0700).
+    // store and the node's identity (files 0600, directories 0700), and
+    // the control socket, bound under this mask (0600 from the start).
     // SAFETY: umask only sets the process's file-creation mask.
     unsafe { libc::umask(0o077) };
-    loop {
-        if !run_generation(&config).await? {
-            return Ok(());
+    let listener = bind_socket(&config.socket)?;
+    tracing::info!(socket = %config.socket.display(), "control API listening");
+    let (generations, current) = watch::channel(None);
+    let generations = Arc::new(generations);
+    let signal = CancellationToken::new();
+    let server = tokio::spawn({
+        let signal = signal.clone();
+        tonic::transport::Server::builder()
+            .add_service(control::Current::new(current.clone()))
+            .serve_with_incoming_shutdown(
+                tokio_stream::wrappers::UnixListenerStream::new(listener),
+                signal.cancelled_owned(),
+            )
+    });
+    tokio::spawn({
+        let signal = signal.clone();
+        async move {
+            wait_for_signal().await;
+            tracing::info!("shutting down");
+            signal.cancel();
         }
-        tracing::info!("left the swarm; starting again as a new node");
+    });
+    let result = async {
+        while let Some(why) = run_generation(&config, &generations, &signal).await? {
+            tracing::info!("{}", why.says());
+        }
+        Ok(())
     }
+    .await;
+    generations.send_replace(None);
+    signal.cancel();
+    let _ = server.await;
+    let _ = std::fs::remove_file(&config.socket);
+    result
 }
 
-/// One life of the daemon. Returns whether it ended by leaving the swarm.
-async fn run_generation(config: &DaemonConfig) -> Result<bool> {
+/// One life of the daemon, until a signal (`None`) or a restart.
+async fn run_generation(
+    config: &DaemonConfig,
+    generations: &Arc<watch::Sender<Option<Arc<Daemon>>>>,
+    signal: &CancellationToken,
+) -> Result<Option<Restart>> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
     let data_dir = config.data_dir.canonicalize()?;
     make_private(&data_dir)?;
-    let identity = Identity::load_or_create(&data_dir)?;
+    let certs = CertFiles::new(&data_dir);
+    let saved = certs.load()?;
+    let identity = Identity::load(&data_dir, saved.as_ref())?;
     tracing::info!(node_id = %identity.node_id, raft_id = identity.raft_id, data_dir = %data_dir.display(), "starting swarm daemon");
 
     let engine = Engine::connect(&identity.node_id, &data_dir.display().to_string()).await?;
     let store = Store::open(&data_dir, identity.raft_id).await?;
     let stop = CancellationToken::new();
-    let left = CancellationToken::new();
-    let certs = CertFiles::new(&data_dir);
     let known: Vec<String> = std::fs::read(data_dir.join("managers.json"))
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())
         .unwrap_or_default();
-    let saved = certs.load()?;
     let keyring = Keyring::load(&data_dir)?;
     let advertise = std::fs::read_to_string(data_dir.join("advertise_addr"))
         .unwrap_or_else(|_| config.advertise_addr.clone());
+    let (ending, mut ended) = watch::channel(None);
     let daemon = Arc::new(Daemon {
         config: DaemonConfig {
-            data_dir,
+            data_dir: data_dir.clone(),
             ..config.clone()
         },
         identity,
@@ -396,8 +538,10 @@ async fn run_generation(config: &DaemonConfig) -> Result<bool> {
         roles_started: Mutex::new(false),
         mesh: std::sync::OnceLock::new(),
         serving: Default::default(),
+        settled: watch::channel(Settled::Not("not in a swarm".into())).0,
         stop: stop.clone(),
-        left: left.clone(),
+        ending,
+        generations: generations.clone(),
     });
 
     if let Some(c) = saved {
@@ -405,30 +549,31 @@ async fn run_generation(config: &DaemonConfig) -> Result<bool> {
         let tls = Tls::new(&c.ca_pem, &c.cert_pem, &c.key_pem)
             .context("loading this node's certificates")?;
         daemon.activate(tls).await?;
+    } else {
+        daemon.resume_init().await?;
     }
+    generations.send_replace(Some(daemon.clone()));
 
-    let listener = bind_socket(&config.socket)?;
-    tracing::info!(socket = %config.socket.display(), "control API listening");
-    let incoming = tokio_stream::wrappers::UnixListenerStream::new(listener);
-    let service = ControlService::new(daemon.clone()).into_server();
-    let shutdown = {
-        let (stop, left) = (stop.clone(), left.clone());
-        async move {
-            tokio::select! {
-                _ = wait_for_signal() => tracing::info!("shutting down"),
-                _ = left.cancelled() => {}
-            }
-            stop.cancel();
-        }
+    let why = tokio::select! {
+        _ = signal.cancelled() => None,
+        r = ended.wait_for(Option::is_some) => r.ok().and_then(|w| *w),
     };
-    tonic::transport::Server::builder()
-        .add_service(service)
-        .serve_with_incoming_shutdown(incoming, shutdown)
-        .await
-        .context("control API server")?;
+    stop.cancel();
     store.shutdown().await;
-    let _ = std::fs::remove_file(&config.socket);
-    Ok(left.is_cancelled())
+    if why.is_some() {
+        // Every restart starts from an empty raft store: a new node's, a
+        // joiner's (its raft ID changed with its node ID), a worker's. A
+        // new file, too, where the old one may still be open in this
+        // process (redb locks the file it opened, not the path).
+        let redb = data_dir.join("raft.redb");
+        match std::fs::remove_file(&redb) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(e).with_context(|| format!("removing {}", redb.display()))
+            }
+            _ => {}
+        }
+    }
+    Ok(why)
 }
 
 /// The data directory 0700, and the files and directories directly in it
@@ -457,9 +602,9 @@ fn make_private(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Bind the control socket with mode 0600: whoever can use it controls the cluster.
+/// Bind the control socket, created 0600: whoever can use it controls the
+/// cluster.
 fn bind_socket(path: &Path) -> Result<tokio::net::UnixListener> {
-    use std::os::unix::fs::PermissionsExt;
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
@@ -474,10 +619,13 @@ fn bind_socket(path: &Path) -> Result<tokio::net::UnixListener> {
         std::fs::remove_file(path)
             .with_context(|| format!("removing stale socket {}", path.display()))?;
     }
-    let listener = tokio::net::UnixListener::bind(path)
-        .with_context(|| format!("binding control socket {}", path.display()))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
-    Ok(listener)
+    // A socket is made 0777 less the umask: 0600 under 177, set for the
+    // bind alone (before any other task of the daemon runs).
+    // SAFETY: umask only sets the process's file-creation mask.
+    let mask = unsafe { libc::umask(0o177) };
+    let bound = tokio::net::UnixListener::bind(path);
+    unsafe { libc::umask(mask) };
+    bound.with_context(|| format!("binding control socket {}", path.display()))
 }
 
 async fn wait_for_signal() {

@@ -63,17 +63,19 @@ impl Dispatcher {
         }
     }
 
-    /// The service behind its gate: a node certificate, checked before a
-    /// message is read, and status reports of at most 16 MiB.
+    /// The service behind its gate: a member node's certificate, checked
+    /// before a message is read, and status reports of at most 16 MiB.
     pub fn into_server(
         self,
     ) -> tonic::service::interceptor::InterceptedService<
         dispatcher_server::DispatcherServer<Dispatcher>,
-        crate::net::Gate,
+        crate::cluster::access::Gate,
     > {
+        let store = self.store.clone();
         let server =
             dispatcher_server::DispatcherServer::new(self).max_decoding_message_size(16 << 20);
-        tonic::service::interceptor::InterceptedService::new(server, crate::net::nodes_only)
+        use crate::cluster::access::{Gate, Need};
+        tonic::service::interceptor::InterceptedService::new(server, Gate::new(store, Need::Node))
     }
 
     fn ensure_leader(&self) -> Result<(), Status> {
@@ -274,12 +276,6 @@ impl dispatcher_server::Dispatcher for Dispatcher {
     ) -> Result<Response<Self::SessionStream>, Status> {
         let who = Peer::require(&req, false)?;
         self.ensure_leader()?;
-        if !self.store.state().nodes.contains_key(&who.node_id) {
-            return Err(Status::permission_denied(format!(
-                "node {} is not a member of this swarm (was it removed?)",
-                who.node_id
-            )));
-        }
         self.beat(&who.node_id);
         let (tx, rx) = tokio::sync::mpsc::channel(16);
         let me = self.clone();

@@ -9,6 +9,7 @@ mod api;
 mod bench;
 mod cli;
 mod cluster;
+mod crash;
 mod daemon;
 mod dispatcher;
 mod keyring;

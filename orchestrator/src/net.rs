@@ -19,6 +19,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
 use rustls::sign::CertifiedKey;
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme};
+use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::{Arc, RwLock};
@@ -358,22 +359,6 @@ impl Peer {
     }
 }
 
-/// A service's gate: it sees a call's headers and its connection's peer
-/// before any of its body is read (tonic interceptors run first).
-pub type Gate = fn(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status>;
-
-/// The gate of every service but `Joining`: a node certificate is needed.
-pub fn nodes_only(req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
-    Peer::require(&req, false)?;
-    Ok(req)
-}
-
-/// The gate of the Raft service: a manager certificate is needed.
-pub fn managers_only(req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
-    Peer::require(&req, true)?;
-    Ok(req)
-}
-
 /// Handshakes in progress at once; more wait for a free one.
 const MAX_HANDSHAKES: usize = 64;
 /// Open connections; a connection past it is closed at once.
@@ -388,7 +373,55 @@ const MAX_ANONYMOUS: usize = 64;
 pub struct TlsConn {
     stream: TlsStream<TcpStream>,
     peer: Peer,
+    /// Resolves when the connection is cut (`Connections::cut`); dropping
+    /// the connection cancels its token, which unregisters it.
+    cut: Pin<Box<tokio_util::sync::WaitForCancellationFutureOwned>>,
+    _unregister: tokio_util::sync::DropGuard,
     _slots: Vec<tokio::sync::OwnedSemaphorePermit>,
+}
+
+impl TlsConn {
+    fn check_cut(&mut self, cx: &mut Context<'_>) -> Result<(), std::io::Error> {
+        match self.cut.as_mut().poll(cx) {
+            Poll::Ready(()) => Err(std::io::Error::new(
+                std::io::ErrorKind::ConnectionAborted,
+                "the peer's role changed or it was removed; it must reconnect",
+            )),
+            Poll::Pending => Ok(()),
+        }
+    }
+}
+
+/// Open connections by the node their certificate names. A server judges
+/// a peer by the certificate it showed at the handshake, so when a node's
+/// role changes or it is removed, its connections are cut: it must
+/// reconnect, and be judged again.
+#[derive(Clone, Default)]
+pub struct Connections(
+    Arc<std::sync::Mutex<std::collections::HashMap<String, Vec<CancellationToken>>>>,
+);
+
+impl Connections {
+    fn register(&self, node: &str) -> CancellationToken {
+        let token = CancellationToken::new();
+        let mut all = self.0.lock().expect("connections lock");
+        let open = all.entry(node.to_string()).or_default();
+        open.retain(|t| !t.is_cancelled());
+        open.push(token.clone());
+        token
+    }
+
+    /// Close every open connection of `node`; how many there were.
+    pub fn cut(&self, node: &str) -> usize {
+        let open = self.0.lock().expect("connections lock").remove(node);
+        let open: Vec<_> = open
+            .into_iter()
+            .flatten()
+            .filter(|t| !t.is_cancelled())
+            .collect();
+        open.iter().for_each(CancellationToken::cancel);
+        open.len()
+    }
 }
 
 impl Connected for TlsConn {
@@ -404,6 +437,7 @@ impl AsyncRead for TlsConn {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
+        self.check_cut(cx)?;
         Pin::new(&mut self.stream).poll_read(cx, buf)
     }
 }
@@ -414,6 +448,7 @@ impl AsyncWrite for TlsConn {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
+        self.check_cut(cx)?;
         Pin::new(&mut self.stream).poll_write(cx, buf)
     }
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
@@ -426,10 +461,12 @@ impl AsyncWrite for TlsConn {
 
 /// Accept TCP connections and complete TLS handshakes, each in its own task
 /// so a slow or hostile client cannot hold up the others.
-/// The listener closes when `stop` is cancelled, freeing the port.
+/// The listener closes when `stop` is cancelled, freeing the port. Each
+/// connection with a certificate is registered in `conns`.
 pub fn incoming(
     listener: TcpListener,
     config: Arc<ServerConfig>,
+    conns: Connections,
     stop: CancellationToken,
 ) -> tokio_stream::wrappers::ReceiverStream<Result<TlsConn, std::io::Error>> {
     let (tx, rx) = tokio::sync::mpsc::channel(64);
@@ -462,7 +499,8 @@ pub fn incoming(
                 tracing::warn!(%remote, "too many node connections ({MAX_CONNECTIONS}); closing one");
                 continue;
             };
-            let (acceptor, conns, anonymous) = (acceptor.clone(), tx.clone(), anonymous.clone());
+            let (acceptor, out, anonymous) = (acceptor.clone(), tx.clone(), anonymous.clone());
+            let conns = conns.clone();
             tokio::spawn(async move {
                 let handshake = tokio::time::timeout(CONNECT_TIMEOUT * 5, acceptor.accept(tcp));
                 let stream = match handshake.await {
@@ -490,11 +528,17 @@ pub fn incoming(
                         }
                     }
                 }
+                let token = match &identity {
+                    Some(id) => conns.register(&id.node_id),
+                    None => CancellationToken::new(),
+                };
                 let peer = Peer { remote, identity };
-                let _ = conns
+                let _ = out
                     .send(Ok(TlsConn {
                         stream,
                         peer,
+                        cut: Box::pin(token.clone().cancelled_owned()),
+                        _unregister: token.drop_guard(),
                         _slots: slots,
                     }))
                     .await;

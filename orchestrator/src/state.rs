@@ -36,6 +36,11 @@ pub struct State {
     /// Secrets and configs, by ID (`Secret::kind` tells them apart).
     #[serde(default)]
     pub secrets: im::OrdMap<String, Secret>,
+    /// IDs of nodes removed from the swarm. Grow-only: a removed node's
+    /// certificate (valid for months) is refused for good, and its ID can
+    /// never come back (swarmkit's removed-node list).
+    #[serde(default)]
+    pub removed: im::OrdSet<String>,
     /// Addresses held on each network (tasks that have not ended, VIPs).
     /// Derived from the objects, so it is rebuilt on load (`reindex`)
     /// rather than stored.
@@ -335,6 +340,12 @@ impl State {
                 self.create_network(ingress_id, ingress, at)
             }
             Command::PutNode(mut node) => {
+                if self.removed.contains(&node.id) {
+                    return Response::err(Rejection::Invalid(format!(
+                        "node {} was removed from the swarm; it must join again as a new node",
+                        node.id
+                    )));
+                }
                 match self.nodes.get(&node.id) {
                     Some(old) => {
                         node.meta.version = old.meta.version + 1;
@@ -386,6 +397,7 @@ impl State {
                     return not_found(Kind::Node, &id);
                 };
                 self.release(&node.attachments);
+                self.removed.insert(id);
                 Response::ok()
             }
             Command::SetNodeState { id, state, at } => {

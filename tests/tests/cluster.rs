@@ -452,6 +452,11 @@ fn promotion_and_demotion_reissue_the_certificate_and_change_raft_membership() {
         Some(key),
         "a promoted manager fetched the key"
     );
+    let token = swarm_on("n1", &["join-token", "-q", "manager"]).ok().stdout;
+    let manager_secret = token.trim().rsplit('-').next().unwrap().to_string();
+    wait_for("n4's copy of the state", Duration::from_secs(20), || {
+        data_dir_holds("n4", &manager_secret).then_some(())
+    });
     swarm_on("n1", &["node", "demote", "n4"]).ok();
     wait_for(
         "n4 back to a worker certificate",
@@ -474,9 +479,24 @@ fn promotion_and_demotion_reissue_the_certificate_and_change_raft_membership() {
         Duration::from_secs(10),
         || secrets_key("n4").is_none().then_some(()),
     );
+    // Nor does it keep the manager's copy of the state, which holds the
+    // join secrets and the CA key: its raft store starts again empty.
+    wait_for(
+        "n4's raft store to forget the manager token",
+        Duration::from_secs(20),
+        || (!data_dir_holds("n4", &manager_secret)).then_some(()),
+    );
+    assert_eq!(swarm_on("n4", &["info"]).code, 0, "n4 still runs");
     // Three voters again: losing one manager still leaves a quorum.
     let nodes = nodes_on("n1");
     assert_eq!(nodes.iter().filter(|n| n["ManagerStatus"] != "").count(), 3);
+}
+
+/// Whether any file in `node`'s data directory holds `needle`, raw bytes.
+fn data_dir_holds(node: &str, needle: &str) -> bool {
+    let dir = format!("/var/lib/swarm-lab/{node}");
+    let r = run(std::process::Command::new("grep").args(["-rqaF", needle, &dir]));
+    r.code == 0
 }
 
 /// Join `node`, retrying while the managers recover a quorum (a failed

@@ -219,12 +219,12 @@ impl Control for ControlService {
         let req = req.into_inner();
         let d = &self.daemon;
         d.set_advertise(&req.advertise_addr).map_err(internal)?;
-        let role = d
+        let (node_id, role) = d
             .join(&req.token, &req.remote_addr)
             .await
             .map_err(precondition)?;
         Ok(Response::new(pb::JoinResponse {
-            node_id: d.identity.node_id.clone(),
+            node_id,
             role: role.as_str().into(),
         }))
     }

@@ -15,48 +15,93 @@ use std::time::Duration;
 
 impl Daemon {
     /// `swarm init`: a new CA, this node's certificate, a one-voter raft
-    /// group, and the cluster record.
+    /// group, and the cluster record. Every step can be taken again: an
+    /// init cut short by a crash is finished by the next one (or at start,
+    /// once the cluster record is in, by `resume_init`).
     pub async fn init(self: &Arc<Self>, opts: InitOptions) -> Result<String> {
-        if self.store.is_initialized().await || self.certs.load()?.is_some() {
+        if self.certs.load()?.is_some() {
             anyhow::bail!("this node is already part of a swarm");
         }
-        let cluster_id = new_id();
-        let ca = RootCa::create(&cluster_id)?;
-        let cluster = ClusterInfo {
-            id: cluster_id.clone(),
-            created_at: now_ms(),
-            ca: ca.clone(),
-            worker_secret: token::new_secret(),
-            manager_secret: token::new_secret(),
-            cert_expiry_ms: opts.cert_expiry.as_millis() as u64,
-            heartbeat_ms: opts.heartbeat.as_millis() as u64,
-            addr_pool: opts.addr_pool.clone(),
-            pool_mask_len: opts.pool_mask_len,
-        };
-        let (key_pem, csr) = pki::new_key_and_csr()?;
-        let cert_pem = pki::issue(&cluster, &csr, &self.identity.node_id, NodeRole::Manager)?;
-        let node = self.node_record(NodeRole::Manager).await;
-        self.store.bootstrap(&node.addr).await?;
+        self.identity.save(&self.config.data_dir)?;
+        let addr = self.advertise();
+        if !self.store.is_initialized().await {
+            self.store.bootstrap(&addr).await?;
+            crate::crash::point("init-bootstrapped");
+        }
         self.store.wait_for_leader(Duration::from_secs(10)).await?;
-        self.remember_managers(vec![node.addr.clone()])?;
-        self.store
-            .write(Command::InitCluster {
-                cluster,
-                node,
-                ingress_id: new_id(),
-            })
-            .await
-            .context("writing the cluster record")?;
-        self.keyring.create().context("creating the secrets key")?;
-        self.certs.save(&ca.cert_pem, &cert_pem, &key_pem)?;
-        self.activate(Tls::new(&ca.cert_pem, &cert_pem, &key_pem)?)
-            .await?;
-        Ok(cluster_id)
+        self.remember_managers(vec![addr])?;
+        if self.store.state().cluster.is_none() {
+            let cluster_id = new_id();
+            let cluster = ClusterInfo {
+                id: cluster_id.clone(),
+                created_at: now_ms(),
+                ca: RootCa::create(&cluster_id)?,
+                worker_secret: token::new_secret(),
+                manager_secret: token::new_secret(),
+                cert_expiry_ms: opts.cert_expiry.as_millis() as u64,
+                heartbeat_ms: opts.heartbeat.as_millis() as u64,
+                addr_pool: opts.addr_pool.clone(),
+                pool_mask_len: opts.pool_mask_len,
+            };
+            let node = self.node_record(NodeRole::Manager).await;
+            self.store
+                .write(Command::InitCluster {
+                    cluster,
+                    node,
+                    ingress_id: new_id(),
+                })
+                .await
+                .context("writing the cluster record")?;
+            crate::crash::point("init-recorded");
+        }
+        self.finish_init().await
     }
 
-    /// `swarm join`: trade the token for a certificate at `remote`; a new
-    /// manager then becomes a raft voter.
-    pub async fn join(self: &Arc<Self>, token: &str, remote: &str) -> Result<NodeRole> {
+    /// After a crash during init, at start: finish it if the cluster record
+    /// was written (init's caller may never have heard; the swarm exists).
+    pub(super) async fn resume_init(self: &Arc<Self>) -> Result<()> {
+        if !self.store.is_initialized().await {
+            return Ok(());
+        }
+        self.store.wait_for_leader(Duration::from_secs(10)).await?;
+        if self.store.state().cluster.is_some() {
+            tracing::info!("finishing an init that was cut short");
+            self.finish_init().await?;
+        }
+        Ok(())
+    }
+
+    /// The steps of init after the cluster record: the secrets key, this
+    /// node's certificate from the CA in the state, and its roles.
+    async fn finish_init(self: &Arc<Self>) -> Result<String> {
+        let st = self.store.state();
+        let cluster = st.cluster.as_ref().context("no cluster record")?;
+        let me = &self.identity.node_id;
+        if !st.nodes.contains_key(me) {
+            anyhow::bail!(
+                "this node's raft store holds swarm {} but not this node ({me}); move {} away to start afresh",
+                cluster.id,
+                self.config.data_dir.join("raft.redb").display()
+            );
+        }
+        if !self.keyring.has_key() {
+            self.keyring.create().context("creating the secrets key")?;
+            crate::crash::point("init-keyed");
+        }
+        let (key_pem, csr) = pki::new_key_and_csr()?;
+        let cert_pem = pki::issue(cluster, &csr, me, NodeRole::Manager)?;
+        self.certs.save(&cluster.ca.cert_pem, &cert_pem, &key_pem)?;
+        self.activate(Tls::new(&cluster.ca.cert_pem, &cert_pem, &key_pem)?)
+            .await?;
+        Ok(cluster.id.clone())
+    }
+
+    /// `swarm join`: trade the token for a certificate, and the node ID the
+    /// CA assigns, at `remote`. The daemon then starts again as that node
+    /// (its raft store and its containers' labels go by the ID); this
+    /// answers once the next generation has taken up the role: at once for
+    /// a worker, once a raft voter for a manager.
+    pub async fn join(self: &Arc<Self>, token: &str, remote: &str) -> Result<(String, NodeRole)> {
         if self.store.is_initialized().await || self.certs.load()?.is_some() {
             anyhow::bail!("this node is already part of a swarm");
         }
@@ -70,31 +115,57 @@ impl Daemon {
                 csr_pem,
                 hostname: me.hostname,
                 addr: me.addr.clone(),
-                raft_id: me.raft_id,
                 engine_version: me.engine_version,
                 nano_cpus: me.nano_cpus,
                 memory_bytes: me.memory_bytes,
-                node_id: me.id,
                 gateway_subnet: me.gateway_subnet.map(|g| g.to_string()).unwrap_or_default(),
                 ..Default::default()
             },
         )
         .await?;
+        crate::crash::point("join-answered");
+        let tls = Tls::new(&resp.ca_pem, &resp.cert_pem, &key_pem)?;
+        let role = tls.identity().role;
+        if tls.identity().node_id != resp.node_id {
+            anyhow::bail!(
+                "the manager answered node ID {} but signed a certificate for {}",
+                resp.node_id,
+                tls.identity().node_id
+            );
+        }
         if !resp.secrets_key.is_empty() {
             self.keyring
                 .install(&resp.secrets_key)
                 .context("keeping the swarm's secrets key")?;
         }
-        self.certs.save(&resp.ca_pem, &resp.cert_pem, &key_pem)?;
-        let tls = Tls::new(&resp.ca_pem, &resp.cert_pem, &key_pem)?;
-        let role = tls.identity().role;
         self.remember_managers(resp.managers.clone())?;
-        self.activate(tls).await?;
-        if role == NodeRole::Manager {
-            self.fetch_secrets_key(&resp.managers).await?;
-            self.become_voter(&resp.managers, &me.addr).await?;
+        super::Identity::new(&resp.node_id).save(&self.config.data_dir)?;
+        crate::crash::point("join-identified");
+        // The certificates last: with them on disk, the node is in the
+        // swarm, and a restart resumes from there.
+        self.certs.save(&resp.ca_pem, &resp.cert_pem, &key_pem)?;
+        crate::crash::point("join-certified");
+        self.restart(super::Restart::Joined);
+        let next = self.successor().await?;
+        let mut settled = next.settled.subscribe();
+        let waited = tokio::time::timeout(
+            Duration::from_secs(30),
+            settled.wait_for(|s| *s == super::Settled::Yes),
+        )
+        .await
+        .map(|_| ());
+        if waited.is_err() {
+            let why = match &*next.settled.borrow() {
+                super::Settled::Not(why) => why.clone(),
+                super::Settled::Yes => String::new(),
+            };
+            anyhow::bail!(
+                "joined as node {}, but it has not taken up the {} role yet: {why}; it keeps trying (see `swarm node ls` on a manager)",
+                resp.node_id,
+                role.as_str()
+            );
         }
-        Ok(role)
+        Ok((resp.node_id, role))
     }
 
     /// A manager without the secrets key (a promoted worker) asks the other
@@ -160,7 +231,7 @@ impl Daemon {
     /// `swarm leave`: a manager first leaves raft (refused without `force`
     /// if that would cost the others their quorum); then this node stops
     /// its roles, removes its task containers and forgets its identity.
-    pub async fn leave(&self, force: bool) -> Result<()> {
+    pub async fn leave(self: &Arc<Self>, force: bool) -> Result<()> {
         let Some(tls) = self.store.peers().tls() else {
             anyhow::bail!("this node is not part of a swarm");
         };
@@ -188,7 +259,7 @@ impl Daemon {
         for f in ["managers.json", "advertise_addr", "raft.redb", "node.json"] {
             let _ = std::fs::remove_file(dir.join(f));
         }
-        self.left.cancel();
+        self.restart(super::Restart::Left);
         Ok(())
     }
 

@@ -1,10 +1,14 @@
 //! The server side of raft's transport: the `Raft` gRPC service, for callers
-//! holding a manager certificate only.
+//! holding a manager certificate only, each speaking as the raft member its
+//! certificate's node ID names.
 
-use super::elector::Elector;
-use super::Raft;
+use super::elector::{Elector, PreVote};
+use super::{NodeId, Raft, TypeConfig};
 use crate::api::cluster_pb::{raft_server, Blob};
+use crate::cluster::access::{Gate, Need};
 use crate::net::Peer;
+use crate::store::Store;
+use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::sync::Arc;
@@ -22,21 +26,62 @@ pub struct RaftService {
 const MAX_RAFT_MESSAGE: usize = 1 << 30;
 
 impl RaftService {
-    pub fn new(
-        raft: Raft,
-        elector: Arc<Elector>,
-    ) -> InterceptedService<raft_server::RaftServer<RaftService>, crate::net::Gate> {
-        let server = raft_server::RaftServer::new(RaftService { raft, elector })
-            .max_decoding_message_size(MAX_RAFT_MESSAGE)
-            .max_encoding_message_size(MAX_RAFT_MESSAGE);
-        InterceptedService::new(server, crate::net::managers_only)
+    pub fn new(store: &Store) -> InterceptedService<raft_server::RaftServer<RaftService>, Gate> {
+        let server = raft_server::RaftServer::new(RaftService {
+            raft: store.raft().clone(),
+            elector: store.elector().clone(),
+        })
+        .max_decoding_message_size(MAX_RAFT_MESSAGE)
+        .max_encoding_message_size(MAX_RAFT_MESSAGE);
+        InterceptedService::new(server, Gate::new(store.clone(), Need::RaftPeer))
     }
 }
 
-fn decode<T: DeserializeOwned>(req: Request<Blob>) -> Result<T, Status> {
-    Peer::require(&req, true)?;
-    serde_json::from_slice(&req.into_inner().json)
-        .map_err(|e| Status::invalid_argument(format!("undecodable raft message: {e}")))
+/// The raft member a message speaks for.
+trait Sender {
+    fn sender(&self) -> Option<NodeId>;
+}
+
+impl Sender for AppendEntriesRequest<TypeConfig> {
+    fn sender(&self) -> Option<NodeId> {
+        self.vote.leader_id().voted_for()
+    }
+}
+
+impl Sender for VoteRequest<NodeId> {
+    fn sender(&self) -> Option<NodeId> {
+        self.vote.leader_id().voted_for()
+    }
+}
+
+impl Sender for InstallSnapshotRequest<TypeConfig> {
+    fn sender(&self) -> Option<NodeId> {
+        self.vote.leader_id().voted_for()
+    }
+}
+
+impl Sender for PreVote {
+    fn sender(&self) -> Option<NodeId> {
+        Some(self.candidate)
+    }
+}
+
+/// The message, if it speaks for the raft member its sender's certificate
+/// names: no manager can send as another (and so stand in for its vote
+/// or its leadership).
+fn decode<T: DeserializeOwned + Sender>(req: Request<Blob>) -> Result<T, Status> {
+    let who = Peer::require(&req, true)?;
+    let msg: T = serde_json::from_slice(&req.into_inner().json)
+        .map_err(|e| Status::invalid_argument(format!("undecodable raft message: {e}")))?;
+    let own = who.raft_id();
+    match msg.sender() {
+        Some(id) if id == own => Ok(msg),
+        other => Err(Status::permission_denied(format!(
+            "node {} (raft ID {own}) sent a raft message as raft member {}",
+            who.node_id,
+            other.map_or("none".to_string(), |i| i.to_string())
+        ))),
+    }
 }
 
 fn encode<T: Serialize>(v: &T) -> Result<Response<Blob>, Status> {

@@ -52,6 +52,8 @@ enum Key {
     Task(String),
     Network(String),
     Secret(String),
+    /// A removed node's ID (the value is empty: the key is the record).
+    Removed(String),
 }
 
 impl Key {
@@ -63,6 +65,7 @@ impl Key {
             Key::Task(id) => format!("task/{id}"),
             Key::Network(id) => format!("network/{id}"),
             Key::Secret(id) => format!("secret/{id}"),
+            Key::Removed(id) => format!("removed/{id}"),
         }
     }
 
@@ -75,6 +78,7 @@ impl Key {
             Key::Task(id) => st.tasks.get(id).map(serde_json::to_vec),
             Key::Network(id) => st.networks.get(id).map(serde_json::to_vec),
             Key::Secret(id) => st.secrets.get(id).map(serde_json::to_vec),
+            Key::Removed(id) => st.removed.contains(id).then(|| Ok(Vec::new())),
         };
         v.map(|r| r.expect("cluster objects always serialize"))
     }
@@ -113,9 +117,10 @@ fn touched(st: &State, cmd: &Command) -> Vec<Key> {
         ],
         Command::PutNode(n) => vec![Key::Node(n.id.clone())],
         Command::SetJoinSecret { .. } => vec![Key::Cluster],
-        Command::SetNodeState { id, .. }
-        | Command::UpdateNode { id, .. }
-        | Command::RemoveNode { id } => vec![Key::Node(id.clone())],
+        Command::SetNodeState { id, .. } | Command::UpdateNode { id, .. } => {
+            vec![Key::Node(id.clone())]
+        }
+        Command::RemoveNode { id } => vec![Key::Node(id.clone()), Key::Removed(id.clone())],
         Command::CreateService(s) => vec![Key::Service(s.id.clone())],
         Command::UpdateService { service, .. } => vec![Key::Service(service.id.clone())],
         Command::RemoveService { id } => std::iter::once(Key::Service(id.clone()))
@@ -199,6 +204,13 @@ impl StateMachine {
     fn persist(&self, keys: &[Key]) -> StResult<()> {
         let mut txn = self.db.begin_write().map_err(write_err)?;
         txn.set_durability(redb::Durability::Eventual);
+        self.write_objects(&txn, keys)?;
+        txn.commit().map_err(write_err)
+    }
+
+    /// Write `keys`' objects (or delete those gone) and the applied
+    /// position, inside `txn`.
+    fn write_objects(&self, txn: &redb::WriteTransaction, keys: &[Key]) -> StResult<()> {
         {
             let mut objects = txn.open_table(OBJECTS).map_err(write_err)?;
             for key in keys {
@@ -217,14 +229,16 @@ impl StateMachine {
             meta.insert("membership", membership.as_slice())
                 .map_err(write_err)?;
         }
-        txn.commit().map_err(write_err)
+        Ok(())
     }
 
-    /// Replace all persisted objects with `self.state` (snapshot install).
+    /// Replace all persisted objects with `self.state` (snapshot install),
+    /// in one durable transaction: a crash leaves the old state or the new,
+    /// never an emptied table (the log before the snapshot is gone, so
+    /// nothing could replay the difference).
     fn persist_all(&self) -> StResult<()> {
         let txn = self.db.begin_write().map_err(write_err)?;
         txn.delete_table(OBJECTS).map_err(write_err)?;
-        txn.commit().map_err(write_err)?;
         let st = &self.state;
         let mut keys = vec![Key::Cluster];
         keys.extend(st.nodes.keys().map(|k| Key::Node(k.clone())));
@@ -232,7 +246,10 @@ impl StateMachine {
         keys.extend(st.tasks.keys().map(|k| Key::Task(k.clone())));
         keys.extend(st.networks.keys().map(|k| Key::Network(k.clone())));
         keys.extend(st.secrets.keys().map(|k| Key::Secret(k.clone())));
-        self.persist(&keys)
+        keys.extend(st.removed.iter().map(|k| Key::Removed(k.clone())));
+        self.write_objects(&txn, &keys)?;
+        crate::crash::point("snapshot-install");
+        txn.commit().map_err(write_err)
     }
 
     fn snapshot_body(&self) -> StResult<(SnapshotMeta<NodeId, BasicNode>, Vec<u8>)> {
@@ -277,6 +294,9 @@ fn load_object(st: &mut State, key: &str, bytes: &[u8]) -> Result<(), serde_json
         }
         "secret" => {
             st.secrets.insert(id.into(), serde_json::from_slice(bytes)?);
+        }
+        "removed" => {
+            st.removed.insert(id.into());
         }
         // Unknown kinds come from a newer version; keep going rather than
         // refusing to start, and let that version own them.

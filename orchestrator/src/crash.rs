@@ -1,0 +1,15 @@
+//! Named crash points, for the tests that kill the daemon at each step of
+//! init, join and snapshot install: with `SWARM_CRASH_AT=NAME` in its
+//! environment, the daemon aborts (as a power cut would stop it: no
+//! destructors, no flushes) when it reaches the point `NAME`.
+//!
+//! Points: `init-bootstrapped`, `init-recorded`, `init-keyed`,
+//! `join-answered`, `join-identified`, `join-certified`, `snapshot-install`.
+
+/// Abort here if the environment names this point.
+pub fn point(name: &str) {
+    if std::env::var("SWARM_CRASH_AT").is_ok_and(|v| v == name) {
+        eprintln!("SWARM_CRASH_AT={name}: aborting at this crash point");
+        std::process::abort();
+    }
+}
