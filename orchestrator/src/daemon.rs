@@ -88,7 +88,7 @@ impl Identity {
         let body = serde_json::to_vec_pretty(&IdentityFile {
             node_id: self.node_id.clone(),
         })?;
-        write_atomic(&dir.join("node.json"), &body)
+        crate::files::write_private(&dir.join("node.json"), &body)
     }
 }
 
@@ -189,7 +189,7 @@ impl Daemon {
         if addr.is_empty() {
             return Ok(());
         }
-        write_atomic(
+        crate::files::write_private(
             &self.config.data_dir.join("advertise_addr"),
             addr.as_bytes(),
         )?;
@@ -374,7 +374,7 @@ impl Daemon {
     }
 
     fn remember_managers(&self, list: Vec<String>) -> Result<()> {
-        write_atomic(
+        crate::files::write_private(
             &self.config.data_dir.join("managers.json"),
             &serde_json::to_vec(&list)?,
         )?;
@@ -417,30 +417,10 @@ pub struct InitOptions {
 async fn persist_managers(mut list: watch::Receiver<Vec<String>>, path: PathBuf) {
     while list.changed().await.is_ok() {
         let body = serde_json::to_vec(&*list.borrow_and_update()).unwrap_or_default();
-        if let Err(e) = write_atomic(&path, &body) {
+        if let Err(e) = crate::files::write_private(&path, &body) {
             tracing::warn!(error = format!("{e:#}"), "cannot save the manager list");
         }
     }
-}
-
-/// Replace `path` with `body` whole: a crash leaves the old file or the
-/// new one, and once this returns the new one survives a power cut (the
-/// file and its directory are synced).
-pub fn write_atomic(path: &Path, body: &[u8]) -> Result<()> {
-    let tmp = path.with_extension("tmp");
-    let mut f =
-        std::fs::File::create(&tmp).with_context(|| format!("writing {}", tmp.display()))?;
-    std::io::Write::write_all(&mut f, body)
-        .with_context(|| format!("writing {}", tmp.display()))?;
-    f.sync_all()
-        .with_context(|| format!("syncing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("installing {}", path.display()))?;
-    if let Some(dir) = path.parent() {
-        std::fs::File::open(dir)
-            .and_then(|d| d.sync_all())
-            .with_context(|| format!("syncing {}", dir.display()))?;
-    }
-    Ok(())
 }
 
 fn memory_bytes() -> i64 {

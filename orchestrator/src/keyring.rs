@@ -75,7 +75,7 @@ impl Keyring {
         let key = <[u8; KEY_LEN]>::try_from(key).map_err(|_| {
             anyhow::anyhow!("the secrets key is {} bytes, not {KEY_LEN}", key.len())
         })?;
-        write_private(&self.path, &key)?;
+        crate::files::write_private(&self.path, &key)?;
         *self.key.write().expect("keyring lock") = Some(key);
         Ok(())
     }
@@ -140,28 +140,6 @@ impl Keyring {
 /// What a sealed secret version is bound to.
 pub fn binding(secret_id: &str, version: u64) -> String {
     format!("{secret_id}/{version}")
-}
-
-/// Write a file only its owner can read, atomically (temp file, fsync,
-/// rename, directory fsync), so a crash leaves the old key or the new one.
-fn write_private(path: &Path, body: &[u8]) -> Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .with_context(|| format!("writing {}", tmp.display()))?;
-    f.write_all(body)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
-    if let Some(dir) = path.parent() {
-        std::fs::File::open(dir)?.sync_all()?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]

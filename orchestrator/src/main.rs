@@ -12,6 +12,7 @@ mod cluster;
 mod crash;
 mod daemon;
 mod dispatcher;
+mod files;
 mod keyring;
 mod limits;
 mod manager;

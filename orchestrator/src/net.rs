@@ -126,7 +126,16 @@ fn load_certified(
         CertificateDer::from(cert),
         CertificateDer::from(ca_der.to_vec()),
     ];
-    Ok((Arc::new(CertifiedKey::new(chain, signer)), identity))
+    let certified = CertifiedKey::new(chain, signer);
+    // A key from one write and a certificate from another must not pass
+    // as a pair: the handshake would fail later, and say less.
+    certified.keys_match().map_err(|e| {
+        bad(
+            "node key",
+            format!("it does not match the node certificate ({e})"),
+        )
+    })?;
+    Ok((Arc::new(certified), identity))
 }
 
 impl Tls {

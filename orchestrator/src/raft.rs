@@ -65,3 +65,7 @@ pub fn config() -> openraft::Config {
 #[cfg(test)]
 #[path = "raft/suite_tests.rs"]
 mod suite_tests;
+
+#[cfg(test)]
+#[path = "raft/crash_tests.rs"]
+mod crash_tests;

@@ -307,7 +307,7 @@ fn joins_with_a_wrong_secret_digest_or_shape_are_refused_with_the_reason() {
 #[test]
 fn node_certificates_renew_before_they_expire() {
     let _c = cluster();
-    let path = "/var/lib/swarm-lab/n4/certs/node.crt";
+    let path = "/var/lib/swarm-lab/n4/certs/node.pem";
     let first = std::fs::read_to_string(path).expect("worker certificate");
     // A 90 s certificate renews between 45 s and 72 s after it was issued.
     wait_for("a renewed certificate", Duration::from_secs(80), || {
@@ -416,7 +416,7 @@ fn constraints_drain_and_pause_steer_placement_and_pending_tasks_say_why() {
 }
 
 fn cert_subject(node: &str) -> String {
-    let path = format!("/var/lib/swarm-lab/{node}/certs/node.crt");
+    let path = format!("/var/lib/swarm-lab/{node}/certs/node.pem");
     let r =
         run(std::process::Command::new("openssl")
             .args(["x509", "-noout", "-subject", "-in", &path]));
@@ -693,4 +693,110 @@ fn host_mode_ports_take_one_task_per_node_and_keep_the_client_address() {
             .is_none()
             .then_some(())
     });
+}
+
+/// `lab.sh start NODE` with the daemon set to abort at crash point `at`.
+fn start_crashing_at(node: &str, at: &str) {
+    let r = run(
+        std::process::Command::new(repo_root().join("scripts/lab.sh"))
+            .args(["start", node])
+            .env("SWARM_BIN", swarm_bin())
+            .env("SWARM_CRASH_AT", at),
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+}
+
+/// Whether `node` says it is in a swarm.
+fn active(node: &str) -> bool {
+    let info = swarm_on(node, &["info", "--format", "json"])
+        .ok()
+        .json_lines();
+    info[0]["Swarm"] == "active"
+}
+
+/// Kill n6's daemon, start it again to crash at `at`, run `action` (which
+/// the crash cuts short), and start it once more, unharmed.
+fn crash_during(at: &str, action: &[&str]) {
+    let aborts = || {
+        let log = std::fs::read_to_string("/var/log/swarm-lab/n6.log").unwrap_or_default();
+        log.matches(&format!("SWARM_CRASH_AT={at}: aborting"))
+            .count()
+    };
+    let before = aborts();
+    lab(&["kill", "n6"]).ok();
+    start_crashing_at("n6", at);
+    let cut = swarm_on("n6", action);
+    assert_ne!(cut.code, 0, "{action:?} survived crash point {at}");
+    assert_eq!(aborts(), before + 1, "the daemon did not abort at {at}");
+    wait_for(
+        &format!("n6's daemon to abort at {at}"),
+        Duration::from_secs(20),
+        || (swarm_on("n6", &["info"]).code != 0).then_some(()),
+    );
+    lab(&["kill", "n6"]).ok();
+    lab(&["start", "n6"]).ok();
+}
+
+#[test]
+fn init_and_join_cut_short_by_a_crash_at_any_step_end_in_a_node_that_works() {
+    let _c = cluster();
+    for at in ["init-bootstrapped", "init-recorded", "init-keyed"] {
+        crash_during(at, &["init"]);
+        // Either the restart finished the init, or running it again does.
+        if !active("n6") {
+            swarm_on("n6", &["init"]).ok();
+        }
+        wait_for(
+            &format!("n6 leading its own swarm after {at}"),
+            Duration::from_secs(20),
+            || {
+                let nodes = nodes_on("n6");
+                (nodes.len() == 1 && nodes[0]["Status"] == "Ready").then_some(())
+            },
+        );
+        swarm_on("n6", &["service", "ls"]).ok();
+        swarm_on("n6", &["leave", "--force"]).ok();
+        wait_for("n6 outside again", Duration::from_secs(20), || {
+            (!active("n6")).then_some(())
+        });
+    }
+
+    let token = swarm_on("n1", &["join-token", "-q", "worker"]).ok().stdout;
+    let join = ["join", "--token", token.trim(), "198.18.0.11"];
+    for at in ["join-answered", "join-identified", "join-certified"] {
+        crash_during(at, &join);
+        if !active("n6") {
+            swarm_on("n6", &join).ok();
+        }
+        let me = wait_for(
+            &format!("n6 a Ready worker after {at}"),
+            Duration::from_secs(30),
+            || {
+                let info = swarm_on("n6", &["info", "--format", "json"])
+                    .ok()
+                    .json_lines();
+                let id = info[0]["NodeID"].as_str()?.to_string();
+                nodes_on("n1")
+                    .iter()
+                    .any(|n| n["ID"] == id.as_str() && n["Status"] == "Ready")
+                    .then_some(id)
+            },
+        );
+        // It takes tasks like any worker.
+        let svc = unique("after-crash");
+        try_create("n1", &svc, &["--constraint", &format!("node.id=={me}")]).ok();
+        wait_for("a task on n6", Duration::from_secs(30), || {
+            (running_count(&svc) == 1).then_some(())
+        });
+        swarm_on("n1", &["service", "rm", &svc]).ok();
+        swarm_on("n6", &["leave"]).ok();
+        // A join the crash cut short after the CA answered left a record
+        // of a node that never came: it is Down, and removed like one.
+        for n in nodes_on("n1") {
+            if n["Hostname"] == "n6" {
+                let id = n["ID"].as_str().unwrap_or_default();
+                swarm_on("n1", &["node", "rm", "--force", id]).ok();
+            }
+        }
+    }
 }

@@ -15,9 +15,12 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-/// The PEM files under `<data dir>/certs`.
+/// This node's certificate, its CA's and its key: one PEM file,
+/// `<data dir>/certs/node.pem` (node certificate, CA certificate, key), so
+/// the set is replaced whole or not at all. (`Tls::new` checks on load
+/// that the key is the certificate's.)
 pub struct CertFiles {
-    dir: PathBuf,
+    path: PathBuf,
 }
 
 pub struct Loaded {
@@ -29,51 +32,68 @@ pub struct Loaded {
 impl CertFiles {
     pub fn new(data_dir: &Path) -> CertFiles {
         CertFiles {
-            dir: data_dir.join("certs"),
+            path: data_dir.join("certs").join("node.pem"),
         }
     }
 
     pub fn load(&self) -> Result<Option<Loaded>> {
-        let read = |name: &str| {
-            let p = self.dir.join(name);
-            std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))
+        let text = match std::fs::read_to_string(&self.path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e).with_context(|| format!("reading {}", self.path.display())),
         };
-        if !self.dir.join("node.crt").exists() {
-            return Ok(None);
+        let blocks = pem_blocks(&text);
+        let certs: Vec<&str> = blocks
+            .iter()
+            .filter(|(label, _)| *label == "CERTIFICATE")
+            .map(|(_, b)| *b)
+            .collect();
+        let key = blocks
+            .iter()
+            .find(|(label, _)| label.ends_with("PRIVATE KEY"));
+        match (certs.as_slice(), key) {
+            ([cert, ca], Some((_, key))) => Ok(Some(Loaded {
+                ca_pem: format!("{ca}\n"),
+                cert_pem: format!("{cert}\n"),
+                key_pem: format!("{key}\n"),
+            })),
+            _ => anyhow::bail!(
+                "{} is not a node certificate, a CA certificate and a key; move it away and join again",
+                self.path.display()
+            ),
         }
-        Ok(Some(Loaded {
-            ca_pem: read("ca.crt")?,
-            cert_pem: read("node.crt")?,
-            key_pem: read("node.key")?,
-        }))
     }
 
-    /// Write all three files, each through a temporary file and a rename, so
-    /// a crash leaves either the old or the new file, never half of one.
+    /// Replace the set, whole (`files::write_private`).
     pub fn save(&self, ca_pem: &str, cert_pem: &str, key_pem: &str) -> Result<()> {
-        use std::os::unix::fs::OpenOptionsExt;
-        std::fs::create_dir_all(&self.dir)
-            .with_context(|| format!("creating {}", self.dir.display()))?;
-        for (name, body, mode) in [
-            ("node.key", key_pem, 0o600),
-            ("ca.crt", ca_pem, 0o644),
-            ("node.crt", cert_pem, 0o644),
-        ] {
-            let tmp = self.dir.join(format!("{name}.tmp"));
-            let mut f = std::fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(mode)
-                .open(&tmp)
-                .with_context(|| format!("writing {}", tmp.display()))?;
-            std::io::Write::write_all(&mut f, body.as_bytes())?;
-            f.sync_all()?;
-            std::fs::rename(&tmp, self.dir.join(name))
-                .with_context(|| format!("installing {name}"))?;
-        }
-        Ok(())
+        let dir = self.path.parent().expect("certs/ has a parent");
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let body = [cert_pem, ca_pem, key_pem]
+            .map(|p| p.trim().to_string() + "\n")
+            .concat();
+        crate::files::write_private(&self.path, body.as_bytes())
     }
+}
+
+/// The PEM blocks of `text`: (label, the block from BEGIN to END).
+fn pem_blocks(text: &str) -> Vec<(&str, &str)> {
+    let mut out = Vec::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("-----BEGIN ") {
+        let after = &rest[start + "-----BEGIN ".len()..];
+        let Some(label_end) = after.find("-----") else {
+            break;
+        };
+        let label = &after[..label_end];
+        let end_marker = format!("-----END {label}-----");
+        let Some(end) = rest[start..].find(&end_marker) else {
+            break;
+        };
+        let block_end = start + end + end_marker.len();
+        out.push((label, &rest[start..block_end]));
+        rest = &rest[block_end..];
+    }
+    out
 }
 
 /// Keep this node's certificate fresh. `role` is the role the cluster state
@@ -170,4 +190,30 @@ async fn ask_managers(peers: &Peers, managers: &[String], csr_pem: &str) -> Resu
         }
     }
     Err(last.unwrap_or_else(|| anyhow::anyhow!("no manager address known")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_set_is_one_file_and_a_mismatched_key_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = CertFiles::new(dir.path());
+        assert!(files.load().unwrap().is_none());
+        let ca = pki::RootCa::create("c").unwrap();
+        let (key, csr) = pki::new_key_and_csr().unwrap();
+        let cert = ca
+            .issue(&csr, "n1", NodeRole::Worker, "c", Duration::from_secs(600))
+            .unwrap();
+        files.save(&ca.cert_pem, &cert, &key).unwrap();
+        let back = files.load().unwrap().unwrap();
+        Tls::new(&back.ca_pem, &back.cert_pem, &back.key_pem).expect("a matching set loads");
+        assert_eq!(back.cert_pem.trim(), cert.trim());
+        let (other_key, _) = pki::new_key_and_csr().unwrap();
+        let err = Tls::new(&back.ca_pem, &back.cert_pem, &other_key).unwrap_err();
+        assert!(err.to_string().contains("does not match"), "{err}");
+        std::fs::write(dir.path().join("certs/node.pem"), &cert).unwrap();
+        assert!(files.load().is_err(), "a partial set is refused");
+    }
 }
