@@ -1,5 +1,6 @@
 //! The `swarm` command line: docker's verbs, flags and table output.
 
+pub mod autolock;
 pub mod format;
 pub mod health;
 pub mod mesh;
@@ -64,6 +65,23 @@ pub enum Cmd {
         /// worker or manager.
         role: crate::types::NodeRole,
     },
+    /// Update the swarm (autolock).
+    Update {
+        /// Change manager autolocking setting (true|false).
+        #[arg(long, action = clap::ArgAction::Set)]
+        autolock: Option<bool>,
+    },
+    /// Manage the unlock key.
+    UnlockKey {
+        /// Only display the key.
+        #[arg(short, long)]
+        quiet: bool,
+        /// Rotate the unlock key.
+        #[arg(long)]
+        rotate: bool,
+    },
+    /// Unlock a locked manager (the key is read from standard input).
+    Unlock,
     /// Show this daemon's node and swarm status.
     Info {
         #[arg(long, value_enum)]

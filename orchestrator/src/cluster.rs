@@ -12,7 +12,7 @@ use crate::api::cluster_pb::{
     JoinRequest, JoinResponse, ProposeResponse, RenewRequest, RenewResponse, SecretsKeyResponse,
 };
 use crate::dispatcher::manager_addrs;
-use crate::keyring::Keyring;
+use crate::keyring::{Field, Keyring};
 use crate::pki::token::secrets_match;
 use crate::state::Command;
 use crate::store::{Store, StoreError};
@@ -113,9 +113,14 @@ impl joining_server::Joining for JoinService {
             .cluster
             .as_ref()
             .ok_or_else(|| Status::unavailable("this manager is not part of a swarm yet"))?;
-        let role = if secrets_match(&req.secret, &cluster.manager_secret) {
+        let secret = |role| {
+            self.keyring
+                .open_text(Field::JoinSecret(role), cluster.join_secret(role))
+                .map_err(|e| Status::unavailable(e.to_string()))
+        };
+        let role = if secrets_match(&req.secret, &secret(NodeRole::Manager)?) {
             NodeRole::Manager
-        } else if secrets_match(&req.secret, &cluster.worker_secret) {
+        } else if secrets_match(&req.secret, &secret(NodeRole::Worker)?) {
             NodeRole::Worker
         } else {
             return Err(Status::permission_denied(
@@ -123,7 +128,7 @@ impl joining_server::Joining for JoinService {
             ));
         };
         let node_id = assign_node_id(&st);
-        let cert_pem = crate::pki::issue(cluster, &req.csr_pem, &node_id, role)
+        let cert_pem = crate::pki::issue(cluster, &self.keyring, &req.csr_pem, &node_id, role)
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
         let now = now_ms();
         let node = Node {
@@ -159,7 +164,7 @@ impl joining_server::Joining for JoinService {
         Ok(Response::new(JoinResponse {
             node_id,
             cert_pem,
-            ca_pem: cluster.ca.cert_pem.clone(),
+            ca_pem: cluster.ca_cert_pem.clone(),
             role: role.as_str().into(),
             managers,
             secrets_key,
@@ -250,8 +255,14 @@ impl cluster_server::Cluster for ClusterService {
         let node = st.nodes.get(&who.node_id).ok_or_else(|| {
             Status::permission_denied(format!("node {} was removed from the swarm", who.node_id))
         })?;
-        let cert_pem = crate::pki::issue(cluster, &req.get_ref().csr_pem, &node.id, node.role)
-            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let cert_pem = crate::pki::issue(
+            cluster,
+            &self.keyring,
+            &req.get_ref().csr_pem,
+            &node.id,
+            node.role,
+        )
+        .map_err(|e| Status::invalid_argument(e.to_string()))?;
         Ok(Response::new(RenewResponse {
             cert_pem,
             role: node.role.as_str().into(),

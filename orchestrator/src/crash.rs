@@ -3,7 +3,8 @@
 //! environment, the daemon aborts (as a power cut would stop it: no
 //! destructors, no flushes) when it reaches the point `NAME`.
 //!
-//! Points: `init-bootstrapped`, `init-recorded`, `init-keyed`,
+//! Points, in the order they come: `init-keyed`, `init-bootstrapped`,
+//! `init-recorded`,
 //! `join-answered`, `join-identified`, `join-certified`, `snapshot-install`.
 
 /// Abort here if the environment names this point.

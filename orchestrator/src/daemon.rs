@@ -2,6 +2,8 @@
 //! manager loops (on managers), the agent, and the control API on a unix
 //! socket for the CLI.
 
+mod autolock;
+pub use autolock::LOCKED;
 mod control;
 mod lifecycle;
 
@@ -209,6 +211,7 @@ impl Daemon {
             self.serve_nodes(&tls).await?;
         }
         tokio::spawn(self.clone().follow_role(tls.clone()));
+        tokio::spawn(self.clone().follow_autolock(tls.clone()));
         let (role_tx, role_rx) = watch::channel(String::new());
         let link = session::spawn(
             self.store.peers().clone(),
@@ -243,7 +246,7 @@ impl Daemon {
         tokio::spawn(certs::renew_loop(
             tls,
             self.store.clone(),
-            CertFiles::new(&self.config.data_dir),
+            CertFiles::new(&self.config.data_dir, self.keyring.clone()),
             role_rx,
             self.managers.subscribe(),
             self.stop.clone(),
@@ -487,7 +490,8 @@ async fn run_generation(
         .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
     let data_dir = config.data_dir.canonicalize()?;
     make_private(&data_dir)?;
-    let certs = CertFiles::new(&data_dir);
+    let keyring = Keyring::load(&data_dir)?;
+    let certs = CertFiles::new(&data_dir, keyring.clone());
     let saved = certs.load()?;
     let identity = Identity::load(&data_dir, saved.as_ref())?;
     tracing::info!(node_id = %identity.node_id, raft_id = identity.raft_id, data_dir = %data_dir.display(), "starting swarm daemon");
@@ -499,7 +503,6 @@ async fn run_generation(
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())
         .unwrap_or_default();
-    let keyring = Keyring::load(&data_dir)?;
     let advertise = std::fs::read_to_string(data_dir.join("advertise_addr"))
         .unwrap_or_else(|_| config.advertise_addr.clone());
     let (ending, mut ended) = watch::channel(None);
@@ -525,10 +528,16 @@ async fn run_generation(
     });
 
     if let Some(c) = saved {
-        // A restart of a node that is already in a swarm: resume its roles.
-        let tls = Tls::new(&c.ca_pem, &c.cert_pem, &c.key_pem)
-            .context("loading this node's certificates")?;
-        daemon.activate(tls).await?;
+        // A restart of a node that is already in a swarm: resume its roles,
+        // unless autolock keeps its key sealed until `swarm unlock`.
+        match c.key_pem {
+            Some(key_pem) => {
+                let tls = Tls::new(&c.ca_pem, &c.cert_pem, &key_pem)
+                    .context("loading this node's certificates")?;
+                daemon.activate(tls).await?;
+            }
+            None => tracing::warn!("{}", autolock::LOCKED),
+        }
     } else {
         daemon.resume_init().await?;
     }

@@ -86,6 +86,11 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             remote,
         } => cli::node::join(&cli.host, token, advertise_addr, remote).await,
         Cmd::Leave { force } => cli::node::leave(&cli.host, force).await,
+        Cmd::Update { autolock } => cli::autolock::update(&cli.host, autolock).await,
+        Cmd::UnlockKey { quiet, rotate } => {
+            cli::autolock::unlock_key(&cli.host, quiet, rotate).await
+        }
+        Cmd::Unlock => cli::autolock::unlock(&cli.host).await,
         Cmd::JoinToken {
             quiet,
             rotate,

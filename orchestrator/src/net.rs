@@ -102,6 +102,9 @@ pub struct Tls {
 struct Current {
     key: Arc<CertifiedKey>,
     identity: pki::Identity,
+    /// The key's PEM, to write it again (sealed or not) on an autolock
+    /// change.
+    key_pem: String,
 }
 
 fn load_certified(
@@ -152,7 +155,11 @@ impl Tls {
         Ok(Arc::new(Tls {
             ca_pem: ca_pem.into(),
             roots: Arc::new(roots),
-            current: RwLock::new(Current { key, identity }),
+            current: RwLock::new(Current {
+                key,
+                identity,
+                key_pem: key_pem.into(),
+            }),
         }))
     }
 
@@ -160,8 +167,16 @@ impl Tls {
     pub fn update(&self, cert_pem: &str, key_pem: &str) -> Result<(), PkiError> {
         let ca = pki::pem_to_der(&self.ca_pem, "CA certificate")?;
         let (key, identity) = load_certified(&ca, cert_pem, key_pem)?;
-        *self.current.write().expect("tls lock") = Current { key, identity };
+        *self.current.write().expect("tls lock") = Current {
+            key,
+            identity,
+            key_pem: key_pem.into(),
+        };
         Ok(())
+    }
+
+    pub fn key_pem(&self) -> String {
+        self.current.read().expect("tls lock").key_pem.clone()
     }
 
     pub fn identity(&self) -> pki::Identity {

@@ -10,6 +10,7 @@
 
 pub mod token;
 
+use crate::keyring::{Field, Keyring};
 pub use crate::types::RootCa;
 use crate::types::{ClusterInfo, NodeRole};
 use rcgen::{
@@ -75,20 +76,35 @@ const CLOCK_SKEW: Duration = Duration::from_secs(300);
 
 /// Sign a node's CSR with the cluster's CA, for its role and with the
 /// cluster's certificate lifetime: what join, renewal and a manager's own
-/// renewal all do.
+/// renewal all do. The CA key is opened for the signature only.
 pub fn issue(
     cluster: &ClusterInfo,
+    keyring: &Keyring,
     csr_pem: &str,
     node_id: &str,
     role: NodeRole,
 ) -> Result<String, PkiError> {
-    cluster.ca.issue(
+    let ca = RootCa {
+        cert_pem: cluster.ca_cert_pem.clone(),
+        key_pem: keyring
+            .open_text(Field::CaKey, &cluster.ca_key)
+            .map_err(|e| PkiError::Invalid {
+                what: "the CA key".into(),
+                reason: e.to_string(),
+            })?,
+    };
+    ca.issue(
         csr_pem,
         node_id,
         role,
         &cluster.id,
         Duration::from_millis(cluster.cert_expiry_ms),
     )
+}
+
+/// The digest of a CA certificate (PEM), which join tokens carry.
+pub fn ca_digest(ca_cert_pem: &str) -> Result<String, PkiError> {
+    Ok(cert_digest(&pem_to_der(ca_cert_pem, "the CA certificate")?))
 }
 
 impl RootCa {
@@ -115,14 +131,6 @@ impl RootCa {
             cert_pem: cert.pem(),
             key_pem: key.serialize_pem(),
         })
-    }
-
-    /// SHA-256 of the CA certificate (DER), in hex: what join tokens pin.
-    pub fn digest(&self) -> Result<String, PkiError> {
-        Ok(cert_digest(&pem_to_der(
-            &self.cert_pem,
-            "the CA certificate",
-        )?))
     }
 
     /// Sign a node certificate for `csr_pem`. Only the CSR's public key is
@@ -315,8 +323,11 @@ mod tests {
     fn digests_differ_between_cas() {
         let a = RootCa::create("a").unwrap();
         let b = RootCa::create("b").unwrap();
-        assert_eq!(a.digest().unwrap().len(), 64);
-        assert_ne!(a.digest().unwrap(), b.digest().unwrap());
+        assert_eq!(ca_digest(&a.cert_pem).unwrap().len(), 64);
+        assert_ne!(
+            ca_digest(&a.cert_pem).unwrap(),
+            ca_digest(&b.cert_pem).unwrap()
+        );
     }
 
     #[test]

@@ -62,8 +62,11 @@ pub enum Command {
     /// Replace the join token secret of a role (`join-token --rotate`).
     SetJoinSecret {
         role: NodeRole,
-        secret: String,
+        secret: crate::types::Sealed,
     },
+    /// Turn autolock on (with the sealed unlock key), rotate its key, or
+    /// turn it off (`None`).
+    SetUnlockKey(Option<crate::types::Sealed>),
     /// What an operator may change on a node (`node update`, promote,
     /// demote); `expected_version` guards against lost updates.
     UpdateNode {
@@ -366,6 +369,13 @@ impl State {
                     NodeRole::Worker => c.worker_secret = secret,
                     NodeRole::Manager => c.manager_secret = secret,
                 }
+                Response::ok()
+            }
+            Command::SetUnlockKey(key) => {
+                let Some(c) = self.cluster.as_mut() else {
+                    return Response::err(Rejection::NotInSwarm);
+                };
+                c.unlock_key = key;
                 Response::ok()
             }
             Command::UpdateNode {

@@ -660,14 +660,25 @@ pub struct RootCa {
     pub key_pem: String,
 }
 
+/// Bytes sealed by the swarm's data key (`keyring.rs`): the raft log, the
+/// store and its snapshots hold them only so.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sealed(#[serde(with = "base64_bytes")] pub Vec<u8>);
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClusterInfo {
     pub id: String,
     pub created_at: Millis,
-    /// The root CA, key included: any manager signs joining nodes' CSRs.
-    pub ca: RootCa,
-    pub worker_secret: String,
-    pub manager_secret: String,
+    /// The root CA's certificate.
+    pub ca_cert_pem: String,
+    /// The CA's key, sealed: any manager opens it to sign a joiner's CSR.
+    pub ca_key: Sealed,
+    /// The join tokens' secrets, sealed.
+    pub worker_secret: Sealed,
+    pub manager_secret: Sealed,
+    /// With autolock on, the key that unlocks a restarted manager, sealed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unlock_key: Option<Sealed>,
     /// Lifetime of node certificates (`--cert-expiry`).
     pub cert_expiry_ms: Millis,
     /// Agents' heartbeat period (`--dispatcher-heartbeat`).
@@ -682,6 +693,33 @@ pub struct ClusterInfo {
 
 fn default_pool_mask_len() -> u8 {
     DEFAULT_POOL_MASK_LEN
+}
+
+impl ClusterInfo {
+    /// The sealed join secret of `role`'s token.
+    pub fn join_secret(&self, role: NodeRole) -> &Sealed {
+        match role {
+            NodeRole::Worker => &self.worker_secret,
+            NodeRole::Manager => &self.manager_secret,
+        }
+    }
+}
+
+/// Bytes as base64 in JSON, rather than an array of numbers.
+pub(crate) mod base64_bytes {
+    use base64::Engine;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(b: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&base64::engine::general_purpose::STANDARD.encode(b))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let s = String::deserialize(d)?;
+        base64::engine::general_purpose::STANDARD
+            .decode(s)
+            .map_err(serde::de::Error::custom)
+    }
 }
 
 #[cfg(test)]

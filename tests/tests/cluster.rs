@@ -437,25 +437,32 @@ fn secrets_key(node: &str) -> Option<Vec<u8>> {
 #[test]
 fn promotion_and_demotion_reissue_the_certificate_and_change_raft_membership() {
     let _c = cluster();
-    // Managers that joined with the manager token got the key; workers not.
-    let key = secrets_key("n1").expect("init made the secrets key");
-    assert_eq!(secrets_key("n2").as_ref(), Some(&key));
-    assert_eq!(secrets_key("n4"), None, "a worker holds no secrets key");
+    // Managers that joined with the manager token got the data key (each
+    // keeps it sealed by a key of its own); workers not.
+    assert!(secrets_key("n1").is_some(), "init made the data key");
+    assert!(secrets_key("n2").is_some(), "a joined manager holds it");
+    assert_eq!(secrets_key("n4"), None, "a worker holds no data key");
     swarm_on("n1", &["node", "promote", "n4"]).ok();
     wait_for("n4 a manager that answers", Duration::from_secs(20), || {
         (cert_subject("n4").contains("OU = swarm-manager")
             && swarm_on("n4", &["service", "ls"]).code == 0)
             .then_some(())
     });
-    assert_eq!(
-        secrets_key("n4"),
-        Some(key),
+    assert!(
+        secrets_key("n4").is_some(),
         "a promoted manager fetched the key"
     );
-    let token = swarm_on("n1", &["join-token", "-q", "manager"]).ok().stdout;
-    let manager_secret = token.trim().rsplit('-').next().unwrap().to_string();
+    // It opens what the key sealed: the join secrets in the state.
+    assert_eq!(
+        swarm_on("n4", &["join-token", "-q", "worker"]).ok().stdout,
+        swarm_on("n1", &["join-token", "-q", "worker"]).ok().stdout
+    );
+    let info = swarm_on("n1", &["info", "--format", "json"])
+        .ok()
+        .json_lines();
+    let cluster_id = info[0]["ClusterID"].as_str().unwrap().to_string();
     wait_for("n4's copy of the state", Duration::from_secs(20), || {
-        data_dir_holds("n4", &manager_secret).then_some(())
+        data_dir_holds("n4", &cluster_id).then_some(())
     });
     swarm_on("n1", &["node", "demote", "n4"]).ok();
     wait_for(
@@ -480,11 +487,12 @@ fn promotion_and_demotion_reissue_the_certificate_and_change_raft_membership() {
         || secrets_key("n4").is_none().then_some(()),
     );
     // Nor does it keep the manager's copy of the state, which holds the
-    // join secrets and the CA key: its raft store starts again empty.
+    // join secrets and the CA key (sealed): its raft store starts again
+    // empty.
     wait_for(
-        "n4's raft store to forget the manager token",
+        "n4's raft store to forget the state",
         Duration::from_secs(20),
-        || (!data_dir_holds("n4", &manager_secret)).then_some(()),
+        || (!data_dir_holds("n4", &cluster_id)).then_some(()),
     );
     assert_eq!(swarm_on("n4", &["info"]).code, 0, "n4 still runs");
     // Three voters again: losing one manager still leaves a quorum.
@@ -799,4 +807,128 @@ fn init_and_join_cut_short_by_a_crash_at_any_step_end_in_a_node_that_works() {
             }
         }
     }
+}
+
+/// Every lab node's data directory.
+fn data_dirs() -> Vec<String> {
+    (1..=6)
+        .map(|i| format!("/var/lib/swarm-lab/n{i}"))
+        .collect()
+}
+
+/// The files under `dir` whose raw bytes hold `needle`.
+fn files_holding(dir: &str, needle: &str) -> Vec<String> {
+    let r = run(std::process::Command::new("grep").args(["-rlaF", needle, dir]));
+    r.stdout.lines().map(str::to_string).collect()
+}
+
+#[test]
+fn key_material_is_sealed_at_rest_and_autolock_seals_a_restarted_manager() {
+    let _c = cluster();
+    // The join secrets and the CA key are nowhere in the clear: not in any
+    // raft store, log or snapshot, nor any other file.
+    let secret = |role| {
+        let t = swarm_on("n1", &["join-token", "-q", role]).ok().stdout;
+        t.trim().rsplit('-').next().unwrap().to_string()
+    };
+    for needle in [secret("worker"), secret("manager")] {
+        for dir in data_dirs() {
+            assert_eq!(
+                files_holding(&dir, &needle),
+                Vec::<String>::new(),
+                "a join secret"
+            );
+        }
+    }
+    for m in MANAGERS {
+        let redb = format!("/var/lib/swarm-lab/{m}/raft.redb");
+        assert_eq!(
+            files_holding(&redb, "PRIVATE KEY"),
+            Vec::<String>::new(),
+            "a key in {redb}"
+        );
+    }
+
+    // Autolock on: every manager's keys get sealed by the unlock key.
+    let out = swarm_on("n1", &["update", "--autolock=true"]).ok().stdout;
+    let key = out
+        .split_whitespace()
+        .find(|w| w.starts_with("SWMKEY-1-"))
+        .unwrap_or_else(|| panic!("no unlock key in {out}"))
+        .to_string();
+    assert_eq!(
+        swarm_on("n2", &["unlock-key", "-q"]).ok().stdout.trim(),
+        key
+    );
+    for m in MANAGERS {
+        let dir = format!("/var/lib/swarm-lab/{m}");
+        wait_for(
+            &format!("{m}'s keys sealed"),
+            Duration::from_secs(20),
+            || files_holding(&dir, "PRIVATE KEY").is_empty().then_some(()),
+        );
+    }
+
+    // A restarted manager is locked, says so, and opens only with the key.
+    lab(&["kill", "n3"]).ok();
+    lab(&["start", "n3"]).ok();
+    let locked = swarm_on("n3", &["node", "ls"]);
+    assert_ne!(locked.code, 0);
+    assert!(
+        locked
+            .stderr
+            .contains("Swarm is encrypted and needs to be unlocked before it can be used"),
+        "{}",
+        locked.stderr
+    );
+    let info = swarm_on("n3", &["info", "--format", "json"])
+        .ok()
+        .json_lines();
+    assert_eq!(info[0]["Swarm"], "locked");
+    let unlock = |key: &str| {
+        let bin = swarm_bin();
+        run(std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "echo {key} | {} exec n3 {} unlock",
+                repo_root().join("scripts/lab.sh").display(),
+                bin.display()
+            ))
+            .env("SWARM_BIN", &bin))
+    };
+    let wrong = unlock(&format!("SWMKEY-1-{}", "A".repeat(43)));
+    assert_ne!(wrong.code, 0);
+    assert!(
+        wrong.stderr.contains("invalid unlock key"),
+        "{}",
+        wrong.stderr
+    );
+    assert_eq!(unlock(&key).code, 0, "the right key unlocks");
+    wait_for("n3 a manager again", Duration::from_secs(30), || {
+        (swarm_on("n3", &["node", "ls"]).code == 0 && all_ready("n1")).then_some(())
+    });
+
+    // A rotated key is the one that unlocks from then on; autolock off
+    // leaves the keys sealed by local keys only, and restarts unlocked.
+    let rotated = swarm_on("n1", &["unlock-key", "-q", "--rotate"])
+        .ok()
+        .stdout;
+    assert_ne!(rotated.trim(), key);
+    swarm_on("n1", &["update", "--autolock=false"]).ok();
+    wait_for(
+        "n3's keys written unsealed",
+        Duration::from_secs(20),
+        || (!files_holding("/var/lib/swarm-lab/n3/certs", "PRIVATE KEY").is_empty()).then_some(()),
+    );
+    lab(&["kill", "n3"]).ok();
+    lab(&["start", "n3"]).ok();
+    wait_for("n3 up without a key", Duration::from_secs(30), || {
+        (swarm_on("n3", &["node", "ls"]).code == 0).then_some(())
+    });
+    let off = swarm_on("n1", &["unlock-key"]);
+    assert!(
+        off.stderr.contains("no unlock key is set"),
+        "{}",
+        off.stderr
+    );
 }

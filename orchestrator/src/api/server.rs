@@ -62,6 +62,9 @@ impl ControlService {
 
     /// The current state, if this node is a manager of an initialised swarm.
     fn manager_state(&self) -> Result<Arc<State>, Status> {
+        if self.daemon.locked() {
+            return Err(Status::failed_precondition(crate::daemon::LOCKED));
+        }
         let st = self.daemon.store.state();
         // A demoted manager keeps a stale copy of the state: not to be served.
         let demoted = self
@@ -134,7 +137,9 @@ impl Control for ControlService {
             hostname: self.daemon.config.hostname.clone(),
             // A worker holds no cluster state, but its certificate says it
             // is in a swarm.
-            swarm_state: if st.cluster.is_some() || self.daemon.store.peers().tls().is_some() {
+            swarm_state: if self.daemon.locked() {
+                "locked"
+            } else if st.cluster.is_some() || self.daemon.store.peers().tls().is_some() {
                 "active"
             } else {
                 "inactive"
@@ -206,10 +211,53 @@ impl Control for ControlService {
             pool_mask_len,
         };
         let cluster_id = d.init(opts).await.map_err(precondition)?;
+        let unlock_key = match req.autolock {
+            true => d.set_autolock(true).await.map_err(precondition)?,
+            false => None,
+        };
         Ok(Response::new(pb::InitResponse {
             node_id: d.identity.node_id.clone(),
             cluster_id,
+            unlock_key: unlock_key.unwrap_or_default(),
         }))
+    }
+
+    async fn update_swarm(
+        &self,
+        req: Request<pb::UpdateSwarmRequest>,
+    ) -> Result<Response<pb::UnlockKeyResponse>, Status> {
+        self.manager_state()?;
+        let unlock_key = match req.into_inner().autolock {
+            Some(on) => self.daemon.set_autolock(on).await.map_err(precondition)?,
+            None => None,
+        };
+        Ok(Response::new(pb::UnlockKeyResponse {
+            unlock_key: unlock_key.unwrap_or_default(),
+        }))
+    }
+
+    async fn unlock_key(
+        &self,
+        req: Request<pb::UnlockKeyRequest>,
+    ) -> Result<Response<pb::UnlockKeyResponse>, Status> {
+        self.manager_state()?;
+        let unlock_key = self
+            .daemon
+            .unlock_key_text(req.into_inner().rotate)
+            .await
+            .map_err(precondition)?;
+        Ok(Response::new(pb::UnlockKeyResponse { unlock_key }))
+    }
+
+    async fn unlock(
+        &self,
+        req: Request<pb::UnlockRequest>,
+    ) -> Result<Response<pb::UnlockResponse>, Status> {
+        self.daemon
+            .unlock(&req.into_inner().key)
+            .await
+            .map_err(precondition)?;
+        Ok(Response::new(pb::UnlockResponse {}))
     }
 
     async fn join(
@@ -246,8 +294,12 @@ impl Control for ControlService {
     ) -> Result<Response<pb::JoinTokenResponse>, Status> {
         let req = req.into_inner();
         let role: NodeRole = req.role.parse().map_err(Status::invalid_argument)?;
+        let keyring = &self.daemon.keyring;
+        let field = crate::keyring::Field::JoinSecret(role);
         if req.rotate {
-            let secret = token::new_secret();
+            let secret = keyring
+                .seal_field(field, token::new_secret().as_bytes())
+                .map_err(|e| Status::unavailable(e.to_string()))?;
             self.daemon
                 .store
                 .write(Command::SetJoinSecret { role, secret })
@@ -257,11 +309,10 @@ impl Control for ControlService {
         let st = self.manager_state()?;
         let cluster = st.cluster.as_ref().expect("manager_state checked");
         let token = JoinToken {
-            ca_digest: cluster.ca.digest().map_err(internal)?,
-            secret: match role {
-                NodeRole::Worker => cluster.worker_secret.clone(),
-                NodeRole::Manager => cluster.manager_secret.clone(),
-            },
+            ca_digest: pki::ca_digest(&cluster.ca_cert_pem).map_err(internal)?,
+            secret: keyring
+                .open_text(field, cluster.join_secret(role))
+                .map_err(|e| Status::unavailable(e.to_string()))?,
         };
         Ok(Response::new(pb::JoinTokenResponse {
             token: token.to_string(),

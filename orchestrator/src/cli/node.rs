@@ -89,6 +89,10 @@ pub struct InitArgs {
     /// Prefix length of the subnets carved from the pool (24 by default).
     #[arg(long)]
     default_addr_pool_mask_length: Option<u32>,
+    /// Seal the managers' keys on disk with an unlock key: a restarted
+    /// manager waits for `swarm unlock`.
+    #[arg(long)]
+    autolock: bool,
 }
 
 pub async fn init(host: &str, args: InitArgs) -> Result<()> {
@@ -101,6 +105,7 @@ pub async fn init(host: &str, args: InitArgs) -> Result<()> {
             .map_or(0, |d| d.as_millis() as u64),
         default_addr_pool: args.default_addr_pool,
         default_addr_pool_mask_length: args.default_addr_pool_mask_length.unwrap_or(0),
+        autolock: args.autolock,
     };
     let resp = c.init(req).await.map_err(status_error)?.into_inner();
     println!(
@@ -109,6 +114,9 @@ pub async fn init(host: &str, args: InitArgs) -> Result<()> {
     );
     print_join_command(&mut c, NodeRole::Worker).await?;
     println!("To add a manager to this swarm, run 'swarm join-token manager' and follow the instructions.\n");
+    if !resp.unlock_key.is_empty() {
+        super::autolock::print_unlock_key(&resp.unlock_key);
+    }
     Ok(())
 }
 

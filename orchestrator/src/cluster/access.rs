@@ -22,17 +22,25 @@ pub enum Need {
     Node,
     /// A manager, as the state has it.
     Manager,
-    /// A raft peer: a manager certificate whose node is not removed nor
-    /// known as a worker. A node this manager's state does not know yet is
-    /// let through, since a lagging follower must still hear a leader that
-    /// joined after its state was written; the removed list covers the
-    /// nodes that are gone.
-    RaftPeer,
+    /// A manager certificate, whatever the state says: the Raft service's
+    /// gate. A leader may be replicating its own removal or demotion, and
+    /// must finish; raft's terms refuse appends from any other node that
+    /// is no longer leader, and elections are judged as `Candidate`.
+    ManagerCert,
+    /// A raft candidate (Vote, PreVote): a manager certificate whose node
+    /// is not removed nor known as a worker. A node this manager's state
+    /// does not know yet is let through, since a lagging follower must
+    /// still be able to elect a manager that joined after its state was
+    /// written; the removed list covers the nodes that are gone.
+    Candidate,
 }
 
 /// Whether `id` may make a call that needs `need`, by the state `st`.
 pub fn check(st: &State, id: &Identity, need: Need) -> Result<(), Status> {
     let who = &id.node_id;
+    if need == Need::ManagerCert {
+        return Ok(());
+    }
     if st.removed.contains(who) {
         return Err(Status::permission_denied(format!(
             "node {who} was removed from the swarm; its certificate is no longer accepted"
@@ -45,13 +53,13 @@ pub fn check(st: &State, id: &Identity, need: Need) -> Result<(), Status> {
         ))
     };
     match (need, node) {
-        (Need::RaftPeer, None) => Ok(()),
+        (Need::Candidate, None) => Ok(()),
         (_, None) => Err(Status::permission_denied(format!(
             "node {who} is not a member of this swarm"
         ))),
-        (Need::Node, Some(_)) => Ok(()),
-        (Need::Manager | Need::RaftPeer, Some(n)) if n.role == NodeRole::Manager => Ok(()),
-        (Need::Manager | Need::RaftPeer, Some(_)) => Err(demoted()),
+        (Need::Node, Some(_)) | (Need::ManagerCert, _) => Ok(()),
+        (Need::Manager | Need::Candidate, Some(n)) if n.role == NodeRole::Manager => Ok(()),
+        (Need::Manager | Need::Candidate, Some(_)) => Err(demoted()),
     }
 }
 
@@ -172,10 +180,12 @@ mod tests {
         demoted.nodes.get_mut("m1").unwrap().role = NodeRole::Worker;
         let e = check(&demoted, &id("m1", NodeRole::Manager), Need::Manager).unwrap_err();
         assert!(e.message().contains("no longer a manager"), "{e:?}");
-        assert!(check(&demoted, &id("m1", NodeRole::Manager), Need::RaftPeer).is_err());
+        assert!(check(&demoted, &id("m1", NodeRole::Manager), Need::Candidate).is_err());
+        // Raft's gate lets a demoted leader finish replicating its demotion.
+        assert!(check(&demoted, &id("m1", NodeRole::Manager), Need::ManagerCert).is_ok());
         assert!(check(&demoted, &id("m1", NodeRole::Manager), Need::Node).is_ok());
-        // A node this state does not know yet: a raft peer only.
-        assert!(check(&st, &id("m9", NodeRole::Manager), Need::RaftPeer).is_ok());
+        // A node this state does not know yet: a raft candidate only.
+        assert!(check(&st, &id("m9", NodeRole::Manager), Need::Candidate).is_ok());
         assert!(check(&st, &id("m9", NodeRole::Manager), Need::Manager).is_err());
         assert!(check(&st, &id("m9", NodeRole::Worker), Need::Node).is_err());
     }

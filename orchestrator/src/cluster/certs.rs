@@ -3,6 +3,7 @@
 //! the cluster no longer matches the one its certificate names.
 
 use crate::api::cluster_pb::{cluster_client::ClusterClient, RenewRequest};
+use crate::keyring::Keyring;
 use crate::net::Tls;
 use crate::pki;
 use crate::raft::network::Peers;
@@ -18,25 +19,62 @@ use tokio_util::sync::CancellationToken;
 /// This node's certificate, its CA's and its key: one PEM file,
 /// `<data dir>/certs/node.pem` (node certificate, CA certificate, key), so
 /// the set is replaced whole or not at all. (`Tls::new` checks on load
-/// that the key is the certificate's.)
+/// that the key is the certificate's.) Under autolock the key is sealed
+/// by the data key (a `SWARM SEALED KEY` block), which the unlock key
+/// guards: whoever could read the key from disk could speak as this
+/// manager and ask another for the data key.
+#[derive(Clone)]
 pub struct CertFiles {
     path: PathBuf,
+    /// The swarm's keys: for a manager's own renewal (the CA key is
+    /// sealed) and to seal the node's key under autolock.
+    keyring: Keyring,
+    /// One writer at a time (renewal, re-sealing on an autolock change).
+    writing: Arc<std::sync::Mutex<()>>,
 }
 
 pub struct Loaded {
     pub ca_pem: String,
     pub cert_pem: String,
-    pub key_pem: String,
+    /// None while the key is sealed and the keyring locked.
+    pub key_pem: Option<String>,
+}
+
+const SEALED_LABEL: &str = "SWARM SEALED KEY";
+
+/// The key as the file holds it.
+enum KeyBlock {
+    Plain(String),
+    /// The whole `SWARM SEALED KEY` block.
+    Sealed(String),
 }
 
 impl CertFiles {
-    pub fn new(data_dir: &Path) -> CertFiles {
+    pub fn new(data_dir: &Path, keyring: Keyring) -> CertFiles {
         CertFiles {
             path: data_dir.join("certs").join("node.pem"),
+            keyring,
+            writing: Arc::default(),
         }
     }
 
     pub fn load(&self) -> Result<Option<Loaded>> {
+        let Some((ca_pem, cert_pem, key)) = self.read()? else {
+            return Ok(None);
+        };
+        let key_pem = match key {
+            KeyBlock::Plain(pem) => Some(pem),
+            KeyBlock::Sealed(block) => self.open_sealed(&block)?,
+        };
+        Ok(Some(Loaded {
+            ca_pem,
+            cert_pem,
+            key_pem,
+        }))
+    }
+
+    /// The file's CA and node certificates and its key block, as written.
+    fn read(&self) -> Result<Option<(String, String, KeyBlock)>> {
         let text = match std::fs::read_to_string(&self.path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -50,13 +88,17 @@ impl CertFiles {
             .collect();
         let key = blocks
             .iter()
-            .find(|(label, _)| label.ends_with("PRIVATE KEY"));
+            .find(|(label, _)| label.ends_with("PRIVATE KEY") || *label == SEALED_LABEL);
         match (certs.as_slice(), key) {
-            ([cert, ca], Some((_, key))) => Ok(Some(Loaded {
-                ca_pem: format!("{ca}\n"),
-                cert_pem: format!("{cert}\n"),
-                key_pem: format!("{key}\n"),
-            })),
+            ([cert, ca], Some((label, key))) => Ok(Some((
+                format!("{ca}\n"),
+                format!("{cert}\n"),
+                if *label == SEALED_LABEL {
+                    KeyBlock::Sealed(key.to_string())
+                } else {
+                    KeyBlock::Plain(format!("{key}\n"))
+                },
+            ))),
             _ => anyhow::bail!(
                 "{} is not a node certificate, a CA certificate and a key; move it away and join again",
                 self.path.display()
@@ -64,14 +106,69 @@ impl CertFiles {
         }
     }
 
-    /// Replace the set, whole (`files::write_private`).
+    /// The key in a sealed block: None while the keyring is locked.
+    fn open_sealed(&self, block: &str) -> Result<Option<String>> {
+        if self.keyring.is_locked() {
+            return Ok(None);
+        }
+        use base64::Engine;
+        let body: String = block.lines().filter(|l| !l.starts_with("-----")).collect();
+        let sealed = base64::engine::general_purpose::STANDARD
+            .decode(body)
+            .with_context(|| format!("{}: the sealed key is not base64", self.path.display()))?;
+        let plain = self
+            .keyring
+            .open_local(&sealed)
+            .with_context(|| format!("{}: the sealed key does not open", self.path.display()))?;
+        Ok(Some(
+            String::from_utf8(plain).context("the sealed key is not PEM")?,
+        ))
+    }
+
+    /// Replace the set, whole (`files::write_private`), the key sealed
+    /// under autolock.
     pub fn save(&self, ca_pem: &str, cert_pem: &str, key_pem: &str) -> Result<()> {
+        let _one = self.writing.lock().expect("cert files lock");
+        self.write(ca_pem, cert_pem, key_pem)
+    }
+
+    fn write(&self, ca_pem: &str, cert_pem: &str, key_pem: &str) -> Result<()> {
         let dir = self.path.parent().expect("certs/ has a parent");
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        let body = [cert_pem, ca_pem, key_pem]
+        let key_block = if self.keyring.autolock() {
+            use base64::Engine;
+            let sealed = self.keyring.seal_local(key_pem.as_bytes())?;
+            let text = base64::engine::general_purpose::STANDARD.encode(sealed);
+            let lines: Vec<&str> = text
+                .as_bytes()
+                .chunks(64)
+                .map(|c| std::str::from_utf8(c).expect("base64 is ASCII"))
+                .collect();
+            format!(
+                "-----BEGIN {SEALED_LABEL}-----\n{}\n-----END {SEALED_LABEL}-----",
+                lines.join("\n")
+            )
+        } else {
+            key_pem.to_string()
+        };
+        let body = [cert_pem, ca_pem, &key_block]
             .map(|p| p.trim().to_string() + "\n")
             .concat();
         crate::files::write_private(&self.path, body.as_bytes())
+    }
+
+    /// Write the set again if its key is not sealed as the keyring says
+    /// (autolock was turned on or off, or a crash came between the two
+    /// files' writes). The caller has the key: it is the running node's.
+    pub fn reseal(&self, key_pem: &str) -> Result<()> {
+        let _one = self.writing.lock().expect("cert files lock");
+        let Some((ca_pem, cert_pem, key)) = self.read()? else {
+            return Ok(());
+        };
+        if matches!(key, KeyBlock::Sealed(_)) != self.keyring.autolock() {
+            self.write(&ca_pem, &cert_pem, key_pem)?;
+        }
+        Ok(())
     }
 }
 
@@ -154,7 +251,7 @@ async fn renew(tls: &Tls, store: &Store, files: &CertFiles, managers: &[String])
     let st = store.state();
     let cert = match (me.role, st.cluster.as_ref(), st.nodes.get(&me.node_id)) {
         (NodeRole::Manager, Some(cluster), Some(node)) => {
-            pki::issue(cluster, &csr_pem, &node.id, node.role)?
+            pki::issue(cluster, &files.keyring, &csr_pem, &node.id, node.role)?
         }
         _ => ask_managers(store.peers(), managers, &csr_pem).await?,
     };
@@ -199,7 +296,7 @@ mod tests {
     #[test]
     fn the_set_is_one_file_and_a_mismatched_key_is_refused() {
         let dir = tempfile::tempdir().unwrap();
-        let files = CertFiles::new(dir.path());
+        let files = CertFiles::new(dir.path(), Keyring::load(dir.path()).unwrap());
         assert!(files.load().unwrap().is_none());
         let ca = pki::RootCa::create("c").unwrap();
         let (key, csr) = pki::new_key_and_csr().unwrap();
@@ -208,12 +305,40 @@ mod tests {
             .unwrap();
         files.save(&ca.cert_pem, &cert, &key).unwrap();
         let back = files.load().unwrap().unwrap();
-        Tls::new(&back.ca_pem, &back.cert_pem, &back.key_pem).expect("a matching set loads");
+        let back_key = back.key_pem.clone().unwrap();
+        Tls::new(&back.ca_pem, &back.cert_pem, &back_key).expect("a matching set loads");
         assert_eq!(back.cert_pem.trim(), cert.trim());
         let (other_key, _) = pki::new_key_and_csr().unwrap();
         let err = Tls::new(&back.ca_pem, &back.cert_pem, &other_key).unwrap_err();
         assert!(err.to_string().contains("does not match"), "{err}");
         std::fs::write(dir.path().join("certs/node.pem"), &cert).unwrap();
         assert!(files.load().is_err(), "a partial set is refused");
+    }
+
+    #[test]
+    fn under_autolock_the_nodes_key_is_sealed_until_unlocked() {
+        let dir = tempfile::tempdir().unwrap();
+        let keyring = Keyring::load(dir.path()).unwrap();
+        keyring.create().unwrap();
+        let files = CertFiles::new(dir.path(), keyring.clone());
+        let ca = pki::RootCa::create("c").unwrap();
+        let (key, csr) = pki::new_key_and_csr().unwrap();
+        let cert = ca
+            .issue(&csr, "n1", NodeRole::Manager, "c", Duration::from_secs(600))
+            .unwrap();
+        files.save(&ca.cert_pem, &cert, &key).unwrap();
+        let unlock = crate::keyring::random_key().unwrap();
+        assert!(keyring.follow_autolock(Some(&unlock)).unwrap());
+        files.reseal(&key).unwrap();
+        let raw = std::fs::read_to_string(dir.path().join("certs/node.pem")).unwrap();
+        assert!(!raw.contains("PRIVATE KEY"), "{raw}");
+
+        // Restarted: the certificates load, the key does not, until unlocked.
+        let locked = Keyring::load(dir.path()).unwrap();
+        let again = CertFiles::new(dir.path(), locked.clone());
+        assert_eq!(again.load().unwrap().unwrap().key_pem, None);
+        locked.unlock(&unlock).unwrap();
+        let opened = again.load().unwrap().unwrap().key_pem.unwrap();
+        assert_eq!(opened.trim(), key.trim());
     }
 }

@@ -47,12 +47,18 @@ async fn serve(dir: &std::path::Path, ca: &RootCa, tls: Arc<Tls>) -> Served {
         (n.raft_id, n.role) = (pki::raft_id_of(id), role);
         n
     };
+    let keyring = crate::keyring::Keyring::load(dir).unwrap();
+    keyring.create().unwrap();
+    use crate::keyring::Field;
+    let seal = |field, plain: &str| keyring.seal_field(field, plain.as_bytes()).unwrap();
     let cluster = crate::types::ClusterInfo {
         id: "c1".into(),
         created_at: 0,
-        ca: ca.clone(),
-        worker_secret: "w".repeat(25),
-        manager_secret: "m".repeat(25),
+        ca_cert_pem: ca.cert_pem.clone(),
+        ca_key: seal(Field::CaKey, &ca.key_pem),
+        worker_secret: seal(Field::JoinSecret(NodeRole::Worker), &"w".repeat(25)),
+        manager_secret: seal(Field::JoinSecret(NodeRole::Manager), &"m".repeat(25)),
+        unlock_key: None,
         cert_expiry_ms: 600_000,
         heartbeat_ms: 1000,
         addr_pool: crate::types::default_addr_pool(),
@@ -74,15 +80,9 @@ async fn serve(dir: &std::path::Path, ca: &RootCa, tls: Arc<Tls>) -> Served {
     }
     let conns = net::Connections::default();
     let server = tonic::transport::Server::builder()
-        .add_service(ClusterService::new(
-            store.clone(),
-            crate::keyring::Keyring::load(dir).unwrap(),
-        ))
+        .add_service(ClusterService::new(store.clone(), keyring.clone()))
         .add_service(crate::raft::service::RaftService::new(&store))
-        .add_service(super::JoinService::new(
-            store.clone(),
-            crate::keyring::Keyring::load(dir).unwrap(),
-        ))
+        .add_service(super::JoinService::new(store.clone(), keyring))
         .serve_with_incoming(net::incoming(
             listener,
             tls.server_config(),
@@ -152,15 +152,21 @@ async fn only_manager_certificates_of_this_cluster_reach_manager_apis() {
     );
 
     // No certificate at all: only Join is open.
-    let err = propose(&addr, net::pinned_client_config(&ca.digest().unwrap()))
-        .await
-        .unwrap_err();
+    let err = propose(
+        &addr,
+        net::pinned_client_config(&pki::ca_digest(&ca.cert_pem).unwrap()),
+    )
+    .await
+    .unwrap_err();
     assert!(err.contains("presented no node certificate"), "{err}");
 
     // A joiner pinned to another CA's digest refuses this server.
-    let err = propose(&addr, net::pinned_client_config(&other.digest().unwrap()))
-        .await
-        .unwrap_err();
+    let err = propose(
+        &addr,
+        net::pinned_client_config(&pki::ca_digest(&other.cert_pem).unwrap()),
+    )
+    .await
+    .unwrap_err();
     assert!(err.contains("does not match the token"), "{err}");
 }
 
@@ -171,7 +177,7 @@ async fn a_caller_without_a_certificate_is_refused_before_its_message_is_read() 
     let addr = serve(dir.path(), &ca, credentials(&ca, NodeRole::Manager, "c1"))
         .await
         .addr;
-    let anonymous = || net::pinned_client_config(&ca.digest().unwrap());
+    let anonymous = || net::pinned_client_config(&pki::ca_digest(&ca.cert_pem).unwrap());
 
     // 20 MB to Propose, past the service's own limit: the gate answers
     // first, so the body is never buffered.
@@ -339,7 +345,7 @@ async fn the_ca_names_joiners_and_no_two_alike() {
         let (_, csr) = pki::new_key_and_csr().unwrap();
         let channel = net::channel(
             &served.addr,
-            net::pinned_client_config(&ca.digest().unwrap()),
+            net::pinned_client_config(&pki::ca_digest(&ca.cert_pem).unwrap()),
         )
         .unwrap();
         let resp = JoiningClient::new(channel)

@@ -4,6 +4,7 @@
 use super::{Daemon, InitOptions};
 use crate::api::cluster_pb::{cluster_client::ClusterClient, AddVoterRequest, JoinRequest};
 use crate::cluster::join;
+use crate::keyring::Field;
 use crate::net::Tls;
 use crate::pki::token::{self, JoinToken};
 use crate::pki::{self, RootCa};
@@ -23,6 +24,14 @@ impl Daemon {
             anyhow::bail!("this node is already part of a swarm");
         }
         self.identity.save(&self.config.data_dir)?;
+        // The data key first: the cluster record holds the CA key and the
+        // join secrets sealed by it.
+        if !self.keyring.has_key() {
+            self.keyring
+                .create()
+                .context("creating the swarm's data key")?;
+            crate::crash::point("init-keyed");
+        }
         let addr = self.advertise();
         if !self.store.is_initialized().await {
             self.store.bootstrap(&addr).await?;
@@ -32,12 +41,16 @@ impl Daemon {
         self.remember_managers(vec![addr])?;
         if self.store.state().cluster.is_none() {
             let cluster_id = new_id();
+            let ca = RootCa::create(&cluster_id)?;
+            let seal = |field, plain: &str| self.keyring.seal_field(field, plain.as_bytes());
             let cluster = ClusterInfo {
                 id: cluster_id.clone(),
                 created_at: now_ms(),
-                ca: RootCa::create(&cluster_id)?,
-                worker_secret: token::new_secret(),
-                manager_secret: token::new_secret(),
+                ca_cert_pem: ca.cert_pem.clone(),
+                ca_key: seal(Field::CaKey, &ca.key_pem)?,
+                worker_secret: seal(Field::JoinSecret(NodeRole::Worker), &token::new_secret())?,
+                manager_secret: seal(Field::JoinSecret(NodeRole::Manager), &token::new_secret())?,
+                unlock_key: None,
                 cert_expiry_ms: opts.cert_expiry.as_millis() as u64,
                 heartbeat_ms: opts.heartbeat.as_millis() as u64,
                 addr_pool: opts.addr_pool.clone(),
@@ -84,14 +97,10 @@ impl Daemon {
                 self.config.data_dir.join("raft.redb").display()
             );
         }
-        if !self.keyring.has_key() {
-            self.keyring.create().context("creating the secrets key")?;
-            crate::crash::point("init-keyed");
-        }
         let (key_pem, csr) = pki::new_key_and_csr()?;
-        let cert_pem = pki::issue(cluster, &csr, me, NodeRole::Manager)?;
-        self.certs.save(&cluster.ca.cert_pem, &cert_pem, &key_pem)?;
-        self.activate(Tls::new(&cluster.ca.cert_pem, &cert_pem, &key_pem)?)
+        let cert_pem = pki::issue(cluster, &self.keyring, &csr, me, NodeRole::Manager)?;
+        self.certs.save(&cluster.ca_cert_pem, &cert_pem, &key_pem)?;
+        self.activate(Tls::new(&cluster.ca_cert_pem, &cert_pem, &key_pem)?)
             .await?;
         Ok(cluster.id.clone())
     }

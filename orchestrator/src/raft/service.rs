@@ -5,7 +5,7 @@
 use super::elector::{Elector, PreVote};
 use super::{NodeId, Raft, TypeConfig};
 use crate::api::cluster_pb::{raft_server, Blob};
-use crate::cluster::access::{Gate, Need};
+use crate::cluster::access::{self, Gate, Need};
 use crate::net::Peer;
 use crate::store::Store;
 use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
@@ -18,6 +18,7 @@ use tonic::{Request, Response, Status};
 pub struct RaftService {
     raft: Raft,
     elector: Arc<Elector>,
+    store: Store,
 }
 
 /// Largest raft message: a snapshot of a big cluster's whole state. Only
@@ -30,10 +31,11 @@ impl RaftService {
         let server = raft_server::RaftServer::new(RaftService {
             raft: store.raft().clone(),
             elector: store.elector().clone(),
+            store: store.clone(),
         })
         .max_decoding_message_size(MAX_RAFT_MESSAGE)
         .max_encoding_message_size(MAX_RAFT_MESSAGE);
-        InterceptedService::new(server, Gate::new(store.clone(), Need::RaftPeer))
+        InterceptedService::new(server, Gate::new(store.clone(), Need::ManagerCert))
     }
 }
 
@@ -97,6 +99,7 @@ impl raft_server::Raft for RaftService {
     }
 
     async fn vote(&self, req: Request<Blob>) -> Result<Response<Blob>, Status> {
+        access::caller(&req, &self.store, Need::Candidate)?;
         encode(&self.raft.vote(decode(req)?).await)
     }
 
@@ -105,6 +108,7 @@ impl raft_server::Raft for RaftService {
     }
 
     async fn pre_vote(&self, req: Request<Blob>) -> Result<Response<Blob>, Status> {
+        access::caller(&req, &self.store, Need::Candidate)?;
         encode(&self.elector.answer(decode(req)?).await)
     }
 }

@@ -116,7 +116,7 @@ fn touched(st: &State, cmd: &Command) -> Vec<Key> {
             Key::Network(ingress_id.clone()),
         ],
         Command::PutNode(n) => vec![Key::Node(n.id.clone())],
-        Command::SetJoinSecret { .. } => vec![Key::Cluster],
+        Command::SetJoinSecret { .. } | Command::SetUnlockKey(_) => vec![Key::Cluster],
         Command::SetNodeState { id, .. } | Command::UpdateNode { id, .. } => {
             vec![Key::Node(id.clone())]
         }

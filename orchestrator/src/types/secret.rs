@@ -52,7 +52,11 @@ pub struct SecretVersion {
     pub created_at: Millis,
     /// Sealed for secrets (nonce, ciphertext and tag), plain for configs;
     /// empty (and left out) in what `inspect` shows of a secret.
-    #[serde(default, with = "base64_bytes", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        with = "crate::types::base64_bytes",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub data: Vec<u8>,
 }
 
@@ -134,23 +138,6 @@ impl SecretRef {
             gid: root(),
             mode: default_mode(),
         }
-    }
-}
-
-/// Bytes as base64 in JSON, rather than an array of numbers.
-mod base64_bytes {
-    use base64::Engine;
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(b: &[u8], s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&base64::engine::general_purpose::STANDARD.encode(b))
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
-        let s = String::deserialize(d)?;
-        base64::engine::general_purpose::STANDARD
-            .decode(s)
-            .map_err(serde::de::Error::custom)
     }
 }
 
