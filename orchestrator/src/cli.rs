@@ -123,6 +123,10 @@ pub struct DaemonArgs {
     /// Control socket for the CLI (created with mode 0600).
     #[arg(long, default_value = "/run/swarm/swarm.sock")]
     pub socket: PathBuf,
+    /// A group (name or ID) whose members may use the control socket too:
+    /// it is then 0660, owned by that group.
+    #[arg(long)]
+    pub socket_group: Option<String>,
     /// Address other nodes use to reach this one.
     #[arg(long, default_value = "127.0.0.1")]
     pub advertise_addr: String,

@@ -39,6 +39,24 @@ pub struct DaemonConfig {
     pub pin_dir: PathBuf,
     /// Where tasks' secret files go (a tmpfs), one directory per node.
     pub secrets_dir: PathBuf,
+    /// `--socket-group`: a group whose members may use the control socket.
+    pub socket_group: Option<u32>,
+}
+
+/// The ID of group `name` (a name, or a number).
+pub fn group_id(name: &str) -> Result<u32> {
+    if let Ok(id) = name.parse() {
+        return Ok(id);
+    }
+    let c = std::ffi::CString::new(name).context("a group name with a NUL byte")?;
+    // SAFETY: getgrnam reads the group database; the pointer it returns is
+    // read at once, before any other call could reuse its buffer.
+    let entry = unsafe { libc::getgrnam(c.as_ptr()) };
+    if entry.is_null() {
+        anyhow::bail!("--socket-group {name}: no such group");
+    }
+    // SAFETY: non-null, as checked.
+    Ok(unsafe { (*entry).gr_gid })
 }
 
 /// Who this node is. Its node ID comes from the CA: `init` names its own
@@ -444,7 +462,7 @@ pub async fn run(config: DaemonConfig) -> Result<()> {
     // the control socket, bound under this mask (0600 from the start).
     // SAFETY: umask only sets the process's file-creation mask.
     unsafe { libc::umask(0o077) };
-    let listener = bind_socket(&config.socket)?;
+    let listener = bind_socket(&config.socket, config.socket_group)?;
     tracing::info!(socket = %config.socket.display(), "control API listening");
     let (generations, current) = watch::channel(None);
     let generations = Arc::new(generations);
@@ -452,7 +470,7 @@ pub async fn run(config: DaemonConfig) -> Result<()> {
     let server = tokio::spawn({
         let signal = signal.clone();
         tonic::transport::Server::builder()
-            .add_service(control::Current::new(current.clone()))
+            .add_service(control::Current::new(current.clone(), config.socket_group))
             .serve_with_incoming_shutdown(
                 tokio_stream::wrappers::UnixListenerStream::new(listener),
                 signal.cancelled_owned(),
@@ -591,9 +609,9 @@ fn make_private(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Bind the control socket, created 0600: whoever can use it controls the
-/// cluster.
-fn bind_socket(path: &Path) -> Result<tokio::net::UnixListener> {
+/// Bind the control socket, created 0600 (0660 for `group`, which then
+/// owns it): whoever can use it controls the cluster.
+fn bind_socket(path: &Path, group: Option<u32>) -> Result<tokio::net::UnixListener> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
@@ -611,10 +629,15 @@ fn bind_socket(path: &Path) -> Result<tokio::net::UnixListener> {
     // A socket is made 0777 less the umask: 0600 under 177, set for the
     // bind alone (before any other task of the daemon runs).
     // SAFETY: umask only sets the process's file-creation mask.
-    let mask = unsafe { libc::umask(0o177) };
+    let mask = unsafe { libc::umask(if group.is_some() { 0o117 } else { 0o177 }) };
     let bound = tokio::net::UnixListener::bind(path);
     unsafe { libc::umask(mask) };
-    bound.with_context(|| format!("binding control socket {}", path.display()))
+    let listener = bound.with_context(|| format!("binding control socket {}", path.display()))?;
+    if let Some(gid) = group {
+        std::os::unix::fs::chown(path, None, Some(gid))
+            .with_context(|| format!("giving {} to group {gid}", path.display()))?;
+    }
+    Ok(listener)
 }
 
 async fn wait_for_signal() {

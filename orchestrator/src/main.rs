@@ -76,6 +76,11 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 dataplane: args.dataplane,
                 pin_dir: args.pin_dir,
                 secrets_dir: args.secrets_dir,
+                socket_group: args
+                    .socket_group
+                    .as_deref()
+                    .map(daemon::group_id)
+                    .transpose()?,
             })
             .await
         }

@@ -485,5 +485,24 @@ fn the_data_directory_and_the_socket_are_private_to_the_daemon() {
         seen >= 6,
         "raft.redb, node.json, secrets.key, certs/...: {seen}"
     );
-    assert_eq!(mode(std::path::Path::new("/run/swarm-lab/n1.sock")), 0o600);
+    let socket = std::path::Path::new("/run/swarm-lab/n1.sock");
+    assert_eq!(mode(socket), 0o600);
+
+    // Widened by mistake, the socket still lets in only root (or the
+    // daemon's user, or --socket-group): the daemon checks the caller.
+    std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let stranger = run(std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(swarm_bin())
+        .args(["-H", "unix:///run/swarm-lab/n1.sock", "info"]));
+    std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o600)).unwrap();
+    assert_ne!(stranger.code, 0, "{stranger:?}");
+    assert!(
+        stranger
+            .stderr
+            .contains("uid 65534 may not use this daemon's control socket"),
+        "{}",
+        stranger.stderr
+    );
+    assert_eq!(swarm(&["info"]).code, 0, "root still may");
 }
