@@ -15,8 +15,11 @@ use std::net::Ipv4Addr;
 use std::sync::Arc;
 
 mod network;
+mod requests;
 mod secret;
 mod update;
+
+pub use requests::Requests;
 
 pub use network::{holds_addresses, TaskAllocation};
 
@@ -41,6 +44,9 @@ pub struct State {
     /// never come back (swarmkit's removed-node list).
     #[serde(default)]
     pub removed: im::OrdSet<String>,
+    /// Recent request IDs and their answers (`requests.rs`).
+    #[serde(default)]
+    pub requests: Requests,
     /// Addresses held on each network (tasks that have not ended, VIPs).
     /// Derived from the objects, so it is rebuilt on load (`reindex`)
     /// rather than stored.
@@ -59,6 +65,12 @@ pub enum Command {
         ingress_id: String,
     },
     PutNode(Node),
+    /// `cmd`, applied at most once for the request `id` (every write the
+    /// store makes is one).
+    Request {
+        id: String,
+        cmd: Box<Command>,
+    },
     /// Replace the join token secret of a role (`join-token --rotate`).
     SetJoinSecret {
         role: NodeRole,
@@ -517,6 +529,7 @@ impl State {
                 error: None,
                 batch: cmds.into_iter().map(|c| self.apply(c)).collect(),
             },
+            Command::Request { id, cmd } => self.apply_once(id, *cmd),
             Command::Atomic(cmds) => {
                 // Persistent maps make the copy cheap (shared paths).
                 let mut next = self.clone();

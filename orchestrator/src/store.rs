@@ -196,6 +196,12 @@ impl Store {
     /// is this node or the one the command is forwarded to). Fails fast when
     /// the managers have no quorum, saying how many answer.
     pub async fn write(&self, cmd: Command) -> Result<(), StoreError> {
+        // One request ID for every try: a retry after a try whose outcome
+        // was lost applies at most once (`state/requests.rs`).
+        let cmd = Command::Request {
+            id: crate::types::new_id(),
+            cmd: Box::new(cmd),
+        };
         let deadline = tokio::time::Instant::now() + WRITE_TIMEOUT;
         let sent = Arc::new(AtomicBool::new(false));
         loop {

@@ -54,6 +54,8 @@ enum Key {
     Secret(String),
     /// A removed node's ID (the value is empty: the key is the record).
     Removed(String),
+    /// A remembered request ID and its answer.
+    Request(String),
 }
 
 impl Key {
@@ -66,6 +68,7 @@ impl Key {
             Key::Network(id) => format!("network/{id}"),
             Key::Secret(id) => format!("secret/{id}"),
             Key::Removed(id) => format!("removed/{id}"),
+            Key::Request(id) => format!("request/{id}"),
         }
     }
 
@@ -79,6 +82,7 @@ impl Key {
             Key::Network(id) => st.networks.get(id).map(serde_json::to_vec),
             Key::Secret(id) => st.secrets.get(id).map(serde_json::to_vec),
             Key::Removed(id) => st.removed.contains(id).then(|| Ok(Vec::new())),
+            Key::Request(id) => st.requests.seen.get(id).map(serde_json::to_vec),
         };
         v.map(|r| r.expect("cluster objects always serialize"))
     }
@@ -147,6 +151,12 @@ fn touched(st: &State, cmd: &Command) -> Vec<Key> {
         // A new version moves the services that use it.
         Command::UpdateSecret { id, .. } => std::iter::once(Key::Secret(id.clone()))
             .chain(st.users_of_secret(id).map(|s| Key::Service(s.id.clone())))
+            .collect(),
+        // The request is remembered, and the oldest one may be forgotten.
+        Command::Request { id, cmd } => touched(st, cmd)
+            .into_iter()
+            .chain([Key::Request(id.clone())])
+            .chain(st.requests.evicted_next().map(Key::Request))
             .collect(),
         Command::Batch(cmds) | Command::Atomic(cmds) => {
             cmds.iter().flat_map(|c| touched(st, c)).collect()
@@ -247,6 +257,7 @@ impl StateMachine {
         keys.extend(st.networks.keys().map(|k| Key::Network(k.clone())));
         keys.extend(st.secrets.keys().map(|k| Key::Secret(k.clone())));
         keys.extend(st.removed.iter().map(|k| Key::Removed(k.clone())));
+        keys.extend(st.requests.seen.keys().map(|k| Key::Request(k.clone())));
         self.write_objects(&txn, &keys)?;
         crate::crash::point("snapshot-install");
         txn.commit().map_err(write_err)
@@ -297,6 +308,11 @@ fn load_object(st: &mut State, key: &str, bytes: &[u8]) -> Result<(), serde_json
         }
         "removed" => {
             st.removed.insert(id.into());
+        }
+        "request" => {
+            st.requests
+                .seen
+                .insert(id.into(), serde_json::from_slice(bytes)?);
         }
         // Unknown kinds come from a newer version; keep going rather than
         // refusing to start, and let that version own them.

@@ -357,6 +357,7 @@ impl State {
     /// Rebuild the address index from the objects (it is not stored):
     /// running tasks' addresses and services' VIPs.
     pub fn reindex(&mut self) {
+        self.requests.rebuild();
         self.ipam = self
             .networks
             .keys()
