@@ -269,6 +269,20 @@ impl cluster_server::Cluster for ClusterService {
         }))
     }
 
+    async fn read_index(
+        &self,
+        req: Request<Empty>,
+    ) -> Result<Response<crate::api::cluster_pb::ReadIndexResponse>, Status> {
+        access::caller(&req, &self.store, Need::Manager)?;
+        if !self.store.is_leader() {
+            return Err(crate::net::not_leader(self.store.leader_addr()));
+        }
+        let index = self.store.read_index().await.map_err(Status::from)?;
+        Ok(Response::new(crate::api::cluster_pb::ReadIndexResponse {
+            index,
+        }))
+    }
+
     async fn secrets_key(
         &self,
         req: Request<Empty>,

@@ -368,6 +368,52 @@ impl Store {
         }
     }
 
+    /// Make the next read of this node's state linearizable (raft's
+    /// ReadIndex): the leader confirms with a quorum that it still leads
+    /// and names its commit point, and this node waits until it has
+    /// applied as far. Reads without it see this node's applied state,
+    /// which may lag.
+    pub async fn read_barrier(&self) -> Result<(), StoreError> {
+        let barrier = async {
+            let index = match self.is_leader() {
+                true => self.read_index().await?,
+                false => {
+                    let leader = self
+                        .leader_addr()
+                        .ok_or_else(|| StoreError::NoLeader("no leader is elected".into()))?;
+                    let channel = self.peers.channel(&leader).map_err(StoreError::NoLeader)?;
+                    ClusterClient::new(channel)
+                        .read_index(crate::api::cluster_pb::Empty {})
+                        .await
+                        .map_err(|s| {
+                            StoreError::NoLeader(format!("leader at {leader}: {}", s.message()))
+                        })?
+                        .into_inner()
+                        .index
+                }
+            };
+            self.raft
+                .wait(None)
+                .applied_index_at_least(Some(index), "a consistent read")
+                .await
+                .map_err(|e| StoreError::Raft(e.to_string()))?;
+            Ok(())
+        };
+        tokio::time::timeout(WRITE_TIMEOUT, barrier)
+            .await
+            .unwrap_or_else(|_| Err(self.no_quorum()))
+    }
+
+    /// On the leader: the read index, once a quorum confirmed it leads.
+    pub async fn read_index(&self) -> Result<u64, StoreError> {
+        let (read, _) = self
+            .raft
+            .get_read_log_id()
+            .await
+            .map_err(|e| StoreError::NoLeader(e.to_string()))?;
+        Ok(read.map_or(0, |l| l.index))
+    }
+
     /// The index of the last log entry applied to this node's state.
     pub fn applied_index(&self) -> u64 {
         self.raft

@@ -6,6 +6,7 @@
 
 pub mod cluster;
 pub mod history;
+pub mod linearizable;
 pub mod meshlab;
 pub mod netns;
 

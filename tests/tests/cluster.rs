@@ -932,3 +932,149 @@ fn key_material_is_sealed_at_rest_and_autolock_seals_a_restarted_manager() {
         off.stderr
     );
 }
+
+/// One client of the linearizability run: on manager `via`, until `stop`,
+/// writes a unique value to one of the registers (labels of `svc`) or
+/// reads them all with `--consistent`; every operation with its times.
+fn lin_client(
+    via: &'static str,
+    svc: &str,
+    stop: &std::sync::atomic::AtomicBool,
+) -> Vec<swarm_tests::linearizable::Event> {
+    use swarm_tests::linearizable::{Event, Op};
+    let mut events = Vec::new();
+    let mut i = 0u64;
+    while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+        i += 1;
+        let key = LIN_KEYS[(i as usize * 7 + via.len()) % LIN_KEYS.len()];
+        let invoked = Instant::now();
+        if i % 2 == 0 {
+            let value = format!("{via}-{i}");
+            let label = format!("{key}={value}");
+            let r = swarm_on(
+                via,
+                &[
+                    "service",
+                    "update",
+                    "--detach",
+                    "-q",
+                    "--label-add",
+                    &label,
+                    svc,
+                ],
+            );
+            events.push(Event {
+                key: key.into(),
+                op: Op::Write(value),
+                invoked,
+                returned: (r.code == 0).then(Instant::now),
+            });
+        } else {
+            let r = swarm_on(via, &["service", "inspect", "--consistent", svc]);
+            let returned = Instant::now();
+            if r.code != 0 {
+                continue; // a read with no answer tells nothing
+            }
+            let v: serde_json::Value = serde_json::from_str(&r.stdout).expect("inspect JSON");
+            for key in LIN_KEYS {
+                let seen = v[0]["spec"]["labels"][key]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string();
+                events.push(Event {
+                    key: key.into(),
+                    op: Op::Read(seen),
+                    invoked,
+                    returned: Some(returned),
+                });
+            }
+        }
+    }
+    events
+}
+
+const LIN_KEYS: [&str; 3] = ["lin.a", "lin.b", "lin.c"];
+
+#[test]
+fn consistent_reads_and_writes_stay_linearizable_through_kills_cuts_and_restarts() {
+    let _c = cluster();
+    let svc = unique("register");
+    try_create("n1", &svc, &["--replicas", "0"]).ok();
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let history = std::thread::scope(|s| {
+        let clients: Vec<_> = MANAGERS
+            .iter()
+            .map(|m| s.spawn(|| lin_client(m, &svc, &stop)))
+            .collect();
+        // The faults, one after another, each while the clients run. The
+        // pauses are the schedule (how long each fault lasts), not waits
+        // for a condition.
+        let hold = || std::thread::sleep(Duration::from_secs(6));
+        let leader_now = || {
+            wait_for("a leader", Duration::from_secs(30), || {
+                MANAGERS.iter().find_map(|m| leader(m))
+            })
+        };
+        for _round in 0..2 {
+            hold();
+            let old = leader_now();
+            lab(&["kill", &old]).ok();
+            hold();
+            lab(&["start", &old]).ok();
+            hold();
+            let follower = MANAGERS.iter().find(|m| **m != leader_now()).unwrap();
+            lab(&["cut", follower]).ok();
+            hold();
+            lab(&["heal", follower]).ok();
+            hold();
+            let isolated = leader_now();
+            lab(&["cut", &isolated]).ok();
+            hold();
+            lab(&["heal", &isolated]).ok();
+            hold();
+            let follower = MANAGERS.iter().find(|m| **m != leader_now()).unwrap();
+            lab(&["kill", follower]).ok();
+            lab(&["start", follower]).ok();
+        }
+        hold();
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        clients
+            .into_iter()
+            .flat_map(|c| c.join().unwrap())
+            .collect::<Vec<_>>()
+    });
+    let writes = history
+        .iter()
+        .filter(|e| matches!(e.op, swarm_tests::linearizable::Op::Write(_)) && e.returned.is_some())
+        .count();
+    let reads = history
+        .iter()
+        .filter(|e| matches!(e.op, swarm_tests::linearizable::Op::Read(_)))
+        .count();
+    assert!(
+        writes >= 30 && reads >= 30,
+        "too little history: {writes} acknowledged writes, {reads} reads"
+    );
+    assert_eq!(
+        swarm_tests::linearizable::check(&history),
+        Vec::<String>::new(),
+        "{writes} acknowledged writes, {reads} reads"
+    );
+
+    // At the end, every manager holds the same state.
+    wait_for(
+        "the managers' states to agree",
+        Duration::from_secs(30),
+        || {
+            let view = |m: &str| {
+                let s = swarm_on(m, &["service", "inspect", &svc]).stdout;
+                let l = swarm_on(m, &["service", "ls", "--format", "json"]).stdout;
+                let n = swarm_on(m, &["node", "ls", "--format", "json"]).stdout;
+                (s, l, n.len())
+            };
+            let first = view(MANAGERS[0]);
+            MANAGERS[1..].iter().all(|m| view(m) == first).then_some(())
+        },
+    );
+    swarm_on("n1", &["service", "rm", &svc]).ok();
+}

@@ -443,7 +443,16 @@ impl Control for ControlService {
         &self,
         req: Request<pb::GetServiceRequest>,
     ) -> Result<Response<pb::ServiceResponse>, Status> {
-        let svc = self.find_service(&req.into_inner().service)?;
+        let req = req.into_inner();
+        if req.consistent {
+            self.manager_state()?;
+            self.daemon
+                .store
+                .read_barrier()
+                .await
+                .map_err(Status::from)?;
+        }
+        let svc = self.find_service(&req.service)?;
         Ok(Response::new(pb::ServiceResponse {
             service_json: to_json(&svc),
         }))

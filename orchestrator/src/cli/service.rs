@@ -43,6 +43,12 @@ pub enum ServiceCmd {
         services: Vec<String>,
         #[arg(long)]
         pretty: bool,
+        /// Read linearizably: after this manager has applied all the
+        /// leader had committed when the read began (one round trip to a
+        /// quorum). Without it, a manager answers from its own state,
+        /// which may lag behind.
+        #[arg(long)]
+        consistent: bool,
     },
     /// Update a service: a rolling update when its tasks change.
     Update(Box<super::update::UpdateArgs>),
@@ -279,7 +285,11 @@ pub async fn run(host: &str, cmd: ServiceCmd) -> Result<()> {
         ServiceCmd::Create(args) => create(&mut c, *args).await,
         ServiceCmd::Ls { quiet, format } => ls(&mut c, quiet, format, None).await,
         ServiceCmd::Ps { services, out } => ps(&mut c, &services, out).await,
-        ServiceCmd::Inspect { services, pretty } => inspect(&mut c, &services, pretty).await,
+        ServiceCmd::Inspect {
+            services,
+            pretty,
+            consistent,
+        } => inspect(&mut c, &services, pretty, consistent).await,
         ServiceCmd::Update(args) => super::update::update(&mut c, *args).await,
         ServiceCmd::Rollback {
             service,
@@ -422,6 +432,7 @@ pub async fn fetch_service(c: &mut Client, key: &str) -> Result<Service> {
     let resp = c
         .get_service(pb::GetServiceRequest {
             service: key.to_string(),
+            consistent: false,
         })
         .await
         .map_err(status_error)?;
@@ -514,11 +525,19 @@ pub async fn ps(c: &mut Client, services: &[String], out: TableArgs) -> Result<(
     print_tasks(tasks, &nodes, out)
 }
 
-async fn inspect(c: &mut Client, services: &[String], pretty: bool) -> Result<()> {
+async fn inspect(
+    c: &mut Client,
+    services: &[String],
+    pretty: bool,
+    consistent: bool,
+) -> Result<()> {
     let mut out = Vec::new();
     for s in services {
         let resp = c
-            .get_service(pb::GetServiceRequest { service: s.clone() })
+            .get_service(pb::GetServiceRequest {
+                service: s.clone(),
+                consistent,
+            })
             .await
             .map_err(status_error)?;
         let svc: Service = serde_json::from_str(&resp.into_inner().service_json)?;

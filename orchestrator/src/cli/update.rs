@@ -222,6 +222,7 @@ pub async fn rollback(c: &mut Client, service: &str, detach: bool, quiet: bool) 
     let resp = c
         .rollback_service(pb::GetServiceRequest {
             service: service.to_string(),
+            consistent: false,
         })
         .await
         .map_err(status_error)?;
