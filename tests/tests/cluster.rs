@@ -948,7 +948,7 @@ fn lin_client(
         i += 1;
         let key = LIN_KEYS[(i as usize * 7 + via.len()) % LIN_KEYS.len()];
         let invoked = Instant::now();
-        if i % 2 == 0 {
+        if i.is_multiple_of(2) {
             let value = format!("{via}-{i}");
             let label = format!("{key}={value}");
             let r = swarm_on(
