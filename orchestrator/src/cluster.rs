@@ -75,16 +75,7 @@ impl ClusterService {
     }
 
     fn leader_client(&self) -> Result<ClusterClient<tonic::transport::Channel>, Status> {
-        let leader = self
-            .store
-            .leader_addr()
-            .ok_or_else(|| Status::unavailable("no leader is elected"))?;
-        let channel = self
-            .store
-            .peers()
-            .channel(&leader)
-            .map_err(Status::unavailable)?;
-        Ok(ClusterClient::new(channel))
+        self.store.leader_client().map_err(Status::from)
     }
 }
 

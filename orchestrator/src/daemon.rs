@@ -264,7 +264,7 @@ impl Daemon {
         tokio::spawn(certs::renew_loop(
             tls,
             self.store.clone(),
-            CertFiles::new(&self.config.data_dir, self.keyring.clone()),
+            self.certs.clone(),
             role_rx,
             self.managers.subscribe(),
             self.stop.clone(),
@@ -458,8 +458,8 @@ fn memory_bytes() -> i64 {
 /// identity or role (`Restart`) starts the next.
 pub async fn run(config: DaemonConfig) -> Result<()> {
     // Everything the daemon writes is its own: keys, certificates, raft's
-    // store and the node's identity (files 0600, directories 0700), and
-    // the control socket, bound under this mask (0600 from the start).
+    // store and the node's identity (files 0600, directories 0700). The
+    // control socket is bound under a mask of its own (`bind_socket`).
     // SAFETY: umask only sets the process's file-creation mask.
     unsafe { libc::umask(0o077) };
     let listener = bind_socket(&config.socket, config.socket_group)?;

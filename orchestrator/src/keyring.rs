@@ -41,8 +41,8 @@ pub struct Keyring {
 struct Keys {
     /// The data key, once known (None on a worker, or while locked).
     data: Option<Key>,
-    /// The key that seals the data key on disk (and, under autolock, the
-    /// node's TLS key): a random local one, or the unlock key.
+    /// The key that seals the data key on disk: a random local one, or the
+    /// unlock key.
     kek: Option<Key>,
     /// Whether `kek` is the swarm's unlock key (autolock).
     autolock: bool,
@@ -159,12 +159,12 @@ impl Keyring {
     /// Seal the node's TLS key (under autolock), with the data key: it
     /// then opens exactly when the data key does, and rotating the unlock
     /// key leaves it as it is.
-    pub fn seal_local(&self, plain: &[u8]) -> Result<Vec<u8>, SealError> {
-        self.seal(at_rest::LOCAL_BINDING, plain)
+    pub fn seal_tls_key(&self, plain: &[u8]) -> Result<Vec<u8>, SealError> {
+        self.seal(at_rest::TLS_KEY_BINDING, plain)
     }
 
-    pub fn open_local(&self, sealed: &[u8]) -> Result<Vec<u8>, SealError> {
-        self.open(at_rest::LOCAL_BINDING, sealed)
+    pub fn open_tls_key(&self, sealed: &[u8]) -> Result<Vec<u8>, SealError> {
+        self.open(at_rest::TLS_KEY_BINDING, sealed)
     }
 
     /// The raw data key, to hand to another manager.
@@ -337,8 +337,8 @@ mod tests {
         again.unlock(&unlock).unwrap();
         assert_eq!(again.open("s/1", &sealed).unwrap(), b"x");
         // The node's TLS key is sealed by the data key, which is open.
-        let tls = again.seal_local(b"key").unwrap();
-        assert_eq!(again.open_local(&tls).unwrap(), b"key");
+        let tls = again.seal_tls_key(b"key").unwrap();
+        assert_eq!(again.open_tls_key(&tls).unwrap(), b"key");
 
         // Off again: the next start needs no key.
         assert!(again.follow_autolock(None).unwrap());

@@ -378,16 +378,10 @@ impl Store {
             let index = match self.is_leader() {
                 true => self.read_index().await?,
                 false => {
-                    let leader = self
-                        .leader_addr()
-                        .ok_or_else(|| StoreError::NoLeader("no leader is elected".into()))?;
-                    let channel = self.peers.channel(&leader).map_err(StoreError::NoLeader)?;
-                    ClusterClient::new(channel)
+                    self.leader_client()?
                         .read_index(crate::api::cluster_pb::Empty {})
                         .await
-                        .map_err(|s| {
-                            StoreError::NoLeader(format!("leader at {leader}: {}", s.message()))
-                        })?
+                        .map_err(|s| StoreError::NoLeader(format!("the leader: {}", s.message())))?
                         .into_inner()
                         .index
                 }
@@ -402,6 +396,15 @@ impl Store {
         tokio::time::timeout(WRITE_TIMEOUT, barrier)
             .await
             .unwrap_or_else(|_| Err(self.no_quorum()))
+    }
+
+    /// A client of the Cluster service on the current leader.
+    pub fn leader_client(&self) -> Result<ClusterClient<tonic::transport::Channel>, StoreError> {
+        let leader = self
+            .leader_addr()
+            .ok_or_else(|| StoreError::NoLeader("no leader is elected".into()))?;
+        let channel = self.peers.channel(&leader).map_err(StoreError::NoLeader)?;
+        Ok(ClusterClient::new(channel))
     }
 
     /// On the leader: the read index, once a quorum confirmed it leads.

@@ -46,20 +46,16 @@ pub fn check(st: &State, id: &Identity, need: Need) -> Result<(), Status> {
             "node {who} was removed from the swarm; its certificate is no longer accepted"
         )));
     }
-    let node = st.nodes.get(who);
-    let demoted = || {
-        Status::permission_denied(format!(
-            "node {who} is no longer a manager; its manager certificate is no longer accepted"
-        ))
-    };
-    match (need, node) {
+    match (need, st.nodes.get(who)) {
         (Need::Candidate, None) => Ok(()),
         (_, None) => Err(Status::permission_denied(format!(
             "node {who} is not a member of this swarm"
         ))),
-        (Need::Node, Some(_)) | (Need::ManagerCert, _) => Ok(()),
-        (Need::Manager | Need::Candidate, Some(n)) if n.role == NodeRole::Manager => Ok(()),
-        (Need::Manager | Need::Candidate, Some(_)) => Err(demoted()),
+        (Need::Node, Some(_)) => Ok(()),
+        (_, Some(n)) if n.role == NodeRole::Manager => Ok(()),
+        (_, Some(_)) => Err(Status::permission_denied(format!(
+            "node {who} is no longer a manager; its manager certificate is no longer accepted"
+        ))),
     }
 }
 

@@ -118,7 +118,7 @@ impl CertFiles {
             .with_context(|| format!("{}: the sealed key is not base64", self.path.display()))?;
         let plain = self
             .keyring
-            .open_local(&sealed)
+            .open_tls_key(&sealed)
             .with_context(|| format!("{}: the sealed key does not open", self.path.display()))?;
         Ok(Some(
             String::from_utf8(plain).context("the sealed key is not PEM")?,
@@ -137,7 +137,7 @@ impl CertFiles {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let key_block = if self.keyring.autolock() {
             use base64::Engine;
-            let sealed = self.keyring.seal_local(key_pem.as_bytes())?;
+            let sealed = self.keyring.seal_tls_key(key_pem.as_bytes())?;
             let text = base64::engine::general_purpose::STANDARD.encode(sealed);
             let lines: Vec<&str> = text
                 .as_bytes()

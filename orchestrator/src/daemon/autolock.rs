@@ -62,7 +62,11 @@ impl Daemon {
 
     /// The swarm's unlock key, if autolock is on.
     fn unlock_key(&self) -> Result<Option<Key>> {
-        let st = self.store.state();
+        self.unlock_key_in(&self.store.state())
+    }
+
+    /// The unlock key that the state `st` holds, if autolock is on in it.
+    fn unlock_key_in(&self, st: &crate::state::State) -> Result<Option<Key>> {
         let cluster = st
             .cluster
             .as_ref()
@@ -87,24 +91,16 @@ impl Daemon {
 
     /// Keep this manager's files sealed as the swarm's autolock setting
     /// says: on each change of it (and now and then, for a manager that
-    /// got its data key late), the data key and the TLS key are written
-    /// again, sealed by the unlock key or by a local key.
+    /// got its data key late), the data key is written again sealed by the
+    /// unlock key or by a local key, and the TLS key sealed (by the data
+    /// key) or not.
     pub(super) async fn follow_autolock(self: Arc<Self>, tls: Arc<Tls>) {
         let mut changes = self.store.subscribe();
         loop {
             let st = changes.borrow_and_update().clone();
             // The unlock key the swarm wants (None inside: autolock off),
-            // if this manager can open it yet.
-            let wanted = st.cluster.as_ref().and_then(|c| match &c.unlock_key {
-                None => Some(None),
-                Some(sealed) => self
-                    .keyring
-                    .open_field(Field::UnlockKey, sealed)
-                    .ok()
-                    .and_then(|b| Key::try_from(b.as_slice()).ok())
-                    .map(Some),
-            });
-            if let Some(key) = wanted {
+            // if this node holds the state and can open it yet.
+            if let Ok(key) = self.unlock_key_in(&st) {
                 let sealed = self
                     .keyring
                     .follow_autolock(key.as_ref())

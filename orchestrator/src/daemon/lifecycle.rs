@@ -84,8 +84,8 @@ impl Daemon {
         Ok(())
     }
 
-    /// The steps of init after the cluster record: the secrets key, this
-    /// node's certificate from the CA in the state, and its roles.
+    /// The steps of init after the cluster record: this node's certificate
+    /// from the CA in the state, and its roles.
     async fn finish_init(self: &Arc<Self>) -> Result<String> {
         let st = self.store.state();
         let cluster = st.cluster.as_ref().context("no cluster record")?;

@@ -15,7 +15,7 @@ pub const FILE: &str = "secrets.key";
 /// What the data key is bound to, sealed on disk.
 const DATA_BINDING: &str = "node/data-key";
 /// What the node's TLS key is bound to, sealed on disk under autolock.
-pub const LOCAL_BINDING: &str = "node/tls-key";
+pub const TLS_KEY_BINDING: &str = "node/tls-key";
 const UNLOCK_PREFIX: &str = "SWMKEY-1-";
 
 #[derive(Serialize, Deserialize)]
