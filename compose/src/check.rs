@@ -233,6 +233,10 @@ pub fn parse_duration(s: &str) -> Option<i64> {
         total += number * scale;
         rest = &rest[u..];
     }
+    // Go refuses a duration past ±292 years rather than wrapping.
+    if total >= i64::MAX as f64 {
+        return None;
+    }
     let total = total.round() as i64;
     Some(if neg { -total } else { total })
 }

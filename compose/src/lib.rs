@@ -24,7 +24,7 @@ use serde_json::Value;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-pub use check::parse_duration;
+pub use check::{go_duration, parse_duration};
 
 /// What failed, and where.
 #[derive(Debug, Clone, PartialEq, Eq)]

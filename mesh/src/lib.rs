@@ -11,4 +11,5 @@ pub mod isolation;
 pub mod maglev;
 pub mod overlay;
 pub mod sandbox;
+pub mod testrun;
 pub mod xdp;

@@ -4,20 +4,9 @@
 //! and the malformed cases, each of which must pass untouched or be dropped
 //! with its reason counted. Needs root and BPF; fails without them.
 
-use aya::maps::Array;
-use aya::programs::Xdp;
-use aya::{Ebpf, EbpfLoader};
 use std::net::Ipv4Addr;
-use std::os::fd::{AsFd, AsRawFd};
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicU32, Ordering};
-use swarm_ebpf::abi;
-use swarm_mesh::bpffs;
 use swarm_mesh::dataplane::{Backend, BackendState, Dataplane, LbService, Proto};
-use swarm_mesh::xdp::XdpDataplane;
-
-const XDP_DROP: u32 = 1;
-const XDP_PASS: u32 = 2;
+use swarm_mesh::testrun::{Programs, XDP_DROP, XDP_PASS};
 
 const NODE: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 11);
 const OTHER_NODE: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 12);
@@ -25,120 +14,25 @@ const CLIENT: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 2);
 const LOCAL_BACKEND: Ipv4Addr = Ipv4Addr::new(198, 19, 101, 11);
 const REMOTE_BACKEND: Ipv4Addr = Ipv4Addr::new(198, 19, 102, 11);
 
-/// The loaded program with its own maps, pinned in a private directory.
+/// The loaded programs with their own maps, in a private directory.
 struct Harness {
-    _bpf: Ebpf,
-    dir: PathBuf,
-    fd: i32,
-    dp: XdpDataplane,
-}
-
-impl Drop for Harness {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
+    p: Programs,
 }
 
 fn harness(services: &[LbService]) -> Harness {
-    static N: AtomicU32 = AtomicU32::new(0);
-    let dir = PathBuf::from(format!(
-        "/sys/fs/bpf/swarm-pkt-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::SeqCst)
-    ));
-    bpffs::ensure(&dir).expect("bpffs (run as root; scripts/setup.sh mounts it)");
-    let mut bpf = EbpfLoader::new()
-        .map_pin_path(&dir)
-        .load(swarm_ebpf::XDP_MESH)
-        .expect("loading the XDP object (needs root and BPF)");
-    let mut config: Array<_, abi::Config> =
-        Array::try_from(bpf.map_mut(abi::maps::CONFIG).unwrap()).unwrap();
-    config
-        .set(
-            0,
-            abi::Config {
-                node_addr: u32::from_ne_bytes(NODE.octets()),
-                flags: 0,
-            },
-            0,
-        )
-        .unwrap();
-    let prog: &mut Xdp = bpf
-        .program_mut("swarm_xdp_ingress")
-        .unwrap()
-        .try_into()
-        .unwrap();
-    prog.load().expect("the verifier accepts the XDP program");
-    let fd = prog.fd().unwrap().as_fd().as_raw_fd();
-    let mut dp = XdpDataplane::open(&dir).unwrap();
-    dp.sync(services).unwrap();
     Harness {
-        _bpf: bpf,
-        dir,
-        fd,
-        dp,
+        p: Programs::load(NODE, services).expect("loading the data plane (needs root and BPF)"),
     }
 }
 
-/// The part of `union bpf_attr` that BPF_PROG_TEST_RUN reads.
-#[repr(C)]
-#[derive(Default)]
-struct TestRunAttr {
-    prog_fd: u32,
-    retval: u32,
-    data_size_in: u32,
-    data_size_out: u32,
-    data_in: u64,
-    data_out: u64,
-    repeat: u32,
-    duration: u32,
-    ctx_size_in: u32,
-    ctx_size_out: u32,
-    ctx_in: u64,
-    ctx_out: u64,
-    flags: u32,
-    cpu: u32,
-    batch_size: u32,
-    pad: u32,
-}
-
-const BPF_PROG_TEST_RUN: libc::c_long = 10;
-
 impl Harness {
-    /// Run one packet through the program: (verdict, packet after).
+    /// Run one packet through the XDP program: (verdict, packet after).
     fn run(&self, pkt: &[u8]) -> (u32, Vec<u8>) {
-        let mut out = vec![0u8; pkt.len() + 256];
-        let mut attr = TestRunAttr {
-            prog_fd: self.fd as u32,
-            data_size_in: pkt.len() as u32,
-            data_size_out: out.len() as u32,
-            data_in: pkt.as_ptr() as u64,
-            data_out: out.as_mut_ptr() as u64,
-            repeat: 1,
-            ..Default::default()
-        };
-        // SAFETY: attr points at valid buffers of the sizes it states, and
-        // lives across the call.
-        let rc = unsafe {
-            libc::syscall(
-                libc::SYS_bpf,
-                BPF_PROG_TEST_RUN,
-                &mut attr as *mut TestRunAttr,
-                std::mem::size_of::<TestRunAttr>(),
-            )
-        };
-        assert_eq!(
-            rc,
-            0,
-            "BPF_PROG_TEST_RUN: {}",
-            std::io::Error::last_os_error()
-        );
-        out.truncate(attr.data_size_out as usize);
-        (attr.retval, out)
+        self.p.xdp(pkt).expect("BPF_PROG_TEST_RUN")
     }
 
     fn drops(&mut self, reason: &str) -> u64 {
-        let d = self.dp.dump().unwrap();
+        let d = self.p.dataplane.dump().unwrap();
         d.drops
             .iter()
             .find(|(n, _)| n == reason)
@@ -452,8 +346,8 @@ fn a_remote_backend_gets_the_packet_in_ipip_carrying_the_frontend_port() {
 #[test]
 fn ipip_to_this_node_is_unwrapped_for_the_local_backend() {
     let mut h = harness(&local_web());
-    h.dp.set_nodes(&[OTHER_NODE]).unwrap();
-    h.dp.sync(&local_web()).unwrap();
+    h.p.dataplane.set_nodes(&[OTHER_NODE]).unwrap();
+    h.p.dataplane.sync(&local_web()).unwrap();
     let seg = l4(6, CLIENT, LOCAL_BACKEND, 40000, 8080, b"x");
     let inner = ipv4(
         &Ip {

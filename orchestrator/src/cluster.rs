@@ -16,7 +16,7 @@ use crate::keyring::{Field, Keyring};
 use crate::pki::token::secrets_match;
 use crate::state::Command;
 use crate::store::{Store, StoreError};
-use crate::types::{now_ms, Availability, Meta, Node, NodeRole, NodeState};
+use crate::types::{now_ms, Availability, Meta, Millis, Node, NodeRole, NodeState};
 use access::{Gate, Need};
 use tonic::service::interceptor::InterceptedService;
 use tonic::{Request, Response, Status};
@@ -79,10 +79,32 @@ impl ClusterService {
     }
 }
 
+/// The record a join creates: what the joiner says about itself, under the
+/// ID and the role the CA chose.
+pub(crate) fn joined_node(req: &JoinRequest, id: String, role: NodeRole, now: Millis) -> Node {
+    Node {
+        raft_id: crate::pki::raft_id_of(&id),
+        id,
+        hostname: req.hostname.clone(),
+        role,
+        availability: Availability::Active,
+        // READY once its agent's session starts beating.
+        state: NodeState::Unknown,
+        addr: req.addr.clone(),
+        engine_version: req.engine_version.clone(),
+        nano_cpus: req.nano_cpus,
+        memory_bytes: req.memory_bytes,
+        labels: Default::default(),
+        gateway_subnet: req.gateway_subnet.parse().ok(),
+        attachments: Vec::new(),
+        meta: Meta::new(now),
+    }
+}
+
 /// A new node ID for a joiner: fresh, never a removed node's, and with a
 /// raft ID no member has (a reused raft ID would stand in for another
 /// manager's vote). The joiner has no say in either.
-fn assign_node_id(st: &crate::state::State) -> String {
+pub(crate) fn assign_node_id(st: &crate::state::State) -> String {
     loop {
         let id = crate::types::new_id();
         let raft_id = crate::pki::raft_id_of(&id);
@@ -121,24 +143,7 @@ impl joining_server::Joining for JoinService {
         let node_id = assign_node_id(&st);
         let cert_pem = crate::pki::issue(cluster, &self.keyring, &req.csr_pem, &node_id, role)
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
-        let now = now_ms();
-        let node = Node {
-            id: node_id.clone(),
-            raft_id: crate::pki::raft_id_of(&node_id),
-            hostname: req.hostname.clone(),
-            role,
-            availability: Availability::Active,
-            // READY once its agent's session starts beating.
-            state: NodeState::Unknown,
-            addr: req.addr.clone(),
-            engine_version: req.engine_version.clone(),
-            nano_cpus: req.nano_cpus,
-            memory_bytes: req.memory_bytes,
-            labels: Default::default(),
-            gateway_subnet: req.gateway_subnet.parse().ok(),
-            attachments: Vec::new(),
-            meta: Meta::new(now),
-        };
+        let node = joined_node(&req, node_id.clone(), role, now_ms());
         self.store
             .write(Command::PutNode(node))
             .await

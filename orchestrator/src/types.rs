@@ -378,6 +378,15 @@ pub enum PublishMode {
     Host,
 }
 
+impl PublishMode {
+    pub fn name(self) -> &'static str {
+        match self {
+            PublishMode::Ingress => "ingress",
+            PublishMode::Host => "host",
+        }
+    }
+}
+
 /// One published port (`--publish`); parsed and checked by `ports.rs`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PortConfig {

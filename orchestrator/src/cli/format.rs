@@ -55,39 +55,18 @@ pub fn ago(then: Millis, now: Millis) -> String {
     format!("{n} {unit}{plural} ago")
 }
 
-/// Parse a docker duration such as `5s`, `500ms`, `1m30s` or `2h`.
+/// Parse a docker duration such as `5s`, `500ms`, `1m30s` or `2h`: Go's
+/// `time.ParseDuration`, which docker's flags use, shared with the compose
+/// loader so that a duration means the same on the command line and in a
+/// stack file.
 pub fn parse_duration(s: &str) -> Result<std::time::Duration> {
-    let mut total_ms: u64 = 0;
-    let mut rest = s.trim();
-    if rest.is_empty() {
-        bail!("empty duration");
+    match swarm_compose::parse_duration(s.trim()) {
+        Some(ns) if ns >= 0 => Ok(std::time::Duration::from_nanos(ns as u64)),
+        Some(_) => bail!("invalid duration {s:?}: it must not be negative"),
+        None => bail!(
+            "invalid duration {s:?}: expected numbers with units (ns, us, ms, s, m, h), e.g. 5s, 500ms or 1m30s"
+        ),
     }
-    while !rest.is_empty() {
-        let digits = rest
-            .find(|c: char| !c.is_ascii_digit() && c != '.')
-            .unwrap_or(rest.len());
-        if digits == 0 {
-            bail!("invalid duration {s:?}: expected a number, e.g. 5s or 500ms");
-        }
-        let value: f64 = rest[..digits]
-            .parse()
-            .map_err(|_| anyhow::anyhow!("invalid duration {s:?}"))?;
-        rest = &rest[digits..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        let factor = match &rest[..unit_len] {
-            "ms" => 1.0,
-            "s" => 1000.0,
-            "m" => 60_000.0,
-            "h" => 3_600_000.0,
-            "" => bail!("invalid duration {s:?}: missing unit (ms, s, m or h)"),
-            u => bail!("invalid duration {s:?}: unknown unit {u:?} (use ms, s, m or h)"),
-        };
-        total_ms += (value * factor) as u64;
-        rest = &rest[unit_len..];
-    }
-    Ok(std::time::Duration::from_millis(total_ms))
 }
 
 #[cfg(test)]

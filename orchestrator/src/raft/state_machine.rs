@@ -172,16 +172,19 @@ impl StateMachine {
         txn.open_table(SM_META).map_err(write_err)?;
         txn.commit().map_err(write_err)?;
 
-        let mut state = State::default();
+        let state;
         let mut last_applied = None;
         let mut membership = Membership::default();
         {
             let txn = db.begin_read().map_err(read_err)?;
-            let objects = txn.open_table(OBJECTS).map_err(read_err)?;
-            for item in objects.iter().map_err(read_err)? {
+            let table = txn.open_table(OBJECTS).map_err(read_err)?;
+            let mut rows = Vec::new();
+            for item in table.iter().map_err(read_err)? {
                 let (k, v) = item.map_err(read_err)?;
-                load_object(&mut state, k.value(), v.value()).map_err(read_err)?;
+                rows.push((k.value().to_string(), v.value().to_vec()));
             }
+            state = load_objects(rows.iter().map(|(k, v)| (k.as_str(), v.as_slice())))
+                .map_err(read_err)?;
             let meta = txn.open_table(SM_META).map_err(read_err)?;
             if let Some(v) = meta.get("last_applied").map_err(read_err)? {
                 last_applied = serde_json::from_slice(v.value()).map_err(read_err)?;
@@ -190,7 +193,6 @@ impl StateMachine {
                 membership = serde_json::from_slice(v.value()).map_err(read_err)?;
             }
         }
-        state.reindex();
         let state = Arc::new(state);
         let (publish, rx) = watch::channel(state.clone());
         let sm = StateMachine {
@@ -249,16 +251,7 @@ impl StateMachine {
     fn persist_all(&self) -> StResult<()> {
         let txn = self.db.begin_write().map_err(write_err)?;
         txn.delete_table(OBJECTS).map_err(write_err)?;
-        let st = &self.state;
-        let mut keys = vec![Key::Cluster];
-        keys.extend(st.nodes.keys().map(|k| Key::Node(k.clone())));
-        keys.extend(st.services.keys().map(|k| Key::Service(k.clone())));
-        keys.extend(st.tasks.keys().map(|k| Key::Task(k.clone())));
-        keys.extend(st.networks.keys().map(|k| Key::Network(k.clone())));
-        keys.extend(st.secrets.keys().map(|k| Key::Secret(k.clone())));
-        keys.extend(st.removed.iter().map(|k| Key::Removed(k.clone())));
-        keys.extend(st.requests.seen.keys().map(|k| Key::Request(k.clone())));
-        self.write_objects(&txn, &keys)?;
+        self.write_objects(&txn, &all_keys(&self.state))?;
         crate::crash::point("snapshot-install");
         txn.commit().map_err(write_err)
     }
@@ -282,6 +275,73 @@ impl StateMachine {
             snapshot_id: id,
         };
         Ok((meta, bytes))
+    }
+}
+
+/// Every key a state has objects under: what a snapshot install writes.
+fn all_keys(st: &State) -> Vec<Key> {
+    let mut keys = vec![Key::Cluster];
+    keys.extend(st.nodes.keys().map(|k| Key::Node(k.clone())));
+    keys.extend(st.services.keys().map(|k| Key::Service(k.clone())));
+    keys.extend(st.tasks.keys().map(|k| Key::Task(k.clone())));
+    keys.extend(st.networks.keys().map(|k| Key::Network(k.clone())));
+    keys.extend(st.secrets.keys().map(|k| Key::Secret(k.clone())));
+    keys.extend(st.removed.iter().map(|k| Key::Removed(k.clone())));
+    keys.extend(st.requests.seen.keys().map(|k| Key::Request(k.clone())));
+    keys
+}
+
+/// A state from its stored objects (path, JSON), with its derived indexes
+/// rebuilt: what a restarted node holds.
+fn load_objects<'a>(
+    rows: impl Iterator<Item = (&'a str, &'a [u8])>,
+) -> Result<State, serde_json::Error> {
+    let mut state = State::default();
+    for (key, bytes) in rows {
+        load_object(&mut state, key, bytes)?;
+    }
+    state.reindex();
+    Ok(state)
+}
+
+/// The objects table as a map, path → JSON, for checking `apply`'s
+/// persistence without a database: `objects_of` is what a snapshot install
+/// leaves, and `apply_to_objects` does what `apply` and `persist` do.
+/// Loading the map back (`load_objects`) must give the state in memory,
+/// or a restart would change the state (the `state_apply` fuzz target
+/// checks this).
+pub(crate) mod model {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    pub type Objects = BTreeMap<String, Vec<u8>>;
+
+    pub fn objects_of(st: &State) -> Objects {
+        write(st, &all_keys(st), Objects::new())
+    }
+
+    pub fn apply_to_objects(
+        state: &mut State,
+        cmd: Command,
+        objects: Objects,
+    ) -> (Response, Objects) {
+        let mut keys = Vec::new();
+        let response = apply_tracked(state, cmd, &mut keys);
+        (response, write(state, &keys, objects))
+    }
+
+    pub fn load(objects: &Objects) -> Result<State, serde_json::Error> {
+        load_objects(objects.iter().map(|(k, v)| (k.as_str(), v.as_slice())))
+    }
+
+    fn write(st: &State, keys: &[Key], mut objects: Objects) -> Objects {
+        for key in keys {
+            match key.encode(st) {
+                Some(bytes) => objects.insert(key.path(), bytes),
+                None => objects.remove(&key.path()),
+            };
+        }
+        objects
     }
 }
 

@@ -1,0 +1,133 @@
+//! `swarm`: one binary for the node daemon and the command line. This
+//! library is that binary, behind `run()`; it is a library so that the fuzz
+//! targets (`fuzz/`) can reach the parsers and the state machine through
+//! `fuzz`, the one public door besides `run`.
+
+// openraft's StorageError and tonic's Status are the error types their traits
+// demand; our helpers return them as-is rather than boxing and unboxing.
+#![allow(clippy::result_large_err)]
+
+mod agent;
+mod api;
+mod bench;
+mod cli;
+mod cluster;
+mod crash;
+mod daemon;
+mod dispatcher;
+mod files;
+pub mod fuzz;
+mod keyring;
+mod limits;
+mod manager;
+mod net;
+mod network;
+mod pki;
+mod placement;
+mod ports;
+mod raft;
+mod stack;
+mod state;
+mod store;
+mod types;
+mod view;
+
+use clap::Parser;
+use cli::{Cli, Cmd};
+
+/// Parse the command line and run it: the whole of `swarm`.
+pub fn run() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    // Deeply nested async calls (gRPC handlers forwarding into raft) make
+    // large futures, above all in debug builds; 2 MiB worker stacks have
+    // overflowed under leader changes, so give them room.
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_stack_size(16 << 20)
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("swarm: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(dispatch(cli)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("Error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn dispatch(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Cmd::Daemon(args) => {
+            init_logging();
+            let hostname = match args.hostname {
+                Some(h) => h,
+                None => std::fs::read_to_string("/proc/sys/kernel/hostname")
+                    .map(|h| h.trim().to_string())
+                    .unwrap_or_else(|_| "localhost".into()),
+            };
+            daemon::run(daemon::DaemonConfig {
+                data_dir: args.data_dir,
+                socket: args.socket,
+                advertise_addr: args.advertise_addr,
+                hostname,
+                gateway_subnet: args.gateway_subnet,
+                pause_image: args.pause_image,
+                dataplane: args.dataplane,
+                pin_dir: args.pin_dir,
+                secrets_dir: args.secrets_dir,
+                socket_group: args
+                    .socket_group
+                    .as_deref()
+                    .map(daemon::group_id)
+                    .transpose()?,
+            })
+            .await
+        }
+        Cmd::Init(args) => cli::node::init(&cli.host, args).await,
+        Cmd::Join {
+            token,
+            advertise_addr,
+            remote,
+        } => cli::node::join(&cli.host, token, advertise_addr, remote).await,
+        Cmd::Leave { force } => cli::node::leave(&cli.host, force).await,
+        Cmd::Update { autolock } => cli::autolock::update(&cli.host, autolock).await,
+        Cmd::UnlockKey { quiet, rotate } => {
+            cli::autolock::unlock_key(&cli.host, quiet, rotate).await
+        }
+        Cmd::Unlock => cli::autolock::unlock(&cli.host).await,
+        Cmd::JoinToken {
+            quiet,
+            rotate,
+            role,
+        } => cli::node::join_token(&cli.host, role, quiet, rotate).await,
+        Cmd::Info { format } => cli::node::info(&cli.host, format).await,
+        Cmd::Service(cmd) => cli::service::run(&cli.host, cmd).await,
+        Cmd::Node(cmd) => cli::node::run(&cli.host, cmd).await,
+        Cmd::Network(cmd) => cli::network::run(&cli.host, cmd).await,
+        Cmd::Stack(cmd) => cli::stack::run(&cli.host, cmd).await,
+        Cmd::Secret(cmd) => cli::secret::run(&cli.host, types::SecretKind::Secret, cmd).await,
+        Cmd::Config(cmd) => cli::secret::run(&cli.host, types::SecretKind::Config, cmd).await,
+        Cmd::Deploy(args) => cli::stack::deploy(&cli.host, args).await,
+        Cmd::Mesh(cmd) => cli::mesh::run(&cli.host, cmd).await,
+        Cmd::Bench(cmd) => bench::run(cmd).await,
+    }
+}
+
+fn init_logging() {
+    // hickory-server logs every DNS query at info: at tens of thousands of
+    // queries a second that logging alone would be the server's main cost.
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SWARM_LOG").unwrap_or_else(|_| {
+        "info,openraft=warn,netlink_packet_route=error,hickory_server=warn,hickory_proto=warn"
+            .into()
+    });
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+}

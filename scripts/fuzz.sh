@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# Fuzzes every target of fuzz/ with libFuzzer (cargo-fuzz, on the stable
+# toolchain: no sanitizer, coverage instrumentation only), one target at a
+# time. Each run starts from the committed corpus (fuzz/corpus/<target>/);
+# inputs that reach new code are merged back into it, so commit them.
+#
+# Usage:
+#   scripts/fuzz.sh [--seconds N | --runs N] [TARGET...]
+#       fuzz each TARGET (default: all) for N seconds (default 60) or N
+#       executions; prints one line per target with its execution count
+#   scripts/fuzz.sh --replay TARGET FILE
+#       run one input through a target (a crash artifact, or a corpus file
+#       the corpus test named)
+#   scripts/fuzz.sh --list
+#
+# Needs root: the packet targets load BPF programs. A crash stops the run
+# with the failing input saved under fuzz/libfuzzer/artifacts/<target>/.
+set -euo pipefail
+
+# shellcheck source=scripts/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$REPO_ROOT"
+export PATH="$HOME/.cargo/bin:$PATH"
+
+FUZZ_DIR=fuzz/libfuzzer
+CORPUS=fuzz/corpus
+# The largest input: whole compose files and command sequences need room.
+MAX_LEN=16384
+
+all_targets() {
+    sed -n 's/^name = "\(.*\)"$/\1/p' "$FUZZ_DIR/Cargo.toml" | grep -v '^swarm-fuzz-targets$'
+}
+
+ensure_cargo_fuzz() {
+    have cargo-fuzz && return
+    log "installing cargo-fuzz"
+    cargo install --locked cargo-fuzz
+}
+
+# cargo fuzz SUBCOMMAND, with our project and no sanitizer (stable Rust).
+fuzz() { cargo fuzz "$1" --fuzz-dir "$FUZZ_DIR" --sanitizer none "${@:2}"; }
+
+mode=(-max_total_time=60)
+targets=()
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --seconds) mode=(-max_total_time="$2"); shift 2 ;;
+        --runs) mode=(-runs="$2"); shift 2 ;;
+        --list) all_targets; exit 0 ;;
+        --replay)
+            [ $# -eq 3 ] || die "usage: scripts/fuzz.sh --replay TARGET FILE"
+            need_root "the packet targets load BPF programs"
+            ensure_cargo_fuzz
+            fuzz run "$2" "$(realpath "$3")"
+            exit ;;
+        -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
+        -*) die "unknown option $1 (see --help)" ;;
+        *) targets+=("$1"); shift ;;
+    esac
+done
+[ ${#targets[@]} -gt 0 ] || mapfile -t targets < <(all_targets)
+for t in "${targets[@]}"; do
+    all_targets | grep -qx "$t" || die "no fuzz target $t (see --list)"
+done
+
+need_root "the packet targets load BPF programs"
+ensure_cargo_fuzz
+log "building the fuzz targets"
+fuzz build
+
+summary=$(mktemp)
+trap 'rm -f "$summary"' EXIT
+for t in "${targets[@]}"; do
+    found=$(mktemp -d)
+    out="$found.log"
+    log "fuzzing $t (${mode[*]})"
+    start=$(now)
+    # New inputs go to a scratch directory first; the committed corpus is
+    # read as seeds. -merge then keeps only the ones that add coverage.
+    if ! fuzz run "$t" "$found" "$CORPUS/$t" -- \
+        "${mode[@]}" -max_len=$MAX_LEN -print_final_stats=1 >"$out" 2>&1; then
+        tail -40 "$out" >&2
+        die "$t failed: the input is under $FUZZ_DIR/artifacts/$t/ (replay it with --replay)"
+    fi
+    runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$out" | tail -1)
+    fuzz run "$t" "$CORPUS/$t" "$found" -- -merge=1 -max_len=$MAX_LEN >>"$out" 2>&1
+    printf '%-18s %12s execs in %s, no crash; corpus %s inputs\n' \
+        "$t" "${runs:-?}" "$(elapsed "$start")" "$(find "$CORPUS/$t" -type f | wc -l)" | tee -a "$summary"
+    rm -rf "$found" "$out"
+done
+log "summary"
+cat "$summary"
