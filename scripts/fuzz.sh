@@ -13,8 +13,9 @@
 #       the corpus test named)
 #   scripts/fuzz.sh --list
 #
-# Needs root: the packet targets load BPF programs. A crash stops the run
-# with the failing input saved under fuzz/libfuzzer/artifacts/<target>/.
+# Needs root: the packet targets load BPF programs. A crash ends a target's run
+# with the failing input saved under fuzz/libfuzzer/artifacts/<target>/,
+# and the run goes on with the next target; the exit status says if any did.
 set -euo pipefail
 
 # shellcheck source=scripts/lib.sh
@@ -37,8 +38,11 @@ ensure_cargo_fuzz() {
     cargo install --locked cargo-fuzz
 }
 
-# cargo fuzz SUBCOMMAND, with our project and no sanitizer (stable Rust).
-fuzz() { cargo fuzz "$1" --fuzz-dir "$FUZZ_DIR" --sanitizer none "${@:2}"; }
+# Built once by `cargo fuzz build` (our project, no sanitizer: stable
+# Rust), then run directly, so that an edit during a long run rebuilds
+# nothing underneath it.
+build() { cargo fuzz build --fuzz-dir "$FUZZ_DIR" --sanitizer none; }
+binary() { echo "$FUZZ_DIR/target/$(rustc -vV | sed -n 's/^host: //p')/release/$1"; }
 
 mode=(-max_total_time=60)
 targets=()
@@ -51,7 +55,8 @@ while [ $# -gt 0 ]; do
             [ $# -eq 3 ] || die "usage: scripts/fuzz.sh --replay TARGET FILE"
             need_root "the packet targets load BPF programs"
             ensure_cargo_fuzz
-            fuzz run "$2" "$(realpath "$3")"
+            build
+            "$(binary "$2")" "$3"
             exit ;;
         -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
         -*) die "unknown option $1 (see --help)" ;;
@@ -66,8 +71,9 @@ done
 need_root "the packet targets load BPF programs"
 ensure_cargo_fuzz
 log "building the fuzz targets"
-fuzz build
+build
 
+failed=0
 summary=$(mktemp)
 trap 'rm -f "$summary"' EXIT
 for t in "${targets[@]}"; do
@@ -77,16 +83,22 @@ for t in "${targets[@]}"; do
     start=$(now)
     # New inputs go to a scratch directory first; the committed corpus is
     # read as seeds. -merge then keeps only the ones that add coverage.
-    if ! fuzz run "$t" "$found" "$CORPUS/$t" -- \
-        "${mode[@]}" -max_len=$MAX_LEN -print_final_stats=1 >"$out" 2>&1; then
-        tail -40 "$out" >&2
-        die "$t failed: the input is under $FUZZ_DIR/artifacts/$t/ (replay it with --replay)"
+    mkdir -p "$FUZZ_DIR/artifacts/$t"
+    if ! "$(binary "$t")" "$found" "$CORPUS/$t" "${mode[@]}" -max_len=$MAX_LEN \
+        -artifact_prefix="$FUZZ_DIR/artifacts/$t/" -print_final_stats=1 >"$out" 2>&1; then
+        grep -A4 'panicked at' "$out" | head -20 >&2
+        printf '%-18s FAILED: the input is under %s/artifacts/%s/ (replay it with --replay)\n' \
+            "$t" "$FUZZ_DIR" "$t" | tee -a "$summary"
+        failed=1
+        rm -rf "$found" "$out"
+        continue
     fi
     runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$out" | tail -1)
-    fuzz run "$t" "$CORPUS/$t" "$found" -- -merge=1 -max_len=$MAX_LEN >>"$out" 2>&1
+    "$(binary "$t")" "$CORPUS/$t" "$found" -merge=1 -max_len=$MAX_LEN >>"$out" 2>&1
     printf '%-18s %12s execs in %s, no crash; corpus %s inputs\n' \
         "$t" "${runs:-?}" "$(elapsed "$start")" "$(find "$CORPUS/$t" -type f | wc -l)" | tee -a "$summary"
     rm -rf "$found" "$out"
 done
 log "summary"
 cat "$summary"
+exit $failed

@@ -229,6 +229,14 @@ pub enum Rejection {
     Invalid(String),
 }
 
+impl Rejection {
+    /// A refusal of some parts only, the rest applied: tasks that could not
+    /// be created while the others were.
+    pub fn is_partial(&self) -> bool {
+        matches!(self, Rejection::TasksNotCreated(_))
+    }
+}
+
 /// The kinds of stored objects, as messages name them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -329,8 +337,35 @@ impl State {
             .filter(move |t| t.service_id == service_id)
     }
 
+    /// Apply one command. A refused command changes nothing: each is
+    /// applied to a copy that is kept only if it succeeds (persistent maps
+    /// make the copy cheap), so no rule has to undo what it began. A batch
+    /// answers part by part, and so does a partial refusal
+    /// (`Rejection::is_partial`); a request is remembered whatever it
+    /// answered.
     pub fn apply(&mut self, cmd: Command) -> Response {
         match cmd {
+            Command::Batch(cmds) => Response {
+                error: None,
+                batch: cmds.into_iter().map(|c| self.apply(c)).collect(),
+            },
+            Command::Request { id, cmd } => self.apply_once(id, *cmd),
+            cmd => {
+                let mut next = self.clone();
+                let response = next.apply_whole(cmd);
+                if response.error.as_ref().is_none_or(Rejection::is_partial) {
+                    *self = next;
+                }
+                response
+            }
+        }
+    }
+
+    /// `apply` for every other command, which may leave a refused command
+    /// half done: `apply` throws that copy away.
+    fn apply_whole(&mut self, cmd: Command) -> Response {
+        match cmd {
+            cmd @ (Command::Batch(_) | Command::Request { .. }) => self.apply(cmd),
             Command::InitCluster {
                 cluster,
                 node,
@@ -525,21 +560,14 @@ impl State {
                 }
                 Response::ok()
             }
-            Command::Batch(cmds) => Response {
-                error: None,
-                batch: cmds.into_iter().map(|c| self.apply(c)).collect(),
-            },
-            Command::Request { id, cmd } => self.apply_once(id, *cmd),
+            // The first refusal is the answer, and `apply` drops the rest.
             Command::Atomic(cmds) => {
-                // Persistent maps make the copy cheap (shared paths).
-                let mut next = self.clone();
                 for c in cmds {
-                    let r = next.apply(c);
+                    let r = self.apply(c);
                     if r.error.is_some() {
                         return r;
                     }
                 }
-                *self = next;
                 Response::ok()
             }
             Command::DeleteTasks(ids) => {
@@ -869,6 +897,24 @@ mod tests {
         assert!(st.apply(update(v + 1)).error.is_none());
         assert_eq!(st.nodes["n1"].role, NodeRole::Worker);
         assert_eq!(st.nodes["n1"].meta.updated_at, 5);
+    }
+
+    #[test]
+    fn a_refused_init_leaves_no_half_made_swarm() {
+        let mut init = crate::manager::testutil::init_cluster();
+        if let Command::InitCluster { cluster, .. } = &mut init {
+            // No /48 subnet for the ingress network fits a /8 pool.
+            cluster.pool_mask_len = 48;
+        }
+        let mut st = State::default();
+        let r = st.apply(init);
+        assert!(
+            matches!(&r.error, Some(Rejection::Invalid(m)) if m.contains("no free subnet")),
+            "{r:?}"
+        );
+        assert_eq!(st, State::default(), "the refused init left state behind");
+        let r = st.apply(crate::manager::testutil::init_cluster());
+        assert_eq!(r.error, None, "a good init after a refused one");
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Builders for the pure decision tests of the manager loops.
 
-use crate::state::State;
+use crate::state::{Command, State};
 use crate::types::*;
 
 pub fn node(id: &str) -> Node {
@@ -70,5 +70,26 @@ pub fn state(nodes: &[Node], services: &[Service], tasks: &[Task]) -> State {
             .map(|t| (t.id.clone(), std::sync::Arc::new(t.clone())))
             .collect(),
         ..State::default()
+    }
+}
+
+/// The first entry of a swarm whose first node is `node("n1")`.
+pub fn init_cluster() -> Command {
+    Command::InitCluster {
+        cluster: ClusterInfo {
+            id: "c1".into(),
+            created_at: 1,
+            ca_cert_pem: String::new(),
+            ca_key: Sealed(b"k".to_vec()),
+            worker_secret: Sealed(b"w".to_vec()),
+            manager_secret: Sealed(b"m".to_vec()),
+            unlock_key: None,
+            cert_expiry_ms: 600_000,
+            heartbeat_ms: 1_000,
+            addr_pool: default_addr_pool(),
+            pool_mask_len: 24,
+        },
+        node: node("n1"),
+        ingress_id: "ingress".into(),
     }
 }
