@@ -50,6 +50,15 @@ pub fn state_apply(data: &[u8]) {
             );
         }
     }
+    let expected = model::objects_of(&state);
+    let differ = expected
+        .keys()
+        .chain(objects.keys())
+        .find(|k| expected.get(*k) != objects.get(*k));
+    assert!(
+        differ.is_none(),
+        "the store wrote {differ:?} differently from the state in memory"
+    );
     let reloaded = model::load(&objects).expect("the stored objects load");
     assert!(
         reloaded == state,

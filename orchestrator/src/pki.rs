@@ -113,9 +113,13 @@ impl RootCa {
         let key = KeyPair::generate().map_err(invalid("generating the CA key"))?;
         let mut params = CertificateParams::default();
         params.distinguished_name = DistinguishedName::new();
-        params
-            .distinguished_name
-            .push(DnType::CommonName, "swarm-ca");
+        // Each root has a name of its own, so that during a rotation a
+        // chain names which root issued it, and path building never
+        // confuses the old root with the new one.
+        params.distinguished_name.push(
+            DnType::CommonName,
+            format!("swarm-ca {}", &hex::encode(rand::random::<[u8; 4]>())),
+        );
         params
             .distinguished_name
             .push(DnType::OrganizationName, cluster_id);
@@ -180,6 +184,26 @@ impl RootCa {
         let cert = csr
             .signed_by(&ca_cert, &ca_key)
             .map_err(invalid("signing the node certificate"))?;
+        Ok(cert.pem())
+    }
+}
+
+/// The new root `next`, signed by the old root `self`: a node that trusts
+/// only the old root can follow a chain from a certificate the new root
+/// issued, through this one, to the root it knows. That is what lets the
+/// nodes of a swarm move to a new root one at a time (`swarm ca --rotate`).
+impl RootCa {
+    pub fn cross_sign(&self, next: &RootCa) -> Result<String, PkiError> {
+        let next_key = KeyPair::from_pem(&next.key_pem).map_err(invalid("the new CA key"))?;
+        let key = KeyPair::from_pem(&self.key_pem).map_err(invalid("the CA key"))?;
+        let issuer = CertificateParams::from_ca_cert_pem(&self.cert_pem)
+            .map_err(invalid("the CA certificate"))?
+            .self_signed(&key)
+            .map_err(invalid("the CA certificate"))?;
+        let cert = CertificateParams::from_ca_cert_pem(&next.cert_pem)
+            .map_err(invalid("the new CA certificate"))?
+            .signed_by(&next_key, &issuer, &key)
+            .map_err(invalid("cross-signing the new CA"))?;
         Ok(cert.pem())
     }
 }
@@ -328,6 +352,61 @@ mod tests {
             ca_digest(&a.cert_pem).unwrap(),
             ca_digest(&b.cert_pem).unwrap()
         );
+    }
+
+    /// Whether a manager certificate issued by `issuer`, shown with
+    /// `intermediates`, verifies for a node that trusts only `root`.
+    fn verifies(root: &RootCa, issuer: &RootCa, intermediates: &[&str]) -> bool {
+        use rustls::client::danger::ServerCertVerifier;
+        use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+        let (_key, csr) = new_key_and_csr().unwrap();
+        let leaf = issuer
+            .issue(&csr, "n1", NodeRole::Manager, "c", DEFAULT_CERT_EXPIRY)
+            .unwrap();
+        let der = |pem: &str| CertificateDer::from(pem_to_der(pem, "cert").unwrap());
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(der(&root.cert_pem)).unwrap();
+        let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
+            std::sync::Arc::new(roots),
+            std::sync::Arc::new(rustls::crypto::ring::default_provider()),
+        )
+        .build()
+        .unwrap();
+        let chain: Vec<CertificateDer> = intermediates.iter().map(|p| der(p)).collect();
+        verifier
+            .verify_server_cert(
+                &der(&leaf),
+                &chain,
+                &ServerName::try_from("swarm-manager").unwrap(),
+                &[],
+                UnixTime::now(),
+            )
+            .is_ok()
+    }
+
+    #[test]
+    fn a_new_roots_certificates_verify_for_nodes_that_trust_only_the_old_root_through_the_cross_signed_one(
+    ) {
+        let old = RootCa::create("c").unwrap();
+        let new = RootCa::create("c").unwrap();
+        let cross = old.cross_sign(&new).unwrap();
+        assert!(
+            Identity::of(&pem_to_der(&cross, "cross").unwrap()).is_err(),
+            "a CA certificate is no node identity"
+        );
+        // The old root's nodes follow the cross-signed certificate.
+        assert!(verifies(&old, &new, &[&new.cert_pem, &cross]));
+        assert!(
+            !verifies(&old, &new, &[&new.cert_pem]),
+            "without it they cannot"
+        );
+        // The new root's nodes need nothing more, and the old root's
+        // certificates still verify for the old root's nodes.
+        assert!(verifies(&new, &new, &[&new.cert_pem, &cross]));
+        assert!(verifies(&old, &old, &[&old.cert_pem]));
+        // A root of another swarm verifies none of it.
+        let other = RootCa::create("c").unwrap();
+        assert!(!verifies(&other, &new, &[&new.cert_pem, &cross]));
     }
 
     #[test]

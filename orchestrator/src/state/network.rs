@@ -187,6 +187,22 @@ impl State {
                 users.join(", ")
             )));
         }
+        // A service that left the network keeps its VIP there until the
+        // allocator releases it; removing the network first would leave
+        // that address behind, held on no network.
+        let holders: Vec<&str> = self
+            .services
+            .values()
+            .filter(|s| s.endpoint.vips.iter().any(|a| a.network_id == id))
+            .map(|s| s.spec.name.as_str())
+            .collect();
+        if !holders.is_empty() {
+            return Response::err(Rejection::Invalid(format!(
+                "network {} still has the address of service {}; wait for it to be released",
+                net.spec.name,
+                holders.join(", ")
+            )));
+        }
         if self.has_task_addresses(id) {
             return Response::err(Rejection::Invalid(format!(
                 "network {} still has task addresses; wait for its tasks to stop",
