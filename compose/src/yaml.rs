@@ -83,6 +83,26 @@ pub fn to_json(n: &Node) -> serde_json::Value {
 }
 
 /// Parse one file's text. An empty file is an empty mapping.
+/// The longest mapping key. YAML allows an implicit key 1024 characters
+/// at most, and a printed key may double in length (quotes and `\`
+/// escapes), so a longer key (which a file can give explicitly) could not
+/// be printed back (`stack config`) as a file that loads.
+const MAX_KEY: usize = 500;
+
+fn check_key(name: &str) -> Result<(), String> {
+    if name.chars().count() > MAX_KEY {
+        return Err(format!(
+            "yaml: a mapping key longer than {MAX_KEY} characters"
+        ));
+    }
+    // No compose key has one, and each would print as a six-character
+    // escape.
+    if name.chars().any(|c| c.is_control()) {
+        return Err("yaml: a mapping key with a control character".into());
+    }
+    Ok(())
+}
+
 pub fn parse(file: &Path, text: &str) -> Result<Node, Error> {
     let mut builder = Builder::default();
     let mut parser = Parser::new_from_str(text);
@@ -139,6 +159,9 @@ impl Builder {
                             String::new()
                         }
                     };
+                    if let Err(msg) = check_key(&name) {
+                        self.error.get_or_insert((node.pos, msg));
+                    }
                     *key = Some((name, node.pos));
                 }
                 Some((name, pos)) => {
@@ -340,6 +363,15 @@ mod tests {
             e,
             "f.yml:3:1: yaml: mapping key \"a\" already defined at line 1"
         );
+        let e = load(&format!("? {}\n: 1\n", "k".repeat(501)))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "f.yml:1:3: yaml: a mapping key longer than 500 characters"
+        );
+        let e = load("\"a\\u0002\": 1\n").unwrap_err().to_string();
+        assert_eq!(e, "f.yml:1:1: yaml: a mapping key with a control character");
         let e = load("a: [x\n").unwrap_err().to_string();
         assert!(e.starts_with("f.yml:2:1: yaml: "), "{e}");
     }

@@ -138,10 +138,11 @@ pub fn xdp(data: &[u8]) {
     if out.len() + 20 == data.len() && data[14 + 9] == 4 {
         // Unwrapped: the tunnel must come from a node, and what it carried
         // goes on as it was.
-        assert_eq!(
-            addr_at(data, 14 + 12),
-            OTHER_NODE,
-            "IPIP unwrapped from a host that is no node"
+        // This node counts: it serves its own backends.
+        let from = addr_at(data, 14 + 12);
+        assert!(
+            [NODE, OTHER_NODE].contains(&from),
+            "IPIP unwrapped from {from}, which is no node"
         );
         assert_eq!(ip, &data[34..], "an unwrapped packet changed");
     } else if out.len() == data.len() + 20 {

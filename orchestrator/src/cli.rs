@@ -1,6 +1,7 @@
 //! The `swarm` command line: docker's verbs, flags and table output.
 
 pub mod autolock;
+pub mod ca;
 pub mod format;
 pub mod health;
 pub mod mesh;
@@ -82,6 +83,19 @@ pub enum Cmd {
     },
     /// Unlock a locked manager (the key is read from standard input).
     Unlock,
+    /// Show the root CA, or rotate it (`--rotate`): a new root, cross-signed
+    /// by the old one, then every node's certificate reissued from it.
+    Ca {
+        /// Move to a new root CA.
+        #[arg(long)]
+        rotate: bool,
+        /// Do not wait for every node to have a certificate from it.
+        #[arg(short, long)]
+        detach: bool,
+        /// Do not print progress.
+        #[arg(short, long)]
+        quiet: bool,
+    },
     /// Show this daemon's node and swarm status.
     Info {
         #[arg(long, value_enum)]

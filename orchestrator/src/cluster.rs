@@ -160,7 +160,7 @@ impl joining_server::Joining for JoinService {
         Ok(Response::new(JoinResponse {
             node_id,
             cert_pem,
-            ca_pem: cluster.ca_cert_pem.clone(),
+            ca_pem: cluster.trust_pem(),
             role: role.as_str().into(),
             managers,
             secrets_key,

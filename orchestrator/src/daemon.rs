@@ -230,11 +230,11 @@ impl Daemon {
         }
         tokio::spawn(self.clone().follow_role(tls.clone()));
         tokio::spawn(self.clone().follow_autolock(tls.clone()));
-        let (role_tx, role_rx) = watch::channel(String::new());
+        let (standing_tx, standing_rx) = watch::channel(certs::Standing::default());
         let link = session::spawn(
             self.store.peers().clone(),
             self.managers.clone(),
-            role_tx,
+            standing_tx,
             self.stop.clone(),
         );
         tokio::spawn(persist_managers(
@@ -265,7 +265,7 @@ impl Daemon {
             tls,
             self.store.clone(),
             self.certs.clone(),
-            role_rx,
+            standing_rx,
             self.managers.subscribe(),
             self.stop.clone(),
         ));

@@ -85,6 +85,30 @@ impl Dispatcher {
         Err(crate::net::not_leader(self.store.leader_addr()))
     }
 
+    /// During a CA rotation, record a node whose session shows a
+    /// certificate from the new root: only a certificate in use counts, so
+    /// the old root is dropped only once no node depends on it. (A node
+    /// reconnects after renewing, so its next session shows the new one.)
+    fn note_issuer(&self, who: &crate::pki::Identity) {
+        let st = self.store.state();
+        let Some(r) = st.cluster.as_ref().and_then(|c| c.rotation.as_ref()) else {
+            return;
+        };
+        if r.name != who.issuer || r.renewed.contains(&who.node_id) {
+            return;
+        }
+        let store = self.store.clone();
+        let cmd = Command::CaRenewed {
+            node: who.node_id.clone(),
+            issuer: who.issuer.clone(),
+        };
+        tokio::spawn(async move {
+            if let Err(e) = store.write(cmd).await {
+                tracing::warn!(error = %e, "cannot record a node's certificate from the new CA");
+            }
+        });
+    }
+
     fn beat(&self, node: &str) {
         self.beats
             .lock()
@@ -149,6 +173,8 @@ struct Sent {
     view: Option<crate::types::NodeView>,
     /// Secret versions sent, by (ID, version).
     secrets: BTreeSet<(String, u64)>,
+    /// The CA certificates as sent.
+    trust: String,
 }
 
 /// The secret and config versions the node's tasks that may still start
@@ -258,7 +284,17 @@ fn diff(
     // Secrets travel with the tasks that use them, so an agent never has a
     // task whose secret has not arrived.
     diff_secrets(st, node, keyring, sent, &mut msg);
-    let changed = !msg.upserts_json.is_empty()
+    let trust = st
+        .cluster
+        .as_ref()
+        .map(|c| c.trust_pem())
+        .unwrap_or_default();
+    if sent.trust != trust {
+        msg.trust_pem = trust.clone();
+        sent.trust = trust;
+    }
+    let changed = !msg.trust_pem.is_empty()
+        || !msg.upserts_json.is_empty()
         || !msg.removed.is_empty()
         || !msg.view_json.is_empty()
         || !msg.secrets.is_empty()
@@ -277,6 +313,7 @@ impl dispatcher_server::Dispatcher for Dispatcher {
         let who = Peer::require(&req, false)?;
         self.ensure_leader()?;
         self.beat(&who.node_id);
+        self.note_issuer(&who);
         let (tx, rx) = tokio::sync::mpsc::channel(16);
         let me = self.clone();
         tokio::spawn(async move {

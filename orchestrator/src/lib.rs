@@ -101,6 +101,11 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             cli::autolock::unlock_key(&cli.host, quiet, rotate).await
         }
         Cmd::Unlock => cli::autolock::unlock(&cli.host).await,
+        Cmd::Ca {
+            rotate,
+            detach,
+            quiet,
+        } => cli::ca::run(&cli.host, rotate, detach, quiet).await,
         Cmd::JoinToken {
             quiet,
             rotate,

@@ -1,6 +1,6 @@
 //! Node-to-node transport: gRPC over mutual TLS (rustls, TLS 1.3 only).
 //!
-//! Servers are always managers and present `[node cert, CA cert]`; clients
+//! Servers are always managers and present `[node cert, CA certs]`; clients
 //! verify them against the cluster CA under the name `swarm-manager`, so a
 //! worker's certificate cannot serve. Clients present their node certificate
 //! when they have one; a joiner has none yet and is let in to the `Join` call
@@ -16,7 +16,7 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::client::{ResolvesClientCert, WebPkiServerVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
-use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
+use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme};
 use std::future::Future;
@@ -89,12 +89,16 @@ pub fn with_default_port(addr: &str) -> String {
     }
 }
 
-/// This node's TLS credentials: the cluster CA and the node's current
-/// certificate and key.
+mod trust;
+
+use trust::{Trust, Trusted};
+
+/// This node's TLS credentials: the CA certificates it trusts (`trust.rs`)
+/// and its current certificate and key. Both are swapped in place, on
+/// renewal and during a CA rotation; every new handshake reads them.
 #[derive(Debug)]
 pub struct Tls {
-    ca_pem: String,
-    roots: Arc<RootCertStore>,
+    trust: RwLock<Arc<Trust>>,
     current: RwLock<Current>,
 }
 
@@ -102,13 +106,16 @@ pub struct Tls {
 struct Current {
     key: Arc<CertifiedKey>,
     identity: pki::Identity,
+    cert_pem: String,
     /// The key's PEM, to write it again (sealed or not) on an autolock
     /// change.
     key_pem: String,
 }
 
+/// The node's key and certificate, shown with the CA certificates of
+/// `trust` after it.
 fn load_certified(
-    ca_der: &[u8],
+    trust: &Trust,
     cert_pem: &str,
     key_pem: &str,
 ) -> Result<(Arc<CertifiedKey>, pki::Identity), PkiError> {
@@ -125,11 +132,7 @@ fn load_certified(
         .load_private_key(key)
         .map_err(|e| bad("node key", e.to_string()))?;
     let identity = pki::Identity::of(&cert)?;
-    let chain = vec![
-        CertificateDer::from(cert),
-        CertificateDer::from(ca_der.to_vec()),
-    ];
-    let certified = CertifiedKey::new(chain, signer);
+    let certified = CertifiedKey::new(shown(trust, CertificateDer::from(cert)), signer);
     // A key from one write and a certificate from another must not pass
     // as a pair: the handshake would fail later, and say less.
     certified.keys_match().map_err(|e| {
@@ -141,38 +144,64 @@ fn load_certified(
     Ok((Arc::new(certified), identity))
 }
 
+fn shown(trust: &Trust, cert: CertificateDer<'static>) -> Vec<CertificateDer<'static>> {
+    std::iter::once(cert)
+        .chain(trust.chain.iter().cloned())
+        .collect()
+}
+
 impl Tls {
+    /// `ca_pem` holds the CA certificates to trust: one root, or during a
+    /// rotation the bundle the cluster gives (`ClusterInfo::trust_pem`).
     pub fn new(ca_pem: &str, cert_pem: &str, key_pem: &str) -> Result<Arc<Tls>, PkiError> {
-        let ca = pki::pem_to_der(ca_pem, "CA certificate")?;
-        let mut roots = RootCertStore::empty();
-        roots
-            .add(CertificateDer::from(ca.clone()))
-            .map_err(|e| PkiError::Invalid {
-                what: "CA certificate".into(),
-                reason: e.to_string(),
-            })?;
-        let (key, identity) = load_certified(&ca, cert_pem, key_pem)?;
+        let trust = Trust::of(ca_pem)?;
+        let (key, identity) = load_certified(&trust, cert_pem, key_pem)?;
         Ok(Arc::new(Tls {
-            ca_pem: ca_pem.into(),
-            roots: Arc::new(roots),
+            trust: RwLock::new(Arc::new(trust)),
             current: RwLock::new(Current {
                 key,
                 identity,
+                cert_pem: cert_pem.into(),
                 key_pem: key_pem.into(),
             }),
         }))
     }
 
+    fn trust(&self) -> Arc<Trust> {
+        self.trust.read().expect("tls lock").clone()
+    }
+
     /// Swap in a renewed (or role-changed) certificate.
     pub fn update(&self, cert_pem: &str, key_pem: &str) -> Result<(), PkiError> {
-        let ca = pki::pem_to_der(&self.ca_pem, "CA certificate")?;
-        let (key, identity) = load_certified(&ca, cert_pem, key_pem)?;
+        let (key, identity) = load_certified(&self.trust(), cert_pem, key_pem)?;
         *self.current.write().expect("tls lock") = Current {
             key,
             identity,
+            cert_pem: cert_pem.into(),
             key_pem: key_pem.into(),
         };
         Ok(())
+    }
+
+    /// Trust the CA certificates of `ca_pem` from now on, and show them
+    /// after the node's certificate. Whether they changed.
+    pub fn set_trust(&self, ca_pem: &str) -> Result<bool, PkiError> {
+        if self.trust().pem == ca_pem {
+            return Ok(false);
+        }
+        let trust = Arc::new(Trust::of(ca_pem)?);
+        let mut current = self.current.write().expect("tls lock");
+        let cert = current.key.cert[0].clone();
+        current.key = Arc::new(CertifiedKey::new(
+            shown(&trust, cert),
+            current.key.key.clone(),
+        ));
+        *self.trust.write().expect("tls lock") = trust;
+        Ok(true)
+    }
+
+    pub fn cert_pem(&self) -> String {
+        self.current.read().expect("tls lock").cert_pem.clone()
     }
 
     pub fn key_pem(&self) -> String {
@@ -183,19 +212,16 @@ impl Tls {
         self.current.read().expect("tls lock").identity.clone()
     }
 
-    pub fn ca_pem(&self) -> &str {
-        &self.ca_pem
+    /// The CA certificates this node trusts, PEM.
+    pub fn ca_pem(&self) -> String {
+        self.trust().pem.clone()
     }
 
     pub fn server_config(self: &Arc<Self>) -> Arc<ServerConfig> {
-        let verifier = WebPkiClientVerifier::builder_with_provider(self.roots.clone(), provider())
-            .allow_unauthenticated()
-            .build()
-            .expect("client verifier from a valid root store");
         let mut config = ServerConfig::builder_with_provider(provider())
             .with_protocol_versions(&[&rustls::version::TLS13])
             .expect("TLS 1.3 is supported by ring")
-            .with_client_cert_verifier(verifier)
+            .with_client_cert_verifier(Arc::new(Trusted(self.clone())))
             .with_cert_resolver(self.clone());
         config.alpn_protocols = vec![b"h2".to_vec()];
         Arc::new(config)
@@ -207,7 +233,8 @@ impl Tls {
         let mut config = ClientConfig::builder_with_provider(provider())
             .with_protocol_versions(&[&rustls::version::TLS13])
             .expect("TLS 1.3 is supported by ring")
-            .with_root_certificates(self.roots.clone())
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(Trusted(self.clone())))
             .with_client_cert_resolver(self.clone());
         config.alpn_protocols = vec![b"h2".to_vec()];
         Arc::new(config)

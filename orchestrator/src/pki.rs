@@ -76,7 +76,8 @@ const CLOCK_SKEW: Duration = Duration::from_secs(300);
 
 /// Sign a node's CSR with the cluster's CA, for its role and with the
 /// cluster's certificate lifetime: what join, renewal and a manager's own
-/// renewal all do. The CA key is opened for the signature only.
+/// renewal all do. The CA key is opened for the signature only. During a
+/// rotation the new root signs.
 pub fn issue(
     cluster: &ClusterInfo,
     keyring: &Keyring,
@@ -84,10 +85,11 @@ pub fn issue(
     node_id: &str,
     role: NodeRole,
 ) -> Result<String, PkiError> {
+    let (cert_pem, key) = cluster.issuing_ca();
     let ca = RootCa {
-        cert_pem: cluster.ca_cert_pem.clone(),
+        cert_pem: cert_pem.to_string(),
         key_pem: keyring
-            .open_text(Field::CaKey, &cluster.ca_key)
+            .open_text(Field::CaKey, key)
             .map_err(|e| PkiError::Invalid {
                 what: "the CA key".into(),
                 reason: e.to_string(),
@@ -188,6 +190,22 @@ impl RootCa {
     }
 }
 
+/// The common name of a CA certificate (PEM): what the certificates it
+/// issues carry as their issuer.
+pub fn ca_name(ca_cert_pem: &str) -> Result<String, PkiError> {
+    use x509_parser::prelude::{FromDer, X509Certificate};
+    let der = pem_to_der(ca_cert_pem, "the CA certificate")?;
+    let (_, cert) = X509Certificate::from_der(&der).map_err(|e| PkiError::Invalid {
+        what: "the CA certificate".into(),
+        reason: e.to_string(),
+    })?;
+    let name = cert.subject().iter_common_name().next();
+    Ok(name
+        .and_then(|n| n.as_str().ok())
+        .unwrap_or_default()
+        .to_string())
+}
+
 /// The new root `next`, signed by the old root `self`: a node that trusts
 /// only the old root can follow a chain from a certificate the new root
 /// issued, through this one, to the root it knows. That is what lets the
@@ -243,6 +261,8 @@ pub struct Identity {
     pub node_id: String,
     pub role: NodeRole,
     pub cluster_id: String,
+    /// The common name of the root that issued it (each root has its own).
+    pub issuer: String,
     /// Validity window, seconds since the Unix epoch.
     pub not_before: i64,
     pub not_after: i64,
@@ -270,10 +290,12 @@ impl Identity {
             _ => return Err(bad("OU is neither swarm-manager nor swarm-worker")),
         };
         let cluster_id = first(&mut subject.iter_organization()).unwrap_or_default();
+        let issuer = first(&mut cert.issuer().iter_common_name()).unwrap_or_default();
         Ok(Identity {
             node_id,
             role,
             cluster_id,
+            issuer,
             not_before: cert.validity().not_before.timestamp(),
             not_after: cert.validity().not_after.timestamp(),
         })

@@ -16,6 +16,7 @@ use std::sync::Arc;
 
 mod network;
 mod requests;
+mod rotation;
 mod secret;
 mod update;
 
@@ -79,6 +80,13 @@ pub enum Command {
     /// Turn autolock on (with the sealed unlock key), rotate its key, or
     /// turn it off (`None`).
     SetUnlockKey(Option<crate::types::Sealed>),
+    /// Begin a move to a new root CA (`swarm ca --rotate`; `rotation.rs`).
+    StartCaRotation(crate::types::CaRotation),
+    /// `node` showed a certificate issued by the root named `issuer`.
+    CaRenewed {
+        node: String,
+        issuer: String,
+    },
     /// What an operator may change on a node (`node update`, promote,
     /// demote); `expected_version` guards against lost updates.
     UpdateNode {
@@ -425,6 +433,8 @@ impl State {
                 c.unlock_key = key;
                 Response::ok()
             }
+            Command::StartCaRotation(rotation) => self.start_ca_rotation(rotation),
+            Command::CaRenewed { node, issuer } => self.ca_renewed(&node, &issuer),
             Command::UpdateNode {
                 id,
                 expected_version,
@@ -455,6 +465,8 @@ impl State {
                 };
                 self.release(&node.attachments);
                 self.removed.insert(id);
+                // The last node a rotation waited for may be this one.
+                self.settle_ca_rotation();
                 Response::ok()
             }
             Command::SetNodeState { id, state, at } => {

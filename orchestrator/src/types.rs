@@ -698,6 +698,27 @@ pub struct ClusterInfo {
     /// Prefix length of those subnets (`--default-addr-pool-mask-length`).
     #[serde(default = "default_pool_mask_len")]
     pub pool_mask_len: u8,
+    /// A CA rotation under way (`swarm ca --rotate`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotation: Option<CaRotation>,
+}
+
+/// A move to a new root CA. The new root issues every certificate from the
+/// start; the old one stays trusted until every node has shown a
+/// certificate from the new one, and then the new root replaces it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CaRotation {
+    /// The new root's common name, which its certificates carry as issuer.
+    pub name: String,
+    pub ca_cert_pem: String,
+    /// Sealed as the CA key is: it becomes the CA key.
+    pub ca_key: Sealed,
+    /// The new root signed by the old one, for the nodes that trust only
+    /// the old root until they hear of the new one.
+    pub cross_signed_pem: String,
+    /// Nodes that have shown a certificate from the new root.
+    #[serde(default)]
+    pub renewed: std::collections::BTreeSet<String>,
 }
 
 fn default_pool_mask_len() -> u8 {
@@ -705,6 +726,26 @@ fn default_pool_mask_len() -> u8 {
 }
 
 impl ClusterInfo {
+    /// The root that issues certificates now, and its sealed key: the new
+    /// one during a rotation.
+    pub fn issuing_ca(&self) -> (&str, &Sealed) {
+        match &self.rotation {
+            Some(r) => (&r.ca_cert_pem, &r.ca_key),
+            None => (&self.ca_cert_pem, &self.ca_key),
+        }
+    }
+
+    /// The CA certificates every node trusts and shows: the issuing root
+    /// first, then, during a rotation, the old root and the new root
+    /// cross-signed by it.
+    pub fn trust_pem(&self) -> String {
+        let mut pems = vec![self.issuing_ca().0];
+        if let Some(r) = &self.rotation {
+            pems.extend([self.ca_cert_pem.as_str(), r.cross_signed_pem.as_str()]);
+        }
+        pems.iter().map(|p| p.trim().to_string() + "\n").collect()
+    }
+
     /// The sealed join secret of `role`'s token.
     pub fn join_secret(&self, role: NodeRole) -> &Sealed {
         match role {

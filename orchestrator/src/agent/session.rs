@@ -8,6 +8,7 @@ use crate::api::cluster_pb::{
     dispatcher_client::DispatcherClient, HeartbeatRequest, SessionMessage, SessionRequest,
     StatusRequest,
 };
+use crate::cluster::certs::Standing;
 use crate::raft::network::Peers;
 use crate::types::{NodeView, Task, TaskStatus};
 use std::collections::BTreeMap;
@@ -49,11 +50,12 @@ struct Known {
 const RETRY: Duration = Duration::from_millis(250);
 
 /// `managers` holds the manager addresses to try, and is updated as the
-/// dispatcher reports changes; `role` receives this node's role.
+/// dispatcher reports changes; `standing` receives this node's role and
+/// the CA certificates to trust.
 pub fn spawn(
     peers: Arc<Peers>,
     managers: watch::Sender<Vec<String>>,
-    role: watch::Sender<String>,
+    standing: watch::Sender<Standing>,
     stop: CancellationToken,
 ) -> Link {
     let (assigned_tx, assigned) = watch::channel(None);
@@ -61,7 +63,7 @@ pub fn spawn(
     let session = Session {
         peers,
         managers,
-        role,
+        standing,
         assigned: assigned_tx,
         reports: reports_rx,
         pending: BTreeMap::new(),
@@ -73,8 +75,9 @@ pub fn spawn(
 struct Session {
     peers: Arc<Peers>,
     managers: watch::Sender<Vec<String>>,
-    /// This node's role as the cluster state has it (drives cert renewal).
-    role: watch::Sender<String>,
+    /// What the cluster state says of this node's certificate (drives
+    /// renewal).
+    standing: watch::Sender<Standing>,
     assigned: watch::Sender<Option<Arc<Assigned>>>,
     reports: mpsc::UnboundedReceiver<Report>,
     /// Reports not yet accepted by a leader: task ID → latest status.
@@ -181,9 +184,17 @@ impl Session {
         for s in msg.secrets_removed {
             known.secrets.remove(&(s.id, s.version));
         }
-        if !msg.role.is_empty() && *self.role.borrow() != msg.role {
-            self.role.send_replace(msg.role.clone());
-        }
+        self.standing.send_if_modified(|s| {
+            let role = !msg.role.is_empty() && s.role != msg.role;
+            let trust = !msg.trust_pem.is_empty() && s.trust_pem != msg.trust_pem;
+            if role {
+                s.role = msg.role.clone();
+            }
+            if trust {
+                s.trust_pem = msg.trust_pem.clone();
+            }
+            role || trust
+        });
         if !msg.managers.is_empty() && *self.managers.borrow() != msg.managers {
             self.managers.send_replace(msg.managers.clone());
         }

@@ -60,6 +60,32 @@ impl ControlService {
         pb::control_server::ControlServer::new(self)
     }
 
+    /// A new root CA for a rotation, cross-signed by the current one, its
+    /// key sealed as the CA key is.
+    fn new_root(&self) -> Result<crate::types::CaRotation, Status> {
+        use crate::keyring::Field;
+        let st = self.manager_state()?;
+        let cluster = st.cluster.as_ref().expect("manager_state checked");
+        let keyring = &self.daemon.keyring;
+        let unavailable = |e: &dyn std::fmt::Display| Status::unavailable(e.to_string());
+        let old = pki::RootCa {
+            cert_pem: cluster.ca_cert_pem.clone(),
+            key_pem: keyring
+                .open_text(Field::CaKey, &cluster.ca_key)
+                .map_err(|e| unavailable(&e))?,
+        };
+        let new = pki::RootCa::create(&cluster.id).map_err(internal)?;
+        Ok(crate::types::CaRotation {
+            name: pki::ca_name(&new.cert_pem).map_err(internal)?,
+            cross_signed_pem: old.cross_sign(&new).map_err(internal)?,
+            ca_key: keyring
+                .seal_field(Field::CaKey, new.key_pem.as_bytes())
+                .map_err(|e| unavailable(&e))?,
+            ca_cert_pem: new.cert_pem,
+            renewed: Default::default(),
+        })
+    }
+
     /// The current state, if this node is a manager of an initialised swarm.
     fn manager_state(&self) -> Result<Arc<State>, Status> {
         if self.daemon.locked() {
@@ -317,6 +343,35 @@ impl Control for ControlService {
         Ok(Response::new(pb::JoinTokenResponse {
             token: token.to_string(),
             manager_addr: self.daemon.advertise(),
+        }))
+    }
+
+    async fn ca(&self, req: Request<pb::CaRequest>) -> Result<Response<pb::CaResponse>, Status> {
+        if req.into_inner().rotate {
+            let rotation = self.new_root()?;
+            self.daemon
+                .store
+                .write(Command::StartCaRotation(rotation))
+                .await
+                .map_err(Status::from)?;
+        }
+        // Forwarded to the leader from here, the write must be seen here
+        // before it is reported, or a waiting CLI would see no rotation.
+        self.daemon
+            .store
+            .read_barrier()
+            .await
+            .map_err(Status::from)?;
+        let st = self.manager_state()?;
+        let cluster = st.cluster.as_ref().expect("manager_state checked");
+        let ca_pem = cluster.issuing_ca().0.to_string();
+        let (renewed, nodes) = st.ca_rotation_progress().unwrap_or((0, 0));
+        Ok(Response::new(pb::CaResponse {
+            ca_digest: pki::ca_digest(&ca_pem).map_err(internal)?,
+            ca_pem,
+            rotating: cluster.rotation.is_some(),
+            renewed: renewed as u32,
+            nodes: nodes as u32,
         }))
     }
 

@@ -151,6 +151,7 @@ mod tests {
             node_id: node.into(),
             role,
             cluster_id: "c".into(),
+            issuer: String::new(),
             not_before: 0,
             not_after: 0,
         }

@@ -90,8 +90,8 @@ impl CertFiles {
             .iter()
             .find(|(label, _)| label.ends_with("PRIVATE KEY") || *label == SEALED_LABEL);
         match (certs.as_slice(), key) {
-            ([cert, ca], Some((label, key))) => Ok(Some((
-                format!("{ca}\n"),
+            ([cert, cas @ ..], Some((label, key))) if !cas.is_empty() => Ok(Some((
+                cas.iter().map(|c| format!("{c}\n")).collect(),
                 format!("{cert}\n"),
                 if *label == SEALED_LABEL {
                     KeyBlock::Sealed(key.to_string())
@@ -100,7 +100,7 @@ impl CertFiles {
                 },
             ))),
             _ => anyhow::bail!(
-                "{} is not a node certificate, a CA certificate and a key; move it away and join again",
+                "{} is not a node certificate, CA certificates and a key; move it away and join again",
                 self.path.display()
             ),
         }
@@ -193,31 +193,62 @@ fn pem_blocks(text: &str) -> Vec<(&str, &str)> {
     out
 }
 
-/// Keep this node's certificate fresh. `role` is the role the cluster state
-/// gives this node (from the dispatcher); `managers` says where to ask.
+/// What the cluster state says of this node's certificate, as the
+/// dispatcher reports it: the role it must carry, and the CA certificates
+/// to trust (`ClusterInfo::trust_pem`; the first is the root that issues).
+/// Empty until the first report.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Standing {
+    pub role: String,
+    pub trust_pem: String,
+}
+
+impl Standing {
+    /// Whether a certificate with identity `id` is not the one the state
+    /// wants: another role, or another issuing root (a CA rotation).
+    fn wants_other_than(&self, id: &pki::Identity) -> bool {
+        let role = !self.role.is_empty() && self.role != id.role.as_str();
+        let issuer = !self.trust_pem.is_empty()
+            && pki::ca_name(&self.trust_pem).is_ok_and(|name| name != id.issuer);
+        role || issuer
+    }
+}
+
+/// Keep this node's certificate fresh, and as the cluster state wants it:
+/// renewed at its time, or at once when `standing` asks for another role
+/// or another issuing root; and trust what `standing` says to trust.
+/// `managers` says where to ask.
 pub async fn renew_loop(
     tls: Arc<Tls>,
     store: Store,
     files: CertFiles,
-    mut role: watch::Receiver<String>,
+    mut standing: watch::Receiver<Standing>,
     managers: watch::Receiver<Vec<String>>,
     stop: CancellationToken,
 ) {
     loop {
+        let wanted = standing.borrow_and_update().clone();
+        if !wanted.trust_pem.is_empty() {
+            if let Err(e) = trust(&tls, &files, &wanted.trust_pem) {
+                tracing::warn!(
+                    error = format!("{e:#}"),
+                    "cannot take the cluster's CA certificates"
+                );
+            }
+        }
         let id = tls.identity();
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs() as i64);
         let wait = Duration::from_secs(id.renew_at().saturating_sub(now).max(0) as u64);
-        let wanted = role.borrow_and_update().clone();
-        let role_changed = !wanted.is_empty() && wanted != id.role.as_str();
-        if role_changed || wait.is_zero() {
+        if wanted.wants_other_than(&id) || wait.is_zero() {
             let list = managers.borrow().clone();
             match renew(&tls, &store, &files, &list).await {
                 Ok(()) => {
                     let now = tls.identity();
                     tracing::info!(
                         role = now.role.as_str(),
+                        issuer = now.issuer,
                         not_after = now.not_after,
                         "node certificate renewed"
                     );
@@ -235,10 +266,19 @@ pub async fn renew_loop(
         }
         tokio::select! {
             _ = stop.cancelled() => return,
-            _ = role.changed() => {}
+            _ = standing.changed() => {}
             _ = tokio::time::sleep(wait) => {}
         }
     }
+}
+
+/// Trust `trust_pem` from now on, and keep it with the certificate.
+fn trust(tls: &Tls, files: &CertFiles, trust_pem: &str) -> Result<()> {
+    if tls.set_trust(trust_pem)? {
+        files.save(trust_pem, &tls.cert_pem(), &tls.key_pem())?;
+        tracing::info!("the cluster's CA certificates changed; trusting them");
+    }
+    Ok(())
 }
 
 /// A manager holds the CA in its replicated state and signs its own
@@ -255,11 +295,13 @@ async fn renew(tls: &Tls, store: &Store, files: &CertFiles, managers: &[String])
         }
         _ => ask_managers(store.peers(), managers, &csr_pem).await?,
     };
-    files.save(tls.ca_pem(), &cert, &key_pem)?;
+    files.save(&tls.ca_pem(), &cert, &key_pem)?;
     tls.update(&cert, &key_pem)?;
-    if tls.identity().role != me.role {
+    let now = tls.identity();
+    if now.role != me.role || now.issuer != me.issuer {
         // Servers judge a peer by the certificate it showed at the
-        // handshake: reconnect so they see the new role.
+        // handshake: reconnect so they see the new role, or (during a CA
+        // rotation) the dispatcher sees the new root's certificate.
         store.peers().reconnect();
     }
     Ok(())

@@ -63,6 +63,7 @@ async fn serve(dir: &std::path::Path, ca: &RootCa, tls: Arc<Tls>) -> Served {
         heartbeat_ms: 1000,
         addr_pool: crate::types::default_addr_pool(),
         pool_mask_len: 24,
+        rotation: None,
     };
     store
         .write(crate::state::Command::InitCluster {

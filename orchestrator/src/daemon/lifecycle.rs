@@ -55,6 +55,7 @@ impl Daemon {
                 heartbeat_ms: opts.heartbeat.as_millis() as u64,
                 addr_pool: opts.addr_pool.clone(),
                 pool_mask_len: opts.pool_mask_len,
+                rotation: None,
             };
             let node = self.node_record(NodeRole::Manager).await;
             self.store

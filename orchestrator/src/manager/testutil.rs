@@ -88,6 +88,7 @@ pub fn init_cluster() -> Command {
             heartbeat_ms: 1_000,
             addr_pool: default_addr_pool(),
             pool_mask_len: 24,
+            rotation: None,
         },
         node: node("n1"),
         ingress_id: "ingress".into(),

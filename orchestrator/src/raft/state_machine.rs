@@ -120,11 +120,19 @@ fn touched(st: &State, cmd: &Command) -> Vec<Key> {
             Key::Network(ingress_id.clone()),
         ],
         Command::PutNode(n) => vec![Key::Node(n.id.clone())],
-        Command::SetJoinSecret { .. } | Command::SetUnlockKey(_) => vec![Key::Cluster],
+        Command::SetJoinSecret { .. }
+        | Command::SetUnlockKey(_)
+        | Command::StartCaRotation(_)
+        | Command::CaRenewed { .. } => vec![Key::Cluster],
         Command::SetNodeState { id, .. } | Command::UpdateNode { id, .. } => {
             vec![Key::Node(id.clone())]
         }
-        Command::RemoveNode { id } => vec![Key::Node(id.clone()), Key::Removed(id.clone())],
+        // A removal may end a CA rotation that waited for the node.
+        Command::RemoveNode { id } => vec![
+            Key::Node(id.clone()),
+            Key::Removed(id.clone()),
+            Key::Cluster,
+        ],
         Command::CreateService(s) => vec![Key::Service(s.id.clone())],
         Command::UpdateService { service, .. } => vec![Key::Service(service.id.clone())],
         Command::RemoveService { id } => std::iter::once(Key::Service(id.clone()))
