@@ -15,9 +15,12 @@ mod packets;
 
 use swarm_orchestrator::fuzz as orch;
 
+/// A target's body: the fuzzer's bytes in, a panic for a broken property.
+pub type Body = fn(&[u8]);
+
 /// Every target: its name (of its corpus directory and its cargo-fuzz
 /// binary) and its body.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Body)] = &[
     ("state_apply", orch::state_apply),
     ("join_request", orch::join_request),
     ("csr", orch::csr),
@@ -33,7 +36,7 @@ pub const TARGETS: &[(&str, fn(&[u8]))] = &[
 ];
 
 /// The body of the target `name`.
-pub fn target(name: &str) -> fn(&[u8]) {
+pub fn target(name: &str) -> Body {
     TARGETS
         .iter()
         .find(|(n, _)| *n == name)

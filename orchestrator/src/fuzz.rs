@@ -437,6 +437,31 @@ mod seeds {
                 },
             ]),
         );
+        let rotation = CaRotation {
+            name: "swarm-ca 0a1b2c3d".into(),
+            ca_cert_pem: "NEW".into(),
+            ca_key: Sealed(b"new".to_vec()),
+            cross_signed_pem: "CROSS".into(),
+            renewed: Default::default(),
+        };
+        let renewed = |node: &str| Command::CaRenewed {
+            node: node.into(),
+            issuer: "swarm-ca 0a1b2c3d".into(),
+        };
+        write(
+            "state_apply",
+            "ca-rotation",
+            &lines(&[
+                init_cluster(),
+                Command::PutNode(node("n2")),
+                Command::PutNode(node("n3")),
+                Command::StartCaRotation(rotation.clone()),
+                renewed("n1"),
+                Command::StartCaRotation(rotation),
+                Command::RemoveNode { id: "n3".into() },
+                renewed("n2"),
+            ]),
+        );
         let (_key, csr_pem) = crate::pki::new_key_and_csr().unwrap();
         write("csr", "real", csr_pem.as_bytes());
         let req = JoinRequest {
@@ -448,7 +473,6 @@ mod seeds {
             nano_cpus: 2_000_000_000,
             memory_bytes: 1 << 30,
             gateway_subnet: "198.19.102.0/24".into(),
-            ..JoinRequest::default()
         };
         write("join_request", "real", &req.encode_to_vec());
     }

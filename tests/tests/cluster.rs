@@ -1078,3 +1078,83 @@ fn consistent_reads_and_writes_stay_linearizable_through_kills_cuts_and_restarts
     );
     swarm_on("n1", &["service", "rm", &svc]).ok();
 }
+
+/// The issuer of a node's certificate, and how many certificates its set
+/// holds (its own, then the CA certificates it trusts).
+fn cert_issuer(node: &str) -> (String, usize) {
+    let path = format!("/var/lib/swarm-lab/{node}/certs/node.pem");
+    let r = run(
+        std::process::Command::new("openssl").args(["x509", "-noout", "-issuer", "-in", &path])
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    let text = std::fs::read_to_string(&path).expect("the certificate set");
+    (
+        r.stdout.trim().to_string(),
+        text.matches("BEGIN CERTIFICATE").count(),
+    )
+}
+
+#[test]
+fn rotating_the_ca_reissues_every_certificate_from_a_new_root_and_the_swarm_keeps_working() {
+    let _c = cluster();
+    let nodes: Vec<&str> = MANAGERS.iter().chain(&WORKERS).copied().collect();
+    let old_token = swarm_on("n1", &["join-token", "-q", "worker"]).ok().stdout;
+    let old_issuer = cert_issuer("n1").0;
+    for n in &nodes {
+        assert_eq!(
+            cert_issuer(n),
+            (old_issuer.clone(), 2),
+            "{n} before the rotation"
+        );
+    }
+
+    // From a follower: the CLI waits until every node has a certificate
+    // from the new root, and prints that root.
+    let out = swarm_on("n2", &["ca", "--rotate"]).ok();
+    assert!(out.stderr.contains("Progress: "), "{}", out.stderr);
+    let root = std::env::temp_dir().join("swarm-rotated-root.pem");
+    std::fs::write(&root, &out.stdout).unwrap();
+    let r = run(std::process::Command::new("openssl")
+        .args(["x509", "-noout", "-subject", "-in"])
+        .arg(&root));
+    assert_eq!(r.code, 0, "{}", out.stdout);
+    let new_issuer = r.stdout.trim().replace("subject=", "issuer=");
+    assert_ne!(new_issuer, old_issuer, "a new root");
+    for n in &nodes {
+        // Renewed, and trusting the new root alone once the rotation ended.
+        wait_for(
+            &format!("{n} on the new root alone"),
+            Duration::from_secs(30),
+            || (cert_issuer(n) == (new_issuer.clone(), 2)).then_some(()),
+        );
+    }
+    assert_eq!(
+        swarm_on("n1", &["ca"]).ok().stdout,
+        out.stdout,
+        "every manager names the new root"
+    );
+
+    // Tokens pin the new root; the secret stays.
+    let new_token = swarm_on("n1", &["join-token", "-q", "worker"]).ok().stdout;
+    assert_ne!(new_token, old_token);
+    assert_eq!(
+        new_token.trim().rsplit('-').next(),
+        old_token.trim().rsplit('-').next()
+    );
+    let r = swarm_on("n6", &["join", "--token", old_token.trim(), "198.18.0.11"]);
+    assert_ne!(r.code, 0, "a token of the old root still joins");
+    assert!(
+        r.stderr.contains("does not match the token"),
+        "{}",
+        r.stderr
+    );
+
+    // And the swarm works as before: every node Ready, tasks everywhere.
+    wait_for("five Ready nodes", Duration::from_secs(30), || {
+        let n = nodes_on("n3");
+        (n.len() == 5 && n.iter().all(|n| n["Status"] == "Ready")).then_some(())
+    });
+    create("n3", "after-rotation", 5);
+    converged("n1", "after-rotation", 5);
+    swarm_on("n1", &["service", "rm", "after-rotation"]).ok();
+}

@@ -118,6 +118,9 @@ impl Session {
 
     /// One session with the manager at `addr`, until it fails.
     async fn serve(&mut self, addr: &str) -> Result<(), Status> {
+        // Subscribed before the channel is taken, so that a reconnect from
+        // now on (a renewed certificate) ends this session.
+        let mut reconnects = self.peers.reconnects();
         let channel: Channel = self.peers.channel(addr).map_err(Status::unavailable)?;
         let mut client = DispatcherClient::new(channel);
         let mut stream = client.session(SessionRequest {}).await?.into_inner();
@@ -141,6 +144,11 @@ impl Session {
                     tokio::time::timeout(period * 2, client.heartbeat(HeartbeatRequest {}))
                         .await
                         .map_err(|_| Status::deadline_exceeded("heartbeat timed out"))??;
+                }
+                _ = reconnects.changed() => {
+                    // The manager judges a peer by the certificate it showed
+                    // at the handshake: show it the current one.
+                    return Err(Status::unavailable("reconnecting with the current certificate"));
                 }
                 Some(report) = self.reports.recv() => {
                     self.pending.extend(report);

@@ -25,6 +25,9 @@ pub struct Peers {
     tls: RwLock<Option<Arc<Tls>>>,
     channels: Mutex<HashMap<String, Channel>>,
     answered: Mutex<HashMap<NodeId, Instant>>,
+    /// Counts `reconnect` calls, so that long-lived streams (the agent's
+    /// dispatcher session) start again on a new connection too.
+    reconnects: tokio::sync::watch::Sender<u64>,
 }
 
 impl Peers {
@@ -35,9 +38,15 @@ impl Peers {
     }
 
     /// Drop every cached connection; new ones handshake with the current
-    /// certificate.
+    /// certificate. Streams on the old ones are told to start again.
     pub fn reconnect(&self) {
         self.channels.lock().expect("peers lock").clear();
+        self.reconnects.send_modify(|n| *n += 1);
+    }
+
+    /// Changes whenever `reconnect` is called.
+    pub fn reconnects(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.reconnects.subscribe()
     }
 
     pub fn tls(&self) -> Option<Arc<Tls>> {
