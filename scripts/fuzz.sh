@@ -11,6 +11,8 @@
 #   scripts/fuzz.sh --replay TARGET FILE
 #       run one input through a target (a crash artifact, or a corpus file
 #       the corpus test named)
+#   scripts/fuzz.sh --minimize [TARGET...]
+#       shrink the committed corpus to what keeps its coverage
 #   scripts/fuzz.sh --list
 #
 # Needs root: the packet targets load BPF programs. A crash ends a target's run
@@ -51,6 +53,7 @@ while [ $# -gt 0 ]; do
         --seconds) mode=(-max_total_time="$2"); shift 2 ;;
         --runs) mode=(-runs="$2"); shift 2 ;;
         --list) all_targets; exit 0 ;;
+        --minimize) minimize_only=1; shift ;;
         --replay)
             [ $# -eq 3 ] || die "usage: scripts/fuzz.sh --replay TARGET FILE"
             need_root "the packet targets load BPF programs"
@@ -58,7 +61,7 @@ while [ $# -gt 0 ]; do
             build
             "$(binary "$2")" "$3"
             exit ;;
-        -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
         -*) die "unknown option $1 (see --help)" ;;
         *) targets+=("$1"); shift ;;
     esac
@@ -73,9 +76,28 @@ ensure_cargo_fuzz
 log "building the fuzz targets"
 build
 
+# Replace the committed corpus of $1 by the smallest set that reaches what
+# it and the inputs in $2 reach; the hand-made seeds (seed-*) and the
+# inputs that once failed (found-*) stay whatever their coverage.
+minimal() {
+    local min
+    min=$(mktemp -d)
+    "$(binary "$1")" "$min" "$CORPUS/$1" ${2:+"$2"} -merge=1 -max_len=$MAX_LEN
+    find "$CORPUS/$1" -maxdepth 1 \( -name 'seed-*' -o -name 'found-*' \) -exec cp {} "$min/" \;
+    rm -rf "${CORPUS:?}/$1"
+    mv "$min" "$CORPUS/$1"
+}
+
 failed=0
 summary=$(mktemp)
 trap 'rm -f "$summary"' EXIT
+if [ -n "${minimize_only:-}" ]; then
+    for t in "${targets[@]}"; do
+        minimal "$t" "" >/dev/null 2>&1
+        log "$t: corpus $(find "$CORPUS/$t" -type f | wc -l) inputs"
+    done
+    exit 0
+fi
 for t in "${targets[@]}"; do
     found=$(mktemp -d)
     out="$found.log"
@@ -94,7 +116,7 @@ for t in "${targets[@]}"; do
         continue
     fi
     runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$out" | tail -1)
-    "$(binary "$t")" "$CORPUS/$t" "$found" -merge=1 -max_len=$MAX_LEN >>"$out" 2>&1
+    minimal "$t" "$found" >>"$out" 2>&1
     printf '%-18s %12s execs in %s, no crash; corpus %s inputs\n' \
         "$t" "${runs:-?}" "$(elapsed "$start")" "$(find "$CORPUS/$t" -type f | wc -l)" | tee -a "$summary"
     rm -rf "$found" "$out"

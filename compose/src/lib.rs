@@ -119,7 +119,46 @@ pub fn load(files: &[PathBuf], opts: &Options) -> Result<Value, Error> {
             Some(base) => merge::merge(base, doc),
         });
     }
-    Ok(merged.expect("at least one file"))
+    let doc = merged.expect("at least one file");
+    check_key_widths(&doc, &mut Vec::new()).map_err(|msg| Error::in_file(first, msg))?;
+    Ok(doc)
+}
+
+/// The longest key as printed, quotes and escapes included. YAML allows an
+/// implicit key 1024 characters at most, and the printer (yaml-rust2)
+/// writes every key implicitly, so a longer one (written explicitly in a
+/// file, or a name in a list that the normal form makes a key) would print
+/// as a document that does not load.
+const MAX_KEY_WIDTH: usize = 1000;
+
+fn printed_width(key: &str) -> usize {
+    let escape = |c: char| match c {
+        '"' | '\\' | '\u{8}' | '\t' | '\n' | '\u{c}' | '\r' => 2,
+        c if (c as u32) < 0x20 => 6,
+        _ => 1,
+    };
+    2 + key.chars().map(escape).sum::<usize>()
+}
+
+fn check_key_widths(v: &Value, path: &mut Vec<String>) -> Result<(), String> {
+    match v {
+        Value::Object(m) => {
+            for (k, v) in m {
+                path.push(k.chars().take(40).collect());
+                if printed_width(k) > MAX_KEY_WIDTH {
+                    return Err(format!(
+                        "{}: a key longer than {MAX_KEY_WIDTH} characters as printed",
+                        path.join(".")
+                    ));
+                }
+                check_key_widths(v, path)?;
+                path.pop();
+            }
+            Ok(())
+        }
+        Value::Array(items) => items.iter().try_for_each(|i| check_key_widths(i, path)),
+        _ => Ok(()),
+    }
 }
 
 /// Where the key at `path` (`["secrets", "db_password"]`) stands in the
@@ -172,5 +211,31 @@ mod locate_tests {
         let (f, p) = locate(&[a.clone(), b.clone()], &["secrets", "db"]).unwrap();
         assert_eq!((f, p.line, p.col), (b, 4, 5));
         assert!(locate(&[a], &["secrets", "nope"]).is_none());
+    }
+}
+
+#[cfg(test)]
+mod width_tests {
+    use super::*;
+
+    #[test]
+    fn a_name_too_long_to_print_as_a_key_is_refused_whereever_it_becomes_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("a.yml");
+        // A network name in a list: the normal form makes it a key, and
+        // each escaped control character prints as six.
+        let name = "\\u0013".repeat(170);
+        let text = format!("services:\n  web:\n    image: x\n    networks: [\"{name}\"]\n");
+        std::fs::write(&file, text).unwrap();
+        let e = load(std::slice::from_ref(&file), &Options::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.ends_with("a key longer than 1000 characters as printed")
+                && e.contains(": services.web.networks."),
+            "{e}"
+        );
+        assert_eq!(printed_width("web"), 5);
+        assert_eq!(printed_width("a\"\u{13}"), 2 + 1 + 2 + 6);
     }
 }
