@@ -96,7 +96,8 @@ fn unprintable(text: &str) -> Option<Pos> {
     let (mut line, mut col) = (1, 1);
     for (i, c) in text.chars().enumerate() {
         // A byte order mark may open the stream.
-        if !printable(c) && !(i == 0 && c == '\u{feff}') {
+        let bom = i == 0 && c == '\u{feff}';
+        if !(printable(c) || bom) {
             return Some(Pos { line, col });
         }
         if c == '\n' {
