@@ -1111,7 +1111,11 @@ fn rotating_the_ca_reissues_every_certificate_from_a_new_root_and_the_swarm_keep
     // From a follower: the CLI waits until every node has a certificate
     // from the new root, and prints that root.
     let out = swarm_on("n2", &["ca", "--rotate"]).ok();
-    assert!(out.stderr.contains("Progress: "), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("Progress: ") && out.stderr.contains("out of 5 nodes (waiting for n"),
+        "{}",
+        out.stderr
+    );
     let root = std::env::temp_dir().join("swarm-rotated-root.pem");
     std::fs::write(&root, &out.stdout).unwrap();
     let r = run(std::process::Command::new("openssl")

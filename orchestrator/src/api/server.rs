@@ -372,6 +372,12 @@ impl Control for ControlService {
             rotating: cluster.rotation.is_some(),
             renewed: renewed as u32,
             nodes: nodes as u32,
+            waiting: st
+                .ca_rotation_waits_for()
+                .unwrap_or_default()
+                .into_iter()
+                .map(String::from)
+                .collect(),
         }))
     }
 

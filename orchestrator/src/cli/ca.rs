@@ -17,11 +17,17 @@ pub async fn run(host: &str, rotate: bool, detach: bool, quiet: bool) -> Result<
     if rotate && !detach {
         let mut shown = None;
         // A rotation waits for every node, as Swarm's does: a node that is
-        // down holds it until it comes back or is removed (`node rm`).
+        // down holds it until it comes back or is removed (`node rm`), so
+        // say which nodes it waits for.
         while status.rotating {
-            let now = (status.renewed, status.nodes);
-            if !quiet && shown != Some(now) {
-                eprintln!("Progress: {} out of {} nodes", now.0, now.1);
+            let now = format!(
+                "Progress: {} out of {} nodes (waiting for {})",
+                status.renewed,
+                status.nodes,
+                status.waiting.join(", ")
+            );
+            if !quiet && shown.as_ref() != Some(&now) {
+                eprintln!("{now}");
                 shown = Some(now);
             }
             tokio::time::sleep(Duration::from_millis(500)).await;

@@ -59,9 +59,20 @@ impl State {
 
     /// How far the rotation under way is: (nodes renewed, nodes).
     pub fn ca_rotation_progress(&self) -> Option<(usize, usize)> {
+        let waiting = self.ca_rotation_waits_for()?.len();
+        Some((self.nodes.len() - waiting, self.nodes.len()))
+    }
+
+    /// The hostnames of the nodes the rotation under way waits for.
+    pub fn ca_rotation_waits_for(&self) -> Option<Vec<&str>> {
         let r = self.cluster.as_ref()?.rotation.as_ref()?;
-        let renewed = self.nodes.keys().filter(|n| r.renewed.contains(*n)).count();
-        Some((renewed, self.nodes.len()))
+        Some(
+            self.nodes
+                .values()
+                .filter(|n| !r.renewed.contains(&n.id))
+                .map(|n| n.hostname.as_str())
+                .collect(),
+        )
     }
 }
 
@@ -110,6 +121,7 @@ mod tests {
         assert_eq!(st.ca_rotation_progress(), Some((0, 2)));
         st.apply(renewed("n1", "swarm-ca new"));
         assert_eq!(st.ca_rotation_progress(), Some((1, 2)));
+        assert_eq!(st.ca_rotation_waits_for(), Some(vec!["n2"]));
         let again = st.apply(Command::StartCaRotation(rotation()));
         assert!(
             matches!(&again.error, Some(Rejection::Invalid(m)) if m.starts_with("a CA rotation is already under way (1 of 2 nodes")),
