@@ -28,6 +28,7 @@ fn names() -> Names {
 }
 
 struct Server {
+    names: Names,
     client: UdpSocket,
     _listener: Listener,
     _resolver: Resolver,
@@ -37,7 +38,8 @@ fn server() -> &'static Server {
     static SERVER: OnceLock<Server> = OnceLock::new();
     SERVER.get_or_init(|| {
         let resolver = Resolver::new(Vec::new()).expect("starting the DNS thread");
-        resolver.set_names(names());
+        let names = names();
+        resolver.set_names(names.clone());
         let socket = UdpSocket::bind("127.0.0.1:0").expect("a loopback socket");
         socket.set_nonblocking(true).expect("a non-blocking socket");
         let addr = socket.local_addr().expect("its address");
@@ -50,6 +52,7 @@ fn server() -> &'static Server {
             .set_read_timeout(Some(Duration::from_secs(5)))
             .expect("a read timeout");
         Server {
+            names,
             client,
             _listener: listener,
             _resolver: resolver,
@@ -73,7 +76,7 @@ fn addresses(reply: &Message) -> Vec<Ipv4Addr> {
 
 /// What a query for a cluster name must get: the name's addresses, when
 /// the query is a plain one-question A query that the server can read.
-fn expected(query: &Message) -> Option<Vec<Ipv4Addr>> {
+fn expected(names: &Names, query: &Message) -> Option<Vec<Ipv4Addr>> {
     if query.metadata.message_type != MessageType::Query
         || query.metadata.op_code != OpCode::Query
         || query.queries.len() != 1
@@ -81,7 +84,7 @@ fn expected(query: &Message) -> Option<Vec<Ipv4Addr>> {
     {
         return None;
     }
-    let mut found = names().lookup(&[NETWORK.into()], &query.queries[0].name().to_string())?;
+    let mut found = names.lookup(&[NETWORK.into()], &query.queries[0].name().to_string())?;
     found.sort();
     Some(found)
 }
@@ -127,7 +130,7 @@ pub fn query(data: &[u8]) {
         if let (Ok(q), ResponseCode::NoError) =
             (Message::from_vec(data), reply.metadata.response_code)
         {
-            if let Some(want) = expected(&q) {
+            if let Some(want) = expected(&server.names, &q) {
                 assert_eq!(addresses(&reply), want, "a cluster name answered wrongly");
             }
         }

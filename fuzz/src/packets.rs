@@ -19,12 +19,13 @@ const LOCAL_BACKEND: Ipv4Addr = Ipv4Addr::new(198, 19, 101, 11);
 const REMOTE_BACKEND: Ipv4Addr = Ipv4Addr::new(198, 19, 102, 11);
 const VIP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
 
-fn service(id: u32, proto: Proto, port: Option<u16>, vip: Option<Ipv4Addr>) -> LbService {
-    let (addr, node) = if id == 3 {
-        (REMOTE_BACKEND, OTHER_NODE)
-    } else {
-        (LOCAL_BACKEND, NODE)
-    };
+fn service(
+    id: u32,
+    proto: Proto,
+    port: Option<u16>,
+    vip: Option<Ipv4Addr>,
+    (backend, node): (Ipv4Addr, Ipv4Addr),
+) -> LbService {
     LbService {
         id,
         name: format!("s{id}"),
@@ -32,7 +33,7 @@ fn service(id: u32, proto: Proto, port: Option<u16>, vip: Option<Ipv4Addr>) -> L
         vip: vip.map(|a| SocketAddrV4::new(a, 80)),
         published_port: port,
         backends: vec![Backend {
-            addr: SocketAddrV4::new(addr, 8080),
+            addr: SocketAddrV4::new(backend, 8080),
             node,
             state: BackendState::Active,
         }],
@@ -44,11 +45,12 @@ fn service(id: u32, proto: Proto, port: Option<u16>, vip: Option<Ipv4Addr>) -> L
 fn programs() -> &'static Programs {
     static PROGRAMS: OnceLock<Programs> = OnceLock::new();
     PROGRAMS.get_or_init(|| {
+        let (local, remote) = ((LOCAL_BACKEND, NODE), (REMOTE_BACKEND, OTHER_NODE));
         let services = [
-            service(1, Proto::Tcp, Some(8000), None),
-            service(2, Proto::Udp, Some(9000), None),
-            service(3, Proto::Tcp, Some(8001), None),
-            service(4, Proto::Tcp, None, Some(VIP)),
+            service(1, Proto::Tcp, Some(8000), None, local),
+            service(2, Proto::Udp, Some(9000), None, local),
+            service(3, Proto::Tcp, Some(8001), None, remote),
+            service(4, Proto::Tcp, None, Some(VIP), local),
         ];
         let mut p = Programs::load(NODE, &services)
             .expect("loading the data plane (run as root, with BPF)");
@@ -69,14 +71,7 @@ fn good_header(ip: &[u8]) -> Option<usize> {
     if ip[0] >> 4 != 4 || hlen < 20 || ip.len() < hlen {
         return None;
     }
-    let mut sum: u32 = ip[..hlen]
-        .chunks(2)
-        .map(|c| u32::from(u16::from_be_bytes([c[0], c[1]])))
-        .sum();
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    (sum == 0xffff).then_some(hlen)
+    (testrun::checksum(&ip[..hlen], 0) == 0).then_some(hlen)
 }
 
 /// A rewritten IPv4 header is whole, and right if the one it came from

@@ -142,6 +142,25 @@ fn classifier(obj: &mut Ebpf, name: &'static str) -> Result<i32, DataplaneError>
         .as_raw_fd())
 }
 
+/// The Internet checksum (RFC 1071) of `data`, on top of `initial` (a
+/// pseudo-header's sum, or 0): what a header holds, and 0 over a header
+/// whose checksum is right.
+pub fn checksum(data: &[u8], initial: u32) -> u16 {
+    let mut sum = initial;
+    for c in data.chunks(2) {
+        let w = if c.len() == 2 {
+            u16::from_be_bytes([c[0], c[1]])
+        } else {
+            u16::from_be_bytes([c[0], 0])
+        };
+        sum += u32::from(w);
+    }
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
 /// The part of `union bpf_attr` that BPF_PROG_TEST_RUN reads.
 #[repr(C)]
 #[derive(Default)]

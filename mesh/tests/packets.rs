@@ -6,7 +6,7 @@
 
 use std::net::Ipv4Addr;
 use swarm_mesh::dataplane::{Backend, BackendState, Dataplane, LbService, Proto};
-use swarm_mesh::testrun::{Programs, XDP_DROP, XDP_PASS};
+use swarm_mesh::testrun::{checksum, Programs, XDP_DROP, XDP_PASS};
 
 const NODE: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 11);
 const OTHER_NODE: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 12);
@@ -63,22 +63,6 @@ fn service(id: u32, proto: Proto, port: u16, backends: &[(Ipv4Addr, u16, Ipv4Add
 
 // ---- packet building and checking ----
 
-fn csum(data: &[u8], initial: u32) -> u16 {
-    let mut sum = initial;
-    for c in data.chunks(2) {
-        let w = if c.len() == 2 {
-            u16::from_be_bytes([c[0], c[1]])
-        } else {
-            u16::from_be_bytes([c[0], 0])
-        };
-        sum += u32::from(w);
-    }
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
-}
-
 fn pseudo(src: [u8; 4], dst: [u8; 4], proto: u8, len: usize) -> u32 {
     let mut s = 0u32;
     for c in [src, dst] {
@@ -107,7 +91,7 @@ fn ipv4(ip: &Ip, l4: &[u8]) -> Vec<u8> {
     h[12..16].copy_from_slice(&ip.src.octets());
     h[16..20].copy_from_slice(&ip.dst.octets());
     h[20..].copy_from_slice(&ip.options);
-    let c = csum(&h, 0);
+    let c = checksum(&h, 0);
     h[10..12].copy_from_slice(&c.to_be_bytes());
     [h, l4.to_vec()].concat()
 }
@@ -127,7 +111,7 @@ fn l4(proto: u8, src: Ipv4Addr, dst: Ipv4Addr, sport: u16, dport: u16, payload: 
         h[4..6].copy_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
     }
     let mut seg = [h, payload.to_vec()].concat();
-    let c = csum(&seg, pseudo(src.octets(), dst.octets(), proto, seg.len()));
+    let c = checksum(&seg, pseudo(src.octets(), dst.octets(), proto, seg.len()));
     let at = if proto == 6 { 16 } else { 6 };
     seg[at..at + 2].copy_from_slice(&c.to_be_bytes());
     seg
@@ -171,7 +155,7 @@ fn tcp_packet(dst: Ipv4Addr, dport: u16, options: Vec<u8>) -> Vec<u8> {
 /// Check an IPv4 packet at `ip` (header and L4 checksums); return its header length.
 fn assert_valid_ipv4(ip: &[u8]) -> usize {
     let hlen = usize::from(ip[0] & 0x0f) * 4;
-    assert_eq!(csum(&ip[..hlen], 0), 0, "IPv4 header checksum");
+    assert_eq!(checksum(&ip[..hlen], 0), 0, "IPv4 header checksum");
     let total = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
     let proto = ip[9];
     if proto == 6 || proto == 17 {
@@ -184,7 +168,7 @@ fn assert_valid_ipv4(ip: &[u8]) -> usize {
                 proto,
                 seg.len(),
             );
-            assert_eq!(csum(seg, p), 0, "L4 checksum");
+            assert_eq!(checksum(seg, p), 0, "L4 checksum");
         }
     }
     hlen
@@ -284,7 +268,7 @@ fn a_udp_checksum_that_the_nat_makes_zero_is_sent_as_ffff() {
         let mut seg = l4(17, CLIENT, LOCAL_BACKEND, 5353, 8081, &w.to_be_bytes());
         seg[6] = 0;
         seg[7] = 0;
-        csum(
+        checksum(
             &seg,
             pseudo(CLIENT.octets(), LOCAL_BACKEND.octets(), 17, seg.len()),
         )
@@ -304,7 +288,7 @@ fn a_udp_checksum_that_the_nat_makes_zero_is_sent_as_ffff() {
     assert_eq!(&out[40..42], &[0xff, 0xff], "zero is written as 0xffff");
     let udp = &out[34..];
     assert_eq!(
-        csum(
+        checksum(
             udp,
             pseudo(CLIENT.octets(), LOCAL_BACKEND.octets(), 17, udp.len())
         ),
@@ -395,7 +379,7 @@ fn ipip_to_this_node_is_unwrapped_for_the_local_backend() {
     // counted: it could otherwise reach any backend directly.
     let mut foreign = outer.clone();
     foreign[12..16].copy_from_slice(&Ipv4Addr::new(192, 0, 2, 66).octets());
-    let c = csum(
+    let c = checksum(
         &{
             let mut h = foreign[..20].to_vec();
             h[10] = 0;

@@ -349,19 +349,17 @@ impl Control for ControlService {
     async fn ca(&self, req: Request<pb::CaRequest>) -> Result<Response<pb::CaResponse>, Status> {
         if req.into_inner().rotate {
             let rotation = self.new_root()?;
-            self.daemon
-                .store
+            let store = &self.daemon.store;
+            store
                 .write(Command::StartCaRotation(rotation))
                 .await
                 .map_err(Status::from)?;
+            // Forwarded to the leader from here, the write must be seen
+            // here before it is reported, or a waiting CLI would see no
+            // rotation. Other reads answer from the local state, as every
+            // read does.
+            store.read_barrier().await.map_err(Status::from)?;
         }
-        // Forwarded to the leader from here, the write must be seen here
-        // before it is reported, or a waiting CLI would see no rotation.
-        self.daemon
-            .store
-            .read_barrier()
-            .await
-            .map_err(Status::from)?;
         let st = self.manager_state()?;
         let cluster = st.cluster.as_ref().expect("manager_state checked");
         let ca_pem = cluster.issuing_ca().0.to_string();

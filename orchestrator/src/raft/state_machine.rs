@@ -180,19 +180,16 @@ impl StateMachine {
         txn.open_table(SM_META).map_err(write_err)?;
         txn.commit().map_err(write_err)?;
 
-        let state;
+        let mut state = State::default();
         let mut last_applied = None;
         let mut membership = Membership::default();
         {
             let txn = db.begin_read().map_err(read_err)?;
-            let table = txn.open_table(OBJECTS).map_err(read_err)?;
-            let mut rows = Vec::new();
-            for item in table.iter().map_err(read_err)? {
+            let objects = txn.open_table(OBJECTS).map_err(read_err)?;
+            for item in objects.iter().map_err(read_err)? {
                 let (k, v) = item.map_err(read_err)?;
-                rows.push((k.value().to_string(), v.value().to_vec()));
+                load_object(&mut state, k.value(), v.value()).map_err(read_err)?;
             }
-            state = load_objects(rows.iter().map(|(k, v)| (k.as_str(), v.as_slice())))
-                .map_err(read_err)?;
             let meta = txn.open_table(SM_META).map_err(read_err)?;
             if let Some(v) = meta.get("last_applied").map_err(read_err)? {
                 last_applied = serde_json::from_slice(v.value()).map_err(read_err)?;
@@ -201,6 +198,7 @@ impl StateMachine {
                 membership = serde_json::from_slice(v.value()).map_err(read_err)?;
             }
         }
+        state.reindex();
         let state = Arc::new(state);
         let (publish, rx) = watch::channel(state.clone());
         let sm = StateMachine {
@@ -299,23 +297,11 @@ fn all_keys(st: &State) -> Vec<Key> {
     keys
 }
 
-/// A state from its stored objects (path, JSON), with its derived indexes
-/// rebuilt: what a restarted node holds.
-fn load_objects<'a>(
-    rows: impl Iterator<Item = (&'a str, &'a [u8])>,
-) -> Result<State, serde_json::Error> {
-    let mut state = State::default();
-    for (key, bytes) in rows {
-        load_object(&mut state, key, bytes)?;
-    }
-    state.reindex();
-    Ok(state)
-}
-
 /// The objects table as a map, path → JSON, for checking `apply`'s
 /// persistence without a database: `objects_of` is what a snapshot install
 /// leaves, and `apply_to_objects` does what `apply` and `persist` do.
-/// Loading the map back (`load_objects`) must give the state in memory,
+/// Loading the map back (`load`, as `StateMachine::open` loads the table)
+/// must give the state in memory,
 /// or a restart would change the state (the `state_apply` fuzz target
 /// checks this).
 pub(crate) mod model {
@@ -339,7 +325,12 @@ pub(crate) mod model {
     }
 
     pub fn load(objects: &Objects) -> Result<State, serde_json::Error> {
-        load_objects(objects.iter().map(|(k, v)| (k.as_str(), v.as_slice())))
+        let mut state = State::default();
+        for (key, bytes) in objects {
+            load_object(&mut state, key, bytes)?;
+        }
+        state.reindex();
+        Ok(state)
     }
 
     fn write(st: &State, keys: &[Key], mut objects: Objects) -> Objects {
