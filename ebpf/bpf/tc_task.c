@@ -50,7 +50,7 @@ int swarm_tc_task(struct __sk_buff *skb)
 	struct swarm_flow flow = flow_of(&p);
 	struct swarm_backend be;
 
-	if (lb_select(fe->svc_id, &flow, skb->len, &be)) {
+	if (lb_select(fe, &flow, skb->len, &be)) {
 		count_drop(SWARM_DROP_NO_BACKEND);
 		return TC_ACT_SHOT;
 	}

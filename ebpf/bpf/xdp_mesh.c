@@ -2,17 +2,20 @@
 /*
  * XDP on a node's underlay interface: the routing mesh.
  *
- * A packet to a service frontend (a published port on this node, or a VIP)
- * gets a backend from connection tracking or Maglev. For a backend on this
- * node, the destination is rewritten (DNAT) and the packet goes up the stack
- * to the task. For a backend on another node, the packet is DNATed the same
+ * A packet to a service frontend (a published port on this node) gets a
+ * backend from connection tracking or Maglev. For a backend on this node,
+ * the destination is rewritten (DNAT) and the packet is redirected straight
+ * to the task's port (swarm_v4_endpoints), as the stack would forward it but
+ * without routing, bridging and netfilter on the way; a backend the loader
+ * has no endpoint for goes up the stack instead. For a backend on another
+ * node, the packet is DNATed the same
  * way and then wrapped in IPIP to that node; the outer source is this node
  * and the outer IP ID carries the frontend port, so the backend's node can
  * answer the client directly as this node's address (direct server return).
  * The client's own address is never rewritten: backends see real client IPs.
  *
  * An IPIP packet addressed to this node is unwrapped, its reply translation
- * recorded, and passed up to the local backend.
+ * recorded, and handed to the local backend the same way.
  *
  * Everything else passes untouched. Malformed packets to a service are
  * dropped and counted by reason (swarm_v4_drops).
@@ -47,6 +50,34 @@ static __always_inline void nat_dst(struct packet *p, __u32 addr, __u16 port)
 	}
 	p->ip->daddr = addr;
 	*p->dport = port;
+}
+
+/* Forward a packet for a local backend to its task's port, doing what the
+ * stack's forwarding would (TTL, MACs). What forwarding must refuse or
+ * split (an expiring TTL, a packet bigger than the task's MTU) and backends
+ * with no endpoint go up the stack, which handles them in full. */
+static __always_inline int to_endpoint(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *end = (void *)(long)ctx->data_end;
+	struct ethhdr *eth = data;
+	struct iphdr *ip = (void *)(eth + 1);
+
+	if ((void *)(ip + 1) > end)
+		return XDP_PASS;
+	struct swarm_endpoint *ep = bpf_map_lookup_elem(&swarm_v4_endpoints, &ip->daddr);
+
+	if (!ep || ip->ttl <= 1 || bpf_ntohs(ip->tot_len) > ep->mtu)
+		return XDP_PASS;
+	/* TTL is the high byte of its 16-bit word: RFC 1624 update. */
+	__u32 check = ip->check;
+
+	check += bpf_htons(0x0100);
+	ip->check = (__u16)(check + (check >= 0xFFFF));
+	ip->ttl -= 1;
+	__builtin_memcpy(eth->h_dest, ep->mac, ETH_ALEN);
+	__builtin_memcpy(eth->h_source, ep->port_mac, ETH_ALEN);
+	return bpf_redirect(ep->ifindex, 0);
 }
 
 /* Wrap the packet at ctx in IPIP from this node to `node`. */
@@ -139,7 +170,7 @@ static __always_inline int decap(struct xdp_md *ctx, struct iphdr *outer, void *
 		count_drop(SWARM_DROP_DECAP_FAILED);
 		return XDP_DROP;
 	}
-	return XDP_PASS;
+	return to_endpoint(ctx);
 }
 
 SEC("xdp")
@@ -198,7 +229,7 @@ int swarm_xdp_ingress(struct xdp_md *ctx)
 	struct swarm_flow flow = flow_of(&p);
 	struct swarm_backend be;
 
-	if (lb_select(fe->svc_id, &flow, end - data, &be)) {
+	if (lb_select(fe, &flow, end - data, &be)) {
 		count_drop(SWARM_DROP_NO_BACKEND);
 		return XDP_DROP;
 	}
@@ -206,7 +237,7 @@ int swarm_xdp_ingress(struct xdp_md *ctx)
 	if (be.node == 0 || be.node == cfg->node_addr) {
 		remember_reply(be.addr, be.port, flow.saddr, flow.sport, flow.proto, flow.daddr,
 			       flow.dport, SWARM_RNAT_UNDERLAY);
-		return XDP_PASS;
+		return to_endpoint(ctx);
 	}
 	return encap(ctx, cfg->node_addr, be.node, flow.dport);
 }

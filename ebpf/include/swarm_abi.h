@@ -28,6 +28,11 @@
 #define SWARM_MAX_FLOWS 1048576
 /* Nodes whose tunnelled packets a node accepts (swarm_v4_nodes). */
 #define SWARM_MAX_NODES 16384
+/* Local backends XDP can hand packets to directly (swarm_v4_endpoints). */
+#define SWARM_MAX_ENDPOINTS 65536
+/* A tracked flow's seen_ns is refreshed at most this often: writing it on
+ * every packet would bounce its cache line between cores for nothing. */
+#define SWARM_SEEN_REFRESH_NS 1000000000ULL
 
 /* swarm_backend.state */
 #define SWARM_BACKEND_ACTIVE 0   /* takes new flows */
@@ -54,7 +59,9 @@ struct swarm_frontend {
 
 /* Value of swarm_v4_frontends. */
 struct swarm_frontend_info {
-	__u32 svc_id; /* key into swarm_v4_services and swarm_v4_svc_stats */
+	__u32 svc_id; /* key into swarm_v4_services */
+	__u32 slot;   /* the service's index into swarm_v4_svc_stats (below
+	               * SWARM_MAX_SERVICES; the loader hands them out) */
 };
 
 struct swarm_backend {
@@ -99,10 +106,15 @@ struct swarm_flow {
 
 /* Value of swarm_v4_flows: the backend a flow is pinned to. */
 struct swarm_flow_target {
-	__u64 created_ns;  /* bpf_ktime_get_ns() at the first packet */
-	__u64 seen_ns;     /* at the latest packet */
+	__u64 created_ns;  /* bpf_ktime_get_coarse_ns() at the first packet */
+	__u64 seen_ns;     /* at a recent packet (SWARM_SEEN_REFRESH_NS) */
 	struct swarm_backend backend;
 	__u32 svc_id;
+	__u32 slot;        /* with svc_id, names the service's incarnation: the
+	                    * loader never hands a removed service's slot to its
+	                    * successor at once, so flows of a service that was
+	                    * removed and added again are balanced afresh */
+	__u32 pad;
 };
 
 /* Key of swarm_v4_rnat: a reply as it leaves a local backend. */
@@ -128,11 +140,24 @@ struct swarm_reply_nat {
 	__u8 pad;
 };
 
-/* Value of swarm_v4_svc_stats (per CPU), keyed by svc_id. */
+/* Value of swarm_v4_svc_stats (a per-CPU array), indexed by the service's
+ * slot. */
 struct swarm_svc_stats {
 	__u64 packets;
 	__u64 bytes;
 	__u64 new_flows;
+};
+
+/* Value of swarm_v4_endpoints, keyed by a local backend's address (network
+ * order): the task port XDP redirects that backend's packets to, so they are
+ * not routed and bridged again by the node's stack. */
+struct swarm_endpoint {
+	__u32 ifindex;  /* the node end of the task's veth */
+	__u8 mac[6];    /* the task interface's MAC: the frame's destination */
+	__u8 port_mac[6]; /* the port's own MAC: the frame's source */
+	__u16 mtu;      /* the task interface's MTU; bigger packets go to the
+	                 * stack, which fragments them or says why not */
+	__u16 pad;
 };
 
 /* swarm_v4_config[0]: this node's settings. */

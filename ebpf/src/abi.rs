@@ -7,6 +7,7 @@ use aya::Pod;
 pub const MAGLEV_CHUNK: usize = 1024;
 pub const MAGLEV_MAX: u32 = 131_071;
 pub const MAX_BACKENDS: usize = 256;
+pub const MAX_SERVICES: u32 = 65_536;
 
 pub const BACKEND_ACTIVE: u8 = 0;
 pub const BACKEND_DRAINING: u8 = 1;
@@ -33,6 +34,7 @@ pub mod maps {
     pub const SVC_STATS: &str = "swarm_v4_svc_stats";
     pub const DROPS: &str = "swarm_v4_drops";
     pub const NODES: &str = "swarm_v4_nodes";
+    pub const ENDPOINTS: &str = "swarm_v4_endpoints";
 }
 
 #[repr(C)]
@@ -48,6 +50,7 @@ pub struct Frontend {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct FrontendInfo {
     pub svc_id: u32,
+    pub slot: u32,
 }
 
 #[repr(C)]
@@ -112,6 +115,8 @@ pub struct FlowTarget {
     pub seen_ns: u64,
     pub backend: Backend,
     pub svc_id: u32,
+    pub slot: u32,
+    pub pad: u32,
 }
 
 #[repr(C)]
@@ -143,6 +148,16 @@ pub struct SvcStats {
 }
 
 #[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Endpoint {
+    pub ifindex: u32,
+    pub mac: [u8; 6],
+    pub port_mac: [u8; 6],
+    pub mtu: u16,
+    pub pad: u16,
+}
+
+#[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Config {
     pub node_addr: u32,
@@ -163,6 +178,7 @@ unsafe impl Pod for FlowTarget {}
 unsafe impl Pod for Reply {}
 unsafe impl Pod for ReplyNat {}
 unsafe impl Pod for SvcStats {}
+unsafe impl Pod for Endpoint {}
 unsafe impl Pod for Config {}
 
 #[cfg(test)]
@@ -196,16 +212,17 @@ mod tests {
     fn rust_mirror_matches_the_c_header() {
         let rust: BTreeSet<_> = rust_layout! {
             "swarm_frontend" => Frontend { addr, port, proto, pad }
-            "swarm_frontend_info" => FrontendInfo { svc_id }
+            "swarm_frontend_info" => FrontendInfo { svc_id, slot }
             "swarm_backend" => Backend { addr, node, port, state, pad }
             "swarm_service" => Service { table_size, backend_count, generation, backends }
             "swarm_maglev_key" => MaglevKey { svc_id, chunk, generation }
             "swarm_maglev_chunk" => MaglevChunk { entries }
             "swarm_flow" => Flow { saddr, daddr, sport, dport, proto, pad }
-            "swarm_flow_target" => FlowTarget { created_ns, seen_ns, backend, svc_id }
+            "swarm_flow_target" => FlowTarget { created_ns, seen_ns, backend, svc_id, slot, pad }
             "swarm_reply" => Reply { backend_addr, client_addr, backend_port, client_port, proto, pad }
             "swarm_reply_nat" => ReplyNat { frontend_addr, frontend_port, scope, pad }
             "swarm_svc_stats" => SvcStats { packets, bytes, new_flows }
+            "swarm_endpoint" => Endpoint { ifindex, mac, port_mac, mtu, pad }
             "swarm_config" => Config { node_addr, flags }
         }
         .into_iter()

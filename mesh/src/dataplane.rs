@@ -118,6 +118,47 @@ impl LbService {
     }
 }
 
+/// A local backend's port: where a data plane that forwards packets itself
+/// (XDP mode) hands packets for `addr` over, instead of passing them to the
+/// node's stack to be routed and bridged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LocalEndpoint {
+    /// The task's address on the network the port is on.
+    pub addr: Ipv4Addr,
+    /// The node end of the task's veth.
+    pub ifindex: u32,
+    /// The task interface's MAC.
+    pub mac: [u8; 6],
+    /// The node end's own MAC, the source of the frames it is handed.
+    pub port_mac: [u8; 6],
+    /// The task interface's MTU.
+    pub mtu: u16,
+}
+
+impl LocalEndpoint {
+    /// The endpoint for `addr`, whose task interface has `mac`, behind the
+    /// node-end port `iface` (looked up in the calling thread's namespace).
+    pub fn of_port(
+        addr: Ipv4Addr,
+        iface: &str,
+        mac: [u8; 6],
+    ) -> Result<LocalEndpoint, DataplaneError> {
+        let io = |source| DataplaneError::Io {
+            op: format!("reading interface {iface} for the endpoint of {addr}"),
+            source,
+        };
+        Ok(LocalEndpoint {
+            addr,
+            ifindex: crate::link::index(iface).map_err(io)?,
+            mac,
+            port_mac: crate::link::mac(iface).map_err(io)?,
+            mtu: crate::link::mtu(iface)
+                .map_err(io)?
+                .min(u32::from(u16::MAX)) as u16,
+        })
+    }
+}
+
 /// A snapshot of what a data plane holds, for `swarm mesh dump`.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Dump {
@@ -172,6 +213,16 @@ pub trait Dataplane {
     /// The swarm's nodes: the only sources of tunnelled connections (the
     /// nodes that run backends always are). Applied at the next `sync`.
     fn set_nodes(&mut self, _nodes: &[Ipv4Addr]) -> Result<(), DataplaneError> {
+        Ok(())
+    }
+    /// A local backend's port, for modes that deliver to it directly (a
+    /// mode that does not leaves it to the stack). Replaces any endpoint
+    /// for the same address.
+    fn add_endpoint(&mut self, _ep: &LocalEndpoint) -> Result<(), DataplaneError> {
+        Ok(())
+    }
+    /// Forget the endpoint for `addr` (its task is gone); missing is fine.
+    fn remove_endpoint(&mut self, _addr: Ipv4Addr) -> Result<(), DataplaneError> {
         Ok(())
     }
 }

@@ -16,6 +16,7 @@
 //! A VIP or backend with port 0 takes every port (Swarm's VIPs do).
 
 use crate::dataplane::{BackendState, Dataplane, DataplaneError, Dump, LbService};
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::process::{Command, Stdio};
@@ -49,12 +50,15 @@ fn ensure_jump(chain: &str, target: &str) -> Result<(), DataplaneError> {
     Ok(())
 }
 
-/// `local`: this node's address, for a data plane that SNATs connections to
-/// VIPs and to remote backends (a cluster node); `None` only masquerades
-/// what leaves the underlay.
 #[derive(Default)]
 pub struct IptablesDataplane {
-    pub local: Option<std::net::Ipv4Addr>,
+    /// This node's address, for a data plane that SNATs connections to VIPs
+    /// and to remote backends (a cluster node); `None` only masquerades
+    /// what leaves the underlay.
+    local: Option<std::net::Ipv4Addr>,
+    /// The rules of the last sync, so the next writes only what changed;
+    /// `None` until a first (whole) sync, and after a failed one.
+    applied: Option<BTreeMap<u32, ServiceRules>>,
 }
 
 impl IptablesDataplane {
@@ -88,6 +92,14 @@ impl IptablesDataplane {
         Ok(IptablesDataplane::default())
     }
 
+    /// A data plane for a node whose address is `local` (see the field).
+    pub fn new(local: Option<std::net::Ipv4Addr>) -> IptablesDataplane {
+        IptablesDataplane {
+            local,
+            applied: None,
+        }
+    }
+
     /// Remove every owned rule and chain, in one restore batch (one process
     /// per chain would reload the whole nat table each time).
     pub fn detach() -> Result<(), DataplaneError> {
@@ -113,9 +125,10 @@ impl IptablesDataplane {
         restore(&batch)
     }
 
-    pub fn batch(&self, services: &[LbService], existing: &[String]) -> String {
-        let mut chains = vec![SERVICES.to_string(), SNAT.to_string()];
-        let mut rules = String::new();
+    /// One service's rules, or `None` when it has no active backend (no
+    /// rule: the port falls to the node's own stack, which refuses it with
+    /// a TCP reset or an ICMP port unreachable).
+    fn rules_for(&self, svc: &LbService) -> Option<ServiceRules> {
         let port = |p: u16| {
             if p == 0 {
                 String::new()
@@ -123,81 +136,165 @@ impl IptablesDataplane {
                 format!(" --dport {p}")
             }
         };
-        for svc in services {
-            let proto = svc.proto.name();
-            let active: Vec<_> = svc
-                .backends
-                .iter()
-                .filter(|b| b.state == BackendState::Active)
-                .collect();
-            let n = active.len();
-            if n == 0 {
-                // No rule: the port falls to the node's own stack, which
-                // refuses it (TCP reset, ICMP port unreachable).
-                continue;
-            }
-            let svc_chain = format!("SWARM-SVC-{}", svc.id);
-            chains.push(svc_chain.clone());
-            let comment = format!("-m comment --comment \"svc:{}\"", svc.id);
-            if let Some(vip) = svc.vip {
-                let _ = writeln!(
-                    rules,
-                    "-A {SERVICES} -d {}/32 -p {proto}{} {comment} -j {svc_chain}",
-                    vip.ip(),
-                    port(vip.port())
-                );
-                if let Some(src) = svc.snat.or(self.local) {
-                    let _ = writeln!(rules, "-A {SNAT} -p {proto} -m conntrack --ctstate DNAT --ctorigdst {}/32 {comment} -j SNAT --to-source {src}", vip.ip());
-                }
-            }
-            if let Some(port) = svc.published_port {
-                let _ = writeln!(rules, "-A {SERVICES} -m addrtype --dst-type LOCAL -p {proto} --dport {port} {comment} -j {svc_chain}");
-            }
-            for (k, b) in active.iter().enumerate() {
-                let pick = if k + 1 < n {
-                    format!(
-                        "-m statistic --mode random --probability {:.10} ",
-                        1.0 / (n - k) as f64
-                    )
-                } else {
-                    String::new()
-                };
-                let to = if b.addr.port() == 0 {
-                    b.addr.ip().to_string()
-                } else {
-                    b.addr.to_string()
-                };
-                let _ = writeln!(
-                    rules,
-                    "-A {svc_chain} {pick}-p {proto} -j DNAT --to-destination {to}"
-                );
-                let remote = self.local.is_some_and(|l| l != b.node);
-                if let Some(src) = svc.snat.or(self.local).filter(|_| remote) {
-                    let _ = writeln!(rules, "-A {SNAT} -p {proto} -m conntrack --ctstate DNAT -d {}/32 {comment} -j SNAT --to-source {src}", b.addr.ip());
-                }
-            }
-        }
-        let mut out = String::from("*nat\n");
-        for c in &chains {
-            // Declaring a chain with --noflush creates or empties it.
-            let _ = writeln!(out, ":{c} - [0:0]");
-        }
-        // Chains from an earlier sync that are gone now: empty, then delete.
-        // (The masquerade chain belongs to attach and is left alone.)
-        let stale: Vec<&String> = existing
+        let proto = svc.proto.name();
+        let active: Vec<_> = svc
+            .backends
             .iter()
-            .filter(|c| !chains.contains(c) && *c != POSTROUTING)
+            .filter(|b| b.state == BackendState::Active)
             .collect();
-        for c in &stale {
-            let _ = writeln!(out, ":{c} - [0:0]");
+        let n = active.len();
+        if n == 0 {
+            return None;
         }
-        out.push_str(&rules);
-        for c in &stale {
-            let _ = writeln!(out, "-X {c}");
+        let chain = format!("SWARM-SVC-{}", svc.id);
+        let mut r = ServiceRules {
+            chain: chain.clone(),
+            ..Default::default()
+        };
+        let comment = format!("-m comment --comment \"svc:{}\"", svc.id);
+        if let Some(vip) = svc.vip {
+            r.shared.push(format!(
+                "-A {SERVICES} -d {}/32 -p {proto}{} {comment} -j {chain}",
+                vip.ip(),
+                port(vip.port())
+            ));
+            if let Some(src) = svc.snat.or(self.local) {
+                r.shared.push(format!("-A {SNAT} -p {proto} -m conntrack --ctstate DNAT --ctorigdst {}/32 {comment} -j SNAT --to-source {src}", vip.ip()));
+            }
         }
-        out.push_str("COMMIT\n");
-        out
+        if let Some(port) = svc.published_port {
+            r.shared.push(format!("-A {SERVICES} -m addrtype --dst-type LOCAL -p {proto} --dport {port} {comment} -j {chain}"));
+        }
+        for (k, b) in active.iter().enumerate() {
+            let pick = if k + 1 < n {
+                format!(
+                    "-m statistic --mode random --probability {:.10} ",
+                    1.0 / (n - k) as f64
+                )
+            } else {
+                String::new()
+            };
+            let to = if b.addr.port() == 0 {
+                b.addr.ip().to_string()
+            } else {
+                b.addr.to_string()
+            };
+            r.own.push(format!(
+                "-A {chain} {pick}-p {proto} -j DNAT --to-destination {to}"
+            ));
+            let remote = self.local.is_some_and(|l| l != b.node);
+            if let Some(src) = svc.snat.or(self.local).filter(|_| remote) {
+                r.shared.push(format!("-A {SNAT} -p {proto} -m conntrack --ctstate DNAT -d {}/32 {comment} -j SNAT --to-source {src}", b.addr.ip()));
+            }
+        }
+        Some(r)
     }
+
+    fn rules(&self, services: &[LbService]) -> BTreeMap<u32, ServiceRules> {
+        services
+            .iter()
+            .filter_map(|s| Some((s.id, self.rules_for(s)?)))
+            .collect()
+    }
+
+    /// The whole batch: every owned chain declared (which empties it) and
+    /// written again, and chains in `existing` that are no longer wanted
+    /// deleted.
+    pub fn batch(&self, services: &[LbService], existing: &[String]) -> String {
+        full_batch(&self.rules(services), existing)
+    }
+}
+
+/// What one service adds to the nat table.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct ServiceRules {
+    /// Its own chain, which picks a backend.
+    chain: String,
+    /// The rules in that chain.
+    own: Vec<String>,
+    /// Its lines in the shared chains (`-A SWARM-SERVICES ...`,
+    /// `-A SWARM-SNAT ...`).
+    shared: Vec<String>,
+}
+
+fn full_batch(rules: &BTreeMap<u32, ServiceRules>, existing: &[String]) -> String {
+    let mut chains = vec![SERVICES.to_string(), SNAT.to_string()];
+    chains.extend(rules.values().map(|r| r.chain.clone()));
+    let mut out = String::from("*nat\n");
+    for c in &chains {
+        // Declaring a chain with --noflush creates or empties it.
+        let _ = writeln!(out, ":{c} - [0:0]");
+    }
+    // Chains from an earlier sync that are gone now: empty, then delete.
+    // (The masquerade chain belongs to attach and is left alone.)
+    let stale: Vec<&String> = existing
+        .iter()
+        .filter(|c| !chains.contains(c) && *c != POSTROUTING)
+        .collect();
+    for c in &stale {
+        let _ = writeln!(out, ":{c} - [0:0]");
+    }
+    for r in rules.values() {
+        for line in r.shared.iter().chain(&r.own) {
+            let _ = writeln!(out, "{line}");
+        }
+    }
+    for c in &stale {
+        let _ = writeln!(out, "-X {c}");
+    }
+    out.push_str("COMMIT\n");
+    out
+}
+
+/// The batch that turns the table `old` describes into `new`, touching only
+/// services whose rules differ, as kube-proxy's partial sync does: their
+/// chains are emptied and written again, their lines in the shared chains
+/// deleted or appended one by one (the shared chains are never rewritten),
+/// and chains of removed services deleted. `None` when nothing differs.
+fn partial_batch(
+    old: &BTreeMap<u32, ServiceRules>,
+    new: &BTreeMap<u32, ServiceRules>,
+) -> Option<String> {
+    let (mut declare, mut delete, mut append, mut remove) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let empty = ServiceRules::default();
+    for (id, r) in new {
+        let was = old.get(id).unwrap_or(&empty);
+        if was == r {
+            continue;
+        }
+        if was.own != r.own {
+            declare.push(r.chain.clone());
+            append.extend(r.own.iter().cloned());
+        }
+        delete.extend(was.shared.iter().filter(|l| !r.shared.contains(l)).cloned());
+        append.extend(r.shared.iter().filter(|l| !was.shared.contains(l)).cloned());
+    }
+    for (id, r) in old {
+        if !new.contains_key(id) {
+            delete.extend(r.shared.iter().cloned());
+            declare.push(r.chain.clone());
+            remove.push(r.chain.clone());
+        }
+    }
+    if declare.is_empty() && delete.is_empty() && append.is_empty() {
+        return None;
+    }
+    let mut out = String::from("*nat\n");
+    for c in &declare {
+        let _ = writeln!(out, ":{c} - [0:0]");
+    }
+    for l in &delete {
+        let _ = writeln!(out, "-D{}", l.strip_prefix("-A").unwrap_or(l));
+    }
+    for l in &append {
+        let _ = writeln!(out, "{l}");
+    }
+    for c in &remove {
+        let _ = writeln!(out, "-X {c}");
+    }
+    out.push_str("COMMIT\n");
+    Some(out)
 }
 
 /// Owned nat chains, as `iptables-save` lists them.
@@ -256,8 +353,16 @@ impl Dataplane for IptablesDataplane {
         for svc in services {
             svc.validate(usize::MAX)?;
         }
-        let existing = owned_chains()?;
-        restore(&self.batch(services, &existing))
+        let rules = self.rules(services);
+        let batch = match self.applied.take() {
+            Some(old) => partial_batch(&old, &rules),
+            None => Some(full_batch(&rules, &owned_chains()?)),
+        };
+        if let Some(b) = batch {
+            restore(&b)?;
+        }
+        self.applied = Some(rules);
+        Ok(())
     }
 
     fn dump(&mut self) -> Result<Dump, DataplaneError> {
@@ -334,9 +439,7 @@ mod tests {
         ]);
         s.vip = Some("10.0.1.9:0".parse().unwrap());
         s.published_port = None;
-        let dp = IptablesDataplane {
-            local: Some("198.18.0.11".parse().unwrap()),
-        };
+        let dp = IptablesDataplane::new(Some("198.18.0.11".parse().unwrap()));
         let b = dp.batch(&[s], &[]);
         assert!(
             b.contains("-A SWARM-SERVICES -d 10.0.1.9/32 -p tcp -m comment"),
@@ -357,5 +460,44 @@ mod tests {
         let b = IptablesDataplane::default().batch(&[], &existing);
         assert!(b.contains(":SWARM-SVC-3 - [0:0]") && b.contains("-X SWARM-SVC-3"));
         assert!(!b.contains("-X SWARM-SERVICES") && !b.contains("SWARM-POSTROUTING"));
+    }
+
+    #[test]
+    fn a_partial_sync_touches_only_the_services_that_changed() {
+        let dp = IptablesDataplane::default();
+        let a = svc(&[("10.0.1.2:8080", "198.18.0.11", BackendState::Active)]);
+        let mut b = a.clone();
+        b.id = 8;
+        b.vip = Some("10.0.0.6:80".parse().unwrap());
+        b.published_port = Some(8001);
+        let old = dp.rules(&[a.clone(), b.clone()]);
+        assert_eq!(partial_batch(&old, &old), None, "nothing changed");
+
+        // A backend more for service 8: only its chain is emptied and written.
+        let mut b2 = b.clone();
+        b2.backends.push(Backend {
+            addr: "10.0.2.2:8080".parse().unwrap(),
+            node: "198.18.0.12".parse().unwrap(),
+            state: BackendState::Active,
+        });
+        let batch = partial_batch(&old, &dp.rules(&[a.clone(), b2])).unwrap();
+        assert!(batch.contains(":SWARM-SVC-8 - [0:0]\n"), "{batch}");
+        assert!(batch.contains("--to-destination 10.0.2.2:8080"), "{batch}");
+        assert!(
+            !batch.contains("SWARM-SVC-7"),
+            "service 7 is untouched: {batch}"
+        );
+        assert!(
+            !batch.contains(":SWARM-SERVICES"),
+            "the shared chain is not rewritten: {batch}"
+        );
+
+        // Service 7 removed: its jumps deleted one by one, then its chain.
+        let batch = partial_batch(&old, &dp.rules(&[b])).unwrap();
+        let del = batch
+            .find("-D SWARM-SERVICES -d 10.0.0.5/32 -p tcp --dport 80")
+            .expect("the VIP jump is deleted");
+        let x = batch.find("-X SWARM-SVC-7").expect("the chain is deleted");
+        assert!(del < x && !batch.contains("SWARM-SVC-8"), "{batch}");
     }
 }

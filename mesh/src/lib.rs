@@ -8,6 +8,7 @@ pub mod dataplane;
 pub mod hostports;
 pub mod iptables;
 pub mod isolation;
+pub mod link;
 pub mod maglev;
 pub mod overlay;
 pub mod sandbox;

@@ -28,6 +28,12 @@ pub enum SandboxError {
     Filter(String),
     #[error("address {addr} is not inside gateway subnet {subnet}")]
     OutsideSubnet { addr: Ipv4Addr, subnet: Ipv4Net },
+    #[error("{op}: {source}")]
+    Io {
+        op: String,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 pub(crate) type Result<T> = std::result::Result<T, SandboxError>;
@@ -253,6 +259,13 @@ pub async fn attach_port(pid: u32, port: &Port) -> Result<()> {
     let bridge = existing_link(&handle, &port.bridge).await?;
     let host = existing_link(&handle, &port.host_if).await?;
     let peer_index = existing_link(&handle, &peer).await?;
+    // The task's end receives in NAPI, so XDP can redirect packets to it
+    // (the routing mesh's fast path to local backends); set here, where
+    // the peer is still in the node's namespace.
+    crate::link::enable_gro(&peer).map_err(|source| SandboxError::Io {
+        op: format!("enabling GRO on {peer}"),
+        source,
+    })?;
     if let Some(mtu) = port.mtu {
         for i in [host, peer_index] {
             handle

@@ -85,26 +85,26 @@ static __always_inline int maglev_pick(__u32 svc_id, const struct swarm_flow *fl
 }
 
 /* The backend for this flow: the tracked one, or a new Maglev pick that is
- * then tracked, so the flow stays put while backends come and go. */
-static __always_inline int lb_select(__u32 svc_id, const struct swarm_flow *flow, __u64 bytes,
+ * then tracked, so the flow stays put while backends come and go. A tracked
+ * flow costs two lookups and no map write: its seen_ns is refreshed only
+ * every SWARM_SEEN_REFRESH_NS. */
+static __always_inline int lb_select(const struct swarm_frontend_info *fe,
+				     const struct swarm_flow *flow, __u64 bytes,
 				     struct swarm_backend *out)
 {
-	__u64 now = bpf_ktime_get_ns();
+	__u32 slot = fe->slot;
+	__u32 svc_id = fe->svc_id;
+	struct swarm_svc_stats *st = bpf_map_lookup_elem(&swarm_v4_svc_stats, &slot);
 	struct swarm_flow_target *t = bpf_map_lookup_elem(&swarm_v4_flows, flow);
-	struct swarm_svc_stats *st = bpf_map_lookup_elem(&swarm_v4_svc_stats, &svc_id);
+	__u64 now = bpf_ktime_get_coarse_ns();
 
-	if (!st) {
-		struct swarm_svc_stats zero = {};
-
-		bpf_map_update_elem(&swarm_v4_svc_stats, &svc_id, &zero, BPF_NOEXIST);
-		st = bpf_map_lookup_elem(&swarm_v4_svc_stats, &svc_id);
-	}
 	if (st) {
 		st->packets += 1;
 		st->bytes += bytes;
 	}
-	if (t && t->svc_id == svc_id) {
-		t->seen_ns = now;
+	if (t && t->svc_id == svc_id && t->slot == slot) {
+		if (now - t->seen_ns > SWARM_SEEN_REFRESH_NS)
+			t->seen_ns = now;
 		*out = t->backend;
 		return 0;
 	}
@@ -115,6 +115,7 @@ static __always_inline int lb_select(__u32 svc_id, const struct swarm_flow *flow
 		.seen_ns = now,
 		.backend = *out,
 		.svc_id = svc_id,
+		.slot = slot,
 	};
 	bpf_map_update_elem(&swarm_v4_flows, flow, &nt, BPF_ANY);
 	if (st)
@@ -123,7 +124,10 @@ static __always_inline int lb_select(__u32 svc_id, const struct swarm_flow *flow
 }
 
 /* Remember how to restore the frontend as the source of the backend's
- * replies (done by the tc egress program). */
+ * replies (done by the tc egress program). Written only when the entry is
+ * missing or says something else: an LRU update allocates a node, which
+ * per packet would cost more than the rest of the fast path. The lookup
+ * also marks the entry used, so it ages with its flow. */
 static __always_inline void remember_reply(__u32 backend_addr, __u16 backend_port, __u32 client_addr,
 					   __u16 client_port, __u8 proto, __u32 fe_addr, __u16 fe_port,
 					   __u8 scope)
@@ -135,6 +139,11 @@ static __always_inline void remember_reply(__u32 backend_addr, __u16 backend_por
 		.client_port = client_port,
 		.proto = proto,
 	};
+	struct swarm_reply_nat *have = bpf_map_lookup_elem(&swarm_v4_rnat, &key);
+
+	if (have && have->frontend_addr == fe_addr && have->frontend_port == fe_port &&
+	    have->scope == scope)
+		return;
 	struct swarm_reply_nat val = {
 		.frontend_addr = fe_addr,
 		.frontend_port = fe_port,

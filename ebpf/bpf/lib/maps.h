@@ -59,8 +59,10 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } swarm_v4_rnat SEC(".maps");
 
+/* Indexed by slot: an array lookup the verifier inlines, with no hashing
+ * and no insert when a service is new. */
 struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, SWARM_MAX_SERVICES);
 	__type(key, __u32);
 	__type(value, struct swarm_svc_stats);
@@ -84,6 +86,14 @@ struct {
 	__type(value, __u8);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } swarm_v4_nodes SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, SWARM_MAX_ENDPOINTS);
+	__type(key, __u32);
+	__type(value, struct swarm_endpoint);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} swarm_v4_endpoints SEC(".maps");
 
 static __always_inline void count_drop(__u32 reason)
 {

@@ -10,11 +10,13 @@ impl XdpDataplane {
     /// Everything `swarm mesh dump` shows, read from the maps.
     pub(super) fn read_back(&mut self) -> Result<Dump, DataplaneError> {
         let mut frontends: BTreeMap<u32, Vec<String>> = BTreeMap::new();
-        for item in self.frontends.iter().filter_map(Result::ok) {
+        let mut slots: BTreeMap<u32, u32> = BTreeMap::new();
+        for (fe, info) in self.frontends.iter().filter_map(Result::ok) {
             frontends
-                .entry(item.1.svc_id)
+                .entry(info.svc_id)
                 .or_default()
-                .push(frontend_str(&item.0));
+                .push(frontend_str(&fe));
+            slots.insert(info.svc_id, info.slot);
         }
         let mut services = Vec::new();
         for (id, svc) in self.services.iter().filter_map(Result::ok) {
@@ -37,15 +39,18 @@ impl XdpDataplane {
                     }
                 }
             }
-            let stats = self.stats.get(&id, 0).map(|per_cpu| {
-                per_cpu
-                    .iter()
-                    .fold(abi::SvcStats::default(), |a, s| abi::SvcStats {
-                        packets: a.packets + s.packets,
-                        bytes: a.bytes + s.bytes,
-                        new_flows: a.new_flows + s.new_flows,
-                    })
-            });
+            let stats = slots
+                .get(&id)
+                .and_then(|slot| self.stats.get(slot, 0).ok())
+                .map(|per_cpu| {
+                    per_cpu
+                        .iter()
+                        .fold(abi::SvcStats::default(), |a, s| abi::SvcStats {
+                            packets: a.packets + s.packets,
+                            bytes: a.bytes + s.bytes,
+                            new_flows: a.new_flows + s.new_flows,
+                        })
+                });
             let stats = stats.unwrap_or_default();
             services.push(ServiceDump {
                 id,

@@ -2,9 +2,11 @@
 //! frontends, and forgetting flows whose backend went away.
 
 use super::{bpf, frontend_str, ip_be};
-use crate::dataplane::{Backend, BackendState, Dataplane, DataplaneError, Dump, LbService};
+use crate::dataplane::{
+    Backend, BackendState, Dataplane, DataplaneError, Dump, LbService, LocalEndpoint,
+};
 use crate::{bpffs, maglev};
-use aya::maps::{HashMap, Map, MapData, PerCpuArray, PerCpuHashMap};
+use aya::maps::{HashMap, Map, MapData, PerCpuArray, PerCpuValues};
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
@@ -51,6 +53,26 @@ fn build_tables(planned: &[Planned]) -> Vec<Vec<u32>> {
     })
 }
 
+/// What this loader has programmed, kept so that a sync writes only what
+/// changed: with 10,000 services, reading every entry back from the kernel
+/// would cost more than the change itself.
+#[derive(Default)]
+struct Programmed {
+    /// Services in the maps, as this loader wrote them; `None` for one it
+    /// found pinned by an earlier run (read from the map when it changes).
+    services: std::collections::HashMap<u32, Option<LbService>>,
+    frontends: BTreeMap<FrontendKey, abi::FrontendInfo>,
+    /// Each service's slot in the per-CPU counters.
+    slots: std::collections::HashMap<u32, u32>,
+    /// Where the next slot search starts. Slots are handed out round the
+    /// ring, so a removed service's slot (which its flows still name) comes
+    /// back only after every other slot has been used.
+    next_slot: u32,
+    nodes: HashSet<u32>,
+}
+
+type FrontendKey = (u32, u16, u8);
+
 /// The pinned maps, opened by path, so any process can program or dump them.
 pub struct XdpDataplane {
     pub(super) dir: PathBuf,
@@ -58,11 +80,15 @@ pub struct XdpDataplane {
     pub(super) services: HashMap<MapData, u32, abi::Service>,
     pub(super) maglev: HashMap<MapData, abi::MaglevKey, abi::MaglevChunk>,
     pub(super) flows: HashMap<MapData, abi::Flow, abi::FlowTarget>,
-    pub(super) stats: PerCpuHashMap<MapData, u32, abi::SvcStats>,
+    pub(super) stats: PerCpuArray<MapData, abi::SvcStats>,
     pub(super) drops: PerCpuArray<MapData, u64>,
     pub(super) nodes: HashMap<MapData, u32, u8>,
+    pub(super) endpoints: HashMap<MapData, u32, abi::Endpoint>,
     /// Nodes set by `set_nodes`, besides those that run backends.
     peers: BTreeSet<Ipv4Addr>,
+    /// Read from the maps at the first sync, then kept in step with them;
+    /// dropped after a failed sync, so the next one reads them again.
+    programmed: Option<Programmed>,
 }
 
 fn open(dir: &Path, name: &str, wrap: fn(MapData) -> Map) -> Result<Map, DataplaneError> {
@@ -84,6 +110,19 @@ macro_rules! typed {
     };
 }
 
+fn key_of(fe: &abi::Frontend) -> FrontendKey {
+    (fe.addr, fe.port, fe.proto)
+}
+
+fn frontend_of((addr, port, proto): FrontendKey) -> abi::Frontend {
+    abi::Frontend {
+        addr,
+        port,
+        proto,
+        pad: 0,
+    }
+}
+
 impl XdpDataplane {
     pub fn open(dir: &Path) -> Result<XdpDataplane, DataplaneError> {
         bpffs::ensure(dir)?;
@@ -93,11 +132,31 @@ impl XdpDataplane {
             services: typed!(dir, names::SERVICES, HashMap),
             maglev: typed!(dir, names::MAGLEV, HashMap),
             flows: typed!(dir, names::FLOWS, LruHashMap),
-            stats: typed!(dir, names::SVC_STATS, PerCpuHashMap),
+            stats: typed!(dir, names::SVC_STATS, PerCpuArray),
             drops: typed!(dir, names::DROPS, PerCpuArray),
             nodes: typed!(dir, names::NODES, HashMap),
+            endpoints: typed!(dir, names::ENDPOINTS, HashMap),
             peers: BTreeSet::new(),
+            programmed: None,
         })
+    }
+
+    /// What the maps hold, read once when this loader first syncs.
+    fn load(&self) -> Programmed {
+        let mut p = Programmed::default();
+        for (k, v) in self.frontends.iter().filter_map(Result::ok) {
+            p.frontends.insert(key_of(&k), v);
+            p.slots.insert(v.svc_id, v.slot);
+            p.next_slot = p.next_slot.max(v.slot + 1);
+        }
+        p.services = self
+            .services
+            .keys()
+            .filter_map(Result::ok)
+            .map(|id| (id, None))
+            .collect();
+        p.nodes = self.nodes.keys().filter_map(Result::ok).collect();
+        p
     }
 
     fn frontends_of(svc: &LbService) -> Vec<abi::Frontend> {
@@ -124,7 +183,8 @@ impl XdpDataplane {
 
     /// Work out a service's map entry, or `None` when the maps already hold
     /// exactly this service (a resync then costs no table build or write).
-    fn plan(&self, svc: &LbService) -> Option<Planned> {
+    /// `pinned`: the maps may hold an entry for it.
+    fn plan(&self, svc: &LbService, pinned: bool) -> Option<Planned> {
         let mut backends: Vec<&Backend> = svc.backends.iter().collect();
         backends.sort_by_key(|b| (u32::from(*b.addr.ip()), b.addr.port()));
         let active: Vec<u16> = (0..backends.len())
@@ -132,7 +192,11 @@ impl XdpDataplane {
             .map(|i| i as u16)
             .collect();
         let size = maglev::table_size_for(svc.declared_backends.unwrap_or(backends.len()));
-        let old = self.services.get(&svc.id, 0).ok();
+        let old = if pinned {
+            self.services.get(&svc.id, 0).ok()
+        } else {
+            None
+        };
         let mut value = abi::Service {
             table_size: if active.is_empty() { 0 } else { size },
             backend_count: backends.len() as u16,
@@ -256,15 +320,77 @@ impl XdpDataplane {
     pub fn dir(&self) -> &Path {
         &self.dir
     }
-}
 
-impl Dataplane for XdpDataplane {
-    fn sync(&mut self, services: &[LbService]) -> Result<(), DataplaneError> {
-        let mut wanted: BTreeMap<(u32, u16, u8), u32> = BTreeMap::new();
+    /// Give every service without a slot one, zeroing its counters (the
+    /// slot may have counted for a service removed long ago). Returns
+    /// whether the search went round the ring, which makes slots of removed
+    /// services current again.
+    fn assign_slots(
+        &mut self,
+        prog: &mut Programmed,
+        services: &[LbService],
+    ) -> Result<bool, DataplaneError> {
+        let max = abi::MAX_SERVICES;
+        let mut used = vec![false; max as usize];
+        for &s in prog.slots.values() {
+            if let Some(u) = used.get_mut(s as usize) {
+                *u = true;
+            }
+        }
+        let mut wrapped = false;
+        let cpus = aya::util::nr_cpus().map_err(|(_, e)| bpf("counting CPUs")(e.to_string()))?;
+        let zero = || {
+            PerCpuValues::try_from(vec![abi::SvcStats::default(); cpus])
+                .map_err(|e| bpf("per-CPU counters")(e.to_string()))
+        };
         for svc in services {
+            if prog.slots.contains_key(&svc.id) {
+                continue;
+            }
+            let mut tries = 0;
+            while used[(prog.next_slot % max) as usize] {
+                prog.next_slot += 1;
+                tries += 1;
+                if tries >= max {
+                    return Err(DataplaneError::InvalidService {
+                        id: svc.id,
+                        reason: format!("more than {max} services on one node"),
+                    });
+                }
+            }
+            if prog.next_slot >= max {
+                prog.next_slot %= max;
+                wrapped = true;
+            }
+            let slot = prog.next_slot;
+            used[slot as usize] = true;
+            prog.next_slot += 1;
+            self.stats.set(slot, zero()?, 0).map_err(|e| {
+                bpf(format!("zeroing the counters of service {}", svc.id))(e.to_string())
+            })?;
+            prog.slots.insert(svc.id, slot);
+        }
+        Ok(wrapped)
+    }
+
+    /// The body of `sync`, against what `prog` says the maps hold; `prog`
+    /// is left describing the maps only when it returns Ok.
+    fn apply(
+        &mut self,
+        prog: &mut Programmed,
+        services: &[LbService],
+    ) -> Result<(), DataplaneError> {
+        let changed: Vec<&LbService> = services
+            .iter()
+            .filter(|s| !matches!(prog.services.get(&s.id), Some(Some(old)) if old == *s))
+            .collect();
+        for svc in &changed {
             svc.validate(abi::MAX_BACKENDS)?;
+        }
+        let mut wanted: BTreeMap<FrontendKey, u32> = BTreeMap::new();
+        for svc in services {
             for fe in Self::frontends_of(svc) {
-                if let Some(other) = wanted.insert((fe.addr, fe.port, fe.proto), svc.id) {
+                if let Some(other) = wanted.insert(key_of(&fe), svc.id) {
                     return Err(DataplaneError::InvalidService {
                         id: svc.id,
                         reason: format!(
@@ -275,56 +401,82 @@ impl Dataplane for XdpDataplane {
                 }
             }
         }
-        let planned: Vec<Planned> = services.iter().filter_map(|s| self.plan(s)).collect();
+        let wrapped = self.assign_slots(prog, services)?;
+        let planned: Vec<Planned> = changed
+            .iter()
+            .filter_map(|s| self.plan(s, prog.services.contains_key(&s.id)))
+            .collect();
         let tables = build_tables(&planned);
-        let mut dropped = false;
+        let mut dropped = wrapped;
         for (p, table) in planned.iter().zip(&tables) {
             self.write(p, table)?;
             dropped |= p.dropped;
         }
-        resolve_neighbours(services);
-        self.write_nodes(services)?;
-        for (&(addr, port, proto), &svc_id) in &wanted {
-            let key = abi::Frontend {
-                addr,
-                port,
-                proto,
-                pad: 0,
+        for svc in &changed {
+            prog.services.insert(svc.id, Some((*svc).clone()));
+        }
+        resolve_neighbours(changed.iter().copied());
+        self.write_nodes(prog, services)?;
+        for (&key, &svc_id) in &wanted {
+            let info = abi::FrontendInfo {
+                svc_id,
+                slot: prog.slots[&svc_id],
             };
-            if self.frontends.get(&key, 0).ok().map(|v| v.svc_id) != Some(svc_id) {
+            if prog.frontends.get(&key) != Some(&info) {
                 self.frontends
-                    .insert(key, abi::FrontendInfo { svc_id }, 0)
+                    .insert(frontend_of(key), info, 0)
                     .map_err(|e| {
-                        bpf(format!("writing frontend {}", frontend_str(&key)))(e.to_string())
+                        bpf(format!(
+                            "writing frontend {}",
+                            frontend_str(&frontend_of(key))
+                        ))(e.to_string())
                     })?;
+                prog.frontends.insert(key, info);
             }
         }
-        let stale: Vec<abi::Frontend> = self
+        let stale: Vec<FrontendKey> = prog
             .frontends
             .keys()
-            .filter_map(Result::ok)
-            .filter(|k| !wanted.contains_key(&(k.addr, k.port, k.proto)))
+            .filter(|k| !wanted.contains_key(k))
+            .copied()
             .collect();
         for k in stale {
-            let _ = self.frontends.remove(&k);
+            let _ = self.frontends.remove(&frontend_of(k));
+            prog.frontends.remove(&k);
         }
+        // A removed service's flows are left to age out: its slot is not
+        // handed out again soon, so they match nothing.
         let keep: HashSet<u32> = services.iter().map(|s| s.id).collect();
-        let gone: Vec<(u32, abi::Service)> = self
+        let gone: Vec<u32> = prog
             .services
-            .iter()
-            .filter_map(Result::ok)
-            .filter(|(id, _)| !keep.contains(id))
+            .keys()
+            .filter(|id| !keep.contains(id))
+            .copied()
             .collect();
-        dropped |= !gone.is_empty();
-        for (id, svc) in gone {
+        for id in gone {
+            if let Ok(svc) = self.services.get(&id, 0) {
+                self.remove_chunks(id, &svc);
+            }
             let _ = self.services.remove(&id);
-            let _ = self.stats.remove(&id);
-            self.remove_chunks(id, &svc);
+            prog.services.remove(&id);
+            prog.slots.remove(&id);
         }
         // Scanning the flow table costs a syscall per flow: only when needed.
         if dropped {
             self.forget_flows_to_removed_backends(services);
         }
+        Ok(())
+    }
+}
+
+impl Dataplane for XdpDataplane {
+    fn sync(&mut self, services: &[LbService]) -> Result<(), DataplaneError> {
+        let mut prog = match self.programmed.take() {
+            Some(p) => p,
+            None => self.load(),
+        };
+        self.apply(&mut prog, services)?;
+        self.programmed = Some(prog);
         Ok(())
     }
 
@@ -336,12 +488,34 @@ impl Dataplane for XdpDataplane {
         self.peers = nodes.iter().copied().collect();
         Ok(())
     }
+
+    fn add_endpoint(&mut self, ep: &LocalEndpoint) -> Result<(), DataplaneError> {
+        let value = abi::Endpoint {
+            ifindex: ep.ifindex,
+            mac: ep.mac,
+            port_mac: ep.port_mac,
+            mtu: ep.mtu,
+            pad: 0,
+        };
+        self.endpoints
+            .insert(ip_be(ep.addr), value, 0)
+            .map_err(|e| bpf(format!("writing the endpoint of {}", ep.addr))(e.to_string()))
+    }
+
+    fn remove_endpoint(&mut self, addr: Ipv4Addr) -> Result<(), DataplaneError> {
+        let _ = self.endpoints.remove(&ip_be(addr));
+        Ok(())
+    }
 }
 
 impl XdpDataplane {
     /// Make `swarm_v4_nodes` hold the nodes that may tunnel to this one:
     /// those `set_nodes` named and those running backends.
-    fn write_nodes(&mut self, services: &[LbService]) -> Result<(), DataplaneError> {
+    fn write_nodes(
+        &mut self,
+        prog: &mut Programmed,
+        services: &[LbService],
+    ) -> Result<(), DataplaneError> {
         let want: HashSet<u32> = self
             .peers
             .iter()
@@ -353,15 +527,15 @@ impl XdpDataplane {
             )
             .map(ip_be)
             .collect();
-        let have: Vec<u32> = self.nodes.keys().filter_map(Result::ok).collect();
-        for k in have.iter().filter(|k| !want.contains(k)) {
+        for k in prog.nodes.difference(&want) {
             let _ = self.nodes.remove(k);
         }
-        for k in want.iter().filter(|k| !have.contains(k)) {
+        for k in want.difference(&prog.nodes) {
             self.nodes
                 .insert(k, 1, 0)
                 .map_err(|e| bpf("writing the node table")(e.to_string()))?;
         }
+        prog.nodes = want;
         Ok(())
     }
 }
@@ -371,9 +545,8 @@ impl XdpDataplane {
 /// use neighbours the kernel already knows. One empty datagram to the discard
 /// port of each node is enough to start resolution. (Sent to our own address
 /// it is harmless.)
-fn resolve_neighbours(services: &[LbService]) {
+fn resolve_neighbours<'a>(services: impl Iterator<Item = &'a LbService>) {
     let nodes: HashSet<Ipv4Addr> = services
-        .iter()
         .flat_map(|s| s.backends.iter().map(|b| b.node))
         .collect();
     if let Ok(sock) = std::net::UdpSocket::bind("0.0.0.0:0") {

@@ -5,6 +5,7 @@
 //! the application starts.
 
 use super::engine::{has_exited, label, TaskContainers, LABEL_ADDR};
+use super::mesh::TaskEndpoint;
 use super::network::{self, Networks};
 use super::Agent;
 use crate::types::{NodeView, Task, TaskState, TaskStatus};
@@ -100,9 +101,25 @@ impl Controller<'_> {
                 .filter(|p| p.mac.is_some())
                 .map(|p| p.host_if.clone())
                 .collect();
+            // Published ports lead to ingress addresses: the data plane may
+            // hand those packets straight to the task's ingress port.
+            let ingress = agent.networks.ingress_bridge(self.view);
+            let endpoints: Vec<TaskEndpoint> = ports
+                .iter()
+                .filter(|p| Some(&p.bridge) == ingress.as_ref())
+                .filter_map(|p| {
+                    Some(TaskEndpoint {
+                        addr: p.addr.addr(),
+                        iface: p.host_if.clone(),
+                        mac: p.mac?,
+                    })
+                })
+                .collect();
             if let Some(m) = agent.mesh.clone() {
                 tokio::task::spawn_blocking(move || {
-                    m.lock().expect("mesh lock").attach_task(&overlay_ports)
+                    m.lock()
+                        .expect("mesh lock")
+                        .attach_task(&overlay_ports, &endpoints)
                 })
                 .await
                 .map_err(|e| e.to_string())?

@@ -10,7 +10,9 @@ use crate::types::{EndpointMode, NodeView, PublishMode, ServiceView};
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::PathBuf;
-use swarm_mesh::dataplane::{Backend, BackendState, Dataplane, DataplaneError, Dump, LbService};
+use swarm_mesh::dataplane::{
+    Backend, BackendState, Dataplane, DataplaneError, Dump, LbService, LocalEndpoint,
+};
 use swarm_mesh::iptables::IptablesDataplane;
 use swarm_mesh::xdp::{self, XdpDataplane};
 
@@ -41,6 +43,18 @@ pub struct Mesh {
     applied: Option<Vec<LbService>>,
     /// The nodes it was told may tunnel to this one.
     nodes: Vec<Ipv4Addr>,
+    /// Task ports given to the data plane as endpoints, and their addresses.
+    endpoints: BTreeMap<String, Ipv4Addr>,
+}
+
+/// A task's port on the ingress network, which the data plane may deliver
+/// to directly.
+pub struct TaskEndpoint {
+    pub addr: Ipv4Addr,
+    /// The node end of the task's veth.
+    pub iface: String,
+    /// The task interface's MAC.
+    pub mac: [u8; 6],
 }
 
 impl Mesh {
@@ -65,6 +79,7 @@ impl Mesh {
                         dp: Box::new(dp),
                         applied: None,
                         nodes: Vec::new(),
+                        endpoints: BTreeMap::new(),
                     })
                 }
                 Err(e) => tracing::warn!(
@@ -77,9 +92,10 @@ impl Mesh {
         Ok(Mesh {
             mode: Mode::Iptables,
             pin_dir,
-            dp: Box::new(IptablesDataplane { local: Some(addr) }),
+            dp: Box::new(IptablesDataplane::new(Some(addr))),
             applied: None,
             nodes: Vec::new(),
+            endpoints: BTreeMap::new(),
         })
     }
 
@@ -97,23 +113,40 @@ impl Mesh {
         Ok(())
     }
 
-    /// Give a task's overlay ports the east-west load balancer (XDP mode;
-    /// iptables mode balances in the node's nat table instead).
-    pub fn attach_task(&self, ifaces: &[String]) -> Result<(), DataplaneError> {
+    /// Give a task's overlay ports the east-west load balancer, and its
+    /// `endpoints` to the fast path (XDP mode; iptables mode balances in
+    /// the node's nat table instead).
+    pub fn attach_task(
+        &mut self,
+        ifaces: &[String],
+        endpoints: &[TaskEndpoint],
+    ) -> Result<(), DataplaneError> {
         if self.mode != Mode::Xdp {
             return Ok(());
         }
         for i in ifaces {
             xdp::attach_task(i, &self.pin_dir)?;
         }
+        for e in endpoints {
+            self.dp
+                .add_endpoint(&LocalEndpoint::of_port(e.addr, &e.iface, e.mac)?)?;
+            self.endpoints.insert(e.iface.clone(), e.addr);
+        }
         Ok(())
     }
 
-    /// Forget the pinned links of a task's ports that are gone.
-    pub fn detach_task(&self, ifaces: &[String]) {
-        if self.mode == Mode::Xdp {
-            for i in ifaces {
-                xdp::forget_task(i, &self.pin_dir);
+    /// Forget a task's ports that are gone: their pinned links, and their
+    /// endpoints.
+    pub fn detach_task(&mut self, ifaces: &[String]) {
+        if self.mode != Mode::Xdp {
+            return;
+        }
+        for i in ifaces {
+            xdp::forget_task(i, &self.pin_dir);
+            if let Some(addr) = self.endpoints.remove(i) {
+                if let Err(e) = self.dp.remove_endpoint(addr) {
+                    tracing::warn!(iface = %i, error = %e, "removing a task endpoint failed");
+                }
             }
         }
     }

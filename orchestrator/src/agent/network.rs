@@ -115,6 +115,13 @@ impl Networks {
         Ok(())
     }
 
+    /// The bridge of the ingress network on this node, when it has one:
+    /// published ports lead to tasks' addresses on it.
+    pub fn ingress_bridge(&self, view: &NodeView) -> Option<String> {
+        let net = view.networks.iter().find(|n| n.ingress)?;
+        Some(self.overlay(net)?.bridge())
+    }
+
     /// The interfaces a task's sandbox gets. `gw_addr` is its address on
     /// the gateway bridge, when it has one.
     pub fn ports(&self, task: &Task, view: &NodeView, gw_addr: Option<Ipv4Addr>) -> Vec<Port> {

@@ -9,7 +9,7 @@ use clap::Subcommand;
 use std::io::Read;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
-use swarm_mesh::dataplane::{Dataplane, Dump, LbService};
+use swarm_mesh::dataplane::{Dataplane, Dump, LbService, LocalEndpoint};
 use swarm_mesh::iptables::IptablesDataplane;
 use swarm_mesh::xdp::{self, XdpDataplane, DEFAULT_PIN_DIR};
 
@@ -56,6 +56,23 @@ pub enum MeshCmd {
     AttachTask {
         #[arg(long)]
         iface: String,
+        #[arg(long, default_value = DEFAULT_PIN_DIR)]
+        pin_dir: PathBuf,
+    },
+    /// Give the XDP fast path a local backend's port: packets balanced to
+    /// ADDR go straight to IFACE (the node end of the task's veth), framed
+    /// for the task's MAC. The daemon does this for every task it starts.
+    Endpoint {
+        #[arg(long)]
+        addr: Ipv4Addr,
+        #[arg(long, required_unless_present = "remove")]
+        iface: Option<String>,
+        /// The task interface's MAC, as aa:bb:cc:dd:ee:ff.
+        #[arg(long, value_parser = parse_mac, required_unless_present = "remove")]
+        mac: Option<[u8; 6]>,
+        /// Forget the endpoint for ADDR instead.
+        #[arg(long)]
+        remove: bool,
         #[arg(long, default_value = DEFAULT_PIN_DIR)]
         pin_dir: PathBuf,
     },
@@ -118,6 +135,26 @@ pub async fn run(host: &str, cmd: MeshCmd) -> Result<()> {
             xdp::attach_task(&iface, &pin_dir)?;
             println!("attached the east-west load balancer to {iface}");
         }
+        MeshCmd::Endpoint {
+            addr,
+            iface,
+            mac,
+            remove,
+            pin_dir,
+        } => {
+            let mut dp = XdpDataplane::open(&pin_dir)?;
+            match (remove, iface, mac) {
+                (true, _, _) => {
+                    dp.remove_endpoint(addr)?;
+                    println!("forgot the endpoint of {addr}");
+                }
+                (false, Some(iface), Some(mac)) => {
+                    dp.add_endpoint(&LocalEndpoint::of_port(addr, &iface, mac)?)?;
+                    println!("packets for {addr} go straight to {iface}");
+                }
+                _ => unreachable!("clap requires --iface and --mac without --remove"),
+            }
+        }
         MeshCmd::AttachPeerPass { iface, pin_dir } => {
             xdp::attach_peer_pass(&iface, &pin_dir)?;
             println!("attached pass program to {iface}");
@@ -168,6 +205,17 @@ pub async fn run(host: &str, cmd: MeshCmd) -> Result<()> {
         },
     }
     Ok(())
+}
+
+fn parse_mac(s: &str) -> std::result::Result<[u8; 6], String> {
+    let bytes: Vec<u8> = s
+        .split(':')
+        .map(|h| u8::from_str_radix(h, 16))
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|_| format!("{s:?} is not a MAC address (aa:bb:cc:dd:ee:ff)"))?;
+    bytes
+        .try_into()
+        .map_err(|_| format!("{s:?} is not a MAC address: it needs 6 bytes"))
 }
 
 fn print_dump(d: &Dump) {

@@ -1,0 +1,138 @@
+//! The XDP fast path through BPF_PROG_TEST_RUN: packets for a local backend
+//! with an endpoint are redirected straight to its task's port, as the
+//! stack would forward them (TTL, MACs), both when they arrive and when
+//! they are unwrapped from another node; what forwarding must refuse goes
+//! to the stack instead; per-service counters live in the service's slot,
+//! and a service removed and added again does not inherit its old flows.
+//! Needs root and BPF; fails without them.
+
+mod support;
+
+use support::*;
+use swarm_mesh::dataplane::{Dataplane, LocalEndpoint};
+use swarm_mesh::testrun::{checksum, XDP_PASS, XDP_REDIRECT};
+
+const TASK_MAC: [u8; 6] = [0x02, 0x42, 198, 19, 101, 11];
+const PORT_MAC: [u8; 6] = [0x0a, 0, 0, 0, 0, 7];
+
+fn endpoint(mtu: u16) -> LocalEndpoint {
+    LocalEndpoint {
+        addr: LOCAL_BACKEND,
+        ifindex: 42,
+        mac: TASK_MAC,
+        port_mac: PORT_MAC,
+        mtu,
+    }
+}
+
+/// The frame handed to the task: MACs set for it, TTL one less, headers
+/// valid, and the client's address kept.
+fn assert_forwarded_to_task(out: &[u8], dport: u16) {
+    assert_eq!(&out[0..6], &TASK_MAC, "destination MAC is the task's");
+    assert_eq!(&out[6..12], &PORT_MAC, "source MAC is the port's");
+    let ip = &out[14..];
+    let hlen = assert_valid_ipv4(ip);
+    assert_eq!(ip[8], 63, "TTL goes down by one, as when routed");
+    assert_eq!(addr_at(ip, 12), CLIENT, "the client's address is kept");
+    assert_eq!(addr_at(ip, 16), LOCAL_BACKEND);
+    assert_eq!(port_at(ip, hlen + 2), dport);
+}
+
+#[test]
+fn a_packet_for_a_local_backend_with_an_endpoint_is_redirected_to_its_port() {
+    let mut h = harness(&local_web());
+    h.p.dataplane.add_endpoint(&endpoint(1500)).unwrap();
+    let (verdict, out) = h.run(&tcp_packet(NODE, 8000, vec![]));
+    assert_eq!(verdict, XDP_REDIRECT);
+    assert_forwarded_to_task(&out, 8080);
+
+    // Forgotten (its task is gone): back to the stack.
+    h.p.dataplane.remove_endpoint(LOCAL_BACKEND).unwrap();
+    let (verdict, _) = h.run(&tcp_packet(NODE, 8000, vec![]));
+    assert_eq!(verdict, XDP_PASS);
+}
+
+#[test]
+fn what_forwarding_must_refuse_or_split_goes_to_the_stack() {
+    let mut h = harness(&local_web());
+    // Bigger than the task's MTU: the stack fragments it or says why not.
+    h.p.dataplane.add_endpoint(&endpoint(40)).unwrap();
+    let (verdict, out) = h.run(&tcp_packet(NODE, 8000, vec![]));
+    assert_eq!(verdict, XDP_PASS);
+    assert_eq!(addr_at(&out[14..], 16), LOCAL_BACKEND, "still DNATed");
+    assert_eq!(out[14 + 8], 64, "the TTL is the stack's to lower");
+
+    // A TTL that would expire: the stack answers with ICMP.
+    h.p.dataplane.add_endpoint(&endpoint(1500)).unwrap();
+    let mut last_hop = tcp_packet(NODE, 8000, vec![]);
+    last_hop[14 + 8] = 1;
+    last_hop[14 + 10..14 + 12].copy_from_slice(&[0, 0]);
+    let c = checksum(&last_hop[14..34], 0);
+    last_hop[14 + 10..14 + 12].copy_from_slice(&c.to_be_bytes());
+    let (verdict, _) = h.run(&last_hop);
+    assert_eq!(verdict, XDP_PASS);
+}
+
+#[test]
+fn a_packet_unwrapped_from_another_node_is_redirected_to_the_local_backend() {
+    let mut h = harness(&local_web());
+    h.p.dataplane.set_nodes(&[OTHER_NODE]).unwrap();
+    h.p.dataplane.sync(&local_web()).unwrap();
+    h.p.dataplane.add_endpoint(&endpoint(1500)).unwrap();
+    let seg = l4(6, CLIENT, LOCAL_BACKEND, 40000, 8080, b"x");
+    let inner = ipv4(
+        &Ip {
+            src: CLIENT,
+            dst: LOCAL_BACKEND,
+            proto: 6,
+            options: vec![],
+            frag: 0,
+        },
+        &seg,
+    );
+    let mut outer = ipv4(
+        &Ip {
+            src: OTHER_NODE,
+            dst: NODE,
+            proto: 4,
+            options: vec![],
+            frag: 0,
+        },
+        &inner,
+    );
+    outer[4..6].copy_from_slice(&8000u16.to_be_bytes());
+    let (verdict, out) = h.run(&eth(0x0800, &outer));
+    assert_eq!(verdict, XDP_REDIRECT);
+    assert_eq!(out.len(), 14 + inner.len(), "the outer header is gone");
+    assert_forwarded_to_task(&out, 8080);
+}
+
+/// (packets, new flows) the dump shows for service `id`.
+fn counters(h: &mut Harness, id: u32) -> (u64, u64) {
+    let d = h.p.dataplane.dump().unwrap();
+    let s = d.services.iter().find(|s| s.id == id).expect("service");
+    (s.packets, s.new_flows)
+}
+
+#[test]
+fn each_service_counts_in_its_own_slot_and_a_new_incarnation_starts_afresh() {
+    let mut h = harness(&local_web());
+    for _ in 0..3 {
+        assert_eq!(h.run(&tcp_packet(NODE, 8000, vec![])).0, XDP_PASS);
+    }
+    assert_eq!(counters(&mut h, 1), (3, 1), "one flow, three packets");
+    assert_eq!(counters(&mut h, 2), (0, 0), "the UDP service saw nothing");
+
+    // Removed and added again: zeroed counters, and its old flow is not
+    // taken for its own (it is balanced again: a new flow).
+    h.p.dataplane.sync(&local_web()[1..]).unwrap();
+    h.p.dataplane.sync(&local_web()).unwrap();
+    assert_eq!(counters(&mut h, 1), (0, 0));
+    assert_eq!(h.run(&tcp_packet(NODE, 8000, vec![])).0, XDP_PASS);
+    assert_eq!(counters(&mut h, 1), (1, 1));
+
+    // A resync that changes nothing keeps counters and flows.
+    h.p.dataplane.sync(&local_web()).unwrap();
+    assert_eq!(h.run(&tcp_packet(NODE, 8000, vec![])).0, XDP_PASS);
+    assert_eq!(counters(&mut h, 1), (2, 1));
+}
