@@ -246,6 +246,17 @@ fn full_batch(rules: &BTreeMap<u32, ServiceRules>, existing: &[String]) -> Strin
     out
 }
 
+/// Services a sync may change one by one; beyond this, the whole table is
+/// written again (each deleted line is a search of its chain, so deleting
+/// thousands costs more than writing everything, as kube-proxy also finds).
+const PARTIAL_LIMIT: usize = 100;
+
+/// How many services differ between `old` and `new`.
+fn changed(old: &BTreeMap<u32, ServiceRules>, new: &BTreeMap<u32, ServiceRules>) -> usize {
+    let differ = new.iter().filter(|(id, r)| old.get(id) != Some(r)).count();
+    differ + old.keys().filter(|id| !new.contains_key(id)).count()
+}
+
 /// The batch that turns the table `old` describes into `new`, touching only
 /// services whose rules differ, as kube-proxy's partial sync does: their
 /// chains are emptied and written again, their lines in the shared chains
@@ -355,8 +366,8 @@ impl Dataplane for IptablesDataplane {
         }
         let rules = self.rules(services);
         let batch = match self.applied.take() {
-            Some(old) => partial_batch(&old, &rules),
-            None => Some(full_batch(&rules, &owned_chains()?)),
+            Some(old) if changed(&old, &rules) <= PARTIAL_LIMIT => partial_batch(&old, &rules),
+            _ => Some(full_batch(&rules, &owned_chains()?)),
         };
         if let Some(b) = batch {
             restore(&b)?;

@@ -10,7 +10,7 @@
 //! Traffic stays inside these namespaces and 198.18.0.0/15.
 
 use crate::netns::{
-    accept_bridge, add_gateway, add_host, add_task, in_netns, must, sh, unaccept_bridge,
+    accept_bridge, add_gateway, add_host, add_task, in_netns, mac_str, must, sh, unaccept_bridge,
 };
 use crate::{run, swarm_bin, Run};
 use serde_json::Value;
@@ -219,6 +219,32 @@ impl MeshLab {
                         ],
                     );
                     assert_eq!(r.code, 0, "attach-task {port} on node {i}: {r:?}");
+                }
+                // Backends are the fast path's endpoints, as the agent
+                // makes every task's ingress port.
+                for j in 1..=BACKENDS_PER_NODE {
+                    let b = format!("swm-b{i}{j}");
+                    must(&[
+                        "ip", "netns", "exec", &b, "ethtool", "-K", "eth0", "gro", "on",
+                    ]);
+                    let mac = mac_str(&b, "eth0");
+                    let (addr, port) = (backend_addr(i, j).to_string(), format!("b{j}"));
+                    let r = self.swarm(
+                        i,
+                        &[
+                            "mesh",
+                            "endpoint",
+                            "--addr",
+                            &addr,
+                            "--iface",
+                            &port,
+                            "--mac",
+                            &mac,
+                            "--pin-dir",
+                            &pin_dir(i),
+                        ],
+                    );
+                    assert_eq!(r.code, 0, "endpoint {addr} on node {i}: {r:?}");
                 }
             }
         }

@@ -31,6 +31,26 @@ pub fn in_netns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'sta
     .expect("netns thread panicked")
 }
 
+/// The MAC address of `dev` in namespace `ns`, as aa:bb:cc:dd:ee:ff.
+pub fn mac_str(ns: &str, dev: &str) -> String {
+    let out = sh(&["ip", "-n", ns, "-j", "link", "show", dev]).stdout;
+    let v: serde_json::Value = serde_json::from_str(&out)
+        .unwrap_or_else(|e| panic!("ip -j link show {dev} in {ns}: {e}: {out}"));
+    v[0]["address"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{dev} in {ns} has no address: {out}"))
+        .to_string()
+}
+
+/// The MAC address of `dev` in namespace `ns`.
+pub fn mac(ns: &str, dev: &str) -> [u8; 6] {
+    let b: Vec<u8> = mac_str(ns, dev)
+        .split(':')
+        .map(|h| u8::from_str_radix(h, 16).expect("hex"))
+        .collect();
+    b.try_into().expect("6 bytes")
+}
+
 /// A namespace `ns` whose eth0 (with `addr`/24) is plugged into `bridge`
 /// in the host namespace through the veth `host_if`.
 pub fn add_host(bridge: &str, ns: &str, host_if: &str, addr: Ipv4Addr) {

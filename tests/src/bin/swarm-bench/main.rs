@@ -1,130 +1,320 @@
 //! The ingress benchmark behind scripts/bench-ingress.sh. It builds its own
-//! namespaces (a client, node A with two backends, node B with two backends)
-//! and measures, in one run, the XDP mode, the iptables mode and the direct
+//! namespaces (a client, node A with two backends, node B with two
+//! backends, and the underlay bridge in a namespace of its own) and
+//! measures, in one run, the XDP mode, the iptables mode and the direct
 //! path (client to backend, no mesh) as the ceiling, at several service
-//! counts:
-//!   udp_pps    64-byte UDP frames per second delivered to backends
-//!   tcp_cps    new TCP connections per second
-//!   rr_rps     1-byte request/response exchanges per second, with
-//!   rr_p50_us / rr_p99_us latency
-//!   program_ms time to program all services on a node
-//! Traffic enters at node A's published ports; Maglev spreads it over all
-//! four backends, so half of it crosses to node B.
+//! counts. Traffic enters at node A's published ports; Maglev spreads it
+//! over all four backends, so half of it crosses to node B.
 //!
-//! Usage: swarm-bench [--quick] [--out DIR]
+//! Method: the generator runs on CPU0 and the forwarding path, steered by
+//! RPS, on the last CPU; each point is `--repeats` windows, reported as the
+//! median with min and max. Metrics:
+//!   udp_pps / pkt_us        64-byte UDP on 65,536 established flows:
+//!                           delivered packets/s, forwarding-core µs/packet
+//!   mesh_us                 pkt_us less the direct path's: the mesh's cost
+//!   udp_new_pps / _pkt_us   the same with a new flow per packet
+//!   tcp_cps                 new TCP connections/s
+//!   rr_rps, rr_p50_us, rr_p99_us   1-byte request/response
+//!   program_ms              programming every service from nothing
+//!   change_ms               one change at that size (median of: add a
+//!                           service, remove one, add a backend, drain one)
+//!
+//! Usage: swarm-bench [--quick] [--out DIR] [--repeats N] [--window SECS]
+//!                    [--services 1,100,...] [--modes direct,xdp,iptables]
+//!                    [--profile]
 
 mod load;
+mod program;
 mod report;
 mod topology;
 
-use load::{rr, tcp_cps, udp_pps};
-use report::write_results;
+use load::Cores;
+use program::{changes, services, Loader};
 use std::path::PathBuf;
+use swarm_mesh::dataplane::LbService;
+use std::process::Command;
 use std::time::Duration;
-use topology::{mesh, services, start_servers, teardown, NODES};
+use swarm_tests::{run, swarm_bin};
+use topology::{pin_dir, NODES};
 
 pub struct Record {
     pub mode: &'static str,
     pub services: usize,
-    pub metric: &'static str,
+    pub metric: String,
     pub value: f64,
+    pub min: f64,
+    pub max: f64,
+}
+
+/// (median, min, max) of samples.
+pub fn summary(samples: &[f64]) -> (f64, f64, f64) {
+    let mut s = samples.to_vec();
+    s.sort_by(|a, b| a.partial_cmp(b).expect("no NaN"));
+    let n = s.len();
+    let median = if n % 2 == 1 {
+        s[n / 2]
+    } else {
+        (s[n / 2 - 1] + s[n / 2]) / 2.0
+    };
+    (median, s[0], s[n - 1])
+}
+
+struct Args {
+    out: PathBuf,
+    repeats: usize,
+    window: Duration,
+    counts: Vec<usize>,
+    modes: Vec<&'static str>,
+    profile: bool,
+}
+
+fn args() -> Args {
+    let usage = "usage: swarm-bench [--quick] [--out DIR] [--repeats N] [--window SECS] \
+                 [--services 1,100,...] [--modes direct,xdp,iptables] [--profile]";
+    let mut a = Args {
+        out: PathBuf::from("bench-results"),
+        repeats: 3,
+        window: Duration::from_secs(2),
+        counts: vec![1, 100, 1000, 10_000],
+        modes: vec!["direct", "xdp", "iptables"],
+        profile: false,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        let mut value = || it.next().unwrap_or_else(|| panic!("{arg} needs a value; {usage}"));
+        match arg.as_str() {
+            "--quick" => a.window = Duration::from_secs(1),
+            "--out" => a.out = PathBuf::from(value()),
+            "--repeats" => a.repeats = value().parse().expect("--repeats N"),
+            "--window" => a.window = Duration::from_secs_f64(value().parse().expect("seconds")),
+            "--services" => {
+                a.counts = value()
+                    .split(',')
+                    .map(|n| n.parse().expect("--services 1,100,..."))
+                    .collect()
+            }
+            "--modes" => {
+                a.modes = value()
+                    .split(',')
+                    .map(|m| match m {
+                        "direct" => "direct",
+                        "xdp" => "xdp",
+                        "iptables" => "iptables",
+                        _ => panic!("unknown mode {m}; {usage}"),
+                    })
+                    .collect()
+            }
+            "--profile" => a.profile = true,
+            other => panic!("unknown argument {other}; {usage}"),
+        }
+    }
+    assert!(a.repeats >= 1, "--repeats must be at least 1");
+    a
+}
+
+/// `swarm mesh SUB ARGS --mode MODE --pin-dir DIR` inside `node`; its output.
+fn mesh(node: &str, mode: &str, args: &[&str]) -> String {
+    let bin = swarm_bin();
+    let dir = pin_dir(node);
+    let mut full = vec!["netns", "exec", node, bin.to_str().unwrap(), "mesh"];
+    full.extend_from_slice(args);
+    full.extend_from_slice(&["--mode", mode, "--pin-dir", &dir]);
+    let r = run(Command::new("ip").args(&full));
+    assert_eq!(r.code, 0, "swarm mesh {args:?} on {node} ({mode}): {r:?}");
+    r.stdout
 }
 
 fn main() {
-    let mut args = std::env::args().skip(1);
-    let (mut quick, mut out) = (false, PathBuf::from("bench-results"));
-    while let Some(a) = args.next() {
-        match a.as_str() {
-            "--quick" => quick = true,
-            "--out" => out = PathBuf::from(args.next().expect("--out needs a directory")),
-            other => panic!("unknown argument {other}; usage: swarm-bench [--quick] [--out DIR]"),
-        }
-    }
-    std::fs::create_dir_all(&out).expect("creating the output directory");
-    let window = if quick {
-        Duration::from_secs(1)
-    } else {
-        Duration::from_secs(4)
+    let a = args();
+    std::fs::create_dir_all(&a.out).expect("creating the output directory");
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    assert!(
+        cpus >= 2,
+        "the benchmark needs 2 CPUs: one for the generator, one for forwarding"
+    );
+    let cores = Cores {
+        generator: 0,
+        forwarding: cpus - 1,
     };
-    let counts = [1usize, 100, 1000, 10_000];
-
-    topology::topology();
-    start_servers();
-    let mut records = Vec::new();
-    for mode in ["direct", "xdp", "iptables"] {
-        if mode != "direct" {
-            for (node, addr, _) in NODES {
-                mesh(
-                    node,
-                    mode,
-                    &[
-                        "attach",
-                        "--iface",
-                        "eth0",
-                        "--node-addr",
-                        &addr.to_string(),
-                    ],
-                );
+    let kernel = run(Command::new("uname").arg("-r")).stdout.trim().to_string();
+    let mut notes = vec![
+        format!("kernel {kernel}, {cpus} CPUs"),
+        format!(
+            "generator on CPU{}, forwarding on CPU{}; {} windows of {:.1} s per point",
+            cores.generator,
+            cores.forwarding,
+            a.repeats,
+            a.window.as_secs_f64()
+        ),
+    ];
+    notes.extend(topology::topology(cores.forwarding));
+    topology::start_servers(cores.generator);
+    let mut rec = Recorder::default();
+    let mut next_flow = load::FLOWS;
+    for &mode in &a.modes {
+        let loaders = (mode != "direct").then(|| attach(mode, &mut notes));
+        for &n in &a.counts {
+            if mode == "direct" && n != a.counts[0] {
+                continue; // no services: one measurement is the ceiling
             }
-        }
-        for &n in &counts {
-            if mode == "direct" && n != counts[0] {
-                // The direct path has no services: one measurement is the ceiling.
-                continue;
-            }
-            if mode != "direct" {
-                // Traffic enters at node A, so only A needs the services: B
-                // receives tunnelled (xdp) or already-NATed (iptables) packets.
-                let file = out.join("services.json");
-                std::fs::write(&file, services(n).to_string()).unwrap();
-                let took = mesh(NODES[0].0, mode, &["sync", file.to_str().unwrap()]);
-                records.push(Record {
-                    mode,
-                    services: n,
-                    metric: "program_ms",
-                    value: took.as_secs_f64() * 1000.0,
-                });
+            let svcs = services(n);
+            if let Some((la, lb)) = &loaders {
+                // B holds the services too, as every node of a swarm does
+                // (it accepts A's tunnels from the nodes its backends name).
+                lb.sync(&svcs);
+                let cold: Vec<f64> = (0..a.repeats)
+                    .map(|_| {
+                        la.sync(&[]);
+                        ms(la.sync(&svcs))
+                    })
+                    .collect();
+                rec.add(mode, n, "program_ms", &cold);
             }
             eprintln!("bench: {mode} with {n} services");
-            records.push(Record {
-                mode,
-                services: n,
-                metric: "udp_pps",
-                value: udp_pps(mode, window),
-            });
-            records.push(Record {
-                mode,
-                services: n,
-                metric: "tcp_cps",
-                value: tcp_cps(mode, window),
-            });
-            let (rps, p50, p99) = rr(mode, window);
-            records.push(Record {
-                mode,
-                services: n,
-                metric: "rr_rps",
-                value: rps,
-            });
-            records.push(Record {
-                mode,
-                services: n,
-                metric: "rr_p50_us",
-                value: p50,
-            });
-            records.push(Record {
-                mode,
-                services: n,
-                metric: "rr_p99_us",
-                value: p99,
-            });
+            let w = load::udp_pps(mode, cores, a.window, a.repeats);
+            rec.windows(mode, n, "udp", &w);
+            notes.extend(generator_note(mode, n, &w));
+            let w = load::udp_new_pps(mode, cores, a.window, a.repeats, &mut next_flow);
+            rec.windows(mode, n, "udp_new", &w);
+            rec.add(mode, n, "tcp_cps", &load::tcp_cps(mode, cores, a.window, a.repeats));
+            let rr = load::rr(mode, cores, a.window, a.repeats);
+            rec.add(mode, n, "rr_rps", &rr.iter().map(|r| r.0).collect::<Vec<_>>());
+            rec.add(mode, n, "rr_p50_us", &rr.iter().map(|r| r.1).collect::<Vec<_>>());
+            rec.add(mode, n, "rr_p99_us", &rr.iter().map(|r| r.2).collect::<Vec<_>>());
+            if let Some((la, _)) = &loaders {
+                time_changes(&mut rec, la, mode, n, &svcs, a.repeats);
+            }
+            let largest = a.counts.iter().max() == Some(&n);
+            if a.profile && (largest || mode == "direct") {
+                report::profile(&a.out, mode, n, cores, a.window);
+            }
         }
-        if mode == "xdp" {
+        drop(loaders);
+        if mode != "direct" {
             for (node, _, _) in NODES {
                 mesh(node, mode, &["detach"]);
             }
         }
-        // (iptables rules go with the namespaces at teardown.)
     }
-    teardown();
-    write_results(&out, &records, &counts);
+    topology::teardown();
+    rec.derive_mesh_cost();
+    report::write_results(&a.out, &rec.records, &a.counts, &notes);
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// Attach `mode` on both nodes; their loaders.
+fn attach(mode: &'static str, notes: &mut Vec<String>) -> (Loader, Loader) {
+    for (node, addr, _) in NODES {
+        let out = mesh(
+            node,
+            mode,
+            &["attach", "--iface", "eth0", "--node-addr", &addr.to_string()],
+        );
+        if mode == "xdp" {
+            topology::register_endpoints(node);
+            if node == NODES[0].0 {
+                notes.push(format!("xdp attach on {node}: {}", out.trim().replace('\n', "; ")));
+            }
+        }
+    }
+    (Loader::start(NODES[0].0, mode), Loader::start(NODES[1].0, mode))
+}
+
+/// Each single change `repeats` times at this size, undone after each.
+fn time_changes(
+    rec: &mut Recorder,
+    la: &Loader,
+    mode: &'static str,
+    n: usize,
+    base: &[LbService],
+    repeats: usize,
+) {
+    let mut per_change: Vec<(&'static str, Vec<f64>)> = Vec::new();
+    for round in 0..repeats {
+        for (i, (name, after)) in changes(base, round).into_iter().enumerate() {
+            let t = ms(la.sync(&after));
+            la.sync(base);
+            if per_change.len() <= i {
+                per_change.push((name, Vec::new()));
+            }
+            per_change[i].1.push(t);
+        }
+    }
+    let medians: Vec<f64> = per_change.iter().map(|(_, s)| summary(s).0).collect();
+    let all: Vec<f64> = per_change.iter().flat_map(|(_, s)| s.clone()).collect();
+    let (_, min, max) = summary(&all);
+    rec.push(mode, n, "change_ms", summary(&medians).0, min, max);
+    for (name, s) in &per_change {
+        rec.add(mode, n, &format!("change_{name}_ms"), s);
+    }
+}
+
+/// A line for the report when the generator could not send everything it
+/// tried (no send buffer), which would make pps the generator's figure.
+fn generator_note(mode: &str, n: usize, w: &[load::Window]) -> Option<String> {
+    let errors: u64 = w.iter().map(|w| w.send_errors).sum();
+    (errors > 0).then(|| {
+        format!("{mode} at {n} services: {errors} sendmmsg calls were short (no send buffer)")
+    })
+}
+
+#[derive(Default)]
+struct Recorder {
+    records: Vec<Record>,
+}
+
+impl Recorder {
+    fn push(&mut self, mode: &'static str, n: usize, metric: &str, value: f64, min: f64, max: f64) {
+        self.records.push(Record {
+            mode,
+            services: n,
+            metric: metric.to_string(),
+            value,
+            min,
+            max,
+        });
+    }
+
+    fn add(&mut self, mode: &'static str, n: usize, metric: &str, samples: &[f64]) {
+        let (v, lo, hi) = summary(samples);
+        self.push(mode, n, metric, v, lo, hi);
+    }
+
+    /// pps, µs/packet, the forwarding core's load and what was offered.
+    fn windows(&mut self, mode: &'static str, n: usize, prefix: &str, w: &[load::Window]) {
+        let col = |f: fn(&load::Window) -> f64| w.iter().map(f).collect::<Vec<_>>();
+        self.add(mode, n, &format!("{prefix}_pps"), &col(|w| w.pps));
+        let us = if prefix == "udp" {
+            "pkt_us".to_string()
+        } else {
+            format!("{prefix}_pkt_us")
+        };
+        self.add(mode, n, &us, &col(|w| w.pkt_us));
+        self.add(mode, n, &format!("{prefix}_fwd_busy"), &col(|w| w.busy));
+        self.add(mode, n, &format!("{prefix}_offered_pps"), &col(|w| w.offered));
+    }
+
+    /// mesh_us: a mode's µs/packet less the direct path's.
+    fn derive_mesh_cost(&mut self) {
+        let Some(direct) = self
+            .records
+            .iter()
+            .find(|r| r.mode == "direct" && r.metric == "pkt_us")
+            .map(|r| (r.value, r.min, r.max))
+        else {
+            return;
+        };
+        let rows: Vec<(&'static str, usize, f64, f64, f64)> = self
+            .records
+            .iter()
+            .filter(|r| r.mode != "direct" && r.metric == "pkt_us")
+            .map(|r| (r.mode, r.services, r.value - direct.0, r.min - direct.2, r.max - direct.1))
+            .collect();
+        for (mode, n, v, lo, hi) in rows {
+            self.push(mode, n, "mesh_us", v, lo, hi);
+        }
+    }
 }

@@ -1,17 +1,29 @@
-//! The benchmark's namespaces, the servers in its backends, and the services
-//! it programs.
+//! The benchmark's namespaces and the servers in its backends.
+//!
+//! Every namespace is the benchmark's own, so the host's settings are never
+//! touched: the underlay bridge lives in a namespace of its own (`swb-u`),
+//! and in it and in the nodes bridged frames skip netfilter
+//! (`bridge-nf-call-*=0`). The host keeps its own setting, which Docker
+//! relies on.
+//!
+//! ```text
+//!   swb-c (client) ─┐                 ┌─ swb-a (node A) ─ gw ─ swb-a1, swb-a2
+//!                   └─ swb-u: br0 ────┤
+//!                                     └─ swb-b (node B) ─ gw ─ swb-b1, swb-b2
+//! ```
 
-use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddrV4, TcpListener, UdpSocket};
+use std::net::{Ipv4Addr, UdpSocket};
 use std::process::Command;
-use std::time::{Duration, Instant};
-use swarm_tests::netns::{
-    accept_bridge, add_gateway, add_host, add_task, in_netns, must, sh, unaccept_bridge,
-};
+use swarm_tests::netns::{add_gateway, add_task, in_netns, mac_str, must, sh};
 use swarm_tests::{run, swarm_bin};
 
-pub const BRIDGE: &str = "swb-br0";
+/// The underlay's own namespace, holding the bridge.
+pub const UNDERLAY: &str = "swb-u";
+const BRIDGE: &str = "br0";
 pub const CLIENT: &str = "swb-c";
+/// The client's port on the underlay bridge: its receive queue is where
+/// the forwarding path is steered to its own core (RPS).
+pub const CLIENT_PORT: &str = "swb-c";
 pub const CLIENT_ADDR: Ipv4Addr = Ipv4Addr::new(198, 18, 2, 2);
 pub const NODES: [(&str, Ipv4Addr, u8); 2] = [
     ("swb-a", Ipv4Addr::new(198, 18, 2, 11), 201),
@@ -24,13 +36,15 @@ pub const TCP_ECHO: u16 = 7002;
 pub const PUB_UDP: u16 = 30000;
 pub const PUB_CPS: u16 = 30001;
 pub const PUB_RR: u16 = 30002;
+/// Where the peer-pass programs of the underlay's ports are pinned.
+const LAB_PIN_DIR: &str = "/sys/fs/bpf/swb-lab";
 
-fn pin_dir(node: &str) -> String {
+pub fn pin_dir(node: &str) -> String {
     format!("/sys/fs/bpf/{node}")
 }
 
-/// (namespace, node index, address) of the four backends.
-pub fn backends() -> Vec<(String, usize, Ipv4Addr)> {
+/// (namespace, node index, address, node-end port) of the four backends.
+pub fn backends() -> Vec<(String, usize, Ipv4Addr, String)> {
     let mut out = Vec::new();
     for (i, (node, _, net)) in NODES.iter().enumerate() {
         for j in 1..=2u8 {
@@ -38,6 +52,7 @@ pub fn backends() -> Vec<(String, usize, Ipv4Addr)> {
                 format!("{node}{j}"),
                 i,
                 Ipv4Addr::new(198, 19, *net, 10 + j),
+                format!("p{j}"),
             ));
         }
     }
@@ -49,44 +64,96 @@ pub fn teardown() {
         let _ =
             run(Command::new(swarm_bin()).args(["mesh", "detach", "--pin-dir", &pin_dir(node)]));
     }
-    for (ns, _, _) in backends() {
+    for (ns, _, _, _) in backends() {
         let _ = sh(&["ip", "netns", "del", &ns]);
     }
     for (node, _, _) in NODES {
         let _ = sh(&["ip", "netns", "del", node]);
-        let _ = sh(&["ip", "link", "del", node]);
     }
     let _ = sh(&["ip", "netns", "del", CLIENT]);
-    let _ = sh(&["ip", "link", "del", CLIENT]);
-    let _ = sh(&["ip", "link", "del", BRIDGE]);
-    unaccept_bridge(BRIDGE);
-    let _ = std::fs::remove_dir_all("/sys/fs/bpf/swb-lab");
+    let _ = sh(&["ip", "netns", "del", UNDERLAY]);
+    let _ = std::fs::remove_dir_all(LAB_PIN_DIR);
 }
 
-pub fn topology() {
+/// Bridged frames in namespace `ns` skip iptables, ip6tables and arptables.
+/// Returns the settings as they are afterwards, for the report (empty when
+/// br_netfilter is not loaded, and so not in the path at all).
+fn no_bridge_netfilter(ns: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for key in ["iptables", "ip6tables", "arptables"] {
+        let name = format!("net.bridge.bridge-nf-call-{key}");
+        if sh(&["ip", "netns", "exec", ns, "sysctl", "-qw", &format!("{name}=0")]).code == 0 {
+            let v = sh(&["ip", "netns", "exec", ns, "sysctl", "-n", &name]).stdout;
+            out.push(format!("{ns}: {name}={}", v.trim()));
+        }
+    }
+    out
+}
+
+/// A namespace `ns` whose eth0 (`addr`/24) is plugged into the underlay
+/// bridge through the veth `port` in the underlay's namespace.
+fn add_underlay_host(ns: &str, port: &str, addr: Ipv4Addr) {
+    must(&["ip", "netns", "add", ns]);
+    must(&[
+        "ip", "-n", UNDERLAY, "link", "add", port, "type", "veth", "peer", "name", "eth0", "netns",
+        ns,
+    ]);
+    must(&[
+        "ip", "-n", UNDERLAY, "link", "set", port, "master", BRIDGE, "up",
+    ]);
+    let cidr = format!("{addr}/24");
+    must(&["ip", "-n", ns, "addr", "add", &cidr, "dev", "eth0"]);
+    must(&["ip", "-n", ns, "link", "set", "eth0", "up"]);
+    must(&["ip", "-n", ns, "link", "set", "lo", "up"]);
+}
+
+/// Build the lab. Returns what the report should say about it.
+pub fn topology(forwarding_cpu: usize) -> Vec<String> {
     teardown();
-    must(&["ip", "link", "add", BRIDGE, "type", "bridge"]);
-    must(&["ip", "link", "set", BRIDGE, "up"]);
-    accept_bridge(BRIDGE);
-    add_host(BRIDGE, CLIENT, CLIENT, CLIENT_ADDR);
+    let mut notes = Vec::new();
+    must(&["ip", "netns", "add", UNDERLAY]);
+    must(&["ip", "-n", UNDERLAY, "link", "add", BRIDGE, "type", "bridge"]);
+    must(&["ip", "-n", UNDERLAY, "link", "set", BRIDGE, "up"]);
+    notes.extend(no_bridge_netfilter(UNDERLAY));
+    add_underlay_host(CLIENT, CLIENT_PORT, CLIENT_ADDR);
+    // The generator writes whole frames: no checksum offload to leave undone.
     must(&[
         "ip", "netns", "exec", CLIENT, "ethtool", "-K", "eth0", "tx", "off",
     ]);
+    // Receive Packet Steering: frames from the client are processed, all
+    // the way through the nodes to the backends, on the forwarding core.
+    let mask = format!("{:x}", 1u64 << forwarding_cpu);
+    let rps = format!("/sys/class/net/{CLIENT_PORT}/queues/rx-0/rps_cpus");
+    must(&[
+        "ip",
+        "netns",
+        "exec",
+        UNDERLAY,
+        "sh",
+        "-c",
+        &format!("echo {mask} > {rps}"),
+    ]);
+    notes.push(format!(
+        "RPS: {UNDERLAY}/{CLIENT_PORT} rx-0 -> CPU{forwarding_cpu} (mask {mask})"
+    ));
     for (i, (node, addr, net)) in NODES.iter().enumerate() {
-        add_host(BRIDGE, node, node, *addr);
+        add_underlay_host(node, node, *addr);
         add_gateway(node, "gw", Ipv4Addr::new(198, 19, *net, 1));
+        notes.extend(no_bridge_netfilter(node));
         let (_, other_addr, other_net) = NODES[1 - i];
+        let other = format!("198.19.{other_net}.0/24");
         must(&[
             "ip",
             "-n",
             node,
             "route",
             "add",
-            &format!("198.19.{other_net}.0/24"),
+            &other,
             "via",
             &other_addr.to_string(),
         ]);
         // Replies to the benchmark's synthetic client addresses go to the client.
+        let client = CLIENT_ADDR.to_string();
         must(&[
             "ip",
             "-n",
@@ -95,40 +162,85 @@ pub fn topology() {
             "add",
             "198.18.128.0/17",
             "via",
-            &CLIENT_ADDR.to_string(),
+            &client,
         ]);
         // The direct path: the client reaches backends through their node.
+        let mine = format!("198.19.{net}.0/24");
         must(&[
             "ip",
             "-n",
             CLIENT,
             "route",
             "add",
-            &format!("198.19.{net}.0/24"),
+            &mine,
             "via",
             &addr.to_string(),
         ]);
-        let r = run(Command::new(swarm_bin()).args([
+        // Frames a node's XDP program sends back out are taken by its
+        // underlay port only if that port runs an XDP program too.
+        let r = run(Command::new("ip").args([
+            "netns",
+            "exec",
+            UNDERLAY,
+            swarm_bin().to_str().expect("utf-8 path"),
             "mesh",
             "attach-peer-pass",
             "--iface",
             node,
             "--pin-dir",
-            "/sys/fs/bpf/swb-lab",
+            LAB_PIN_DIR,
         ]));
         assert_eq!(r.code, 0, "peer pass: {r:?}");
     }
-    for (ns, i, addr) in backends() {
+    for (ns, i, addr, port) in backends() {
         let (node, _, net) = NODES[i];
-        let port = format!("p{}", &ns[ns.len() - 1..]);
         add_task(node, "gw", &ns, &port, addr, Ipv4Addr::new(198, 19, net, 1));
+        // As the agent does for a task: its end receives in NAPI, which is
+        // what lets XDP redirect frames to it.
+        must(&[
+            "ip", "netns", "exec", &ns, "ethtool", "-K", "eth0", "gro", "on",
+        ]);
+    }
+    notes
+}
+
+/// Give node `node`'s XDP fast path its two backends' ports.
+pub fn register_endpoints(node: &str) {
+    for (ns, i, addr, port) in backends() {
+        if NODES[i].0 != node {
+            continue;
+        }
+        let mac = mac_str(&ns, "eth0");
+        let r = run(Command::new("ip").args([
+            "netns",
+            "exec",
+            node,
+            swarm_bin().to_str().expect("utf-8 path"),
+            "mesh",
+            "endpoint",
+            "--addr",
+            &addr.to_string(),
+            "--iface",
+            &port,
+            "--mac",
+            &mac,
+            "--pin-dir",
+            &pin_dir(node),
+        ]));
+        assert_eq!(r.code, 0, "endpoint {addr} on {node}: {r:?}");
     }
 }
 
-/// Servers in every backend namespace: a UDP sink, an accept-and-close
-/// listener and a 1-byte echo.
-pub fn start_servers() {
-    for (ns, _, _) in backends() {
+/// Servers in every backend namespace: a UDP sink that never reads (its
+/// packets are counted at the interface; a socket that read them would be
+/// the limit), an accept-and-close listener and a 1-byte echo. Server
+/// threads run on `cpu`, the generator's core, so the forwarding core does
+/// only forwarding and the kernel's receive work.
+pub fn start_servers(cpu: usize) {
+    use std::io::{Read, Write};
+    use std::net::TcpListener;
+    static SINKS: std::sync::Mutex<Vec<UdpSocket>> = std::sync::Mutex::new(Vec::new());
+    for (ns, _, _, _) in backends() {
         let (udp, acc, echo) = in_netns(&ns, || {
             (
                 UdpSocket::bind(("0.0.0.0", UDP_SINK)).unwrap(),
@@ -136,75 +248,24 @@ pub fn start_servers() {
                 TcpListener::bind(("0.0.0.0", TCP_ECHO)).unwrap(),
             )
         });
-        // A listening socket, so datagrams are not answered with ICMP errors.
+        // Bound, so datagrams are not answered with ICMP errors; never read.
+        SINKS.lock().unwrap().push(udp);
         std::thread::spawn(move || {
-            let mut buf = [0u8; 2048];
-            while udp.recv(&mut buf).is_ok() {}
-        });
-        std::thread::spawn(move || {
+            crate::load::pin_to(cpu);
             for c in acc.incoming().flatten() {
                 drop(c)
             }
         });
         std::thread::spawn(move || {
+            crate::load::pin_to(cpu);
             for c in echo.incoming().flatten() {
                 std::thread::spawn(move || {
+                    crate::load::pin_to(cpu);
                     let mut c = c;
                     let mut b = [0u8; 1];
                     while c.read_exact(&mut b).is_ok() && c.write_all(&b).is_ok() {}
                 });
             }
         });
-    }
-}
-
-/// The services for one run: `n` UDP services, the measured one in the
-/// middle, followed by the two measured TCP services.
-pub fn services(n: usize) -> serde_json::Value {
-    let bk = |port: u16| -> Vec<serde_json::Value> {
-        backends()
-            .iter()
-            .map(|(_, i, a)| serde_json::json!({"addr": format!("{a}:{port}"), "node": NODES[*i].1.to_string()}))
-            .collect()
-    };
-    let mut out = Vec::new();
-    for k in 0..n {
-        let port = if k == n / 2 {
-            PUB_UDP
-        } else {
-            20000 + k as u16
-        };
-        out.push(serde_json::json!({"id": k + 1, "proto": "udp", "published_port": port, "backends": bk(UDP_SINK)}));
-        if k == n / 2 {
-            out.push(serde_json::json!({"id": 100_001, "proto": "tcp", "published_port": PUB_CPS, "backends": bk(TCP_ACCEPT)}));
-            out.push(serde_json::json!({"id": 100_002, "proto": "tcp", "published_port": PUB_RR, "backends": bk(TCP_ECHO)}));
-        }
-    }
-    serde_json::Value::Array(out)
-}
-
-pub fn mesh(node: &str, mode: &str, args: &[&str]) -> Duration {
-    let bin = swarm_bin();
-    let dir = pin_dir(node);
-    let mut full = vec!["netns", "exec", node, bin.to_str().unwrap(), "mesh"];
-    full.extend_from_slice(args);
-    full.extend_from_slice(&["--mode", mode, "--pin-dir", &dir]);
-    let start = Instant::now();
-    let r = run(Command::new("ip").args(&full));
-    let took = start.elapsed();
-    assert_eq!(r.code, 0, "swarm mesh {args:?} on {node} ({mode}): {r:?}");
-    took
-}
-
-/// The addresses traffic goes to: node A's published port, or (direct) the
-/// backends themselves, round-robin.
-pub fn targets(mode: &str, published: u16, backend_port: u16) -> Vec<SocketAddrV4> {
-    if mode == "direct" {
-        backends()
-            .iter()
-            .map(|(_, _, a)| SocketAddrV4::new(*a, backend_port))
-            .collect()
-    } else {
-        vec![SocketAddrV4::new(NODES[0].1, published)]
     }
 }

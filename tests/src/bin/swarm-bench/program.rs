@@ -1,0 +1,131 @@
+//! Programming the nodes: the services the benchmark programs, a
+//! long-lived loader per node (the library the daemon uses, in this
+//! process, in the node's namespace), and the single changes timed at each
+//! service count: the Kubernetes network-programming SLI, per change.
+
+use crate::topology::{backends, pin_dir, NODES, PUB_CPS, PUB_RR, PUB_UDP, TCP_ACCEPT, TCP_ECHO};
+use crate::topology::UDP_SINK;
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::os::fd::AsFd;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+use swarm_mesh::dataplane::{Backend, BackendState, Dataplane, LbService, Proto};
+use swarm_mesh::iptables::IptablesDataplane;
+use swarm_mesh::xdp::XdpDataplane;
+
+fn backends_on(port: u16) -> Vec<Backend> {
+    backends()
+        .iter()
+        .map(|(_, i, a, _)| Backend {
+            addr: SocketAddrV4::new(*a, port),
+            node: NODES[*i].1,
+            state: BackendState::Active,
+        })
+        .collect()
+}
+
+fn service(id: u32, proto: Proto, published: u16, port: u16) -> LbService {
+    LbService {
+        id,
+        name: format!("bench-{id}"),
+        proto,
+        vip: None,
+        published_port: Some(published),
+        backends: backends_on(port),
+        declared_backends: None,
+        snat: None,
+    }
+}
+
+/// The services for one run: `n` UDP services, the measured one in the
+/// middle, followed by the two measured TCP services.
+pub fn services(n: usize) -> Vec<LbService> {
+    let mut out = Vec::new();
+    for k in 0..n {
+        let port = if k == n / 2 {
+            PUB_UDP
+        } else {
+            20000 + k as u16
+        };
+        out.push(service(k as u32 + 1, Proto::Udp, port, UDP_SINK));
+        if k == n / 2 {
+            out.push(service(100_001, Proto::Tcp, PUB_CPS, TCP_ACCEPT));
+            out.push(service(100_002, Proto::Tcp, PUB_RR, TCP_ECHO));
+        }
+    }
+    out
+}
+
+type Job = (Vec<LbService>, mpsc::Sender<Result<Duration, String>>);
+
+/// A node's data plane, programmed from a thread that lives in the node's
+/// namespace (iptables runs there too: children inherit the thread's
+/// namespace), and that keeps the loader between syncs as the daemon does.
+pub struct Loader {
+    jobs: mpsc::Sender<Job>,
+}
+
+impl Loader {
+    pub fn start(node: &'static str, mode: &'static str) -> Loader {
+        let (tx, rx) = mpsc::channel::<Job>();
+        std::thread::spawn(move || {
+            let ns = std::fs::File::open(format!("/run/netns/{node}")).expect("node netns");
+            nix::sched::setns(ns.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET)
+                .expect("entering the node's namespace");
+            let mut dp: Box<dyn Dataplane> = match mode {
+                "xdp" => Box::new(
+                    XdpDataplane::open(std::path::Path::new(&pin_dir(node)))
+                        .expect("opening the pinned maps"),
+                ),
+                _ => Box::new(IptablesDataplane::new(None)),
+            };
+            for (services, reply) in rx {
+                let start = Instant::now();
+                let r = dp.sync(&services).map(|()| start.elapsed());
+                let _ = reply.send(r.map_err(|e| e.to_string()));
+            }
+        });
+        Loader { jobs: tx }
+    }
+
+    /// Program exactly `services`; how long it took.
+    pub fn sync(&self, services: &[LbService]) -> Duration {
+        let (tx, rx) = mpsc::channel();
+        self.jobs
+            .send((services.to_vec(), tx))
+            .expect("loader thread");
+        rx.recv()
+            .expect("loader thread")
+            .unwrap_or_else(|e| panic!("sync of {} services: {e}", services.len()))
+    }
+}
+
+/// The single changes, each timed from the programmed `base` and then
+/// undone: (name, the services after the change).
+pub fn changes(base: &[LbService], round: usize) -> Vec<(&'static str, Vec<LbService>)> {
+    let mut add_service = base.to_vec();
+    add_service.push(service(
+        200_000 + round as u32,
+        Proto::Udp,
+        40_000 + (round % 1000) as u16,
+        UDP_SINK,
+    ));
+    // A filler service, not the measured ones.
+    let k = 0;
+    let mut remove_service = base.to_vec();
+    remove_service.remove(k);
+    let mut add_backend = base.to_vec();
+    add_backend[k].backends.push(Backend {
+        addr: SocketAddrV4::new(Ipv4Addr::new(198, 19, 201, 13), UDP_SINK),
+        node: NODES[0].1,
+        state: BackendState::Active,
+    });
+    let mut drain = base.to_vec();
+    drain[k].backends[0].state = BackendState::Draining;
+    vec![
+        ("add_service", add_service),
+        ("remove_service", remove_service),
+        ("add_backend", add_backend),
+        ("drain_backend", drain),
+    ]
+}
