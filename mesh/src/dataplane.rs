@@ -118,6 +118,25 @@ impl LbService {
     }
 }
 
+/// What turns `old` into `new`, by service id: the services to add or
+/// replace, and the ids to remove (for `Dataplane::update`).
+pub fn diff(old: &[LbService], new: &[LbService]) -> (Vec<LbService>, Vec<u32>) {
+    let before: std::collections::HashMap<u32, &LbService> =
+        old.iter().map(|s| (s.id, s)).collect();
+    let ids: std::collections::HashSet<u32> = new.iter().map(|s| s.id).collect();
+    let upserts = new
+        .iter()
+        .filter(|s| before.get(&s.id) != Some(s))
+        .cloned()
+        .collect();
+    let removals = old
+        .iter()
+        .map(|s| s.id)
+        .filter(|id| !ids.contains(id))
+        .collect();
+    (upserts, removals)
+}
+
 /// A local backend's port: where a data plane that forwards packets itself
 /// (XDP mode) hands packets for `addr` over, instead of passing them to the
 /// node's stack to be routed and bridged.
@@ -208,6 +227,11 @@ pub struct FlowDump {
 pub trait Dataplane {
     /// Make the data plane hold exactly `services` (add, change, remove).
     fn sync(&mut self, services: &[LbService]) -> Result<(), DataplaneError>;
+    /// Change what is programmed: services in `upserts` are added, or
+    /// replace the service with their id; services with an id in
+    /// `removals` go. The same as a sync of the list that results, at a
+    /// cost that follows the change rather than the number of services.
+    fn update(&mut self, upserts: &[LbService], removals: &[u32]) -> Result<(), DataplaneError>;
     /// Everything it holds, with counters.
     fn dump(&mut self) -> Result<Dump, DataplaneError>;
     /// The swarm's nodes: the only sources of tunnelled connections (the
@@ -224,5 +248,34 @@ pub trait Dataplane {
     /// Forget the endpoint for `addr` (its task is gone); missing is fine.
     fn remove_endpoint(&mut self, _addr: Ipv4Addr) -> Result<(), DataplaneError> {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn svc(id: u32, port: u16) -> LbService {
+        LbService {
+            id,
+            name: format!("s{id}"),
+            proto: Proto::Tcp,
+            vip: None,
+            published_port: Some(port),
+            backends: Vec::new(),
+            declared_backends: None,
+            snat: None,
+        }
+    }
+
+    #[test]
+    fn a_diff_names_what_was_added_changed_and_removed_and_nothing_else() {
+        let old = [svc(1, 80), svc(2, 81), svc(3, 82)];
+        let new = [svc(1, 80), svc(2, 8081), svc(4, 83)];
+        let (upserts, removals) = diff(&old, &new);
+        let ids: Vec<u32> = upserts.iter().map(|s| s.id).collect();
+        assert_eq!(ids, [2, 4]);
+        assert_eq!(removals, [3]);
+        assert_eq!(diff(&new, &new), (Vec::new(), Vec::new()));
     }
 }

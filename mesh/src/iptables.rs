@@ -1,9 +1,11 @@
 //! iptables mode: the same reachability as the XDP mode, built from nat-table
 //! rules in the style of kube-proxy, and written in one atomic
-//! `iptables-restore --noflush` batch per sync, however many services.
+//! `iptables-restore --noflush` batch per sync, however many services: the
+//! first sync writes everything, later ones only the services that changed
+//! (kube-proxy's partial sync), so this mode is measured at its best.
 //!
-//! Published ports answer on the node's own addresses (`addrtype LOCAL`);
-//! VIPs on their address. A new connection picks a backend at random among
+//! Published ports answer on the node's own addresses (one `addrtype LOCAL`
+//! check, then a rule per port); VIPs on their address. A new connection picks a backend at random among
 //! the active ones (draining backends keep their connections through the
 //! kernel's conntrack): one chain per service, one DNAT rule per backend.
 //! Connections DNATed out of the underlay interface (to a backend on another
@@ -22,7 +24,14 @@ use std::io::Write as _;
 use std::process::{Command, Stdio};
 
 /// Chain every owned chain hangs from, jumped to from PREROUTING and OUTPUT.
+/// It holds two fixed rules: VIPs first, then, for packets to this node's
+/// own addresses, the published ports (kube-proxy's KUBE-NODEPORTS layout:
+/// one address-type check per packet, not one per port).
 const SERVICES: &str = "SWARM-SERVICES";
+/// A rule per VIP frontend.
+const VIPS: &str = "SWARM-VIPS";
+/// A rule per published port, matched on the port alone.
+const NODEPORTS: &str = "SWARM-NODEPORTS";
 const POSTROUTING: &str = "SWARM-POSTROUTING";
 /// Per-sync SNAT rules, jumped to from `POSTROUTING`.
 const SNAT: &str = "SWARM-SNAT";
@@ -154,7 +163,7 @@ impl IptablesDataplane {
         let comment = format!("-m comment --comment \"svc:{}\"", svc.id);
         if let Some(vip) = svc.vip {
             r.shared.push(format!(
-                "-A {SERVICES} -d {}/32 -p {proto}{} {comment} -j {chain}",
+                "-A {VIPS} -d {}/32 -p {proto}{} {comment} -j {chain}",
                 vip.ip(),
                 port(vip.port())
             ));
@@ -163,7 +172,9 @@ impl IptablesDataplane {
             }
         }
         if let Some(port) = svc.published_port {
-            r.shared.push(format!("-A {SERVICES} -m addrtype --dst-type LOCAL -p {proto} --dport {port} {comment} -j {chain}"));
+            r.shared.push(format!(
+                "-A {NODEPORTS} -p {proto} --dport {port} {comment} -j {chain}"
+            ));
         }
         for (k, b) in active.iter().enumerate() {
             let pick = if k + 1 < n {
@@ -212,13 +223,13 @@ struct ServiceRules {
     chain: String,
     /// The rules in that chain.
     own: Vec<String>,
-    /// Its lines in the shared chains (`-A SWARM-SERVICES ...`,
-    /// `-A SWARM-SNAT ...`).
+    /// Its lines in the shared chains (`-A SWARM-VIPS ...`,
+    /// `-A SWARM-NODEPORTS ...`, `-A SWARM-SNAT ...`).
     shared: Vec<String>,
 }
 
 fn full_batch(rules: &BTreeMap<u32, ServiceRules>, existing: &[String]) -> String {
-    let mut chains = vec![SERVICES.to_string(), SNAT.to_string()];
+    let mut chains: Vec<String> = [SERVICES, VIPS, NODEPORTS, SNAT].map(String::from).to_vec();
     chains.extend(rules.values().map(|r| r.chain.clone()));
     let mut out = String::from("*nat\n");
     for c in &chains {
@@ -234,6 +245,11 @@ fn full_batch(rules: &BTreeMap<u32, ServiceRules>, existing: &[String]) -> Strin
     for c in &stale {
         let _ = writeln!(out, ":{c} - [0:0]");
     }
+    let _ = writeln!(out, "-A {SERVICES} -j {VIPS}");
+    let _ = writeln!(
+        out,
+        "-A {SERVICES} -m addrtype --dst-type LOCAL -j {NODEPORTS}"
+    );
     for r in rules.values() {
         for line in r.shared.iter().chain(&r.own) {
             let _ = writeln!(out, "{line}");
@@ -249,6 +265,8 @@ fn full_batch(rules: &BTreeMap<u32, ServiceRules>, existing: &[String]) -> Strin
 /// Services a sync may change one by one; beyond this, the whole table is
 /// written again (each deleted line is a search of its chain, so deleting
 /// thousands costs more than writing everything, as kube-proxy also finds).
+/// Lines are appended to the shared chains in any order: a VIP rule and a
+/// published-port rule never live in the same chain.
 const PARTIAL_LIMIT: usize = 100;
 
 /// How many services differ between `old` and `new`.
@@ -376,6 +394,36 @@ impl Dataplane for IptablesDataplane {
         Ok(())
     }
 
+    fn update(&mut self, upserts: &[LbService], removals: &[u32]) -> Result<(), DataplaneError> {
+        for svc in upserts {
+            svc.validate(usize::MAX)?;
+        }
+        let Some(mut applied) = self.applied.take() else {
+            return Err(DataplaneError::Iptables(
+                "an update needs a sync first: the table's rules are not known yet".into(),
+            ));
+        };
+        let ids = upserts.iter().map(|s| s.id).chain(removals.iter().copied());
+        let before: BTreeMap<u32, ServiceRules> = ids
+            .filter_map(|id| Some((id, applied.get(&id)?.clone())))
+            .collect();
+        let after = self.rules(upserts);
+        for id in before.keys() {
+            applied.remove(id);
+        }
+        applied.extend(after.iter().map(|(id, r)| (*id, r.clone())));
+        let batch = if changed(&before, &after) <= PARTIAL_LIMIT {
+            partial_batch(&before, &after)
+        } else {
+            Some(full_batch(&applied, &owned_chains()?))
+        };
+        if let Some(b) = batch {
+            restore(&b)?;
+        }
+        self.applied = Some(applied);
+        Ok(())
+    }
+
     fn dump(&mut self) -> Result<Dump, DataplaneError> {
         let save = ipt_save()?;
         let rules = save
@@ -430,8 +478,15 @@ mod tests {
         ]);
         let b = IptablesDataplane::default().batch(&[s], &[]);
         assert!(b.starts_with("*nat\n") && b.ends_with("COMMIT\n"));
-        assert!(b.contains("-d 10.0.0.5/32 -p tcp --dport 80"));
-        assert!(b.contains("--dst-type LOCAL -p tcp --dport 8000"));
+        assert!(b.contains("-A SWARM-VIPS -d 10.0.0.5/32 -p tcp --dport 80"));
+        assert!(b.contains("-A SWARM-NODEPORTS -p tcp --dport 8000 "));
+        let vips = b
+            .find("-A SWARM-SERVICES -j SWARM-VIPS\n")
+            .expect("VIPs first");
+        let local = b
+            .find("-A SWARM-SERVICES -m addrtype --dst-type LOCAL -j SWARM-NODEPORTS\n")
+            .expect("then published ports, for local addresses only");
+        assert!(vips < local, "{b}");
         assert!(b.contains(
             "-A SWARM-SVC-7 -m statistic --mode random --probability 0.5000000000 -p tcp -j DNAT --to-destination 10.0.1.2:8080"
         ));
@@ -453,7 +508,7 @@ mod tests {
         let dp = IptablesDataplane::new(Some("198.18.0.11".parse().unwrap()));
         let b = dp.batch(&[s], &[]);
         assert!(
-            b.contains("-A SWARM-SERVICES -d 10.0.1.9/32 -p tcp -m comment"),
+            b.contains("-A SWARM-VIPS -d 10.0.1.9/32 -p tcp -m comment"),
             "{b}"
         );
         assert!(b.contains("-j DNAT --to-destination 10.0.1.2\n"), "{b}");
@@ -471,6 +526,7 @@ mod tests {
         let b = IptablesDataplane::default().batch(&[], &existing);
         assert!(b.contains(":SWARM-SVC-3 - [0:0]") && b.contains("-X SWARM-SVC-3"));
         assert!(!b.contains("-X SWARM-SERVICES") && !b.contains("SWARM-POSTROUTING"));
+        assert!(!b.contains("-X SWARM-VIPS") && !b.contains("-X SWARM-NODEPORTS"));
     }
 
     #[test]
@@ -499,14 +555,14 @@ mod tests {
             "service 7 is untouched: {batch}"
         );
         assert!(
-            !batch.contains(":SWARM-SERVICES"),
+            !batch.contains(":SWARM-VIPS") && !batch.contains(":SWARM-NODEPORTS"),
             "the shared chain is not rewritten: {batch}"
         );
 
         // Service 7 removed: its jumps deleted one by one, then its chain.
         let batch = partial_batch(&old, &dp.rules(&[b])).unwrap();
         let del = batch
-            .find("-D SWARM-SERVICES -d 10.0.0.5/32 -p tcp --dport 80")
+            .find("-D SWARM-VIPS -d 10.0.0.5/32 -p tcp --dport 80")
             .expect("the VIP jump is deleted");
         let x = batch.find("-X SWARM-SVC-7").expect("the chain is deleted");
         assert!(del < x && !batch.contains("SWARM-SVC-8"), "{batch}");

@@ -8,6 +8,8 @@
 //! their backends.
 
 mod attach;
+mod batch;
+mod delta;
 mod dump;
 mod maps;
 

@@ -9,7 +9,7 @@
 mod support;
 
 use support::*;
-use swarm_mesh::dataplane::{Dataplane, LocalEndpoint};
+use swarm_mesh::dataplane::{Dataplane, LocalEndpoint, Proto};
 use swarm_mesh::testrun::{checksum, XDP_PASS, XDP_REDIRECT};
 
 const TASK_MAC: [u8; 6] = [0x02, 0x42, 198, 19, 101, 11];
@@ -135,4 +135,31 @@ fn each_service_counts_in_its_own_slot_and_a_new_incarnation_starts_afresh() {
     h.p.dataplane.sync(&local_web()).unwrap();
     assert_eq!(h.run(&tcp_packet(NODE, 8000, vec![])).0, XDP_PASS);
     assert_eq!(counters(&mut h, 1), (2, 1));
+}
+
+#[test]
+fn an_update_changes_only_the_services_it_names() {
+    let mut h = harness(&local_web());
+    let extra = service(9, Proto::Tcp, 7100, &[(LOCAL_BACKEND, 9090, NODE)]);
+    h.p.dataplane.update(&[extra], &[]).unwrap();
+    let (verdict, out) = h.run(&tcp_packet(NODE, 7100, vec![]));
+    assert_eq!(verdict, XDP_PASS);
+    assert_eq!(
+        (addr_at(&out[14..], 16), port_at(&out[14..], 22)),
+        (LOCAL_BACKEND, 9090)
+    );
+
+    // Another service cannot take its frontend; nothing changes.
+    let thief = service(10, Proto::Tcp, 7100, &[(LOCAL_BACKEND, 9999, NODE)]);
+    assert!(h.p.dataplane.update(&[thief], &[]).is_err());
+    let (_, out) = h.run(&tcp_packet(NODE, 7100, vec![]));
+    assert_eq!(port_at(&out[14..], 22), 9090);
+
+    // Removed: its port is nobody's, and the other services stay.
+    h.p.dataplane.update(&[], &[9]).unwrap();
+    let (verdict, out) = h.run(&tcp_packet(NODE, 7100, vec![]));
+    assert_eq!(verdict, XDP_PASS);
+    assert_eq!(addr_at(&out[14..], 16), NODE, "passed untouched");
+    let (_, out) = h.run(&tcp_packet(NODE, 8000, vec![]));
+    assert_eq!(addr_at(&out[14..], 16), LOCAL_BACKEND);
 }

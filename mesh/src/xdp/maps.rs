@@ -1,24 +1,26 @@
-//! Programming the pinned maps: services, their Maglev tables and
-//! frontends, and forgetting flows whose backend went away.
+//! The pinned maps and what is written to them: a service's entry and its
+//! Maglev table, frontends, endpoints. What to write for a change is
+//! worked out in `delta.rs`.
 
-use super::{bpf, frontend_str, ip_be};
+use super::delta::{Delta, Programmed};
+use super::{bpf, ip_be};
 use crate::dataplane::{
     Backend, BackendState, Dataplane, DataplaneError, Dump, LbService, LocalEndpoint,
 };
 use crate::{bpffs, maglev};
-use aya::maps::{HashMap, Map, MapData, PerCpuArray, PerCpuValues};
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use aya::maps::{HashMap, Map, MapData, PerCpuArray};
+use std::collections::{BTreeSet, HashSet};
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use swarm_ebpf::abi::{self, maps as names};
 
 /// A service whose map entry must be (re)written.
-struct Planned {
-    id: u32,
-    value: abi::Service,
+pub(super) struct Planned {
+    pub id: u32,
+    pub value: abi::Service,
     old: Option<abi::Service>,
     /// A backend the service had before is gone.
-    dropped: bool,
+    pub dropped: bool,
     /// Maglev table index → index into `value.backends` (active ones only).
     active: Vec<u16>,
     /// Maglev keys of the active backends, in `active`'s order.
@@ -28,7 +30,7 @@ struct Planned {
 /// Maglev tables for the planned services. Filling a table is the bulk of
 /// programming many services, and tables are independent, so they are
 /// built on every core.
-fn build_tables(planned: &[Planned]) -> Vec<Vec<u32>> {
+pub(super) fn build_tables(planned: &[Planned]) -> Vec<Vec<u32>> {
     let build = |p: &Planned| {
         if p.value.table_size == 0 {
             Vec::new()
@@ -53,25 +55,8 @@ fn build_tables(planned: &[Planned]) -> Vec<Vec<u32>> {
     })
 }
 
-/// What this loader has programmed, kept so that a sync writes only what
-/// changed: with 10,000 services, reading every entry back from the kernel
-/// would cost more than the change itself.
-#[derive(Default)]
-struct Programmed {
-    /// Services in the maps, as this loader wrote them; `None` for one it
-    /// found pinned by an earlier run (read from the map when it changes).
-    services: std::collections::HashMap<u32, Option<LbService>>,
-    frontends: BTreeMap<FrontendKey, abi::FrontendInfo>,
-    /// Each service's slot in the per-CPU counters.
-    slots: std::collections::HashMap<u32, u32>,
-    /// Where the next slot search starts. Slots are handed out round the
-    /// ring, so a removed service's slot (which its flows still name) comes
-    /// back only after every other slot has been used.
-    next_slot: u32,
-    nodes: HashSet<u32>,
-}
-
-type FrontendKey = (u32, u16, u8);
+/// A frontend as a map key: (address, port, protocol), network order.
+pub(super) type FrontendKey = (u32, u16, u8);
 
 /// The pinned maps, opened by path, so any process can program or dump them.
 pub struct XdpDataplane {
@@ -80,12 +65,15 @@ pub struct XdpDataplane {
     pub(super) services: HashMap<MapData, u32, abi::Service>,
     pub(super) maglev: HashMap<MapData, abi::MaglevKey, abi::MaglevChunk>,
     pub(super) flows: HashMap<MapData, abi::Flow, abi::FlowTarget>,
+    /// The flow table again, for batched reads (aya's maps do not lend
+    /// their descriptor).
+    pub(super) flows_raw: MapData,
     pub(super) stats: PerCpuArray<MapData, abi::SvcStats>,
     pub(super) drops: PerCpuArray<MapData, u64>,
     pub(super) nodes: HashMap<MapData, u32, u8>,
     pub(super) endpoints: HashMap<MapData, u32, abi::Endpoint>,
     /// Nodes set by `set_nodes`, besides those that run backends.
-    peers: BTreeSet<Ipv4Addr>,
+    pub(super) peers: BTreeSet<Ipv4Addr>,
     /// Read from the maps at the first sync, then kept in step with them;
     /// dropped after a failed sync, so the next one reads them again.
     programmed: Option<Programmed>,
@@ -110,11 +98,11 @@ macro_rules! typed {
     };
 }
 
-fn key_of(fe: &abi::Frontend) -> FrontendKey {
+pub(super) fn key_of(fe: &abi::Frontend) -> FrontendKey {
     (fe.addr, fe.port, fe.proto)
 }
 
-fn frontend_of((addr, port, proto): FrontendKey) -> abi::Frontend {
+pub(super) fn frontend_of((addr, port, proto): FrontendKey) -> abi::Frontend {
     abi::Frontend {
         addr,
         port,
@@ -132,6 +120,8 @@ impl XdpDataplane {
             services: typed!(dir, names::SERVICES, HashMap),
             maglev: typed!(dir, names::MAGLEV, HashMap),
             flows: typed!(dir, names::FLOWS, LruHashMap),
+            flows_raw: MapData::from_pin(dir.join(names::FLOWS))
+                .map_err(|e| bpf("opening the flow table")(e.to_string()))?,
             stats: typed!(dir, names::SVC_STATS, PerCpuArray),
             drops: typed!(dir, names::DROPS, PerCpuArray),
             nodes: typed!(dir, names::NODES, HashMap),
@@ -141,13 +131,11 @@ impl XdpDataplane {
         })
     }
 
-    /// What the maps hold, read once when this loader first syncs.
+    /// What the maps hold, read once when this loader first changes them.
     fn load(&self) -> Programmed {
-        let mut p = Programmed::default();
+        let mut p = Programmed::new();
         for (k, v) in self.frontends.iter().filter_map(Result::ok) {
-            p.frontends.insert(key_of(&k), v);
-            p.slots.insert(v.svc_id, v.slot);
-            p.next_slot = p.next_slot.max(v.slot + 1);
+            p.own(key_of(&k), v);
         }
         p.services = self
             .services
@@ -159,7 +147,7 @@ impl XdpDataplane {
         p
     }
 
-    fn frontends_of(svc: &LbService) -> Vec<abi::Frontend> {
+    pub(super) fn frontends_of(svc: &LbService) -> Vec<abi::Frontend> {
         let proto = svc.proto.number();
         let mut out = Vec::new();
         if let Some(vip) = svc.vip {
@@ -184,7 +172,7 @@ impl XdpDataplane {
     /// Work out a service's map entry, or `None` when the maps already hold
     /// exactly this service (a resync then costs no table build or write).
     /// `pinned`: the maps may hold an entry for it.
-    fn plan(&self, svc: &LbService, pinned: bool) -> Option<Planned> {
+    pub(super) fn plan(&self, svc: &LbService, pinned: bool) -> Option<Planned> {
         let mut backends: Vec<&Backend> = svc.backends.iter().collect();
         backends.sort_by_key(|b| (u32::from(*b.addr.ip()), b.addr.port()));
         let active: Vec<u16> = (0..backends.len())
@@ -249,7 +237,7 @@ impl XdpDataplane {
     /// Write one planned service: Maglev chunks under a new generation
     /// first, then the service entry that switches to them, then drop the
     /// old chunks.
-    fn write(&mut self, p: &Planned, table: &[u32]) -> Result<(), DataplaneError> {
+    pub(super) fn write(&mut self, p: &Planned, table: &[u32]) -> Result<(), DataplaneError> {
         let write_err = |what: &str| bpf(format!("writing {what} of service {}", p.id));
         for (c, chunk) in table.chunks(abi::MAGLEV_CHUNK).enumerate() {
             let mut entries = [0u16; abi::MAGLEV_CHUNK];
@@ -274,7 +262,7 @@ impl XdpDataplane {
         Ok(())
     }
 
-    fn remove_chunks(&mut self, svc_id: u32, svc: &abi::Service) {
+    pub(super) fn remove_chunks(&mut self, svc_id: u32, svc: &abi::Service) {
         let chunks = (svc.table_size as usize).div_ceil(abi::MAGLEV_CHUNK);
         for c in 0..chunks {
             let key = abi::MaglevKey {
@@ -286,196 +274,53 @@ impl XdpDataplane {
         }
     }
 
-    /// Flows pinned to a backend that is no longer in its service would be
-    /// dropped until evicted; forget them so their next packet is balanced
-    /// again. (Draining backends stay listed, so their flows are kept.)
-    fn forget_flows_to_removed_backends(&mut self, services: &[LbService]) {
-        let live: std::collections::HashMap<u32, HashSet<(u32, u16)>> = services
-            .iter()
-            .map(|s| {
-                let set = s
-                    .backends
-                    .iter()
-                    .map(|b| (ip_be(*b.addr.ip()), b.addr.port().to_be()))
-                    .collect();
-                (s.id, set)
-            })
-            .collect();
-        let stale: Vec<abi::Flow> = self
-            .flows
-            .iter()
-            .filter_map(Result::ok)
-            .filter(|(_, t)| {
-                !live
-                    .get(&t.svc_id)
-                    .is_some_and(|b| b.contains(&(t.backend.addr, t.backend.port)))
-            })
-            .map(|(k, _)| k)
-            .collect();
-        for k in stale {
-            let _ = self.flows.remove(&k);
-        }
-    }
-
     pub fn dir(&self) -> &Path {
         &self.dir
-    }
-
-    /// Give every service without a slot one, zeroing its counters (the
-    /// slot may have counted for a service removed long ago). Returns
-    /// whether the search went round the ring, which makes slots of removed
-    /// services current again.
-    fn assign_slots(
-        &mut self,
-        prog: &mut Programmed,
-        services: &[LbService],
-    ) -> Result<bool, DataplaneError> {
-        let max = abi::MAX_SERVICES;
-        let mut used = vec![false; max as usize];
-        for &s in prog.slots.values() {
-            if let Some(u) = used.get_mut(s as usize) {
-                *u = true;
-            }
-        }
-        let mut wrapped = false;
-        let cpus = aya::util::nr_cpus().map_err(|(_, e)| bpf("counting CPUs")(e.to_string()))?;
-        let zero = || {
-            PerCpuValues::try_from(vec![abi::SvcStats::default(); cpus])
-                .map_err(|e| bpf("per-CPU counters")(e.to_string()))
-        };
-        for svc in services {
-            if prog.slots.contains_key(&svc.id) {
-                continue;
-            }
-            let mut tries = 0;
-            while used[(prog.next_slot % max) as usize] {
-                prog.next_slot += 1;
-                tries += 1;
-                if tries >= max {
-                    return Err(DataplaneError::InvalidService {
-                        id: svc.id,
-                        reason: format!("more than {max} services on one node"),
-                    });
-                }
-            }
-            if prog.next_slot >= max {
-                prog.next_slot %= max;
-                wrapped = true;
-            }
-            let slot = prog.next_slot;
-            used[slot as usize] = true;
-            prog.next_slot += 1;
-            self.stats.set(slot, zero()?, 0).map_err(|e| {
-                bpf(format!("zeroing the counters of service {}", svc.id))(e.to_string())
-            })?;
-            prog.slots.insert(svc.id, slot);
-        }
-        Ok(wrapped)
-    }
-
-    /// The body of `sync`, against what `prog` says the maps hold; `prog`
-    /// is left describing the maps only when it returns Ok.
-    fn apply(
-        &mut self,
-        prog: &mut Programmed,
-        services: &[LbService],
-    ) -> Result<(), DataplaneError> {
-        let changed: Vec<&LbService> = services
-            .iter()
-            .filter(|s| !matches!(prog.services.get(&s.id), Some(Some(old)) if old == *s))
-            .collect();
-        for svc in &changed {
-            svc.validate(abi::MAX_BACKENDS)?;
-        }
-        let mut wanted: BTreeMap<FrontendKey, u32> = BTreeMap::new();
-        for svc in services {
-            for fe in Self::frontends_of(svc) {
-                if let Some(other) = wanted.insert(key_of(&fe), svc.id) {
-                    return Err(DataplaneError::InvalidService {
-                        id: svc.id,
-                        reason: format!(
-                            "frontend {} is also used by service {other}",
-                            frontend_str(&fe)
-                        ),
-                    });
-                }
-            }
-        }
-        let wrapped = self.assign_slots(prog, services)?;
-        let planned: Vec<Planned> = changed
-            .iter()
-            .filter_map(|s| self.plan(s, prog.services.contains_key(&s.id)))
-            .collect();
-        let tables = build_tables(&planned);
-        let mut dropped = wrapped;
-        for (p, table) in planned.iter().zip(&tables) {
-            self.write(p, table)?;
-            dropped |= p.dropped;
-        }
-        for svc in &changed {
-            prog.services.insert(svc.id, Some((*svc).clone()));
-        }
-        resolve_neighbours(changed.iter().copied());
-        self.write_nodes(prog, services)?;
-        for (&key, &svc_id) in &wanted {
-            let info = abi::FrontendInfo {
-                svc_id,
-                slot: prog.slots[&svc_id],
-            };
-            if prog.frontends.get(&key) != Some(&info) {
-                self.frontends
-                    .insert(frontend_of(key), info, 0)
-                    .map_err(|e| {
-                        bpf(format!(
-                            "writing frontend {}",
-                            frontend_str(&frontend_of(key))
-                        ))(e.to_string())
-                    })?;
-                prog.frontends.insert(key, info);
-            }
-        }
-        let stale: Vec<FrontendKey> = prog
-            .frontends
-            .keys()
-            .filter(|k| !wanted.contains_key(k))
-            .copied()
-            .collect();
-        for k in stale {
-            let _ = self.frontends.remove(&frontend_of(k));
-            prog.frontends.remove(&k);
-        }
-        // A removed service's flows are left to age out: its slot is not
-        // handed out again soon, so they match nothing.
-        let keep: HashSet<u32> = services.iter().map(|s| s.id).collect();
-        let gone: Vec<u32> = prog
-            .services
-            .keys()
-            .filter(|id| !keep.contains(id))
-            .copied()
-            .collect();
-        for id in gone {
-            if let Ok(svc) = self.services.get(&id, 0) {
-                self.remove_chunks(id, &svc);
-            }
-            let _ = self.services.remove(&id);
-            prog.services.remove(&id);
-            prog.slots.remove(&id);
-        }
-        // Scanning the flow table costs a syscall per flow: only when needed.
-        if dropped {
-            self.forget_flows_to_removed_backends(services);
-        }
-        Ok(())
     }
 }
 
 impl Dataplane for XdpDataplane {
     fn sync(&mut self, services: &[LbService]) -> Result<(), DataplaneError> {
-        let mut prog = match self.programmed.take() {
-            Some(p) => p,
-            None => self.load(),
+        let mut prog = self.programmed.take().unwrap_or_else(|| self.load());
+        let mut ids = HashSet::new();
+        for svc in services {
+            if !ids.insert(svc.id) {
+                return Err(DataplaneError::InvalidService {
+                    id: svc.id,
+                    reason: "listed twice".into(),
+                });
+            }
+        }
+        let delta = Delta {
+            upserts: services
+                .iter()
+                .filter(|s| !matches!(prog.services.get(&s.id), Some(Some(old)) if old == *s))
+                .collect(),
+            removals: prog
+                .services
+                .keys()
+                .filter(|id| !ids.contains(id))
+                .copied()
+                .collect(),
         };
-        self.apply(&mut prog, services)?;
+        self.apply_delta(&mut prog, &delta)?;
+        self.write_nodes(&mut prog, services.iter(), true)?;
+        self.programmed = Some(prog);
+        Ok(())
+    }
+
+    fn update(&mut self, upserts: &[LbService], removals: &[u32]) -> Result<(), DataplaneError> {
+        let mut prog = self.programmed.take().unwrap_or_else(|| self.load());
+        let delta = Delta {
+            upserts: upserts.iter().collect(),
+            removals: removals
+                .iter()
+                .filter(|id| prog.services.contains_key(id))
+                .copied()
+                .collect(),
+        };
+        self.apply_delta(&mut prog, &delta)?;
+        self.write_nodes(&mut prog, upserts.iter(), false)?;
         self.programmed = Some(prog);
         Ok(())
     }
@@ -508,44 +353,12 @@ impl Dataplane for XdpDataplane {
     }
 }
 
-impl XdpDataplane {
-    /// Make `swarm_v4_nodes` hold the nodes that may tunnel to this one:
-    /// those `set_nodes` named and those running backends.
-    fn write_nodes(
-        &mut self,
-        prog: &mut Programmed,
-        services: &[LbService],
-    ) -> Result<(), DataplaneError> {
-        let want: HashSet<u32> = self
-            .peers
-            .iter()
-            .copied()
-            .chain(
-                services
-                    .iter()
-                    .flat_map(|s| s.backends.iter().map(|b| b.node)),
-            )
-            .map(ip_be)
-            .collect();
-        for k in prog.nodes.difference(&want) {
-            let _ = self.nodes.remove(k);
-        }
-        for k in want.difference(&prog.nodes) {
-            self.nodes
-                .insert(k, 1, 0)
-                .map_err(|e| bpf("writing the node table")(e.to_string()))?;
-        }
-        prog.nodes = want;
-        Ok(())
-    }
-}
-
 /// Make the kernel resolve the link-layer address of every node that runs
 /// a backend: the XDP program forwards tunnelled packets itself and can only
 /// use neighbours the kernel already knows. One empty datagram to the discard
 /// port of each node is enough to start resolution. (Sent to our own address
 /// it is harmless.)
-fn resolve_neighbours<'a>(services: impl Iterator<Item = &'a LbService>) {
+pub(super) fn resolve_neighbours<'a>(services: impl Iterator<Item = &'a LbService>) {
     let nodes: HashSet<Ipv4Addr> = services
         .flat_map(|s| s.backends.iter().map(|b| b.node))
         .collect();

@@ -107,7 +107,16 @@ impl Mesh {
             return Ok(());
         }
         self.dp.set_nodes(&view.nodes)?;
-        self.dp.sync(&want)?;
+        // A change to the services alone is applied as such; anything else
+        // (the first time, after a failure, new nodes) as a whole sync.
+        let result = match self.applied.take() {
+            Some(old) if self.nodes == view.nodes => {
+                let (upserts, removals) = swarm_mesh::dataplane::diff(&old, &want);
+                self.dp.update(&upserts, &removals)
+            }
+            _ => self.dp.sync(&want),
+        };
+        result?;
         self.nodes = view.nodes.clone();
         self.applied = Some(want);
         Ok(())

@@ -299,8 +299,15 @@ fn windows(
                 let rx0 = settle();
                 let (busy0, total0) = cpu_ticks(cores.forwarding);
                 let start = Instant::now();
-                let (sent, errors, next) =
-                    send(fd, frames_ref, k, wrap, start + window, u64::MAX, Duration::ZERO);
+                let (sent, errors, next) = send(
+                    fd,
+                    frames_ref,
+                    k,
+                    wrap,
+                    start + window,
+                    u64::MAX,
+                    Duration::ZERO,
+                );
                 let secs = start.elapsed().as_secs_f64();
                 let (busy1, total1) = cpu_ticks(cores.forwarding);
                 let rx = settle() - rx0;

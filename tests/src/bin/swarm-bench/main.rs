@@ -21,7 +21,7 @@
 //!
 //! Usage: swarm-bench [--quick] [--out DIR] [--repeats N] [--window SECS]
 //!                    [--services 1,100,...] [--modes direct,xdp,iptables]
-//!                    [--profile]
+//!                    [--profile] [--bridge-netfilter]
 
 mod load;
 mod program;
@@ -31,9 +31,9 @@ mod topology;
 use load::Cores;
 use program::{changes, services, Loader};
 use std::path::PathBuf;
-use swarm_mesh::dataplane::LbService;
 use std::process::Command;
 use std::time::Duration;
+use swarm_mesh::dataplane::LbService;
 use swarm_tests::{run, swarm_bin};
 use topology::{pin_dir, NODES};
 
@@ -66,11 +66,13 @@ struct Args {
     counts: Vec<usize>,
     modes: Vec<&'static str>,
     profile: bool,
+    bridge_netfilter: bool,
 }
 
 fn args() -> Args {
     let usage = "usage: swarm-bench [--quick] [--out DIR] [--repeats N] [--window SECS] \
-                 [--services 1,100,...] [--modes direct,xdp,iptables] [--profile]";
+                 [--services 1,100,...] [--modes direct,xdp,iptables] [--profile] \
+                 [--bridge-netfilter]";
     let mut a = Args {
         out: PathBuf::from("bench-results"),
         repeats: 3,
@@ -78,10 +80,14 @@ fn args() -> Args {
         counts: vec![1, 100, 1000, 10_000],
         modes: vec!["direct", "xdp", "iptables"],
         profile: false,
+        bridge_netfilter: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
-        let mut value = || it.next().unwrap_or_else(|| panic!("{arg} needs a value; {usage}"));
+        let mut value = || {
+            it.next()
+                .unwrap_or_else(|| panic!("{arg} needs a value; {usage}"))
+        };
         match arg.as_str() {
             "--quick" => a.window = Duration::from_secs(1),
             "--out" => a.out = PathBuf::from(value()),
@@ -105,6 +111,7 @@ fn args() -> Args {
                     .collect()
             }
             "--profile" => a.profile = true,
+            "--bridge-netfilter" => a.bridge_netfilter = true,
             other => panic!("unknown argument {other}; {usage}"),
         }
     }
@@ -136,7 +143,10 @@ fn main() {
         generator: 0,
         forwarding: cpus - 1,
     };
-    let kernel = run(Command::new("uname").arg("-r")).stdout.trim().to_string();
+    let kernel = run(Command::new("uname").arg("-r"))
+        .stdout
+        .trim()
+        .to_string();
     let mut notes = vec![
         format!("kernel {kernel}, {cpus} CPUs"),
         format!(
@@ -147,7 +157,7 @@ fn main() {
             a.window.as_secs_f64()
         ),
     ];
-    notes.extend(topology::topology(cores.forwarding));
+    notes.extend(topology::topology(cores.forwarding, a.bridge_netfilter));
     topology::start_servers(cores.generator);
     let mut rec = Recorder::default();
     let mut next_flow = load::FLOWS;
@@ -176,11 +186,31 @@ fn main() {
             notes.extend(generator_note(mode, n, &w));
             let w = load::udp_new_pps(mode, cores, a.window, a.repeats, &mut next_flow);
             rec.windows(mode, n, "udp_new", &w);
-            rec.add(mode, n, "tcp_cps", &load::tcp_cps(mode, cores, a.window, a.repeats));
+            rec.add(
+                mode,
+                n,
+                "tcp_cps",
+                &load::tcp_cps(mode, cores, a.window, a.repeats),
+            );
             let rr = load::rr(mode, cores, a.window, a.repeats);
-            rec.add(mode, n, "rr_rps", &rr.iter().map(|r| r.0).collect::<Vec<_>>());
-            rec.add(mode, n, "rr_p50_us", &rr.iter().map(|r| r.1).collect::<Vec<_>>());
-            rec.add(mode, n, "rr_p99_us", &rr.iter().map(|r| r.2).collect::<Vec<_>>());
+            rec.add(
+                mode,
+                n,
+                "rr_rps",
+                &rr.iter().map(|r| r.0).collect::<Vec<_>>(),
+            );
+            rec.add(
+                mode,
+                n,
+                "rr_p50_us",
+                &rr.iter().map(|r| r.1).collect::<Vec<_>>(),
+            );
+            rec.add(
+                mode,
+                n,
+                "rr_p99_us",
+                &rr.iter().map(|r| r.2).collect::<Vec<_>>(),
+            );
             if let Some((la, _)) = &loaders {
                 time_changes(&mut rec, la, mode, n, &svcs, a.repeats);
             }
@@ -211,16 +241,28 @@ fn attach(mode: &'static str, notes: &mut Vec<String>) -> (Loader, Loader) {
         let out = mesh(
             node,
             mode,
-            &["attach", "--iface", "eth0", "--node-addr", &addr.to_string()],
+            &[
+                "attach",
+                "--iface",
+                "eth0",
+                "--node-addr",
+                &addr.to_string(),
+            ],
         );
         if mode == "xdp" {
             topology::register_endpoints(node);
             if node == NODES[0].0 {
-                notes.push(format!("xdp attach on {node}: {}", out.trim().replace('\n', "; ")));
+                notes.push(format!(
+                    "xdp attach on {node}: {}",
+                    out.trim().replace('\n', "; ")
+                ));
             }
         }
     }
-    (Loader::start(NODES[0].0, mode), Loader::start(NODES[1].0, mode))
+    (
+        Loader::start(NODES[0].0, mode),
+        Loader::start(NODES[1].0, mode),
+    )
 }
 
 /// Each single change `repeats` times at this size, undone after each.
@@ -234,11 +276,11 @@ fn time_changes(
 ) {
     let mut per_change: Vec<(&'static str, Vec<f64>)> = Vec::new();
     for round in 0..repeats {
-        for (i, (name, after)) in changes(base, round).into_iter().enumerate() {
-            let t = ms(la.sync(&after));
-            la.sync(base);
+        for (i, c) in changes(base, round).into_iter().enumerate() {
+            let t = ms(la.update(&c.apply));
+            la.update(&c.undo);
             if per_change.len() <= i {
-                per_change.push((name, Vec::new()));
+                per_change.push((c.name, Vec::new()));
             }
             per_change[i].1.push(t);
         }
@@ -294,7 +336,12 @@ impl Recorder {
         };
         self.add(mode, n, &us, &col(|w| w.pkt_us));
         self.add(mode, n, &format!("{prefix}_fwd_busy"), &col(|w| w.busy));
-        self.add(mode, n, &format!("{prefix}_offered_pps"), &col(|w| w.offered));
+        self.add(
+            mode,
+            n,
+            &format!("{prefix}_offered_pps"),
+            &col(|w| w.offered),
+        );
     }
 
     /// mesh_us: a mode's µs/packet less the direct path's.
@@ -311,7 +358,15 @@ impl Recorder {
             .records
             .iter()
             .filter(|r| r.mode != "direct" && r.metric == "pkt_us")
-            .map(|r| (r.mode, r.services, r.value - direct.0, r.min - direct.2, r.max - direct.1))
+            .map(|r| {
+                (
+                    r.mode,
+                    r.services,
+                    r.value - direct.0,
+                    r.min - direct.2,
+                    r.max - direct.1,
+                )
+            })
             .collect();
         for (mode, n, v, lo, hi) in rows {
             self.push(mode, n, "mesh_us", v, lo, hi);

@@ -3,8 +3,8 @@
 //! process, in the node's namespace), and the single changes timed at each
 //! service count: the Kubernetes network-programming SLI, per change.
 
-use crate::topology::{backends, pin_dir, NODES, PUB_CPS, PUB_RR, PUB_UDP, TCP_ACCEPT, TCP_ECHO};
 use crate::topology::UDP_SINK;
+use crate::topology::{backends, pin_dir, NODES, PUB_CPS, PUB_RR, PUB_UDP, TCP_ACCEPT, TCP_ECHO};
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::os::fd::AsFd;
 use std::sync::mpsc;
@@ -56,18 +56,24 @@ pub fn services(n: usize) -> Vec<LbService> {
     out
 }
 
-type Job = (Vec<LbService>, mpsc::Sender<Result<Duration, String>>);
+/// What a loader is asked: a whole list, or a change.
+enum Job {
+    Sync(Vec<LbService>),
+    Update(Vec<LbService>, Vec<u32>),
+}
+
+type Reply = mpsc::Sender<Result<Duration, String>>;
 
 /// A node's data plane, programmed from a thread that lives in the node's
 /// namespace (iptables runs there too: children inherit the thread's
-/// namespace), and that keeps the loader between syncs as the daemon does.
+/// namespace), and that keeps the loader between calls as the daemon does.
 pub struct Loader {
-    jobs: mpsc::Sender<Job>,
+    jobs: mpsc::Sender<(Job, Reply)>,
 }
 
 impl Loader {
     pub fn start(node: &'static str, mode: &'static str) -> Loader {
-        let (tx, rx) = mpsc::channel::<Job>();
+        let (tx, rx) = mpsc::channel::<(Job, Reply)>();
         std::thread::spawn(move || {
             let ns = std::fs::File::open(format!("/run/netns/{node}")).expect("node netns");
             nix::sched::setns(ns.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET)
@@ -79,53 +85,84 @@ impl Loader {
                 ),
                 _ => Box::new(IptablesDataplane::new(None)),
             };
-            for (services, reply) in rx {
+            for (job, reply) in rx {
                 let start = Instant::now();
-                let r = dp.sync(&services).map(|()| start.elapsed());
-                let _ = reply.send(r.map_err(|e| e.to_string()));
+                let r = match &job {
+                    Job::Sync(services) => dp.sync(services),
+                    Job::Update(upserts, removals) => dp.update(upserts, removals),
+                };
+                let _ = reply.send(r.map(|()| start.elapsed()).map_err(|e| e.to_string()));
             }
         });
         Loader { jobs: tx }
     }
 
-    /// Program exactly `services`; how long it took.
-    pub fn sync(&self, services: &[LbService]) -> Duration {
+    fn call(&self, job: Job) -> Duration {
         let (tx, rx) = mpsc::channel();
-        self.jobs
-            .send((services.to_vec(), tx))
-            .expect("loader thread");
+        self.jobs.send((job, tx)).expect("loader thread");
         rx.recv()
             .expect("loader thread")
-            .unwrap_or_else(|e| panic!("sync of {} services: {e}", services.len()))
+            .unwrap_or_else(|e| panic!("programming the data plane: {e}"))
+    }
+
+    /// Program exactly `services`; how long it took.
+    pub fn sync(&self, services: &[LbService]) -> Duration {
+        self.call(Job::Sync(services.to_vec()))
+    }
+
+    /// Apply one change; how long it took.
+    pub fn update(&self, change: &(Vec<LbService>, Vec<u32>)) -> Duration {
+        self.call(Job::Update(change.0.clone(), change.1.clone()))
     }
 }
 
-/// The single changes, each timed from the programmed `base` and then
-/// undone: (name, the services after the change).
-pub fn changes(base: &[LbService], round: usize) -> Vec<(&'static str, Vec<LbService>)> {
-    let mut add_service = base.to_vec();
-    add_service.push(service(
+/// A single change to the programmed services, and what undoes it: each
+/// is (services to add or replace, ids to remove).
+pub struct Change {
+    pub name: &'static str,
+    pub apply: (Vec<LbService>, Vec<u32>),
+    pub undo: (Vec<LbService>, Vec<u32>),
+}
+
+/// The single changes timed at each size, from the programmed `base`.
+pub fn changes(base: &[LbService], round: usize) -> Vec<Change> {
+    let new = service(
         200_000 + round as u32,
         Proto::Udp,
         40_000 + (round % 1000) as u16,
         UDP_SINK,
-    ));
-    // A filler service, not the measured ones.
-    let k = 0;
-    let mut remove_service = base.to_vec();
-    remove_service.remove(k);
-    let mut add_backend = base.to_vec();
-    add_backend[k].backends.push(Backend {
+    );
+    // The last service: a filler, where there are fillers.
+    let k = &base[base.len() - 1];
+    let mut more = k.clone();
+    more.backends.push(Backend {
         addr: SocketAddrV4::new(Ipv4Addr::new(198, 19, 201, 13), UDP_SINK),
         node: NODES[0].1,
         state: BackendState::Active,
     });
-    let mut drain = base.to_vec();
-    drain[k].backends[0].state = BackendState::Draining;
+    let mut drained = k.clone();
+    drained.backends[0].state = BackendState::Draining;
+    let restore = (vec![k.clone()], Vec::new());
     vec![
-        ("add_service", add_service),
-        ("remove_service", remove_service),
-        ("add_backend", add_backend),
-        ("drain_backend", drain),
+        Change {
+            name: "add_service",
+            undo: (Vec::new(), vec![new.id]),
+            apply: (vec![new], Vec::new()),
+        },
+        Change {
+            name: "remove_service",
+            apply: (Vec::new(), vec![k.id]),
+            undo: restore.clone(),
+        },
+        Change {
+            name: "add_backend",
+            apply: (vec![more], Vec::new()),
+            undo: restore.clone(),
+        },
+        Change {
+            name: "drain_backend",
+            apply: (vec![drained], Vec::new()),
+            undo: restore,
+        },
     ]
 }

@@ -11,16 +11,36 @@ use std::time::Duration;
 /// The metrics the table shows, in order; the charted ones have a title.
 const METRICS: &[(&str, Option<&str>, bool)] = &[
     // (metric, chart title, log scale)
-    ("udp_pps", Some("UDP packets/s delivered, established flows"), false),
-    ("pkt_us", Some("Forwarding-core µs per packet, established UDP flows"), false),
-    ("mesh_us", Some("Mesh cost: µs per packet over the direct path"), false),
-    ("udp_new_pps", Some("UDP packets/s delivered, a new flow per packet"), false),
+    (
+        "udp_pps",
+        Some("UDP packets/s delivered, established flows"),
+        false,
+    ),
+    (
+        "pkt_us",
+        Some("Forwarding-core µs per packet, established UDP flows"),
+        false,
+    ),
+    (
+        "mesh_us",
+        Some("Mesh cost: µs per packet over the direct path"),
+        false,
+    ),
+    (
+        "udp_new_pps",
+        Some("UDP packets/s delivered, a new flow per packet"),
+        false,
+    ),
     ("udp_new_pkt_us", None, false),
     ("tcp_cps", Some("New TCP connections/s"), false),
     ("rr_rps", None, false),
     ("rr_p50_us", None, false),
     ("rr_p99_us", None, false),
-    ("program_ms", Some("Programming every service from nothing, ms (log)"), true),
+    (
+        "program_ms",
+        Some("Programming every service from nothing, ms (log)"),
+        true,
+    ),
     ("change_ms", Some("One change, ms (log)"), true),
     ("change_add_service_ms", None, false),
     ("change_remove_service_ms", None, false),
@@ -40,7 +60,13 @@ fn round(v: f64) -> f64 {
     (v * 1000.0).round() / 1000.0
 }
 
-fn get<'a>(records: &'a [Record], counts: &[usize], mode: &str, n: usize, m: &str) -> Option<&'a Record> {
+fn get<'a>(
+    records: &'a [Record],
+    counts: &[usize],
+    mode: &str,
+    n: usize,
+    m: &str,
+) -> Option<&'a Record> {
     // The direct path has no services: its one point stands for every count.
     let n = if mode == "direct" { counts[0] } else { n };
     records
@@ -121,7 +147,11 @@ pub fn write_results(out: &Path, records: &[Record], counts: &[usize], notes: &[
 fn chart(records: &[Record], counts: &[usize], metric: &str, title: &str, log: bool) -> String {
     let (w, h, pad) = (640.0, 360.0, 60.0);
     let rows: Vec<&Record> = records.iter().filter(|r| r.metric == metric).collect();
-    let max = rows.iter().map(|r| r.max).fold(f64::MIN, f64::max).max(1e-9);
+    let max = rows
+        .iter()
+        .map(|r| r.max)
+        .fold(f64::MIN, f64::max)
+        .max(1e-9);
     let min_pos = rows
         .iter()
         .map(|r| r.min)
@@ -129,7 +159,10 @@ fn chart(records: &[Record], counts: &[usize], metric: &str, title: &str, log: b
         .fold(f64::MAX, f64::min)
         .min(max);
     let (lo, hi) = if log {
-        (min_pos.log10().floor(), max.log10().ceil().max(min_pos.log10().floor() + 1.0))
+        (
+            min_pos.log10().floor(),
+            max.log10().ceil().max(min_pos.log10().floor() + 1.0),
+        )
     } else {
         (0.0, max * 1.1)
     };
@@ -241,7 +274,17 @@ pub fn profile(out: &Path, mode: &str, n: usize, cores: Cores, window: Duration)
     crate::load::udp_pps_then(mode, cores, window, 1, || {
         perf = Some(
             Command::new("perf")
-                .args(["record", "-q", "-e", "cpu-clock", "-a", "-C", &cpu, "-g", "-o"])
+                .args([
+                    "record",
+                    "-q",
+                    "-e",
+                    "cpu-clock",
+                    "-a",
+                    "-C",
+                    &cpu,
+                    "-g",
+                    "-o",
+                ])
                 .arg(&data)
                 .args(["--", "sleep", &secs])
                 .spawn()
@@ -252,7 +295,18 @@ pub fn profile(out: &Path, mode: &str, n: usize, cores: Cores, window: Duration)
         let _ = p.wait();
     }
     let report = Command::new("perf")
-        .args(["report", "--stdio", "--no-children", "--sort", "symbol", "--percent-limit", "1.5", "-g", "none", "-i"])
+        .args([
+            "report",
+            "--stdio",
+            "--no-children",
+            "--sort",
+            "symbol",
+            "--percent-limit",
+            "1.5",
+            "-g",
+            "none",
+            "-i",
+        ])
         .arg(&data)
         .output()
         .expect("perf report");

@@ -3,7 +3,7 @@
 //! Every namespace is the benchmark's own, so the host's settings are never
 //! touched: the underlay bridge lives in a namespace of its own (`swb-u`),
 //! and in it and in the nodes bridged frames skip netfilter
-//! (`bridge-nf-call-*=0`). The host keeps its own setting, which Docker
+//! (`bridge-nf-call-*=0`; `--bridge-netfilter` turns it on to measure it). The host keeps its own setting, which Docker
 //! relies on.
 //!
 //! ```text
@@ -75,14 +75,15 @@ pub fn teardown() {
     let _ = std::fs::remove_dir_all(LAB_PIN_DIR);
 }
 
-/// Bridged frames in namespace `ns` skip iptables, ip6tables and arptables.
-/// Returns the settings as they are afterwards, for the report (empty when
-/// br_netfilter is not loaded, and so not in the path at all).
-fn no_bridge_netfilter(ns: &str) -> Vec<String> {
+/// Whether bridged frames in namespace `ns` go through iptables, ip6tables
+/// and arptables. Returns the settings as they are afterwards, for the
+/// report (none when br_netfilter is not loaded, and so not in the path).
+fn bridge_netfilter(ns: &str, on: bool) -> Vec<String> {
     let mut out = Vec::new();
     for key in ["iptables", "ip6tables", "arptables"] {
         let name = format!("net.bridge.bridge-nf-call-{key}");
-        if sh(&["ip", "netns", "exec", ns, "sysctl", "-qw", &format!("{name}=0")]).code == 0 {
+        let set = format!("{name}={}", u8::from(on));
+        if sh(&["ip", "netns", "exec", ns, "sysctl", "-qw", &set]).code == 0 {
             let v = sh(&["ip", "netns", "exec", ns, "sysctl", "-n", &name]).stdout;
             out.push(format!("{ns}: {name}={}", v.trim()));
         }
@@ -107,14 +108,18 @@ fn add_underlay_host(ns: &str, port: &str, addr: Ipv4Addr) {
     must(&["ip", "-n", ns, "link", "set", "lo", "up"]);
 }
 
-/// Build the lab. Returns what the report should say about it.
-pub fn topology(forwarding_cpu: usize) -> Vec<String> {
+/// Build the lab. Returns what the report should say about it. With
+/// `with_bridge_netfilter`, bridged frames go through netfilter, as on a
+/// host where Docker turned br_netfilter on (to measure what that costs).
+pub fn topology(forwarding_cpu: usize, with_bridge_netfilter: bool) -> Vec<String> {
     teardown();
     let mut notes = Vec::new();
     must(&["ip", "netns", "add", UNDERLAY]);
-    must(&["ip", "-n", UNDERLAY, "link", "add", BRIDGE, "type", "bridge"]);
+    must(&[
+        "ip", "-n", UNDERLAY, "link", "add", BRIDGE, "type", "bridge",
+    ]);
     must(&["ip", "-n", UNDERLAY, "link", "set", BRIDGE, "up"]);
-    notes.extend(no_bridge_netfilter(UNDERLAY));
+    notes.extend(bridge_netfilter(UNDERLAY, with_bridge_netfilter));
     add_underlay_host(CLIENT, CLIENT_PORT, CLIENT_ADDR);
     // The generator writes whole frames: no checksum offload to leave undone.
     must(&[
@@ -139,7 +144,7 @@ pub fn topology(forwarding_cpu: usize) -> Vec<String> {
     for (i, (node, addr, net)) in NODES.iter().enumerate() {
         add_underlay_host(node, node, *addr);
         add_gateway(node, "gw", Ipv4Addr::new(198, 19, *net, 1));
-        notes.extend(no_bridge_netfilter(node));
+        notes.extend(bridge_netfilter(node, with_bridge_netfilter));
         let (_, other_addr, other_net) = NODES[1 - i];
         let other = format!("198.19.{other_net}.0/24");
         must(&[

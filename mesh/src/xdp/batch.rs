@@ -1,0 +1,81 @@
+//! Batched reads of hash maps (BPF_MAP_LOOKUP_BATCH): a whole flow table in
+//! a few hundred system calls instead of two per entry, which is what a
+//! scan of a million tracked flows would otherwise cost. aya has no batch
+//! operations, so this is the raw bpf(2) command.
+
+use aya::Pod;
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd};
+
+const BPF_MAP_LOOKUP_BATCH: libc::c_long = 24;
+
+/// The batch member of `union bpf_attr`.
+#[repr(C)]
+#[derive(Default)]
+struct BatchAttr {
+    in_batch: u64,
+    out_batch: u64,
+    keys: u64,
+    values: u64,
+    count: u32,
+    map_fd: u32,
+    elem_flags: u64,
+    flags: u64,
+}
+
+/// Call `f` with every (key, value) of the hash map `fd`, `chunk` entries
+/// at a time. Entries added or removed meanwhile may or may not be seen,
+/// as with any walk of a live map.
+pub fn for_each<K: Pod + Default, V: Pod + Default>(
+    fd: BorrowedFd<'_>,
+    chunk: usize,
+    mut f: impl FnMut(&[K], &[V]),
+) -> io::Result<()> {
+    let mut keys = vec![K::default(); chunk];
+    let mut values = vec![V::default(); chunk];
+    // The kernel's position token for hash maps (a bucket index).
+    let (mut token_in, mut token_out) = (0u64, 0u64);
+    let mut first = true;
+    loop {
+        let mut attr = BatchAttr {
+            in_batch: if first {
+                0
+            } else {
+                &mut token_in as *mut u64 as u64
+            },
+            out_batch: &mut token_out as *mut u64 as u64,
+            keys: keys.as_mut_ptr() as u64,
+            values: values.as_mut_ptr() as u64,
+            count: chunk as u32,
+            map_fd: fd.as_raw_fd() as u32,
+            ..Default::default()
+        };
+        // SAFETY: attr points at buffers of `chunk` keys and values that
+        // outlive the call, and at the two tokens; its size is given.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_bpf,
+                BPF_MAP_LOOKUP_BATCH,
+                &mut attr as *mut BatchAttr,
+                std::mem::size_of::<BatchAttr>() as u32,
+            )
+        };
+        let err = (rc < 0).then(io::Error::last_os_error);
+        let n = attr.count as usize;
+        if n > 0
+            && err
+                .as_ref()
+                .is_none_or(|e| e.raw_os_error() == Some(libc::ENOENT))
+        {
+            f(&keys[..n], &values[..n]);
+        }
+        match err {
+            None => {}
+            // ENOENT: that was the last batch.
+            Some(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(()),
+            Some(e) => return Err(e),
+        }
+        token_in = token_out;
+        first = false;
+    }
+}
