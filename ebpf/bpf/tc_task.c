@@ -50,15 +50,18 @@ int swarm_tc_task(struct __sk_buff *skb)
 	struct swarm_flow flow = flow_of(&p);
 	struct swarm_backend be;
 
-	if (lb_select(fe, &flow, skb->len, &be)) {
+	int fresh = lb_select(fe, &flow, skb->len, &be);
+
+	if (fresh < 0) {
 		count_drop(SWARM_DROP_NO_BACKEND);
 		return TC_ACT_SHOT;
 	}
 	/* Backends of an every-port VIP have port 0: keep the client's. */
 	__u16 port = be.port ? be.port : *p.dport;
 
-	remember_reply(be.addr, port, flow.saddr, flow.sport, flow.proto, flow.daddr, flow.dport,
-		       SWARM_RNAT_TASK);
+	if (fresh)
+		remember_reply(be.addr, port, flow.saddr, flow.sport, flow.proto, flow.daddr,
+			       flow.dport, SWARM_RNAT_TASK);
 	skb_nat(skb, &p, 0, be.addr, port);
 	return TC_ACT_OK;
 }

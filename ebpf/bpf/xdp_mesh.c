@@ -229,14 +229,17 @@ int swarm_xdp_ingress(struct xdp_md *ctx)
 	struct swarm_flow flow = flow_of(&p);
 	struct swarm_backend be;
 
-	if (lb_select(fe, &flow, end - data, &be)) {
+	int fresh = lb_select(fe, &flow, end - data, &be);
+
+	if (fresh < 0) {
 		count_drop(SWARM_DROP_NO_BACKEND);
 		return XDP_DROP;
 	}
 	nat_dst(&p, be.addr, be.port);
 	if (be.node == 0 || be.node == cfg->node_addr) {
-		remember_reply(be.addr, be.port, flow.saddr, flow.sport, flow.proto, flow.daddr,
-			       flow.dport, SWARM_RNAT_UNDERLAY);
+		if (fresh)
+			remember_reply(be.addr, be.port, flow.saddr, flow.sport, flow.proto,
+				       flow.daddr, flow.dport, SWARM_RNAT_UNDERLAY);
 		return to_endpoint(ctx);
 	}
 	return encap(ctx, cfg->node_addr, be.node, flow.dport);

@@ -163,3 +163,16 @@ fn an_update_changes_only_the_services_it_names() {
     let (_, out) = h.run(&tcp_packet(NODE, 8000, vec![]));
     assert_eq!(addr_at(&out[14..], 16), LOCAL_BACKEND);
 }
+
+#[test]
+fn forgetting_flows_makes_the_next_packet_a_new_flow() {
+    let mut h = harness(&local_web());
+    for _ in 0..2 {
+        h.run(&tcp_packet(NODE, 8000, vec![]));
+    }
+    assert_eq!(counters(&mut h, 1), (2, 1));
+    assert_eq!(h.p.dataplane.forget_flows().unwrap(), 1);
+    h.run(&tcp_packet(NODE, 8000, vec![]));
+    assert_eq!(counters(&mut h, 1), (3, 2));
+    assert!(h.p.dataplane.dump().unwrap().flows.len() == 1);
+}

@@ -87,7 +87,9 @@ static __always_inline int maglev_pick(__u32 svc_id, const struct swarm_flow *fl
 /* The backend for this flow: the tracked one, or a new Maglev pick that is
  * then tracked, so the flow stays put while backends come and go. A tracked
  * flow costs two lookups and no map write: its seen_ns is refreshed only
- * every SWARM_SEEN_REFRESH_NS. */
+ * every SWARM_SEEN_REFRESH_NS. Returns -1 when there is no backend, 1 for a
+ * new flow or a refresh (when the caller renews its per-flow state, such as
+ * the reply translation), and 0 otherwise. */
 static __always_inline int lb_select(const struct swarm_frontend_info *fe,
 				     const struct swarm_flow *flow, __u64 bytes,
 				     struct swarm_backend *out)
@@ -103,10 +105,11 @@ static __always_inline int lb_select(const struct swarm_frontend_info *fe,
 		st->bytes += bytes;
 	}
 	if (t && t->svc_id == svc_id && t->slot == slot) {
-		if (now - t->seen_ns > SWARM_SEEN_REFRESH_NS)
-			t->seen_ns = now;
 		*out = t->backend;
-		return 0;
+		if (now - t->seen_ns <= SWARM_SEEN_REFRESH_NS)
+			return 0;
+		t->seen_ns = now;
+		return 1;
 	}
 	if (maglev_pick(svc_id, flow, out))
 		return -1;
@@ -120,14 +123,16 @@ static __always_inline int lb_select(const struct swarm_frontend_info *fe,
 	bpf_map_update_elem(&swarm_v4_flows, flow, &nt, BPF_ANY);
 	if (st)
 		st->new_flows += 1;
-	return 0;
+	return 1;
 }
 
 /* Remember how to restore the frontend as the source of the backend's
  * replies (done by the tc egress program). Written only when the entry is
  * missing or says something else: an LRU update allocates a node, which
- * per packet would cost more than the rest of the fast path. The lookup
- * also marks the entry used, so it ages with its flow. */
+ * per packet would cost more than the rest of the fast path. Callers with
+ * a flow entry call this for a new flow and at its refreshes, not for every
+ * packet; the lookup marks the entry used, so it ages with its flow (and
+ * replies, which read it, keep it fresh too). */
 static __always_inline void remember_reply(__u32 backend_addr, __u16 backend_port, __u32 client_addr,
 					   __u16 client_port, __u8 proto, __u32 fe_addr, __u16 fe_port,
 					   __u8 scope)

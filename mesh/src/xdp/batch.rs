@@ -8,6 +8,7 @@ use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd};
 
 const BPF_MAP_LOOKUP_BATCH: libc::c_long = 24;
+const BPF_MAP_DELETE_BATCH: libc::c_long = 27;
 
 /// The batch member of `union bpf_attr`.
 #[repr(C)]
@@ -21,6 +22,41 @@ struct BatchAttr {
     map_fd: u32,
     elem_flags: u64,
     flags: u64,
+}
+
+fn bpf_batch(cmd: libc::c_long, attr: &mut BatchAttr) -> io::Result<()> {
+    // SAFETY: attr is a valid batch attribute whose pointers the callers
+    // set to live buffers of `count` elements; its size is given.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            cmd,
+            attr as *mut BatchAttr,
+            std::mem::size_of::<BatchAttr>() as u32,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Delete `keys` from the hash map `fd` (missing keys stop the batch with
+/// ENOENT, which is ignored: they are gone either way).
+pub fn delete<K: Pod>(fd: BorrowedFd<'_>, keys: &[K]) -> io::Result<()> {
+    for part in keys.chunks(4096) {
+        let mut attr = BatchAttr {
+            keys: part.as_ptr() as u64,
+            count: part.len() as u32,
+            map_fd: fd.as_raw_fd() as u32,
+            ..Default::default()
+        };
+        match bpf_batch(BPF_MAP_DELETE_BATCH, &mut attr) {
+            Err(e) if e.raw_os_error() != Some(libc::ENOENT) => return Err(e),
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// Call `f` with every (key, value) of the hash map `fd`, `chunk` entries
@@ -50,17 +86,9 @@ pub fn for_each<K: Pod + Default, V: Pod + Default>(
             map_fd: fd.as_raw_fd() as u32,
             ..Default::default()
         };
-        // SAFETY: attr points at buffers of `chunk` keys and values that
-        // outlive the call, and at the two tokens; its size is given.
-        let rc = unsafe {
-            libc::syscall(
-                libc::SYS_bpf,
-                BPF_MAP_LOOKUP_BATCH,
-                &mut attr as *mut BatchAttr,
-                std::mem::size_of::<BatchAttr>() as u32,
-            )
-        };
-        let err = (rc < 0).then(io::Error::last_os_error);
+        // attr points at buffers of `chunk` keys and values that outlive
+        // the call, and at the two tokens.
+        let err = bpf_batch(BPF_MAP_LOOKUP_BATCH, &mut attr).err();
         let n = attr.count as usize;
         if n > 0
             && err

@@ -11,6 +11,7 @@ use crate::{bpffs, maglev};
 use aya::maps::{HashMap, Map, MapData, PerCpuArray};
 use std::collections::{BTreeSet, HashSet};
 use std::net::Ipv4Addr;
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use swarm_ebpf::abi::{self, maps as names};
 
@@ -68,6 +69,7 @@ pub struct XdpDataplane {
     /// The flow table again, for batched reads (aya's maps do not lend
     /// their descriptor).
     pub(super) flows_raw: MapData,
+    rnat_raw: MapData,
     pub(super) stats: PerCpuArray<MapData, abi::SvcStats>,
     pub(super) drops: PerCpuArray<MapData, u64>,
     pub(super) nodes: HashMap<MapData, u32, u8>,
@@ -122,6 +124,8 @@ impl XdpDataplane {
             flows: typed!(dir, names::FLOWS, LruHashMap),
             flows_raw: MapData::from_pin(dir.join(names::FLOWS))
                 .map_err(|e| bpf("opening the flow table")(e.to_string()))?,
+            rnat_raw: MapData::from_pin(dir.join(names::RNAT))
+                .map_err(|e| bpf("opening the reply table")(e.to_string()))?,
             stats: typed!(dir, names::SVC_STATS, PerCpuArray),
             drops: typed!(dir, names::DROPS, PerCpuArray),
             nodes: typed!(dir, names::NODES, HashMap),
@@ -276,6 +280,32 @@ impl XdpDataplane {
 
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// Forget every tracked flow and reply translation (as `conntrack -F`
+    /// does for the kernel's): established connections are balanced again
+    /// by their next packet. Returns how many flows there were.
+    pub fn forget_flows(&mut self) -> Result<usize, DataplaneError> {
+        let mut flows: Vec<abi::Flow> = Vec::new();
+        let mut replies: Vec<abi::Reply> = Vec::new();
+        let read = |what: &'static str| move |e: std::io::Error| bpf(what)(e.to_string());
+        super::batch::for_each(
+            self.flows_raw.fd().as_fd(),
+            4096,
+            |k, _: &[abi::FlowTarget]| flows.extend_from_slice(k),
+        )
+        .map_err(read("reading the flow table"))?;
+        super::batch::for_each(
+            self.rnat_raw.fd().as_fd(),
+            4096,
+            |k, _: &[abi::ReplyNat]| replies.extend_from_slice(k),
+        )
+        .map_err(read("reading the reply table"))?;
+        super::batch::delete(self.flows_raw.fd().as_fd(), &flows)
+            .map_err(read("emptying the flow table"))?;
+        super::batch::delete(self.rnat_raw.fd().as_fd(), &replies)
+            .map_err(read("emptying the reply table"))?;
+        Ok(flows.len())
     }
 }
 

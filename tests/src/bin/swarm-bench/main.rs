@@ -181,6 +181,13 @@ fn main() {
                 rec.add(mode, n, "program_ms", &cold);
             }
             eprintln!("bench: {mode} with {n} services");
+            // Every point starts from the same flow tables: a million flows
+            // left by the previous point's new-flow windows would make the
+            // table's size, not the service count, the variable.
+            if let Some((la, lb)) = &loaders {
+                la.forget_flows();
+                lb.forget_flows();
+            }
             let w = load::udp_pps(mode, cores, a.window, a.repeats);
             rec.windows(mode, n, "udp", &w);
             notes.extend(generator_note(mode, n, &w));

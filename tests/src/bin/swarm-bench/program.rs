@@ -56,10 +56,39 @@ pub fn services(n: usize) -> Vec<LbService> {
     out
 }
 
-/// What a loader is asked: a whole list, or a change.
+/// What a loader is asked: a whole list, a change, or to forget flows.
 enum Job {
     Sync(Vec<LbService>),
     Update(Vec<LbService>, Vec<u32>),
+    ForgetFlows,
+}
+
+/// The data plane of one mode, as the daemon holds it.
+enum Plane {
+    Xdp(Box<XdpDataplane>),
+    Iptables(IptablesDataplane),
+}
+
+impl Plane {
+    fn dp(&mut self) -> &mut dyn Dataplane {
+        match self {
+            Plane::Xdp(d) => d.as_mut(),
+            Plane::Iptables(d) => d,
+        }
+    }
+
+    /// Empty the flow tables: the XDP mode's maps, or the kernel's
+    /// conntrack table that the iptables mode relies on.
+    fn forget_flows(&mut self) -> Result<(), String> {
+        match self {
+            Plane::Xdp(d) => d.forget_flows().map(drop).map_err(|e| e.to_string()),
+            Plane::Iptables(_) => {
+                // (It fails on an empty table: nothing to forget then.)
+                let _ = swarm_tests::netns::sh(&["conntrack", "-F"]);
+                Ok(())
+            }
+        }
+    }
 }
 
 type Reply = mpsc::Sender<Result<Duration, String>>;
@@ -78,20 +107,24 @@ impl Loader {
             let ns = std::fs::File::open(format!("/run/netns/{node}")).expect("node netns");
             nix::sched::setns(ns.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET)
                 .expect("entering the node's namespace");
-            let mut dp: Box<dyn Dataplane> = match mode {
-                "xdp" => Box::new(
+            let mut plane = match mode {
+                "xdp" => Plane::Xdp(Box::new(
                     XdpDataplane::open(std::path::Path::new(&pin_dir(node)))
                         .expect("opening the pinned maps"),
-                ),
-                _ => Box::new(IptablesDataplane::new(None)),
+                )),
+                _ => Plane::Iptables(IptablesDataplane::new(None)),
             };
             for (job, reply) in rx {
                 let start = Instant::now();
                 let r = match &job {
-                    Job::Sync(services) => dp.sync(services),
-                    Job::Update(upserts, removals) => dp.update(upserts, removals),
+                    Job::Sync(services) => plane.dp().sync(services).map_err(|e| e.to_string()),
+                    Job::Update(upserts, removals) => plane
+                        .dp()
+                        .update(upserts, removals)
+                        .map_err(|e| e.to_string()),
+                    Job::ForgetFlows => plane.forget_flows(),
                 };
-                let _ = reply.send(r.map(|()| start.elapsed()).map_err(|e| e.to_string()));
+                let _ = reply.send(r.map(|()| start.elapsed()));
             }
         });
         Loader { jobs: tx }
@@ -108,6 +141,12 @@ impl Loader {
     /// Program exactly `services`; how long it took.
     pub fn sync(&self, services: &[LbService]) -> Duration {
         self.call(Job::Sync(services.to_vec()))
+    }
+
+    /// Forget every tracked flow on this node, so a measurement starts
+    /// from the same tables at every service count.
+    pub fn forget_flows(&self) {
+        self.call(Job::ForgetFlows);
     }
 
     /// Apply one change; how long it took.
