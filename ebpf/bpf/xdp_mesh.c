@@ -14,6 +14,10 @@
  * answer the client directly as this node's address (direct server return).
  * The client's own address is never rewritten: backends see real client IPs.
  *
+ * The outer header's DF bit marks a flow's first packet and its refreshes
+ * (once a second): only then does the backend's node renew the flow's reply
+ * translation, so it looks nothing up in its reply table per packet.
+ *
  * An IPIP packet addressed to this node is unwrapped, its reply translation
  * recorded, and handed to the local backend the same way.
  *
@@ -81,7 +85,8 @@ static __always_inline int to_endpoint(struct xdp_md *ctx)
 }
 
 /* Wrap the packet at ctx in IPIP from this node to `node`. */
-static __always_inline int encap(struct xdp_md *ctx, __u32 self, __u32 node, __u16 fe_port)
+static __always_inline int encap(struct xdp_md *ctx, __u32 self, __u32 node, __u16 fe_port,
+				 int fresh)
 {
 	if (bpf_xdp_adjust_head(ctx, -(int)sizeof(struct iphdr))) {
 		count_drop(SWARM_DROP_ENCAP_FAILED);
@@ -104,7 +109,7 @@ static __always_inline int encap(struct xdp_md *ctx, __u32 self, __u32 node, __u
 	outer->tos = inner->tos;
 	outer->tot_len = bpf_htons(bpf_ntohs(inner->tot_len) + sizeof(struct iphdr));
 	outer->id = fe_port;
-	outer->frag_off = 0;
+	outer->frag_off = fresh ? bpf_htons(IP_DF) : 0;
 	outer->ttl = 64;
 	outer->protocol = IPPROTO_IPIP;
 	outer->check = 0;
@@ -154,8 +159,9 @@ static __always_inline int decap(struct xdp_md *ctx, struct iphdr *outer, void *
 		count_drop(SWARM_DROP_DECAP_FAILED);
 		return XDP_DROP;
 	}
-	remember_reply(p.ip->daddr, *p.dport, p.ip->saddr, *p.sport, p.ip->protocol,
-		       outer->saddr, outer->id, SWARM_RNAT_UNDERLAY);
+	if (outer->frag_off & bpf_htons(IP_DF))
+		remember_reply(p.ip->daddr, *p.dport, p.ip->saddr, *p.sport, p.ip->protocol,
+			       outer->saddr, outer->id, SWARM_RNAT_UNDERLAY);
 
 	void *data = (void *)(long)ctx->data;
 	struct ethhdr *eth = data;
@@ -242,5 +248,5 @@ int swarm_xdp_ingress(struct xdp_md *ctx)
 				       flow.daddr, flow.dport, SWARM_RNAT_UNDERLAY);
 		return to_endpoint(ctx);
 	}
-	return encap(ctx, cfg->node_addr, be.node, flow.dport);
+	return encap(ctx, cfg->node_addr, be.node, flow.dport, fresh);
 }

@@ -13,7 +13,6 @@ use std::net::Ipv4Addr;
 use std::os::fd::{AsFd, AsRawFd};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::Duration;
 use swarm_ebpf::abi;
 
 pub const XDP_ABORTED: u32 = 0;
@@ -117,12 +116,6 @@ impl Programs {
         run(self.xdp, pkt)
     }
 
-    /// The XDP program on one packet `repeat` times over (the packet as it
-    /// was each time): its verdict and the kernel's mean time per run.
-    pub fn xdp_timed(&self, pkt: &[u8], repeat: u32) -> std::io::Result<(u32, Duration)> {
-        run_repeated(self.xdp, pkt, repeat).map(|(v, _, d)| (v, d))
-    }
-
     /// The east-west program of a task's port.
     pub fn tc_task(&self, pkt: &[u8]) -> std::io::Result<(u32, Vec<u8>)> {
         run(self.tc_task, pkt)
@@ -193,10 +186,6 @@ struct TestRunAttr {
 const BPF_PROG_TEST_RUN: libc::c_long = 10;
 
 fn run(fd: i32, pkt: &[u8]) -> std::io::Result<(u32, Vec<u8>)> {
-    run_repeated(fd, pkt, 1).map(|(v, out, _)| (v, out))
-}
-
-fn run_repeated(fd: i32, pkt: &[u8], repeat: u32) -> std::io::Result<(u32, Vec<u8>, Duration)> {
     // Room for an encapsulation header in front.
     let mut out = vec![0u8; pkt.len() + 256];
     let mut attr = TestRunAttr {
@@ -205,7 +194,7 @@ fn run_repeated(fd: i32, pkt: &[u8], repeat: u32) -> std::io::Result<(u32, Vec<u
         data_size_out: out.len() as u32,
         data_in: pkt.as_ptr() as u64,
         data_out: out.as_mut_ptr() as u64,
-        repeat,
+        repeat: 1,
         ..Default::default()
     };
     // SAFETY: attr points at valid buffers of the sizes it states, and
@@ -222,9 +211,5 @@ fn run_repeated(fd: i32, pkt: &[u8], repeat: u32) -> std::io::Result<(u32, Vec<u
         return Err(std::io::Error::last_os_error());
     }
     out.truncate(attr.data_size_out as usize);
-    Ok((
-        attr.retval,
-        out,
-        Duration::from_nanos(u64::from(attr.duration)),
-    ))
+    Ok((attr.retval, out))
 }

@@ -176,3 +176,84 @@ fn forgetting_flows_makes_the_next_packet_a_new_flow() {
     assert_eq!(counters(&mut h, 1), (3, 2));
     assert!(h.p.dataplane.dump().unwrap().flows.len() == 1);
 }
+
+#[test]
+fn a_flows_first_tunnelled_packet_is_marked_so_the_far_node_renews_its_reply_state() {
+    let h = harness(&[service(
+        1,
+        Proto::Tcp,
+        8000,
+        &[(REMOTE_BACKEND, 8080, OTHER_NODE)],
+    )]);
+    let pkt = tcp_packet(NODE, 8000, vec![]);
+    let df = |out: &[u8]| out[14 + 6] & 0x40 != 0;
+    assert!(df(&h.run(&pkt).1), "a new flow's packet carries DF");
+    assert!(
+        !df(&h.run(&pkt).1),
+        "the next one, within a second, does not"
+    );
+}
+
+/// IPIP from the other node to this one for the local backend, DF as given.
+fn tunnelled(df: bool, sport: u16) -> Vec<u8> {
+    let seg = l4(6, CLIENT, LOCAL_BACKEND, sport, 8080, b"x");
+    let inner = ipv4(
+        &Ip {
+            src: CLIENT,
+            dst: LOCAL_BACKEND,
+            proto: 6,
+            options: vec![],
+            frag: 0,
+        },
+        &seg,
+    );
+    let mut outer = ipv4(
+        &Ip {
+            src: OTHER_NODE,
+            dst: NODE,
+            proto: 4,
+            options: vec![],
+            frag: if df { 0x4000 } else { 0 },
+        },
+        &inner,
+    );
+    outer[4..6].copy_from_slice(&8000u16.to_be_bytes());
+    eth(0x0800, &outer)
+}
+
+/// The backend's reply to the client's port `dport`, as it leaves this node.
+fn reply(dport: u16) -> Vec<u8> {
+    let seg = l4(6, LOCAL_BACKEND, CLIENT, 8080, dport, b"y");
+    eth(
+        0x0800,
+        &ipv4(
+            &Ip {
+                src: LOCAL_BACKEND,
+                dst: CLIENT,
+                proto: 6,
+                options: vec![],
+                frag: 0,
+            },
+            &seg,
+        ),
+    )
+}
+
+#[test]
+fn only_a_marked_tunnelled_packet_records_the_reply_translation() {
+    let mut h = harness(&local_web());
+    h.p.dataplane.set_nodes(&[OTHER_NODE]).unwrap();
+    h.p.dataplane.sync(&local_web()).unwrap();
+    for (df, sport) in [(true, 41000), (false, 42000)] {
+        assert_eq!(h.run(&tunnelled(df, sport)).0, XDP_PASS);
+    }
+    // Marked: the reply leaves with the frontend it was addressed to.
+    let (_, out) = h.p.tc_egress(&reply(41000)).unwrap();
+    assert_eq!(
+        (addr_at(&out[14..], 12), port_at(&out[14..], 20)),
+        (OTHER_NODE, 8000)
+    );
+    // Unmarked, and never marked: nothing recorded, the reply is untouched.
+    let (_, out) = h.p.tc_egress(&reply(42000)).unwrap();
+    assert_eq!(addr_at(&out[14..], 12), LOCAL_BACKEND);
+}

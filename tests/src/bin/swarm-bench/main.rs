@@ -194,6 +194,12 @@ fn main() {
             let w = load::udp_pps(mode, cores, a.window, a.repeats);
             rec.windows(mode, n, "udp", &w);
             notes.extend(generator_note(mode, n, &w));
+            // Profiled on the same tables as the windows, before the
+            // new-flow windows fill them.
+            let largest = a.counts.iter().max() == Some(&n);
+            if a.profile && (largest || mode == "direct") {
+                report::profile(&a.out, mode, n, cores, a.window);
+            }
             let w = load::udp_new_pps(mode, cores, a.window, a.repeats, &mut next_flow);
             rec.windows(mode, n, "udp_new", &w);
             rec.add(
@@ -223,10 +229,6 @@ fn main() {
             );
             if let Some((la, _)) = &loaders {
                 time_changes(&mut rec, la, mode, n, &svcs, a.repeats);
-            }
-            let largest = a.counts.iter().max() == Some(&n);
-            if a.profile && (largest || mode == "direct") {
-                report::profile(&a.out, mode, n, cores, a.window);
             }
             drop(loaders);
             if mode != "direct" {
