@@ -96,9 +96,7 @@ impl XdpDataplane {
             }
             let slot = prog.next_slot;
             prog.next_slot += 1;
-            let cpus =
-                aya::util::nr_cpus().map_err(|(_, e)| bpf("counting CPUs")(e.to_string()))?;
-            let zero = PerCpuValues::try_from(vec![abi::SvcStats::default(); cpus])
+            let zero = PerCpuValues::try_from(vec![abi::SvcStats::default(); self.cpus])
                 .map_err(|e| bpf("per-CPU counters")(e.to_string()))?;
             self.stats.set(slot, zero, 0).map_err(|e| {
                 bpf(format!("zeroing the counters of service {}", svc.id))(e.to_string())
@@ -176,7 +174,7 @@ impl XdpDataplane {
         for svc in &delta.upserts {
             prog.services.insert(svc.id, Some((*svc).clone()));
         }
-        super::maps::resolve_neighbours(delta.upserts.iter().copied());
+        self.resolve_neighbours(delta.upserts.iter().copied());
 
         // Frontends: each upserted service's, then stale ones.
         for svc in &delta.upserts {

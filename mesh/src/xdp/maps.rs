@@ -70,6 +70,12 @@ pub struct XdpDataplane {
     /// their descriptor).
     pub(super) flows_raw: MapData,
     rnat_raw: MapData,
+    maglev_raw: MapData,
+    /// CPUs the per-CPU counters have a value for.
+    pub(super) cpus: usize,
+    /// The socket that prompts neighbour resolution (made when first used,
+    /// in the namespace of the thread that uses it).
+    probe: Option<std::net::UdpSocket>,
     pub(super) stats: PerCpuArray<MapData, abi::SvcStats>,
     pub(super) drops: PerCpuArray<MapData, u64>,
     pub(super) nodes: HashMap<MapData, u32, u8>,
@@ -126,6 +132,10 @@ impl XdpDataplane {
                 .map_err(|e| bpf("opening the flow table")(e.to_string()))?,
             rnat_raw: MapData::from_pin(dir.join(names::RNAT))
                 .map_err(|e| bpf("opening the reply table")(e.to_string()))?,
+            maglev_raw: MapData::from_pin(dir.join(names::MAGLEV))
+                .map_err(|e| bpf("opening the Maglev tables")(e.to_string()))?,
+            cpus: aya::util::nr_cpus().map_err(|(_, e)| bpf("counting CPUs")(e.to_string()))?,
+            probe: None,
             stats: typed!(dir, names::SVC_STATS, PerCpuArray),
             drops: typed!(dir, names::DROPS, PerCpuArray),
             nodes: typed!(dir, names::NODES, HashMap),
@@ -243,20 +253,24 @@ impl XdpDataplane {
     /// old chunks.
     pub(super) fn write(&mut self, p: &Planned, table: &[u32]) -> Result<(), DataplaneError> {
         let write_err = |what: &str| bpf(format!("writing {what} of service {}", p.id));
-        for (c, chunk) in table.chunks(abi::MAGLEV_CHUNK).enumerate() {
-            let mut entries = [0u16; abi::MAGLEV_CHUNK];
-            for (e, &i) in entries.iter_mut().zip(chunk) {
-                *e = p.active[i as usize];
-            }
-            let key = abi::MaglevKey {
-                svc_id: p.id,
-                chunk: c as u16,
-                generation: p.value.generation,
-            };
-            self.maglev
-                .insert(key, abi::MaglevChunk { entries }, 0)
-                .map_err(|e| write_err("the Maglev table")(e.to_string()))?;
-        }
+        let (keys, chunks): (Vec<abi::MaglevKey>, Vec<abi::MaglevChunk>) = table
+            .chunks(abi::MAGLEV_CHUNK)
+            .enumerate()
+            .map(|(c, part)| {
+                let mut entries = [0u16; abi::MAGLEV_CHUNK];
+                for (e, &i) in entries.iter_mut().zip(part) {
+                    *e = p.active[i as usize];
+                }
+                let key = abi::MaglevKey {
+                    svc_id: p.id,
+                    chunk: c as u16,
+                    generation: p.value.generation,
+                };
+                (key, abi::MaglevChunk { entries })
+            })
+            .unzip();
+        super::batch::update(self.maglev_raw.fd().as_fd(), &keys, &chunks)
+            .map_err(|e| write_err("the Maglev table")(e.to_string()))?;
         self.services
             .insert(p.id, p.value, 0)
             .map_err(|e| write_err("the entry")(e.to_string()))?;
@@ -268,13 +282,35 @@ impl XdpDataplane {
 
     pub(super) fn remove_chunks(&mut self, svc_id: u32, svc: &abi::Service) {
         let chunks = (svc.table_size as usize).div_ceil(abi::MAGLEV_CHUNK);
-        for c in 0..chunks {
-            let key = abi::MaglevKey {
+        let keys: Vec<abi::MaglevKey> = (0..chunks)
+            .map(|c| abi::MaglevKey {
                 svc_id,
                 chunk: c as u16,
                 generation: svc.generation,
-            };
-            let _ = self.maglev.remove(&key);
+            })
+            .collect();
+        let _ = super::batch::delete(self.maglev_raw.fd().as_fd(), &keys);
+    }
+
+    /// Make the kernel resolve the link-layer address of every node that
+    /// runs a backend of `services`: the XDP program forwards tunnelled
+    /// packets itself and can only use neighbours the kernel already knows.
+    /// One empty datagram to the discard port of each node is enough to
+    /// start resolution. (Sent to our own address it is harmless.)
+    pub(super) fn resolve_neighbours<'a>(&mut self, services: impl Iterator<Item = &'a LbService>) {
+        let nodes: HashSet<Ipv4Addr> = services
+            .flat_map(|s| s.backends.iter().map(|b| b.node))
+            .collect();
+        if nodes.is_empty() {
+            return;
+        }
+        if self.probe.is_none() {
+            self.probe = std::net::UdpSocket::bind("0.0.0.0:0").ok();
+        }
+        if let Some(sock) = &self.probe {
+            for node in nodes {
+                let _ = sock.send_to(&[], (node, 9));
+            }
         }
     }
 
@@ -380,21 +416,5 @@ impl Dataplane for XdpDataplane {
     fn remove_endpoint(&mut self, addr: Ipv4Addr) -> Result<(), DataplaneError> {
         let _ = self.endpoints.remove(&ip_be(addr));
         Ok(())
-    }
-}
-
-/// Make the kernel resolve the link-layer address of every node that runs
-/// a backend: the XDP program forwards tunnelled packets itself and can only
-/// use neighbours the kernel already knows. One empty datagram to the discard
-/// port of each node is enough to start resolution. (Sent to our own address
-/// it is harmless.)
-pub(super) fn resolve_neighbours<'a>(services: impl Iterator<Item = &'a LbService>) {
-    let nodes: HashSet<Ipv4Addr> = services
-        .flat_map(|s| s.backends.iter().map(|b| b.node))
-        .collect();
-    if let Ok(sock) = std::net::UdpSocket::bind("0.0.0.0:0") {
-        for node in nodes {
-            let _ = sock.send_to(&[], (node, 9));
-        }
     }
 }
