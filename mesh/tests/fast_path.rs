@@ -79,29 +79,8 @@ fn a_packet_unwrapped_from_another_node_is_redirected_to_the_local_backend() {
     h.p.dataplane.set_nodes(&[OTHER_NODE]).unwrap();
     h.p.dataplane.sync(&local_web()).unwrap();
     h.p.dataplane.add_endpoint(&endpoint(1500)).unwrap();
-    let seg = l4(6, CLIENT, LOCAL_BACKEND, 40000, 8080, b"x");
-    let inner = ipv4(
-        &Ip {
-            src: CLIENT,
-            dst: LOCAL_BACKEND,
-            proto: 6,
-            options: vec![],
-            frag: 0,
-        },
-        &seg,
-    );
-    let mut outer = ipv4(
-        &Ip {
-            src: OTHER_NODE,
-            dst: NODE,
-            proto: 4,
-            options: vec![],
-            frag: 0,
-        },
-        &inner,
-    );
-    outer[4..6].copy_from_slice(&8000u16.to_be_bytes());
-    let (verdict, out) = h.run(&eth(0x0800, &outer));
+    let (frame, inner) = tunnelled(0, 40000);
+    let (verdict, out) = h.run(&frame);
     assert_eq!(verdict, XDP_REDIRECT);
     assert_eq!(out.len(), 14 + inner.len(), "the outer header is gone");
     assert_forwarded_to_task(&out, 8080);
@@ -194,33 +173,6 @@ fn a_flows_first_tunnelled_packet_is_marked_so_the_far_node_renews_its_reply_sta
     );
 }
 
-/// IPIP from the other node to this one for the local backend, DF as given.
-fn tunnelled(df: bool, sport: u16) -> Vec<u8> {
-    let seg = l4(6, CLIENT, LOCAL_BACKEND, sport, 8080, b"x");
-    let inner = ipv4(
-        &Ip {
-            src: CLIENT,
-            dst: LOCAL_BACKEND,
-            proto: 6,
-            options: vec![],
-            frag: 0,
-        },
-        &seg,
-    );
-    let mut outer = ipv4(
-        &Ip {
-            src: OTHER_NODE,
-            dst: NODE,
-            proto: 4,
-            options: vec![],
-            frag: if df { 0x4000 } else { 0 },
-        },
-        &inner,
-    );
-    outer[4..6].copy_from_slice(&8000u16.to_be_bytes());
-    eth(0x0800, &outer)
-}
-
 /// The backend's reply to the client's port `dport`, as it leaves this node.
 fn reply(dport: u16) -> Vec<u8> {
     let seg = l4(6, LOCAL_BACKEND, CLIENT, 8080, dport, b"y");
@@ -244,8 +196,8 @@ fn only_a_marked_tunnelled_packet_records_the_reply_translation() {
     let mut h = harness(&local_web());
     h.p.dataplane.set_nodes(&[OTHER_NODE]).unwrap();
     h.p.dataplane.sync(&local_web()).unwrap();
-    for (df, sport) in [(true, 41000), (false, 42000)] {
-        assert_eq!(h.run(&tunnelled(df, sport)).0, XDP_PASS);
+    for (frag, sport) in [(0x4000, 41000), (0, 42000)] {
+        assert_eq!(h.run(&tunnelled(frag, sport).0).0, XDP_PASS);
     }
     // Marked: the reply leaves with the frontend it was addressed to.
     let (_, out) = h.p.tc_egress(&reply(41000)).unwrap();

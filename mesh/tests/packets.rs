@@ -154,29 +154,8 @@ fn ipip_to_this_node_is_unwrapped_for_the_local_backend() {
     let mut h = harness(&local_web());
     h.p.dataplane.set_nodes(&[OTHER_NODE]).unwrap();
     h.p.dataplane.sync(&local_web()).unwrap();
-    let seg = l4(6, CLIENT, LOCAL_BACKEND, 40000, 8080, b"x");
-    let inner = ipv4(
-        &Ip {
-            src: CLIENT,
-            dst: LOCAL_BACKEND,
-            proto: 6,
-            options: vec![],
-            frag: 0,
-        },
-        &seg,
-    );
-    let mut outer = ipv4(
-        &Ip {
-            src: OTHER_NODE,
-            dst: NODE,
-            proto: 4,
-            options: vec![],
-            frag: 0,
-        },
-        &inner,
-    );
-    outer[4..6].copy_from_slice(&8000u16.to_be_bytes());
-    let (verdict, out) = h.run(&eth(0x0800, &outer));
+    let (frame, inner) = tunnelled(0, 40000);
+    let (verdict, out) = h.run(&frame);
     assert_eq!(verdict, XDP_PASS);
     assert_eq!(&out[12..14], &[0x08, 0x00]);
     assert_eq!(&out[14..], &inner[..], "exactly the inner packet remains");
@@ -199,7 +178,7 @@ fn ipip_to_this_node_is_unwrapped_for_the_local_backend() {
 
     // IPIP from an address that is no node of the swarm is dropped and
     // counted: it could otherwise reach any backend directly.
-    let mut foreign = outer.clone();
+    let mut foreign = frame[14..].to_vec();
     foreign[12..16].copy_from_slice(&Ipv4Addr::new(192, 0, 2, 66).octets());
     let c = checksum(
         &{

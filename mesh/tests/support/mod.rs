@@ -198,3 +198,33 @@ pub fn local_web() -> Vec<LbService> {
         service(2, Proto::Udp, 9000, &[(LOCAL_BACKEND, 8081, NODE)]),
     ]
 }
+
+/// What the other node sends this one for the local backend, port 8080:
+/// the client's TCP segment from `sport`, in IPIP whose IP ID carries
+/// frontend port 8000 and whose fragment field is `frag` (0x4000: DF).
+/// Returns (the frame, the inner packet).
+pub fn tunnelled(frag: u16, sport: u16) -> (Vec<u8>, Vec<u8>) {
+    let seg = l4(6, CLIENT, LOCAL_BACKEND, sport, 8080, b"x");
+    let inner = ipv4(
+        &Ip {
+            src: CLIENT,
+            dst: LOCAL_BACKEND,
+            proto: 6,
+            options: vec![],
+            frag: 0,
+        },
+        &seg,
+    );
+    let mut outer = ipv4(
+        &Ip {
+            src: OTHER_NODE,
+            dst: NODE,
+            proto: 4,
+            options: vec![],
+            frag,
+        },
+        &inner,
+    );
+    outer[4..6].copy_from_slice(&8000u16.to_be_bytes());
+    (eth(0x0800, &outer), inner)
+}
