@@ -11,7 +11,7 @@
 #            [--window SECS] [--services 1,100,...] [--modes direct,xdp,iptables]
 #            [--profile]
 #   --quick     1-second windows (default 2)
-#   --repeats   windows per point (default 3): median, min and max
+#   --repeats   rounds over every point (default 3): median, min and max
 #   --profile   also sample the forwarding core with perf (DIR/profile-*.txt)
 #   --out       output directory (default: bench-results)
 set -euo pipefail

@@ -7,8 +7,9 @@
 //! over all four backends, so half of it crosses to node B.
 //!
 //! Method: the generator runs on CPU0 and the forwarding path, steered by
-//! RPS, on the last CPU; each point is `--repeats` windows, reported as the
-//! median with min and max. Metrics:
+//! RPS, on the last CPU; `--repeats` rounds go over every point (a fresh
+//! data plane, programmed from nothing, then one window of each load), and
+//! each metric is reported as the median with min and max. Metrics:
 //!   udp_pps / pkt_us        64-byte UDP on 65,536 established flows:
 //!                           delivered packets/s, forwarding-core µs/packet
 //!   mesh_us                 pkt_us less the direct path's: the mesh's cost
@@ -30,10 +31,10 @@ mod topology;
 
 use load::Cores;
 use program::{changes, services, Loader};
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
-use swarm_mesh::dataplane::LbService;
 use swarm_tests::{run, swarm_bin};
 use topology::{pin_dir, NODES};
 
@@ -150,7 +151,7 @@ fn main() {
     let mut notes = vec![
         format!("kernel {kernel}, {cpus} CPUs"),
         format!(
-            "generator on CPU{}, forwarding on CPU{}; {} windows of {:.1} s per point",
+            "generator on CPU{}, forwarding on CPU{}; {} rounds over every point, one window of {:.1} s per round",
             cores.generator,
             cores.forwarding,
             a.repeats,
@@ -163,80 +164,37 @@ fn main() {
     let mut next_flow = load::FLOWS;
     // sendmmsg calls that failed or sent short, over every window.
     let mut short = 0u64;
-    for &mode in &a.modes {
-        for &n in &a.counts {
-            if mode == "direct" && n != a.counts[0] {
-                continue; // no services: one measurement is the ceiling
-            }
-            // Each point gets a freshly attached data plane: tables that
-            // earlier points filled and emptied hand out scattered memory,
-            // which (measured) costs more per packet than any service count.
-            let loaders = (mode != "direct").then(|| attach(mode, &mut notes, n == a.counts[0]));
-            let svcs = services(n);
-            if let Some((la, lb)) = &loaders {
-                // B holds the services too, as every node of a swarm does
-                // (it accepts A's tunnels from the nodes its backends name).
-                lb.sync(&svcs);
-                let cold: Vec<f64> = (0..a.repeats)
-                    .map(|_| {
-                        la.sync(&[]);
-                        ms(la.sync(&svcs))
-                    })
-                    .collect();
-                rec.add(mode, n, "program_ms", &cold);
-            }
-            eprintln!("bench: {mode} with {n} services");
-            // Every point starts from the same flow tables: a million flows
-            // left by the previous point's new-flow windows would make the
-            // table's size, not the service count, the variable.
-            if let Some((la, lb)) = &loaders {
-                la.forget_flows();
-                lb.forget_flows();
-            }
-            let w = load::udp_pps(mode, cores, a.window, a.repeats);
-            rec.windows(mode, n, "udp", &w);
-            short += w.iter().map(|w| w.send_errors).sum::<u64>();
-            // Profiled on the same tables as the windows, before the
-            // new-flow windows fill them.
-            let largest = a.counts.iter().max() == Some(&n);
-            if a.profile && (largest || mode == "direct") {
-                report::profile(&a.out, mode, n, cores, a.window);
-            }
-            let w = load::udp_new_pps(mode, cores, a.window, a.repeats, &mut next_flow);
-            rec.windows(mode, n, "udp_new", &w);
-            rec.add(
-                mode,
-                n,
-                "tcp_cps",
-                &load::tcp_cps(mode, cores, a.window, a.repeats),
-            );
-            let rr = load::rr(mode, cores, a.window, a.repeats);
-            rec.add(
-                mode,
-                n,
-                "rr_rps",
-                &rr.iter().map(|r| r.0).collect::<Vec<_>>(),
-            );
-            rec.add(
-                mode,
-                n,
-                "rr_p50_us",
-                &rr.iter().map(|r| r.1).collect::<Vec<_>>(),
-            );
-            rec.add(
-                mode,
-                n,
-                "rr_p99_us",
-                &rr.iter().map(|r| r.2).collect::<Vec<_>>(),
-            );
-            if let Some((la, _)) = &loaders {
-                time_changes(&mut rec, la, mode, n, &svcs, a.repeats);
-            }
-            drop(loaders);
-            if mode != "direct" {
-                for (node, _, _) in NODES {
-                    mesh(node, mode, &["detach"]);
+    // Repeats are rounds over every point, not windows in a row: the lab's
+    // speed drifts by tens of percent over minutes (measured: the direct
+    // path alone, 443k and 582k pps a few minutes apart), and rounds
+    // spread that drift over every point alike.
+    for round in 0..a.repeats {
+        for &mode in &a.modes {
+            for &n in &a.counts {
+                if mode == "direct" && n != a.counts[0] {
+                    continue; // no services: one measurement is the ceiling
                 }
+                eprintln!(
+                    "bench: round {} of {}: {mode} with {n} services",
+                    round + 1,
+                    a.repeats
+                );
+                let last = round + 1 == a.repeats;
+                let p = Point {
+                    mode,
+                    n,
+                    cores,
+                    window: a.window,
+                    round,
+                };
+                short += measure(
+                    &p,
+                    &mut rec,
+                    &mut notes,
+                    &mut next_flow,
+                    a.profile && last,
+                    &a,
+                );
             }
         }
     }
@@ -246,8 +204,79 @@ fn main() {
          windows (its socket blocks when the forwarding core falls behind, so offered \
          load follows what the core takes; udp_fwd_busy is that core's load)"
     ));
-    rec.derive_mesh_cost();
-    report::write_results(&a.out, &rec.records, &a.counts, &notes);
+    let records = rec.finish();
+    report::write_results(&a.out, &records, &a.counts, &notes);
+}
+
+/// One point of one round.
+struct Point {
+    mode: &'static str,
+    n: usize,
+    cores: Cores,
+    window: Duration,
+    round: usize,
+}
+
+/// Measure one point once: program it, then one window of each load, and
+/// the single changes. Returns the generator's short sends.
+fn measure(
+    p: &Point,
+    rec: &mut Recorder,
+    notes: &mut Vec<String>,
+    next_flow: &mut u64,
+    profile: bool,
+    a: &Args,
+) -> u64 {
+    let (mode, n, cores, window) = (p.mode, p.n, p.cores, p.window);
+    // Each point gets a freshly attached data plane: tables that earlier
+    // points filled and emptied hand out scattered memory, which (measured)
+    // costs more per packet than any service count.
+    let first = p.round == 0 && n == a.counts[0];
+    let loaders = (mode != "direct").then(|| attach(mode, notes, first));
+    let svcs = services(n);
+    if let Some((la, lb)) = &loaders {
+        // B holds the services too, as every node of a swarm does (it
+        // accepts A's tunnels from the nodes its backends name).
+        lb.sync(&svcs);
+        la.sync(&[]);
+        rec.add(mode, n, "program_ms", ms(la.sync(&svcs)));
+        // Every point starts from the same flow tables.
+        la.forget_flows();
+        lb.forget_flows();
+    }
+    let w = load::udp_pps(mode, cores, window, 1);
+    rec.windows(mode, n, "udp", &w);
+    let short = w.iter().map(|w| w.send_errors).sum::<u64>();
+    // Profiled on the same tables as the window, before the new-flow
+    // window fills them.
+    let largest = a.counts.iter().max() == Some(&n);
+    if profile && (largest || mode == "direct") {
+        report::profile(&a.out, mode, n, cores, window);
+    }
+    let w = load::udp_new_pps(mode, cores, window, 1, next_flow);
+    rec.windows(mode, n, "udp_new", &w);
+    for v in load::tcp_cps(mode, cores, window, 1) {
+        rec.add(mode, n, "tcp_cps", v);
+    }
+    for (rps, p50, p99) in load::rr(mode, cores, window, 1) {
+        rec.add(mode, n, "rr_rps", rps);
+        rec.add(mode, n, "rr_p50_us", p50);
+        rec.add(mode, n, "rr_p99_us", p99);
+    }
+    if let Some((la, _)) = &loaders {
+        for c in changes(&svcs, p.round) {
+            let t = ms(la.update(&c.apply));
+            la.update(&c.undo);
+            rec.add(mode, n, &format!("change_{}_ms", c.name), t);
+        }
+    }
+    drop(loaders);
+    if mode != "direct" {
+        for (node, _, _) in NODES {
+            mesh(node, mode, &["detach"]);
+        }
+    }
+    short
 }
 
 fn ms(d: Duration) -> f64 {
@@ -284,102 +313,103 @@ fn attach(mode: &'static str, notes: &mut Vec<String>, note: bool) -> (Loader, L
     )
 }
 
-/// Each single change `repeats` times at this size, undone after each.
-fn time_changes(
-    rec: &mut Recorder,
-    la: &Loader,
-    mode: &'static str,
-    n: usize,
-    base: &[LbService],
-    repeats: usize,
-) {
-    let mut per_change: Vec<(&'static str, Vec<f64>)> = Vec::new();
-    for round in 0..repeats {
-        for (i, c) in changes(base, round).into_iter().enumerate() {
-            let t = ms(la.update(&c.apply));
-            la.update(&c.undo);
-            if per_change.len() <= i {
-                per_change.push((c.name, Vec::new()));
-            }
-            per_change[i].1.push(t);
-        }
-    }
-    let medians: Vec<f64> = per_change.iter().map(|(_, s)| summary(s).0).collect();
-    let all: Vec<f64> = per_change.iter().flat_map(|(_, s)| s.clone()).collect();
-    let (_, min, max) = summary(&all);
-    rec.push(mode, n, "change_ms", summary(&medians).0, min, max);
-    for (name, s) in &per_change {
-        rec.add(mode, n, &format!("change_{name}_ms"), s);
-    }
-}
-
+/// Samples by (mode, services, metric), summarized at the end.
 #[derive(Default)]
 struct Recorder {
-    records: Vec<Record>,
+    samples: BTreeMap<(&'static str, usize, String), Vec<f64>>,
 }
 
-impl Recorder {
-    fn push(&mut self, mode: &'static str, n: usize, metric: &str, value: f64, min: f64, max: f64) {
-        self.records.push(Record {
-            mode,
-            services: n,
-            metric: metric.to_string(),
-            value,
-            min,
-            max,
-        });
-    }
+/// The single changes whose medians make change_ms.
+const CHANGES: [&str; 4] = [
+    "change_add_service_ms",
+    "change_remove_service_ms",
+    "change_add_backend_ms",
+    "change_drain_backend_ms",
+];
 
-    fn add(&mut self, mode: &'static str, n: usize, metric: &str, samples: &[f64]) {
-        let (v, lo, hi) = summary(samples);
-        self.push(mode, n, metric, v, lo, hi);
+impl Recorder {
+    fn add(&mut self, mode: &'static str, n: usize, metric: &str, value: f64) {
+        self.samples
+            .entry((mode, n, metric.to_string()))
+            .or_default()
+            .push(value);
     }
 
     /// pps, µs/packet, the forwarding core's load and what was offered.
     fn windows(&mut self, mode: &'static str, n: usize, prefix: &str, w: &[load::Window]) {
-        let col = |f: fn(&load::Window) -> f64| w.iter().map(f).collect::<Vec<_>>();
-        self.add(mode, n, &format!("{prefix}_pps"), &col(|w| w.pps));
         let us = if prefix == "udp" {
             "pkt_us".to_string()
         } else {
             format!("{prefix}_pkt_us")
         };
-        self.add(mode, n, &us, &col(|w| w.pkt_us));
-        self.add(mode, n, &format!("{prefix}_fwd_busy"), &col(|w| w.busy));
-        self.add(
-            mode,
-            n,
-            &format!("{prefix}_offered_pps"),
-            &col(|w| w.offered),
-        );
+        for w in w {
+            self.add(mode, n, &format!("{prefix}_pps"), w.pps);
+            self.add(mode, n, &us, w.pkt_us);
+            self.add(mode, n, &format!("{prefix}_fwd_busy"), w.busy);
+            self.add(mode, n, &format!("{prefix}_offered_pps"), w.offered);
+        }
     }
 
-    /// mesh_us: a mode's µs/packet less the direct path's.
-    fn derive_mesh_cost(&mut self) {
-        let Some(direct) = self
-            .records
+    /// Every metric as (median, min, max), with the derived ones: change_ms
+    /// (the median of the four changes' medians; min and max over all of
+    /// them) and mesh_us (a mode's µs/packet less the direct path's).
+    fn finish(self) -> Vec<Record> {
+        let mut out: Vec<Record> = self
+            .samples
             .iter()
-            .find(|r| r.mode == "direct" && r.metric == "pkt_us")
-            .map(|r| (r.value, r.min, r.max))
-        else {
-            return;
-        };
-        let rows: Vec<(&'static str, usize, f64, f64, f64)> = self
-            .records
-            .iter()
-            .filter(|r| r.mode != "direct" && r.metric == "pkt_us")
-            .map(|r| {
-                (
-                    r.mode,
-                    r.services,
-                    r.value - direct.0,
-                    r.min - direct.2,
-                    r.max - direct.1,
-                )
+            .map(|((mode, n, metric), s)| {
+                let (value, min, max) = summary(s);
+                Record {
+                    mode,
+                    services: *n,
+                    metric: metric.clone(),
+                    value,
+                    min,
+                    max,
+                }
             })
             .collect();
-        for (mode, n, v, lo, hi) in rows {
-            self.push(mode, n, "mesh_us", v, lo, hi);
+        let keys: BTreeSet<(&'static str, usize)> =
+            self.samples.keys().map(|(m, n, _)| (*m, *n)).collect();
+        for (mode, n) in keys {
+            let per: Vec<&Vec<f64>> = CHANGES
+                .iter()
+                .filter_map(|c| self.samples.get(&(mode, n, c.to_string())))
+                .collect();
+            if per.len() == CHANGES.len() {
+                let medians: Vec<f64> = per.iter().map(|s| summary(s).0).collect();
+                let all: Vec<f64> = per.iter().flat_map(|s| s.iter().copied()).collect();
+                let (_, min, max) = summary(&all);
+                let value = summary(&medians).0;
+                out.push(Record {
+                    mode,
+                    services: n,
+                    metric: "change_ms".into(),
+                    value,
+                    min,
+                    max,
+                });
+            }
         }
+        let direct = out
+            .iter()
+            .find(|r| r.mode == "direct" && r.metric == "pkt_us")
+            .map(|r| (r.value, r.min, r.max));
+        if let Some((dv, dmin, dmax)) = direct {
+            let derived: Vec<Record> = out
+                .iter()
+                .filter(|r| r.mode != "direct" && r.metric == "pkt_us")
+                .map(|r| Record {
+                    mode: r.mode,
+                    services: r.services,
+                    metric: "mesh_us".into(),
+                    value: r.value - dv,
+                    min: r.min - dmax,
+                    max: r.max - dmin,
+                })
+                .collect();
+            out.extend(derived);
+        }
+        out
     }
 }
