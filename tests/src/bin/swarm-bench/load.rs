@@ -1,4 +1,4 @@
-//! The load generators, each measured over repeated windows: UDP frames on
+//! The load generators, each measured over one window: UDP frames on
 //! established flows and on new flows (pktgen-style), TCP connects, and
 //! request/response. The generator runs on one core; the forwarding path
 //! runs on the other (RPS, set up by the topology), whose busy time divided
@@ -273,55 +273,48 @@ fn warm_up(fd: i32, frames: &Frames) {
     eprintln!("bench: warning: the warm-up lost packets even at its slowest pace");
 }
 
-/// Measure `repeats` windows of traffic made by `next_flow` (established or
-/// new flows), the generator pinned to its core.
-fn windows(
+/// Measure one window of traffic from flow `first_flow` on (wrapping at
+/// `wrap`, for established flows, which are warmed up first), the generator
+/// pinned to its core; `before` runs as the window opens.
+fn window_of(
     cores: Cores,
     frames: &Frames,
     window: Duration,
-    repeats: usize,
-    mut before_each: impl FnMut() + Send,
+    before: impl FnOnce() + Send,
     first_flow: u64,
     wrap: Option<u64>,
-) -> Vec<Window> {
+) -> Window {
     let fd = packet_socket();
-    let frames_ref = frames;
     let out = std::thread::scope(|s| {
         s.spawn(move || {
             pin_to(cores.generator);
             if wrap.is_some() {
-                warm_up(fd, frames_ref);
+                warm_up(fd, frames);
             }
-            let mut k = first_flow;
-            let mut out = Vec::new();
-            for _ in 0..repeats {
-                before_each();
-                let rx0 = settle();
-                let (busy0, total0) = cpu_ticks(cores.forwarding);
-                let start = Instant::now();
-                let (sent, errors, next) = send(
-                    fd,
-                    frames_ref,
-                    k,
-                    wrap,
-                    start + window,
-                    u64::MAX,
-                    Duration::ZERO,
-                );
-                let secs = start.elapsed().as_secs_f64();
-                let (busy1, total1) = cpu_ticks(cores.forwarding);
-                let rx = settle() - rx0;
-                k = next;
-                let busy_s = (busy1 - busy0) as f64 / ticks_per_second();
-                out.push(Window {
-                    pps: rx as f64 / secs,
-                    pkt_us: busy_s * 1e6 / rx.max(1) as f64,
-                    busy: (busy1 - busy0) as f64 / (total1 - total0).max(1) as f64,
-                    offered: sent as f64 / secs,
-                    send_errors: errors,
-                });
+            before();
+            let rx0 = settle();
+            let (busy0, total0) = cpu_ticks(cores.forwarding);
+            let start = Instant::now();
+            let (sent, errors, _) = send(
+                fd,
+                frames,
+                first_flow,
+                wrap,
+                start + window,
+                u64::MAX,
+                Duration::ZERO,
+            );
+            let secs = start.elapsed().as_secs_f64();
+            let (busy1, total1) = cpu_ticks(cores.forwarding);
+            let rx = settle() - rx0;
+            let busy_s = (busy1 - busy0) as f64 / ticks_per_second();
+            Window {
+                pps: rx as f64 / secs,
+                pkt_us: busy_s * 1e6 / rx.max(1) as f64,
+                busy: (busy1 - busy0) as f64 / (total1 - total0).max(1) as f64,
+                offered: sent as f64 / secs,
+                send_errors: errors,
             }
-            out
         })
         .join()
         .expect("generator thread")
@@ -331,51 +324,43 @@ fn windows(
     out
 }
 
-/// Established flows: every flow exists before the windows open.
-pub fn udp_pps(mode: &str, cores: Cores, window: Duration, repeats: usize) -> Vec<Window> {
-    udp_pps_then(mode, cores, window, repeats, || {})
+/// Established flows: every flow exists before the window opens.
+pub fn udp_pps(mode: &str, cores: Cores, window: Duration) -> Window {
+    udp_pps_then(mode, cores, window, || {})
 }
 
-/// `udp_pps`, calling `before_each` as each window opens (a profiler).
+/// `udp_pps`, calling `before` as the window opens (a profiler).
 pub fn udp_pps_then(
     mode: &str,
     cores: Cores,
     window: Duration,
-    repeats: usize,
-    before_each: impl FnMut() + Send,
-) -> Vec<Window> {
+    before: impl FnOnce() + Send,
+) -> Window {
     let frames = Frames::new(mode);
-    windows(cores, &frames, window, repeats, before_each, 0, Some(FLOWS))
+    window_of(cores, &frames, window, before, 0, Some(FLOWS))
 }
 
 /// Flows never seen before, one packet each: the cost of a new flow (a
 /// Maglev pick and two map inserts, or a conntrack entry and a walk of the
 /// nat rules). `next` is the first unused flow number, advanced past the
-/// flows used; `flush` empties the nodes' conntrack tables before each
-/// window, so iptables mode never runs into a full table.
-pub fn udp_new_pps(
-    mode: &str,
-    cores: Cores,
-    window: Duration,
-    repeats: usize,
-    next: &mut u64,
-) -> Vec<Window> {
+/// flows used; the nodes' conntrack tables are emptied first, so iptables
+/// mode never runs into a full table.
+pub fn udp_new_pps(mode: &str, cores: Cores, window: Duration, next: &mut u64) -> Window {
     let frames = Frames::new(mode);
     let flush = || {
         for (node, _, _) in NODES {
             let _ = sh(&["ip", "netns", "exec", node, "conntrack", "-F"]);
         }
     };
-    let out = windows(cores, &frames, window, repeats, flush, *next, None);
+    let out = window_of(cores, &frames, window, flush, *next, None);
     // Far enough that the next call's flows are new too.
-    *next += 4_000_000 * repeats as u64;
+    *next += 4_000_000;
     out
 }
 
-/// New TCP connections per second, in `repeats` windows: connect, then
-/// close with a reset (no TIME_WAIT), from two threads on the generator's
-/// core.
-pub fn tcp_cps(mode: &str, cores: Cores, window: Duration, repeats: usize) -> Vec<f64> {
+/// New TCP connections per second over a window: connect, then close with
+/// a reset (no TIME_WAIT), from two threads on the generator's core.
+pub fn tcp_cps(mode: &str, cores: Cores, window: Duration) -> f64 {
     let to = targets(mode, PUB_CPS, TCP_ACCEPT);
     let stop = Arc::new(AtomicBool::new(false));
     let done = Arc::new(AtomicU64::new(0));
@@ -414,14 +399,11 @@ pub fn tcp_cps(mode: &str, cores: Cores, window: Duration, repeats: usize) -> Ve
         })
         .collect();
     std::thread::sleep(Duration::from_millis(300));
-    let mut out = Vec::new();
-    for _ in 0..repeats {
-        let before = done.load(Ordering::Relaxed);
-        let start = Instant::now();
-        std::thread::sleep(window);
-        let n = done.load(Ordering::Relaxed) - before;
-        out.push(n as f64 / start.elapsed().as_secs_f64());
-    }
+    let before = done.load(Ordering::Relaxed);
+    let start = Instant::now();
+    std::thread::sleep(window);
+    let n = done.load(Ordering::Relaxed) - before;
+    let out = n as f64 / start.elapsed().as_secs_f64();
     stop.store(true, Ordering::Relaxed);
     for t in threads {
         let _ = t.join();
@@ -429,51 +411,47 @@ pub fn tcp_cps(mode: &str, cores: Cores, window: Duration, repeats: usize) -> Ve
     out
 }
 
-/// Per window: (exchanges per second, p50 µs, p99 µs) of 1-byte
-/// request/response over 4 persistent connections.
-pub fn rr(mode: &str, cores: Cores, window: Duration, repeats: usize) -> Vec<(f64, f64, f64)> {
+/// (exchanges per second, p50 µs, p99 µs) of 1-byte request/response over
+/// 4 persistent connections, for one window.
+pub fn rr(mode: &str, cores: Cores, window: Duration) -> (f64, f64, f64) {
     let to = targets(mode, PUB_RR, TCP_ECHO);
-    (0..repeats)
-        .map(|_| {
-            let threads: Vec<_> = (0..4)
-                .map(|t| {
-                    let to = to[t % to.len()];
-                    std::thread::spawn(move || {
-                        let mut c = in_netns(CLIENT, move || {
-                            TcpStream::connect_timeout(&to.into(), Duration::from_secs(2)).unwrap()
-                        });
-                        pin_to(cores.generator);
-                        c.set_nodelay(true).unwrap();
-                        c.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
-                        let mut lat = Vec::new();
-                        let mut b = [7u8; 1];
-                        let warm = Instant::now() + Duration::from_millis(200);
-                        while Instant::now() < warm {
-                            c.write_all(&b).unwrap();
-                            c.read_exact(&mut b).unwrap();
-                        }
-                        let end = Instant::now() + window;
-                        while Instant::now() < end {
-                            let t0 = Instant::now();
-                            c.write_all(&b).unwrap();
-                            c.read_exact(&mut b).unwrap();
-                            lat.push(t0.elapsed().as_secs_f64() * 1e6);
-                        }
-                        lat
-                    })
-                })
-                .collect();
-            let mut all: Vec<f64> = threads
-                .into_iter()
-                .flat_map(|t| t.join().expect("rr thread"))
-                .collect();
-            all.sort_by(|a, b| a.partial_cmp(b).unwrap());
-            let pct = |p: f64| all[((all.len() as f64 - 1.0) * p) as usize];
-            (
-                all.len() as f64 / window.as_secs_f64(),
-                pct(0.50),
-                pct(0.99),
-            )
+    let threads: Vec<_> = (0..4)
+        .map(|t| {
+            let to = to[t % to.len()];
+            std::thread::spawn(move || {
+                let mut c = in_netns(CLIENT, move || {
+                    TcpStream::connect_timeout(&to.into(), Duration::from_secs(2)).unwrap()
+                });
+                pin_to(cores.generator);
+                c.set_nodelay(true).unwrap();
+                c.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+                let mut lat = Vec::new();
+                let mut b = [7u8; 1];
+                let warm = Instant::now() + Duration::from_millis(200);
+                while Instant::now() < warm {
+                    c.write_all(&b).unwrap();
+                    c.read_exact(&mut b).unwrap();
+                }
+                let end = Instant::now() + window;
+                while Instant::now() < end {
+                    let t0 = Instant::now();
+                    c.write_all(&b).unwrap();
+                    c.read_exact(&mut b).unwrap();
+                    lat.push(t0.elapsed().as_secs_f64() * 1e6);
+                }
+                lat
+            })
         })
-        .collect()
+        .collect();
+    let mut all: Vec<f64> = threads
+        .into_iter()
+        .flat_map(|t| t.join().expect("rr thread"))
+        .collect();
+    all.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let pct = |p: f64| all[((all.len() as f64 - 1.0) * p) as usize];
+    (
+        all.len() as f64 / window.as_secs_f64(),
+        pct(0.50),
+        pct(0.99),
+    )
 }

@@ -244,25 +244,22 @@ fn measure(
         la.forget_flows();
         lb.forget_flows();
     }
-    let w = load::udp_pps(mode, cores, window, 1);
-    rec.windows(mode, n, "udp", &w);
-    let short = w.iter().map(|w| w.send_errors).sum::<u64>();
+    let w = load::udp_pps(mode, cores, window);
+    rec.window(mode, n, "udp", &w);
     // Profiled on the same tables as the window, before the new-flow
     // window fills them.
     let largest = a.counts.iter().max() == Some(&n);
     if profile && (largest || mode == "direct") {
         report::profile(&a.out, mode, n, cores, window);
     }
-    let w = load::udp_new_pps(mode, cores, window, 1, next_flow);
-    rec.windows(mode, n, "udp_new", &w);
-    for v in load::tcp_cps(mode, cores, window, 1) {
-        rec.add(mode, n, "tcp_cps", v);
-    }
-    for (rps, p50, p99) in load::rr(mode, cores, window, 1) {
-        rec.add(mode, n, "rr_rps", rps);
-        rec.add(mode, n, "rr_p50_us", p50);
-        rec.add(mode, n, "rr_p99_us", p99);
-    }
+    let new = load::udp_new_pps(mode, cores, window, next_flow);
+    rec.window(mode, n, "udp_new", &new);
+    rec.add(mode, n, "tcp_cps", load::tcp_cps(mode, cores, window));
+    let (rps, p50, p99) = load::rr(mode, cores, window);
+    rec.add(mode, n, "rr_rps", rps);
+    rec.add(mode, n, "rr_p50_us", p50);
+    rec.add(mode, n, "rr_p99_us", p99);
+    let short = w.send_errors;
     if let Some((la, _)) = &loaders {
         for c in changes(&svcs, p.round) {
             let t = ms(la.update(&c.apply));
@@ -336,18 +333,16 @@ impl Recorder {
     }
 
     /// pps, µs/packet, the forwarding core's load and what was offered.
-    fn windows(&mut self, mode: &'static str, n: usize, prefix: &str, w: &[load::Window]) {
+    fn window(&mut self, mode: &'static str, n: usize, prefix: &str, w: &load::Window) {
         let us = if prefix == "udp" {
             "pkt_us".to_string()
         } else {
             format!("{prefix}_pkt_us")
         };
-        for w in w {
-            self.add(mode, n, &format!("{prefix}_pps"), w.pps);
-            self.add(mode, n, &us, w.pkt_us);
-            self.add(mode, n, &format!("{prefix}_fwd_busy"), w.busy);
-            self.add(mode, n, &format!("{prefix}_offered_pps"), w.offered);
-        }
+        self.add(mode, n, &format!("{prefix}_pps"), w.pps);
+        self.add(mode, n, &us, w.pkt_us);
+        self.add(mode, n, &format!("{prefix}_fwd_busy"), w.busy);
+        self.add(mode, n, &format!("{prefix}_offered_pps"), w.offered);
     }
 
     /// Every metric as (median, min, max), with the derived ones: change_ms

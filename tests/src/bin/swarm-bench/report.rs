@@ -271,7 +271,7 @@ pub fn profile(out: &Path, mode: &str, n: usize, cores: Cores, window: Duration)
     let secs = format!("{:.1}", window.as_secs_f64());
     let cpu = cores.forwarding.to_string();
     let mut perf = None;
-    crate::load::udp_pps_then(mode, cores, window, 1, || {
+    crate::load::udp_pps_then(mode, cores, window, || {
         perf = Some(
             Command::new("perf")
                 .args([
