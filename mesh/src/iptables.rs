@@ -275,6 +275,23 @@ fn changed(old: &BTreeMap<u32, ServiceRules>, new: &BTreeMap<u32, ServiceRules>)
     differ + old.keys().filter(|id| !new.contains_key(id)).count()
 }
 
+/// Turn the rules `before` into `after` (some or all services), the table
+/// then holding `whole`: service by service, or, when too many changed,
+/// by writing `whole` again.
+fn write_change(
+    before: &BTreeMap<u32, ServiceRules>,
+    after: &BTreeMap<u32, ServiceRules>,
+    whole: &BTreeMap<u32, ServiceRules>,
+) -> Result<(), DataplaneError> {
+    if changed(before, after) > PARTIAL_LIMIT {
+        return restore(&full_batch(whole, &owned_chains()?));
+    }
+    match partial_batch(before, after) {
+        Some(b) => restore(&b),
+        None => Ok(()),
+    }
+}
+
 /// The batch that turns the table `old` describes into `new`, touching only
 /// services whose rules differ, as kube-proxy's partial sync does: their
 /// chains are emptied and written again, their lines in the shared chains
@@ -383,12 +400,9 @@ impl Dataplane for IptablesDataplane {
             svc.validate(usize::MAX)?;
         }
         let rules = self.rules(services);
-        let batch = match self.applied.take() {
-            Some(old) if changed(&old, &rules) <= PARTIAL_LIMIT => partial_batch(&old, &rules),
-            _ => Some(full_batch(&rules, &owned_chains()?)),
-        };
-        if let Some(b) = batch {
-            restore(&b)?;
+        match self.applied.take() {
+            Some(old) => write_change(&old, &rules, &rules)?,
+            None => restore(&full_batch(&rules, &owned_chains()?))?,
         }
         self.applied = Some(rules);
         Ok(())
@@ -412,14 +426,7 @@ impl Dataplane for IptablesDataplane {
             applied.remove(id);
         }
         applied.extend(after.iter().map(|(id, r)| (*id, r.clone())));
-        let batch = if changed(&before, &after) <= PARTIAL_LIMIT {
-            partial_batch(&before, &after)
-        } else {
-            Some(full_batch(&applied, &owned_chains()?))
-        };
-        if let Some(b) = batch {
-            restore(&b)?;
-        }
+        write_change(&before, &after, &applied)?;
         self.applied = Some(applied);
         Ok(())
     }

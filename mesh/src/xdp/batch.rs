@@ -58,20 +58,26 @@ pub fn update<K: Pod, V: Pod>(fd: BorrowedFd<'_>, keys: &[K], values: &[V]) -> i
     Ok(())
 }
 
-/// Delete `keys` from the hash map `fd` (missing keys stop the batch with
-/// ENOENT, which is ignored: they are gone either way).
+/// Delete `keys` from the hash map `fd`. A missing key (gone already)
+/// stops the kernel's batch with ENOENT after the keys before it; the rest
+/// are deleted from the key after it.
 pub fn delete<K: Pod>(fd: BorrowedFd<'_>, keys: &[K]) -> io::Result<()> {
-    for part in keys.chunks(4096) {
+    let mut rest = keys;
+    while !rest.is_empty() {
+        let part = &rest[..rest.len().min(4096)];
         let mut attr = BatchAttr {
             keys: part.as_ptr() as u64,
             count: part.len() as u32,
             map_fd: fd.as_raw_fd() as u32,
             ..Default::default()
         };
-        match bpf_batch(BPF_MAP_DELETE_BATCH, &mut attr) {
-            Err(e) if e.raw_os_error() != Some(libc::ENOENT) => return Err(e),
-            _ => {}
-        }
+        let done = match bpf_batch(BPF_MAP_DELETE_BATCH, &mut attr) {
+            Ok(()) => part.len(),
+            // attr.count keys went; the next one was missing.
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => attr.count as usize + 1,
+            Err(e) => return Err(e),
+        };
+        rest = &rest[done.min(rest.len())..];
     }
     Ok(())
 }

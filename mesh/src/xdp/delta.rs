@@ -14,7 +14,6 @@ use swarm_ebpf::abi;
 /// What this loader has programmed, kept so that a change writes only what
 /// changed: with 10,000 services, reading every entry back from the kernel
 /// would cost more than the change itself.
-#[derive(Default)]
 pub(super) struct Programmed {
     /// Services in the maps, as this loader wrote them; `None` for one it
     /// found pinned by an earlier run (read from the map when it changes).
@@ -35,8 +34,13 @@ pub(super) struct Programmed {
 impl Programmed {
     pub fn new() -> Programmed {
         Programmed {
+            services: HashMap::new(),
+            frontends: BTreeMap::new(),
+            owned: HashMap::new(),
+            slots: HashMap::new(),
             taken: vec![false; abi::MAX_SERVICES as usize],
-            ..Default::default()
+            next_slot: 0,
+            nodes: HashSet::new(),
         }
     }
 
@@ -262,11 +266,9 @@ impl XdpDataplane {
                 }
             },
         );
-        if let Err(e) = walk {
-            tracing::warn!(error = %e, "reading the flow table failed; stale flows age out instead");
-        }
-        for k in stale {
-            let _ = self.flows.remove(&k);
+        let deleted = walk.and_then(|()| super::batch::delete(self.flows_raw.fd().as_fd(), &stale));
+        if let Err(e) = deleted {
+            tracing::warn!(error = %e, "forgetting stale flows failed; they age out instead");
         }
     }
 

@@ -205,7 +205,7 @@ fn packet_socket() -> i32 {
 
 /// Send flows `first..` in batches of 64 until `until`, or until `limit`
 /// frames; `gap` between batches paces the sender. Returns (frames sent,
-/// failed or short sendmmsg calls, next flow).
+/// failed or short sendmmsg calls).
 fn send(
     fd: i32,
     frames: &Frames,
@@ -214,7 +214,7 @@ fn send(
     until: Instant,
     limit: u64,
     gap: Duration,
-) -> (u64, u64, u64) {
+) -> (u64, u64) {
     let mut bufs = [[0u8; 64]; 64];
     let (mut sent, mut errors) = (0u64, 0u64);
     while Instant::now() < until && sent < limit {
@@ -250,7 +250,7 @@ fn send(
             std::thread::sleep(gap);
         }
     }
-    (sent, errors, k)
+    (sent, errors)
 }
 
 /// Steady flows: the 65,536 flows 0..65536, over and over.
@@ -295,7 +295,7 @@ fn window_of(
             let rx0 = settle();
             let (busy0, total0) = cpu_ticks(cores.forwarding);
             let start = Instant::now();
-            let (sent, errors, _) = send(
+            let (sent, errors) = send(
                 fd,
                 frames,
                 first_flow,
