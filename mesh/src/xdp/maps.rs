@@ -13,6 +13,7 @@ use std::collections::{BTreeSet, HashSet};
 use std::net::Ipv4Addr;
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 use swarm_ebpf::abi::{self, maps as names};
 
 /// A service whose map entry must be (re)written.
@@ -28,6 +29,10 @@ pub(super) struct Planned {
     keys: Vec<String>,
 }
 
+/// How long a node's neighbour entry is trusted to stay known after it
+/// was last prompted (the kernel's default reachable time is 30 s).
+const REPROBE: Duration = Duration::from_secs(30);
+
 /// Maglev tables for the planned services. Filling a table is the bulk of
 /// programming many services, and tables are independent, so they are
 /// built on every core.
@@ -39,8 +44,13 @@ pub(super) fn build_tables(planned: &[Planned]) -> Vec<Vec<u32>> {
             maglev::build(&p.keys, p.value.table_size)
         }
     };
+    // (Asked only for many tables: the answer reads cgroup files, which
+    // takes longer than one table.)
+    if planned.len() < 64 {
+        return planned.iter().map(build).collect();
+    }
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    if cores == 1 || planned.len() < 64 {
+    if cores == 1 {
         return planned.iter().map(build).collect();
     }
     let per_thread = planned.len().div_ceil(cores);
@@ -76,6 +86,10 @@ pub struct XdpDataplane {
     /// The socket that prompts neighbour resolution (made when first used,
     /// in the namespace of the thread that uses it).
     probe: Option<std::net::UdpSocket>,
+    /// When each node was last prompted: a change re-prompts only nodes
+    /// not prompted for `REPROBE`, since a datagram sent through the lab's
+    /// stack costs more than the rest of a change.
+    probed: std::collections::HashMap<Ipv4Addr, Instant>,
     pub(super) stats: PerCpuArray<MapData, abi::SvcStats>,
     pub(super) drops: PerCpuArray<MapData, u64>,
     pub(super) nodes: HashMap<MapData, u32, u8>,
@@ -136,6 +150,7 @@ impl XdpDataplane {
                 .map_err(|e| bpf("opening the Maglev tables")(e.to_string()))?,
             cpus: aya::util::nr_cpus().map_err(|(_, e)| bpf("counting CPUs")(e.to_string()))?,
             probe: None,
+            probed: Default::default(),
             stats: typed!(dir, names::SVC_STATS, PerCpuArray),
             drops: typed!(dir, names::DROPS, PerCpuArray),
             nodes: typed!(dir, names::NODES, HashMap),
@@ -296,10 +311,17 @@ impl XdpDataplane {
     /// runs a backend of `services`: the XDP program forwards tunnelled
     /// packets itself and can only use neighbours the kernel already knows.
     /// One empty datagram to the discard port of each node is enough to
-    /// start resolution. (Sent to our own address it is harmless.)
+    /// start resolution. (Sent to our own address it is harmless.) Nodes
+    /// prompted within `REPROBE` are skipped.
     pub(super) fn resolve_neighbours<'a>(&mut self, services: impl Iterator<Item = &'a LbService>) {
+        let now = Instant::now();
         let nodes: HashSet<Ipv4Addr> = services
             .flat_map(|s| s.backends.iter().map(|b| b.node))
+            .filter(|n| {
+                self.probed
+                    .get(n)
+                    .is_none_or(|t| now.duration_since(*t) >= REPROBE)
+            })
             .collect();
         if nodes.is_empty() {
             return;
@@ -310,6 +332,7 @@ impl XdpDataplane {
         if let Some(sock) = &self.probe {
             for node in nodes {
                 let _ = sock.send_to(&[], (node, 9));
+                self.probed.insert(node, now);
             }
         }
     }
