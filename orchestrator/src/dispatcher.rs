@@ -41,9 +41,8 @@ pub fn heartbeat_period(st: &State) -> Duration {
 /// The tasks a node's agent must know about: assigned to it and past the
 /// scheduler.
 pub fn tasks_for<'a>(st: &'a State, node_id: &'a str) -> impl Iterator<Item = &'a Task> + 'a {
-    st.tasks.values().map(|t| &**t).filter(move |t| {
-        t.node_id.as_deref() == Some(node_id) && t.status.state >= TaskState::Assigned
-    })
+    st.tasks_on(node_id)
+        .filter(|t| t.status.state >= TaskState::Assigned)
 }
 
 pub fn manager_addrs(st: &State) -> Vec<String> {

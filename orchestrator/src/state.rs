@@ -10,16 +10,18 @@ use crate::types::{
     UpdateStatus,
 };
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
+mod index;
 mod network;
 mod requests;
 mod rotation;
 mod secret;
 mod update;
 
+pub use index::TaskIndex;
 pub use requests::Requests;
 
 pub use network::{holds_addresses, TaskAllocation};
@@ -53,6 +55,10 @@ pub struct State {
     /// rather than stored.
     #[serde(skip)]
     pub ipam: im::OrdMap<String, im::OrdSet<Ipv4Addr>>,
+    /// Tasks by service and by node (`index.rs`): derived like `ipam`.
+    /// Change `tasks` through `apply`, or call `reindex` after.
+    #[serde(skip)]
+    pub index: TaskIndex,
 }
 
 /// A change to the cluster, written to the raft log.
@@ -295,6 +301,17 @@ impl State {
         self.services.get_mut(id).map(Arc::make_mut)
     }
 
+    /// Add or replace a task, keeping the index in step.
+    fn put_task(&mut self, task: Task) {
+        if let Some(old) = self.tasks.get(&task.id) {
+            self.index.remove(old);
+        }
+        self.index.insert(&task);
+        self.tasks.insert(task.id.clone(), Arc::new(task));
+    }
+
+    /// A task to change in place; its service and node are not to be
+    /// changed here (`assign` moves a task, keeping the index in step).
     pub fn task_mut(&mut self, id: &str) -> Option<&mut Task> {
         self.tasks.get_mut(id).map(Arc::make_mut)
     }
@@ -339,10 +356,16 @@ impl State {
     }
 
     pub fn tasks_of<'a>(&'a self, service_id: &'a str) -> impl Iterator<Item = &'a Task> + 'a {
-        self.tasks
-            .values()
-            .map(|t| &**t)
-            .filter(move |t| t.service_id == service_id)
+        self.index
+            .of_service(service_id)
+            .filter_map(|id| self.tasks.get(id).map(|t| &**t))
+    }
+
+    /// The tasks on node `node_id` (assigned to it, or made for it).
+    pub fn tasks_on<'a>(&'a self, node_id: &'a str) -> impl Iterator<Item = &'a Task> + 'a {
+        self.index
+            .on_node(node_id)
+            .filter_map(|id| self.tasks.get(id).map(|t| &**t))
     }
 
     /// Apply one command. A refused command changes nothing: each is
@@ -585,6 +608,7 @@ impl State {
             Command::DeleteTasks(ids) => {
                 for id in ids {
                     if let Some(t) = self.tasks.remove(&id) {
+                        self.index.remove(&t);
                         if holds_addresses(&t) {
                             self.release(t.networks.as_deref().unwrap_or_default());
                         }
@@ -653,28 +677,42 @@ impl State {
 
     fn create_tasks(&mut self, tasks: Vec<Task>) -> Response {
         let mut skipped = Vec::new();
+        // One live task per slot (replicated) or per node (global): the
+        // slots and nodes each service's live tasks hold, found once per
+        // command.
+        type Held = (HashSet<u64>, HashSet<Option<String>>);
+        let mut held: HashMap<String, Held> = HashMap::new();
         for task in tasks {
             if !self.services.contains_key(&task.service_id) {
                 skipped.push(format!("{}: service gone", task.name()));
                 continue;
             }
-            // One live task per slot (replicated) or per node (global).
-            let clash = self.tasks.values().any(|t| {
-                t.service_id == task.service_id
-                    && t.is_live()
-                    && if task.slot > 0 {
-                        t.slot == task.slot
-                    } else {
-                        t.node_id == task.node_id
-                    }
+            let (slots, nodes) = held.entry(task.service_id.clone()).or_insert_with(|| {
+                let live: Vec<&Task> = self
+                    .tasks_of(&task.service_id)
+                    .filter(|t| t.is_live())
+                    .collect();
+                (
+                    live.iter().map(|t| t.slot).collect(),
+                    live.iter().map(|t| t.node_id.clone()).collect(),
+                )
             });
+            let clash = if task.slot > 0 {
+                slots.contains(&task.slot)
+            } else {
+                nodes.contains(&task.node_id)
+            };
             if clash {
                 skipped.push(format!("{}: slot already has a live task", task.name()));
                 continue;
             }
+            if task.is_live() {
+                slots.insert(task.slot);
+                nodes.insert(task.node_id.clone());
+            }
             let mut task = task;
             task.meta.version = 1;
-            self.tasks.insert(task.id.clone(), Arc::new(task));
+            self.put_task(task);
         }
         if skipped.is_empty() {
             Response::ok()
@@ -691,6 +729,7 @@ impl State {
         if t.status.state > TaskState::Pending {
             return;
         }
+        let from = t.node_id.clone();
         match a.node_id {
             Some(node) => {
                 t.node_id = Some(node);
@@ -704,6 +743,8 @@ impl State {
         }
         t.status.timestamp = a.at;
         bump(&mut t.meta, Some(a.at));
+        let to = t.node_id.clone();
+        self.index.moved(&a.task_id, from.as_deref(), to.as_deref());
     }
 }
 

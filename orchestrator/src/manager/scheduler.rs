@@ -6,6 +6,7 @@
 //! "no suitable node (2 nodes not available for new tasks)".
 
 pub mod filters;
+mod spread;
 
 use super::Plan;
 use crate::placement::Resources;
@@ -13,27 +14,30 @@ use crate::ports::{Proto, PublishMode};
 use crate::state::{Assignment, Command, State};
 use crate::types::{Millis, Node, Task, TaskState};
 use filters::{pipeline, Filter};
+use spread::Group;
 use std::collections::{HashMap, HashSet};
 
 /// What is already placed, kept up to date as the pass places more: the
-/// filters and the spread score read it.
+/// filters and the spread score read it. Keys borrow from the state, so a
+/// lookup allocates nothing.
 #[derive(Default)]
-pub struct Placed {
-    /// Live tasks per node.
-    total: HashMap<String, usize>,
+pub struct Placed<'a> {
+    /// Live tasks per node. It only grows during a pass, so it also tells
+    /// whether anything about a node changed since it was last looked at.
+    total: HashMap<&'a str, usize>,
     /// Live tasks per (node, service).
-    by_service: HashMap<(String, String), usize>,
+    by_service: HashMap<(&'a str, &'a str), usize>,
     /// Reservations of live tasks per node.
-    reserved: HashMap<String, Resources>,
+    reserved: HashMap<&'a str, Resources>,
     /// Live tasks per (service, label name, label value) for spread
     /// preferences; nodes without the label count under "".
     by_label: HashMap<(String, String, String), usize>,
     /// Host-mode ports taken, as (node, protocol, published port).
-    host_ports: HashSet<(String, Proto, u16)>,
+    host_ports: HashSet<(&'a str, Proto, u16)>,
 }
 
-impl Placed {
-    fn of(st: &State) -> Placed {
+impl<'a> Placed<'a> {
+    fn of(st: &'a State) -> Placed<'a> {
         let mut p = Placed::default();
         for t in st.tasks.values().filter(|t| t.is_live()) {
             if t.status.state < TaskState::Assigned {
@@ -46,18 +50,17 @@ impl Placed {
         p
     }
 
-    fn add(&mut self, t: &Task, node: &Node) {
-        *self.total.entry(node.id.clone()).or_default() += 1;
+    fn add(&mut self, t: &'a Task, node: &'a Node) {
+        *self.total.entry(&node.id).or_default() += 1;
         *self
             .by_service
-            .entry((node.id.clone(), t.service_id.clone()))
+            .entry((&node.id, &t.service_id))
             .or_default() += 1;
-        let r = self.reserved.entry(node.id.clone()).or_default();
+        let r = self.reserved.entry(&node.id).or_default();
         r.reserve_nano_cpus += t.spec.resources.reserve_nano_cpus;
         r.reserve_memory_bytes += t.spec.resources.reserve_memory_bytes;
         for p in t.spec.ports.iter().filter(|p| p.mode == PublishMode::Host) {
-            self.host_ports
-                .insert((node.id.clone(), p.protocol, p.published));
+            self.host_ports.insert((&node.id, p.protocol, p.published));
         }
         for label in t.spec.placement.spread_labels() {
             let value = node.labels.get(&label).cloned().unwrap_or_default();
@@ -68,16 +71,16 @@ impl Placed {
         }
     }
 
+    pub fn total(&self, node: &str) -> usize {
+        self.total.get(node).copied().unwrap_or(0)
+    }
+
     pub fn of_service(&self, node: &str, service: &str) -> usize {
-        self.by_service
-            .get(&(node.to_string(), service.to_string()))
-            .copied()
-            .unwrap_or(0)
+        self.by_service.get(&(node, service)).copied().unwrap_or(0)
     }
 
     pub fn host_port_taken(&self, node: &str, protocol: Proto, port: u16) -> bool {
-        self.host_ports
-            .contains(&(node.to_string(), protocol, port))
+        self.host_ports.contains(&(node, protocol, port))
     }
 
     pub fn reserved(&self, node: &str) -> Resources {
@@ -101,7 +104,7 @@ impl Placed {
         (
             prefs,
             self.of_service(&node.id, &task.service_id),
-            self.total.get(&node.id).copied().unwrap_or(0),
+            self.total(&node.id),
         )
     }
 }
@@ -132,22 +135,57 @@ pub fn candidates<'a>(
     Ok(passing)
 }
 
-/// Why a task may not start yet: a service it depends on (compose's
-/// `depends_on` with `condition: service_healthy`) has no task that runs
-/// and passes its healthcheck.
-fn waiting_on(st: &State, task: &Task) -> Option<String> {
-    let dep = task.spec.depends_on.iter().find(|dep| {
-        let healthy = st.service_by_name(dep).is_some_and(|s| {
-            st.tasks_of(&s.id).any(|t| {
-                t.status.state == TaskState::Running && t.desired_state == TaskState::Running
-            })
-        });
-        !healthy
-    })?;
+/// Whether a service has a task that runs and passes its healthcheck, as
+/// a task that depends on it (compose's `depends_on` with `condition:
+/// service_healthy`) needs before it may start. Asked once per pass and
+/// name: it scans the tasks.
+fn healthy(st: &State, name: &str) -> bool {
+    st.service_by_name(name).is_some_and(|s| {
+        st.tasks_of(&s.id)
+            .any(|t| t.status.state == TaskState::Running && t.desired_state == TaskState::Running)
+    })
+}
+
+/// Why a task may not start yet: a service it depends on is not healthy.
+fn waiting_on<'a>(
+    st: &State,
+    task: &'a Task,
+    known: &mut HashMap<&'a str, bool>,
+) -> Option<String> {
+    let dep = task
+        .spec
+        .depends_on
+        .iter()
+        .find(|dep| !*known.entry(dep).or_insert_with(|| healthy(st, dep)))?;
     Some(format!("waiting for service {dep} to have a healthy task"))
 }
 
+/// The node the full scan picks for `task`: of those that pass every
+/// filter, the best spread score, then the lowest ID.
+fn best_of<'a>(
+    filters: &[Box<dyn Filter + Send + Sync>],
+    task: &Task,
+    st: &'a State,
+    placed: &Placed,
+) -> Result<&'a Node, String> {
+    let labels = task.spec.placement.spread_labels();
+    let nodes = candidates(filters, task, st.nodes.values(), placed)?;
+    Ok(nodes
+        .into_iter()
+        .min_by(|a, b| {
+            (placed.score(task, &labels, a), &a.id).cmp(&(placed.score(task, &labels, b), &b.id))
+        })
+        .expect("candidates returns at least one node"))
+}
+
 pub fn plan(st: &State, now: Millis) -> Plan {
+    place(st, now, true)
+}
+
+/// One pass; `grouped` picks nodes through `spread::Group` where it
+/// applies, or else by the full scan for every task (which the tests
+/// compare it with).
+fn place(st: &State, now: Millis, grouped: bool) -> Plan {
     let filters = pipeline();
     let mut placed = Placed::of(st);
     let mut assignments = Vec::new();
@@ -166,23 +204,36 @@ pub fn plan(st: &State, now: Millis) -> Plan {
     pending.sort_by(|a, b| {
         (a.meta.created_at, a.slot, &a.id).cmp(&(b.meta.created_at, b.slot, &b.id))
     });
+    let nodes: Vec<&Node> = st.nodes.values().collect();
+    let mut groups: HashMap<(&str, u64), Group> = HashMap::new();
+    let mut healthy = HashMap::new();
+    let mut placements = 0;
 
     for task in pending {
-        let placement = match waiting_on(st, task) {
-            Some(why) => Err(why),
-            None => candidates(&filters, task, st.nodes.values(), &placed),
+        let placement = if let Some(why) = waiting_on(st, task, &mut healthy) {
+            Err(why)
+        } else if grouped && Group::applies(task) {
+            let group = groups
+                .entry((&task.service_id, task.spec_version))
+                .or_insert_with(|| Group::new(task, &nodes, &filters, &placed));
+            if group.holds(task) {
+                match group.pick(task, &nodes, &filters, &placed) {
+                    Some(i) => Ok(nodes[i]),
+                    None => Err(group.no_fit(placements, || {
+                        candidates(&filters, task, st.nodes.values(), &placed)
+                            .expect_err("a node passes the filters that the group ran")
+                    })),
+                }
+            } else {
+                best_of(&filters, task, st, &placed)
+            }
+        } else {
+            best_of(&filters, task, st, &placed)
         };
         match placement {
-            Ok(nodes) => {
-                let labels = task.spec.placement.spread_labels();
-                let best = nodes
-                    .into_iter()
-                    .min_by(|a, b| {
-                        (placed.score(task, &labels, a), &a.id)
-                            .cmp(&(placed.score(task, &labels, b), &b.id))
-                    })
-                    .expect("candidates returns at least one node");
+            Ok(best) => {
                 placed.add(task, best);
+                placements += 1;
                 assignments.push(Assignment {
                     task_id: task.id.clone(),
                     node_id: Some(best.id.clone()),
@@ -463,5 +514,68 @@ mod tests {
             panic!("{:?}", p.commands)
         };
         assert_eq!(a[0].node_id.as_deref(), Some("n1"));
+    }
+    #[test]
+    fn grouped_placement_picks_the_node_the_full_scan_picks() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        for round in 0..200 {
+            let mut nodes = Vec::new();
+            for i in 0..rng.gen_range(1..12) {
+                let mut n = node(&format!("n{i:02}"));
+                n.nano_cpus = rng.gen_range(1..4) * 1_000_000_000;
+                n.memory_bytes = rng.gen_range(1..4) * 1000;
+                match rng.gen_range(0..10) {
+                    0 => n.state = NodeState::Down,
+                    1 => n.availability = Availability::Drain,
+                    _ => {}
+                }
+                let zone = ["a", "b"][rng.gen_range(0..2)];
+                n.labels.insert("zone".into(), zone.into());
+                nodes.push(n);
+            }
+            let mut services = Vec::new();
+            let mut tasks = Vec::new();
+            for k in 0..rng.gen_range(1..5) {
+                let mut s = service(&format!("s{k}"), Mode::Replicated, 0);
+                let p = &mut s.spec.placement;
+                p.max_replicas_per_node = rng.gen_range(0..3);
+                if rng.gen_bool(0.3) {
+                    p.constraints = vec!["node.labels.zone==a".into()];
+                }
+                if rng.gen_bool(0.2) {
+                    p.preferences = vec!["spread=node.labels.zone".into()];
+                }
+                s.spec.resources.reserve_memory_bytes = rng.gen_range(0..3) * 400;
+                s.spec.resources.reserve_nano_cpus = rng.gen_range(0..2) * 500_000_000;
+                if rng.gen_bool(0.2) {
+                    s.spec.ports = vec![crate::ports::PortConfig {
+                        protocol: Proto::Tcp,
+                        published: 8080,
+                        target: 80,
+                        mode: PublishMode::Host,
+                        force: false,
+                    }];
+                }
+                for slot in 1..=rng.gen_range(1..25) {
+                    let mut t = unassigned(&format!("t{k}-{slot}"), &s, slot);
+                    // Some already run somewhere; some were made later.
+                    if rng.gen_bool(0.2) {
+                        t.status.state = TaskState::Running;
+                        t.node_id = Some(nodes[rng.gen_range(0..nodes.len())].id.clone());
+                    }
+                    t.meta.created_at = rng.gen_range(0..3);
+                    tasks.push(t);
+                }
+                services.push(s);
+            }
+            let st = state(&nodes, &services, &tasks);
+            let (fast, full) = (place(&st, 0, true), place(&st, 0, false));
+            assert_eq!(
+                format!("{:?}", fast.commands),
+                format!("{:?}", full.commands),
+                "round {round}"
+            );
+        }
     }
 }

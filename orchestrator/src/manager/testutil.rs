@@ -58,7 +58,7 @@ pub fn task(id: &str, svc: &Service, slot: u64, state: TaskState) -> Task {
 }
 
 pub fn state(nodes: &[Node], services: &[Service], tasks: &[Task]) -> State {
-    State {
+    let mut st = State {
         cluster: None,
         nodes: nodes.iter().map(|n| (n.id.clone(), n.clone())).collect(),
         services: services
@@ -70,7 +70,9 @@ pub fn state(nodes: &[Node], services: &[Service], tasks: &[Task]) -> State {
             .map(|t| (t.id.clone(), std::sync::Arc::new(t.clone())))
             .collect(),
         ..State::default()
-    }
+    };
+    st.reindex();
+    st
 }
 
 /// The first entry of a swarm whose first node is `node("n1")`.

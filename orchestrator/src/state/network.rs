@@ -319,9 +319,8 @@ impl State {
     /// and ingress (the routing mesh answers on every node).
     pub fn node_networks(&self, id: &str) -> std::collections::BTreeSet<String> {
         let mut nets: std::collections::BTreeSet<String> = self
-            .tasks
-            .values()
-            .filter(|t| t.node_id.as_deref() == Some(id) && holds_addresses(t))
+            .tasks_on(id)
+            .filter(|t| holds_addresses(t))
             .flat_map(|t| t.networks.iter().flatten().map(|a| a.network_id.clone()))
             .collect();
         nets.extend(self.ingress().map(|n| n.id.clone()));
@@ -370,10 +369,12 @@ impl State {
         }
     }
 
-    /// Rebuild the address index from the objects (it is not stored):
-    /// running tasks' addresses and services' VIPs.
+    /// Rebuild the derived indexes from the objects (they are not
+    /// stored): requests, tasks by service and node (`index.rs`), and
+    /// addresses held (running tasks' addresses and services' VIPs).
     pub fn reindex(&mut self) {
         self.requests.rebuild();
+        self.index = super::TaskIndex::of(self.tasks.values().map(|t| &**t));
         self.ipam = self
             .networks
             .keys()

@@ -108,7 +108,7 @@ impl State {
                 task.name()
             )));
         }
-        let others = self.tasks.values().any(|t| {
+        let others = self.tasks_of(&task.service_id).any(|t| {
             t.id != old.id
                 && t.service_id == task.service_id
                 && t.is_live()
@@ -125,8 +125,7 @@ impl State {
             )]));
         }
         task.meta.version = 1;
-        self.tasks
-            .insert(task.id.clone(), std::sync::Arc::new(task));
+        self.put_task(task);
         Response::ok()
     }
 }
