@@ -2,6 +2,7 @@
 
 pub mod autolock;
 pub mod ca;
+pub mod docs;
 pub mod format;
 pub mod health;
 pub mod mesh;
@@ -127,6 +128,17 @@ pub enum Cmd {
     /// Inspect and drive this host's data plane.
     #[command(subcommand)]
     Mesh(mesh::MeshCmd),
+    /// Print a shell completion script (for example
+    /// `swarm completion bash > /etc/bash_completion.d/swarm`).
+    Completion {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Write man pages, one per command, into DIR.
+    Man {
+        /// Directory for the pages (created if missing).
+        dir: PathBuf,
+    },
 }
 
 #[derive(clap::Args, Debug)]

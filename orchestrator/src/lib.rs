@@ -121,6 +121,12 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Cmd::Deploy(args) => cli::stack::deploy(&cli.host, args).await,
         Cmd::Mesh(cmd) => cli::mesh::run(&cli.host, cmd).await,
         Cmd::Bench(cmd) => bench::run(cmd).await,
+        Cmd::Completion { shell } => cli::docs::completion(shell),
+        Cmd::Man { dir } => {
+            let pages = cli::docs::man(&dir)?;
+            println!("{} man pages in {}", pages.len(), dir.display());
+            Ok(())
+        }
     }
 }
 
