@@ -207,11 +207,11 @@ async fn schedule(dir: &std::path::Path, nodes: usize, tasks: u64) -> Result<()>
     // The three writes a task goes through, timed apart: the orchestrator
     // creates it, the allocator gives it addresses, the scheduler places it.
     let mut changes = store.subscribe();
-    let count = |st: &crate::state::State, f: fn(&Task) -> bool| {
-        st.tasks.values().filter(|t| f(t)).count() as u64
-    };
+    type Done = fn(&Task) -> bool;
+    let count =
+        |st: &crate::state::State, f: Done| st.tasks.values().filter(|t| f(t)).count() as u64;
     let mut phases = Vec::new();
-    let steps: [(&str, fn(&Task) -> bool); 3] = [
+    let steps: [(&str, Done); 3] = [
         ("created_ms", |_| true),
         ("allocated_ms", |t| t.networks.is_some()),
         ("placed_and_committed_ms", |t| {
