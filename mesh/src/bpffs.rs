@@ -22,6 +22,12 @@ fn io(op: impl Into<String>) -> impl FnOnce(std::io::Error) -> DataplaneError {
     move |source| DataplaneError::Io { op, source }
 }
 
+/// Whether `ensure` can work: the host's bpffs is at /sys/fs/bpf, or at
+/// its alias for processes in network namespaces.
+pub fn available() -> bool {
+    is_bpffs(Path::new("/sys/fs/bpf")) || is_bpffs(Path::new(HOST_BPFFS))
+}
+
 /// Ensure /sys/fs/bpf is the host's bpffs, then create `dir` under it.
 pub fn ensure(dir: &Path) -> Result<(), DataplaneError> {
     let root = Path::new("/sys/fs/bpf");

@@ -13,7 +13,7 @@ mod delta;
 mod dump;
 mod maps;
 
-pub use attach::{attach, attach_peer_pass, attach_task, detach, forget_task};
+pub use attach::{attach, attach_peer_pass, attach_task, detach, forget_task, probe_native};
 pub use maps::XdpDataplane;
 
 use crate::dataplane::DataplaneError;

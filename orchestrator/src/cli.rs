@@ -134,6 +134,22 @@ pub enum Cmd {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+    /// Check this host for what the daemon needs: kernel, BPF, capabilities,
+    /// iptables, forwarding, ports and Docker (ok, warn or fail, with the fix).
+    Check {
+        #[arg(long, value_enum)]
+        format: Option<Format>,
+        /// The address the daemon will advertise: its interface is probed
+        /// for native XDP (default: the default route's interface).
+        #[arg(long)]
+        advertise_addr: Option<String>,
+        /// The data plane the daemon will run.
+        #[arg(long, value_enum, default_value = "xdp")]
+        dataplane: crate::agent::mesh::Mode,
+        /// Where the XDP data plane pins its maps and links.
+        #[arg(long, default_value = swarm_mesh::xdp::DEFAULT_PIN_DIR)]
+        pin_dir: PathBuf,
+    },
     /// Write man pages, one per command, into DIR.
     Man {
         /// Directory for the pages (created if missing).

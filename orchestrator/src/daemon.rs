@@ -456,12 +456,48 @@ fn memory_bytes() -> i64 {
 /// Run the daemon until a signal. The control socket and its server live
 /// as long as the process; the rest lives one generation, and a change of
 /// identity or role (`Restart`) starts the next.
+/// `swarm check`'s items, at start: warnings are logged, and a fail stops
+/// the daemon before it changes anything. (Ports are left out: the daemon
+/// binds them itself and says so if they are taken; so is the XDP probe:
+/// the data plane attaches for real moments later.)
+async fn preflight(config: &DaemonConfig) -> Result<()> {
+    use crate::preflight::{self, Level};
+    let items = preflight::run(&preflight::Host {
+        dataplane: config.dataplane,
+        pin_dir: config.pin_dir.clone(),
+        underlay: None,
+        ports: false,
+        daemon_socket: None,
+    })
+    .await;
+    for i in items.iter().filter(|i| i.status == Level::Warn) {
+        tracing::warn!(
+            check = i.check,
+            fix = i.fix.as_deref().unwrap_or(""),
+            "{}",
+            i.detail
+        );
+    }
+    let failed: Vec<_> = items
+        .into_iter()
+        .filter(|i| i.status == Level::Fail)
+        .collect();
+    if !failed.is_empty() {
+        anyhow::bail!(
+            "this host is not ready (see `swarm check`):\n{}",
+            preflight::render(&failed).trim_end()
+        );
+    }
+    Ok(())
+}
+
 pub async fn run(config: DaemonConfig) -> Result<()> {
     // Everything the daemon writes is its own: keys, certificates, raft's
     // store and the node's identity (files 0600, directories 0700). The
     // control socket is bound under a mask of its own (`bind_socket`).
     // SAFETY: umask only sets the process's file-creation mask.
     unsafe { libc::umask(0o077) };
+    preflight(&config).await?;
     let listener = bind_socket(&config.socket, config.socket_group)?;
     tracing::info!(socket = %config.socket.display(), "control API listening");
     let (generations, current) = watch::channel(None);

@@ -25,6 +25,7 @@ mod network;
 mod pki;
 mod placement;
 mod ports;
+mod preflight;
 mod raft;
 mod stack;
 mod state;
@@ -122,6 +123,32 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Cmd::Mesh(cmd) => cli::mesh::run(&cli.host, cmd).await,
         Cmd::Bench(cmd) => bench::run(cmd).await,
         Cmd::Completion { shell } => cli::docs::completion(shell),
+        Cmd::Check {
+            format,
+            advertise_addr,
+            dataplane,
+            pin_dir,
+        } => {
+            let host = preflight::Host {
+                dataplane,
+                pin_dir,
+                underlay: preflight::underlay_iface(advertise_addr.as_deref()),
+                ports: true,
+                daemon_socket: cli.host.strip_prefix("unix://").map(Into::into),
+            };
+            let items = preflight::run(&host).await;
+            if cli::is_json(format) {
+                println!("{}", serde_json::to_string_pretty(&items)?);
+            } else {
+                print!("{}", preflight::render(&items));
+            }
+            if preflight::worst(&items) == preflight::Level::Fail {
+                anyhow::bail!(
+                    "this host is not ready for the swarm daemon: fix the items marked fail"
+                );
+            }
+            Ok(())
+        }
         Cmd::Man { dir } => {
             let pages = cli::docs::man(&dir)?;
             println!("{} man pages in {}", pages.len(), dir.display());

@@ -1,6 +1,7 @@
 //! Single-manager swarm on a real Docker Engine: replicas, restarts, daemon
 //! crash recovery, scaling, global mode, removal, and every bad input.
 
+use serde_json::Value;
 use std::time::Duration;
 use swarm_tests::*;
 
@@ -505,4 +506,75 @@ fn the_data_directory_and_the_socket_are_private_to_the_daemon() {
         stranger.stderr
     );
     assert_eq!(swarm(&["info"]).code, 0, "root still may");
+}
+
+/// `swarm check` items as (check, status) pairs.
+fn check_items(out: &Run) -> Vec<(String, String)> {
+    let items: Value = serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{e}: {out:?}"));
+    items
+        .as_array()
+        .expect("a list of items")
+        .iter()
+        .map(|i| {
+            (
+                i["check"].as_str().unwrap().to_string(),
+                i["status"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn the_host_check_passes_here_and_names_the_fix_when_bpffs_is_missing() {
+    require_lab_prerequisites();
+    let ok = run(std::process::Command::new(swarm_bin()).args(["check", "--format", "json"]));
+    assert_eq!(ok.code, 0, "{ok:?}");
+    let items = check_items(&ok);
+    for want in [
+        "kernel",
+        "bpffs",
+        "capabilities",
+        "iptables",
+        "ip_forward",
+        "docker",
+    ] {
+        assert!(
+            items.contains(&(want.to_string(), "ok".to_string())),
+            "{want} is not ok: {items:?}"
+        );
+    }
+    assert!(items.iter().all(|(_, s)| s != "fail"), "{items:?}");
+
+    // In a mount namespace of its own, with both of the host's bpffs
+    // mounts gone, the check fails and names the fix, and the daemon
+    // refuses to start, before it makes its socket.
+    let without_bpffs = |cmd: &str| {
+        let script = format!(
+            "umount /sys/fs/bpf 2>/dev/null; umount /run/swarm/bpffs 2>/dev/null; exec {} {cmd}",
+            swarm_bin().display()
+        );
+        run(std::process::Command::new("unshare").args(["-m", "sh", "-c", &script]))
+    };
+    let bad = without_bpffs("check");
+    assert_ne!(bad.code, 0, "{bad:?}");
+    assert!(bad.stdout.contains("fail  bpffs"), "{bad:?}");
+    assert!(
+        bad.stdout.contains("fix: mount -t bpf bpffs /sys/fs/bpf"),
+        "{bad:?}"
+    );
+    assert!(bad.stderr.contains("fix the items marked fail"), "{bad:?}");
+    let dir = std::env::temp_dir().join(unique("preflight"));
+    let sock = dir.join("swarm.sock");
+    let daemon = without_bpffs(&format!(
+        "daemon --data-dir {} --socket {}",
+        dir.display(),
+        sock.display()
+    ));
+    assert_ne!(daemon.code, 0, "{daemon:?}");
+    assert!(
+        daemon.stderr.contains("this host is not ready") && daemon.stderr.contains("bpffs"),
+        "{daemon:?}"
+    );
+    assert!(!sock.exists(), "the daemon made its socket before refusing");
+    let _ = std::fs::remove_dir_all(&dir);
 }

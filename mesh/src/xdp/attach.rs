@@ -197,6 +197,32 @@ pub fn attach_peer_pass(iface: &str, dir: &Path) -> Result<(), DataplaneError> {
     Ok(())
 }
 
+/// How the data plane's XDP program is or would be attached to `iface`:
+/// Ok("attached") when swarm's program is pinned there under `dir`,
+/// Ok("native") when a pass program attaches in driver mode (it is
+/// detached again at once), or the reason driver mode failed.
+pub fn probe_native(iface: &str, dir: &Path) -> Result<&'static str, DataplaneError> {
+    if dir.join(format!("link_xdp_{iface}")).exists() {
+        return Ok("attached");
+    }
+    let mut obj = EbpfLoader::new()
+        .load(swarm_ebpf::XDP_PASS)
+        .map_err(|e| bpf("loading the pass program")(e.to_string()))?;
+    let prog: &mut Xdp = obj
+        .program_mut("swarm_xdp_pass")
+        .ok_or_else(|| DataplaneError::Bpf("program swarm_xdp_pass missing".into()))?
+        .try_into()
+        .map_err(|e: ProgramError| bpf("pass program")(e.to_string()))?;
+    prog.load()
+        .map_err(|e| bpf("verifying the pass program")(e.to_string()))?;
+    let id = prog
+        .attach(iface, XdpFlags::DRV_MODE)
+        .map_err(|e| bpf(format!("attaching XDP in driver mode to {iface}"))(e.to_string()))?;
+    prog.detach(id)
+        .map_err(|e| bpf(format!("detaching the probe from {iface}"))(e.to_string()))?;
+    Ok("native")
+}
+
 /// Remove the links (detaching the programs) and every pinned map.
 pub fn detach(dir: &Path) -> Result<(), DataplaneError> {
     bpffs::ensure(dir)?;
