@@ -171,40 +171,13 @@ pub fn forget_task(iface: &str, dir: &Path) {
     }
 }
 
-/// Attach the pass-everything program to `iface` (the host end of a node's
-/// veth in a lab) so frames the node's XDP program transmits are accepted.
-/// The link is pinned under `dir`, so it stays after this process exits.
-pub fn attach_peer_pass(iface: &str, dir: &Path) -> Result<(), DataplaneError> {
-    bpffs::ensure(dir)?;
-    let pin = dir.join(format!("link_xdp_pass_{iface}"));
-    if pin.exists() {
-        return Ok(());
-    }
-    let mut obj = EbpfLoader::new()
-        .load(swarm_ebpf::XDP_PASS)
-        .map_err(|e| bpf("loading the pass program")(e.to_string()))?;
-    let prog: &mut Xdp = obj
-        .program_mut("swarm_xdp_pass")
-        .ok_or_else(|| DataplaneError::Bpf("program swarm_xdp_pass missing".into()))?
-        .try_into()
-        .map_err(|e: ProgramError| bpf("pass program")(e.to_string()))?;
-    prog.load()
-        .map_err(|e| bpf("verifying the pass program")(e.to_string()))?;
-    let id = prog
-        .attach(iface, XdpFlags::DRV_MODE)
-        .map_err(|e| bpf(format!("attaching the pass program to {iface}"))(e.to_string()))?;
-    pin_link(prog.take_link(id), &pin)?;
-    Ok(())
-}
-
-/// How the data plane's XDP program is or would be attached to `iface`:
-/// Ok("attached") when swarm's program is pinned there under `dir`,
-/// Ok("native") when a pass program attaches in driver mode (it is
-/// detached again at once), or the reason driver mode failed.
-pub fn probe_native(iface: &str, dir: &Path) -> Result<&'static str, DataplaneError> {
-    if dir.join(format!("link_xdp_{iface}")).exists() {
-        return Ok("attached");
-    }
+/// Load and verify the pass-everything program, attach it to `iface` in
+/// driver mode, and hand it with its link to `then` (the program goes when
+/// this returns, and with it any link `then` did not pin).
+fn with_pass_attached<T>(
+    iface: &str,
+    then: impl FnOnce(&mut Xdp, aya::programs::xdp::XdpLinkId) -> Result<T, DataplaneError>,
+) -> Result<T, DataplaneError> {
     let mut obj = EbpfLoader::new()
         .load(swarm_ebpf::XDP_PASS)
         .map_err(|e| bpf("loading the pass program")(e.to_string()))?;
@@ -218,9 +191,34 @@ pub fn probe_native(iface: &str, dir: &Path) -> Result<&'static str, DataplaneEr
     let id = prog
         .attach(iface, XdpFlags::DRV_MODE)
         .map_err(|e| bpf(format!("attaching XDP in driver mode to {iface}"))(e.to_string()))?;
-    prog.detach(id)
-        .map_err(|e| bpf(format!("detaching the probe from {iface}"))(e.to_string()))?;
-    Ok("native")
+    then(prog, id)
+}
+
+/// Attach the pass-everything program to `iface` (the host end of a node's
+/// veth in a lab) so frames the node's XDP program transmits are accepted.
+/// The link is pinned under `dir`, so it stays after this process exits.
+pub fn attach_peer_pass(iface: &str, dir: &Path) -> Result<(), DataplaneError> {
+    bpffs::ensure(dir)?;
+    let pin = dir.join(format!("link_xdp_pass_{iface}"));
+    if pin.exists() {
+        return Ok(());
+    }
+    with_pass_attached(iface, |prog, id| pin_link(prog.take_link(id), &pin))
+}
+
+/// How the data plane's XDP program is or would be attached to `iface`:
+/// Ok("attached") when swarm's program is pinned there under `dir`,
+/// Ok("native") when the pass program attaches in driver mode (it is
+/// detached again at once), or the reason driver mode failed.
+pub fn probe_native(iface: &str, dir: &Path) -> Result<&'static str, DataplaneError> {
+    if dir.join(format!("link_xdp_{iface}")).exists() {
+        return Ok("attached");
+    }
+    with_pass_attached(iface, |prog, id| {
+        prog.detach(id)
+            .map_err(|e| bpf(format!("detaching the probe from {iface}"))(e.to_string()))?;
+        Ok("native")
+    })
 }
 
 /// Remove the links (detaching the programs) and every pinned map.
