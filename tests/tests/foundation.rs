@@ -64,6 +64,32 @@ fn three_replicas_give_three_running_containers_that_answer() {
     hostnames.sort();
     hostnames.dedup();
     assert_eq!(hostnames.len(), 3, "three distinct replicas answered");
+
+    // Each container carries the labels Docker Swarm gives a task's
+    // container, which tools that discover Swarm tasks read.
+    let task = &running_tasks(&name)[0];
+    let (task_id, slot) = (task["ID"].as_str().unwrap(), task["Slot"].as_u64().unwrap());
+    let service_id = task["ServiceID"].as_str().unwrap();
+    let container = &containers(
+        &[&format!("swarm.task.id={task_id}"), "swarm.role=task"],
+        true,
+    )[0];
+    let inspect = docker(&["inspect", "--format", "{{json .Config.Labels}}", container]).ok();
+    let labels: Value = serde_json::from_str(&inspect.stdout).unwrap();
+    assert_eq!(labels["com.docker.swarm.service.name"], name.as_str());
+    assert_eq!(labels["com.docker.swarm.service.id"], service_id);
+    assert_eq!(labels["com.docker.swarm.task.id"], task_id);
+    assert_eq!(
+        labels["com.docker.swarm.task.name"],
+        format!("{name}.{slot}.{task_id}").as_str()
+    );
+    assert_eq!(labels["com.docker.swarm.task"], "");
+    assert!(
+        labels["com.docker.swarm.node.id"]
+            .as_str()
+            .is_some_and(|n| !n.is_empty()),
+        "{labels}"
+    );
     swarm(&["service", "rm", &name]).ok();
 }
 

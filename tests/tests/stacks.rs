@@ -865,7 +865,8 @@ fn a_compose_services_container_options_reach_its_containers() {
     ])
     .ok()
     .stdout;
-    let inspect = docker(&["inspect", "--format", "{{index .Config.Labels \"team\"}} {{.Config.StopTimeout}} {{range .Mounts}}{{.Name}}{{end}}", id.trim()]).ok().stdout;
-    assert_eq!(inspect.trim(), "blue 3 opt_data");
+    let inspect = docker(&["inspect", "--format", "{{index .Config.Labels \"team\"}} {{.Config.StopTimeout}} {{range .Mounts}}{{.Name}}{{end}} {{index .Config.Labels \"com.docker.stack.namespace\"}} {{index .Config.Labels \"com.docker.swarm.service.name\"}}", id.trim()]).ok().stdout;
+    // The last two: the labels Docker gives a stack's task containers.
+    assert_eq!(inspect.trim(), "blue 3 opt_data opt opt_app");
     remove("opt");
 }

@@ -182,6 +182,34 @@ impl Engine {
         ])
     }
 
+    /// The labels Docker Swarm puts on a task's container, which tools that
+    /// discover Swarm tasks read (Traefik, cAdvisor, Prometheus' docker
+    /// service discovery). Only on the application container: the pause
+    /// container would show them a second container per task.
+    fn docker_labels(&self, task: &Task) -> HashMap<String, String> {
+        let mut labels = HashMap::from([
+            ("com.docker.swarm.node.id".into(), self.node_id.clone()),
+            (
+                "com.docker.swarm.service.id".into(),
+                task.service_id.clone(),
+            ),
+            (
+                "com.docker.swarm.service.name".into(),
+                task.service_name.clone(),
+            ),
+            ("com.docker.swarm.task".into(), String::new()),
+            ("com.docker.swarm.task.id".into(), task.id.clone()),
+            (
+                "com.docker.swarm.task.name".into(),
+                Self::container_name(task),
+            ),
+        ]);
+        if let Some(stack) = crate::stack::stack_of(&task.spec.labels) {
+            labels.insert(crate::types::STACK_NAMESPACE.into(), stack.into());
+        }
+        labels
+    }
+
     /// Docker's container name for a task: `web.1.<task id>`.
     pub fn container_name(task: &Task) -> String {
         format!("{}.{}", task.name(), task.id)
@@ -280,8 +308,10 @@ impl Engine {
     ) -> Result<String, EngineError> {
         let spec = &task.spec;
         let c = &spec.container;
-        // The service's container labels, under ours (which find the task).
+        // The service's container labels, under Docker's and ours (which
+        // find the task).
         let mut labels: HashMap<String, String> = c.labels.clone().into_iter().collect();
+        labels.extend(self.docker_labels(task));
         labels.extend(self.labels(task, "task"));
         let config = Config {
             image: Some(spec.image.clone()),
