@@ -97,6 +97,11 @@ pub enum Cmd {
         #[arg(short, long)]
         quiet: bool,
     },
+    /// Show the client's and the daemon's versions and the data plane.
+    Version {
+        #[arg(long, value_enum)]
+        format: Option<Format>,
+    },
     /// Show this daemon's node and swarm status.
     Info {
         #[arg(long, value_enum)]

@@ -113,6 +113,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             role,
         } => cli::node::join_token(&cli.host, role, quiet, rotate).await,
         Cmd::Info { format } => cli::node::info(&cli.host, format).await,
+        Cmd::Version { format } => cli::node::version(&cli.host, format).await,
         Cmd::Service(cmd) => cli::service::run(&cli.host, cmd).await,
         Cmd::Node(cmd) => cli::node::run(&cli.host, cmd).await,
         Cmd::Network(cmd) => cli::network::run(&cli.host, cmd).await,

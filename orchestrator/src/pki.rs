@@ -255,6 +255,17 @@ pub fn pem_to_der(pem: &str, what: &str) -> Result<Vec<u8>, PkiError> {
         .map_err(|e| bad(e.to_string()))
 }
 
+/// When a certificate (PEM) stops being valid, seconds since the epoch.
+pub fn not_after(pem: &str) -> Result<i64, PkiError> {
+    use x509_parser::prelude::{FromDer, X509Certificate};
+    let der = pem_to_der(pem, "certificate")?;
+    let (_, cert) = X509Certificate::from_der(&der).map_err(|_| PkiError::Invalid {
+        what: "certificate".into(),
+        reason: "not X.509 DER".into(),
+    })?;
+    Ok(cert.validity().not_after.timestamp())
+}
+
 /// Who a certificate says its holder is.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Identity {

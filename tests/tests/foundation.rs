@@ -604,3 +604,34 @@ fn the_host_check_passes_here_and_names_the_fix_when_bpffs_is_missing() {
     assert!(!sock.exists(), "the daemon made its socket before refusing");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn version_names_client_and_daemon_and_info_counts_the_swarm() {
+    let _lab = single_node_swarm();
+    let v = &swarm(&["version", "--format", "json"]).ok().json_lines()[0];
+    let commit = v["Client"]["GitCommit"].as_str().unwrap();
+    assert!(!commit.is_empty() && commit != "unknown", "{v}");
+    // One binary here: the daemon is the same build as the client.
+    assert_eq!(v["Server"]["Version"], v["Client"]["Version"], "{v}");
+    assert_eq!(v["Server"]["GitCommit"], commit, "{v}");
+    assert!(
+        ["xdp", "iptables"].contains(&v["Server"]["Dataplane"].as_str().unwrap_or("")),
+        "{v}"
+    );
+    let text = swarm(&["version"]).ok().stdout;
+    assert!(
+        text.starts_with("Client:\n Version:    ")
+            && text.contains("\nServer:\n")
+            && text.contains(" Data plane: "),
+        "{text}"
+    );
+
+    let i = &swarm(&["info", "--format", "json"]).ok().json_lines()[0];
+    assert_eq!(i["Nodes"], 1, "{i}");
+    assert_eq!(i["Managers"], 1, "{i}");
+    // The root CA lives for years: its expiry is a date well ahead.
+    let expiry = i["CAExpiry"].as_str().unwrap_or_default();
+    let year: i32 = expiry.get(..4).and_then(|y| y.parse().ok()).unwrap_or(0);
+    assert!(expiry.len() == 10 && year >= 2030, "{i}");
+    assert!(i["Autolock"].is_boolean(), "{i}");
+}

@@ -186,6 +186,20 @@ impl Control for ControlService {
                 .get()
                 .map(|m| m.lock().expect("mesh lock").mode.as_str().to_string())
                 .unwrap_or_default(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            commit: env!("SWARM_COMMIT").into(),
+            nodes: st.nodes.len() as u32,
+            managers: st
+                .nodes
+                .values()
+                .filter(|n| n.role == crate::types::NodeRole::Manager)
+                .count() as u32,
+            ca_expiry: st
+                .cluster
+                .as_ref()
+                .and_then(|c| crate::pki::not_after(&c.ca_cert_pem).ok())
+                .unwrap_or(0),
+            autolock: st.cluster.as_ref().is_some_and(|c| c.unlock_key.is_some()),
         }))
     }
 

@@ -41,6 +41,22 @@ pub fn short(id: &str) -> &str {
     &id[..id.len().min(12)]
 }
 
+/// A date in UTC, `2036-11-30`, from seconds since the epoch (the civil
+/// calendar from a day count, as in Hinnant's `civil_from_days`).
+pub fn utc_date(secs: i64) -> String {
+    let days = secs.div_euclid(86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}")
+}
+
 /// "3 seconds ago", "2 minutes ago": docker's human durations.
 pub fn ago(then: Millis, now: Millis) -> String {
     let secs = now.saturating_sub(then) / 1000;
@@ -87,6 +103,10 @@ mod tests {
     #[test]
     fn relative_times() {
         assert_eq!(ago(0, 500), "Less than a second ago");
+        assert_eq!(utc_date(0), "1970-01-01");
+        assert_eq!(utc_date(951_782_400), "2000-02-29");
+        assert_eq!(utc_date(2_095_372_800), "2036-05-26");
+        assert_eq!(utc_date(-86_400), "1969-12-31");
         assert_eq!(ago(0, 1_000), "1 second ago");
         assert_eq!(ago(0, 125_000), "2 minutes ago");
     }

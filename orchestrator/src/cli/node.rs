@@ -206,11 +206,14 @@ pub async fn info(host: &str, format: Option<Format>) -> Result<()> {
         .await
         .map_err(status_error)?
         .into_inner();
+    let ca_expiry = (i.ca_expiry > 0).then(|| super::format::utc_date(i.ca_expiry));
     if is_json(format) {
         json_lines(&[json!({
             "NodeID": i.node_id, "Hostname": i.hostname, "Swarm": i.swarm_state,
             "ClusterID": i.cluster_id, "IsLeader": i.is_leader, "AdvertiseAddr": i.advertise_addr,
-            "RaftTerm": i.raft_term, "Dataplane": i.dataplane,
+            "RaftTerm": i.raft_term, "Dataplane": i.dataplane, "ServerVersion": i.version,
+            "Nodes": i.nodes, "Managers": i.managers, "CAExpiry": ca_expiry,
+            "Autolock": i.autolock,
         })]);
     } else {
         println!(
@@ -219,16 +222,64 @@ pub async fn info(host: &str, format: Option<Format>) -> Result<()> {
         );
         if !i.cluster_id.is_empty() {
             println!(
-                "Cluster:   {}\nLeader:    {}\nAddress:   {}\nRaft term: {}",
-                i.cluster_id, i.is_leader, i.advertise_addr, i.raft_term
+                "Cluster:   {}\nLeader:    {}\nAddress:   {}\nRaft term: {}\nNodes:     {}\nManagers:  {}\nCA expiry: {}\nAutolock:  {}",
+                i.cluster_id,
+                i.is_leader,
+                i.advertise_addr,
+                i.raft_term,
+                i.nodes,
+                i.managers,
+                ca_expiry.as_deref().unwrap_or("unknown"),
+                i.autolock
             );
         }
         // Workers too run a data plane.
         if !i.dataplane.is_empty() {
             println!("Dataplane: {}", i.dataplane);
         }
+        println!("Version:   {} ({})", i.version, i.commit);
     }
     Ok(())
+}
+
+/// `swarm version`: this client's version and commit, then the daemon's
+/// with its data plane (or why the daemon could not be asked).
+pub async fn version(host: &str, format: Option<Format>) -> Result<()> {
+    let client = (env!("CARGO_PKG_VERSION"), env!("SWARM_COMMIT"));
+    let server = match connect(host).await {
+        Ok(mut c) => c
+            .info(pb::InfoRequest {})
+            .await
+            .map(|r| r.into_inner())
+            .map_err(status_error),
+        Err(e) => Err(e),
+    };
+    if is_json(format) {
+        let server = server.as_ref().ok().map(
+            |i| json!({"Version": i.version, "GitCommit": i.commit, "Dataplane": i.dataplane}),
+        );
+        json_lines(&[json!({
+            "Client": {"Version": client.0, "GitCommit": client.1},
+            "Server": server,
+        })]);
+    } else {
+        println!(
+            "Client:\n Version:    {}\n Git commit: {}",
+            client.0, client.1
+        );
+        if let Ok(i) = &server {
+            let dataplane = if i.dataplane.is_empty() {
+                "none (not in a swarm)"
+            } else {
+                &i.dataplane
+            };
+            println!(
+                "\nServer:\n Version:    {}\n Git commit: {}\n Data plane: {}",
+                i.version, i.commit, dataplane
+            );
+        }
+    }
+    server.map(drop)
 }
 
 pub async fn run(host: &str, cmd: NodeCmd) -> Result<()> {
