@@ -193,11 +193,22 @@ pub struct DaemonArgs {
     /// Where the XDP data plane pins its maps and links.
     #[arg(long, default_value = swarm_mesh::xdp::DEFAULT_PIN_DIR)]
     pub pin_dir: PathBuf,
+    /// Log lines as text, or as one JSON object per line (for log
+    /// collectors). `SWARM_LOG` sets the filter (`info`, `debug`, or per
+    /// module: `info,swarm_orchestrator::dispatcher=debug`).
+    #[arg(long, value_enum, default_value = "text")]
+    pub log_format: LogFormat,
     /// Where tasks' secret and config files are written, in a directory
     /// per node: a tmpfs (one is mounted there when it is not), which the
     /// Docker Engine must see too.
     #[arg(long, default_value = "/run/swarm/secrets")]
     pub secrets_dir: PathBuf,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]

@@ -65,7 +65,7 @@ pub fn run() -> std::process::ExitCode {
 async fn dispatch(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Cmd::Daemon(args) => {
-            init_logging();
+            init_logging(args.log_format);
             let hostname = match args.hostname {
                 Some(h) => h,
                 None => std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -158,15 +158,18 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-fn init_logging() {
+fn init_logging(format: cli::LogFormat) {
     // hickory-server logs every DNS query at info: at tens of thousands of
     // queries a second that logging alone would be the server's main cost.
     let filter = tracing_subscriber::EnvFilter::try_from_env("SWARM_LOG").unwrap_or_else(|_| {
         "info,openraft=warn,netlink_packet_route=error,hickory_server=warn,hickory_proto=warn"
             .into()
     });
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    let logs = tracing_subscriber::fmt().with_env_filter(filter);
+    match format {
+        cli::LogFormat::Json => logs.json().init(),
+        cli::LogFormat::Text => logs
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+    }
 }

@@ -635,3 +635,45 @@ fn version_names_client_and_daemon_and_info_counts_the_swarm() {
     assert!(expiry.len() == 10 && year >= 2030, "{i}");
     assert!(i["Autolock"].is_boolean(), "{i}");
 }
+
+#[test]
+fn the_daemon_logs_one_json_object_per_line_when_asked() {
+    require_lab_prerequisites();
+    let dir = std::env::temp_dir().join(unique("jsonlog"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let sock = dir.join("swarm.sock");
+    let out = std::fs::File::create(dir.join("out")).unwrap();
+    let mut daemon = std::process::Command::new(swarm_bin())
+        .args(["daemon", "--log-format", "json", "--data-dir"])
+        .arg(dir.join("data"))
+        .arg("--socket")
+        .arg(&sock)
+        .stdout(out.try_clone().unwrap())
+        .stderr(out)
+        .spawn()
+        .unwrap();
+    // It logs as it opens its control socket.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let listening = loop {
+        let text = std::fs::read_to_string(dir.join("out")).unwrap_or_default();
+        if text.contains("control API listening") || std::time::Instant::now() > deadline {
+            break text;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+    let lines: Vec<&str> = listening.lines().filter(|l| !l.is_empty()).collect();
+    assert!(!lines.is_empty(), "no log lines");
+    for l in &lines {
+        let v: Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l:?}"));
+        assert!(v["level"].is_string() && v["timestamp"].is_string(), "{l}");
+    }
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("\"message\":\"control API listening\"")),
+        "{listening}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
