@@ -3,6 +3,7 @@
 pub mod autolock;
 pub mod ca;
 pub mod docs;
+pub mod filter;
 pub mod format;
 pub mod health;
 pub mod mesh;

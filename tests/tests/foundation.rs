@@ -677,3 +677,92 @@ fn the_daemon_logs_one_json_object_per_line_when_asked() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn filters_pick_services_nodes_and_tasks_as_docker_s_do() {
+    let _lab = single_node_swarm();
+    let web = unique("flt-web");
+    let db = unique("flt-db");
+    swarm(&[
+        "service",
+        "create",
+        "--name",
+        &web,
+        "--replicas",
+        "2",
+        "--label",
+        "tier=front",
+        "swarm/whoami",
+    ])
+    .ok();
+    swarm(&[
+        "service",
+        "create",
+        "--name",
+        &db,
+        "--mode",
+        "global",
+        "swarm/whoami",
+    ])
+    .ok();
+    let names = |args: &[&str]| -> Vec<String> {
+        let mut a = vec!["service", "ls", "--format", "json"];
+        a.extend_from_slice(args);
+        swarm(&a)
+            .ok()
+            .json_lines()
+            .iter()
+            .map(|s| s["Name"].as_str().unwrap().to_string())
+            .filter(|n| n == &web || n == &db)
+            .collect()
+    };
+    assert_eq!(names(&["--filter", &format!("name={web}")]), [web.clone()]);
+    // A prefix, as docker matches names; two values of one key are either.
+    assert_eq!(
+        names(&["-f", "name=flt-", "-f", "mode=global"]),
+        [db.clone()]
+    );
+    assert_eq!(
+        names(&["-f", &format!("name={web}"), "-f", &format!("name={db}")]).len(),
+        2
+    );
+    assert_eq!(names(&["-f", "label=tier=front"]), [web.clone()]);
+    assert!(names(&["-f", "label=tier=back"]).is_empty());
+
+    let me = swarm(&["node", "ls", "-q"]).ok().stdout;
+    assert_eq!(
+        swarm(&["node", "ls", "-q", "-f", "role=manager"])
+            .ok()
+            .stdout,
+        me
+    );
+    assert_eq!(
+        swarm(&["node", "ls", "-q", "-f", "role=worker"])
+            .ok()
+            .stdout,
+        ""
+    );
+
+    let running = swarm(&["service", "ps", &web, "-q", "-f", "desired-state=running"])
+        .ok()
+        .stdout;
+    assert_eq!(running.lines().count(), 2, "{running}");
+    let one = swarm(&[
+        "service",
+        "ps",
+        &web,
+        "--format",
+        "json",
+        "-f",
+        &format!("name={web}.1"),
+    ])
+    .ok();
+    let rows = one.json_lines();
+    assert_eq!(rows.len(), 1, "{}", one.stdout);
+    assert_eq!(rows[0]["Name"], format!("{web}.1").as_str());
+
+    let bad = swarm(&["service", "ls", "-f", "colour=red"]);
+    assert_ne!(bad.code, 0);
+    assert!(bad.stderr.contains("invalid filter 'colour'"), "{bad:?}");
+    swarm(&["service", "rm", &web, &db]).ok();
+}

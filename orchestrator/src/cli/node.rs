@@ -21,6 +21,10 @@ pub enum NodeCmd {
         quiet: bool,
         #[arg(long, value_enum)]
         format: Option<Format>,
+        /// Filter output (id, label, membership, name, role), as
+        /// KEY=VALUE; repeatable.
+        #[arg(short = 'f', long = "filter")]
+        filter: Vec<String>,
     },
     /// Display detailed information on one or more nodes ("self" is this node).
     Inspect {
@@ -316,13 +320,19 @@ pub async fn run(host: &str, cmd: NodeCmd) -> Result<()> {
                 println!("{node}");
             }
         }
-        NodeCmd::Ls { quiet, format } => {
+        NodeCmd::Ls {
+            quiet,
+            format,
+            filter,
+        } => {
+            let filters = super::filter::Filters::parse(&filter, super::filter::NODE_KEYS)?;
             let me = c
                 .info(pb::InfoRequest {})
                 .await
                 .map_err(status_error)?
                 .into_inner();
-            let nodes = fetch_nodes(&mut c).await?;
+            let mut nodes = fetch_nodes(&mut c).await?;
+            nodes.retain(|n| super::filter::node(&filters, n));
             if quiet {
                 nodes.iter().for_each(|n| println!("{}", n.id));
                 return Ok(());

@@ -29,6 +29,9 @@ pub enum ServiceCmd {
         quiet: bool,
         #[arg(long, value_enum)]
         format: Option<Format>,
+        /// Filter output (id, label, mode, name), as KEY=VALUE; repeatable.
+        #[arg(short = 'f', long = "filter")]
+        filter: Vec<String>,
     },
     /// List the tasks of one or more services.
     Ps {
@@ -283,7 +286,11 @@ pub async fn run(host: &str, cmd: ServiceCmd) -> Result<()> {
     let mut c = connect(host).await?;
     match cmd {
         ServiceCmd::Create(args) => create(&mut c, *args).await,
-        ServiceCmd::Ls { quiet, format } => ls(&mut c, quiet, format, None).await,
+        ServiceCmd::Ls {
+            quiet,
+            format,
+            filter,
+        } => ls(&mut c, quiet, format, &filter, None).await,
         ServiceCmd::Ps { services, out } => ps(&mut c, &services, out).await,
         ServiceCmd::Inspect {
             services,
@@ -444,8 +451,10 @@ pub async fn ls(
     c: &mut Client,
     quiet: bool,
     format: Option<Format>,
+    filter: &[String],
     stack: Option<&str>,
 ) -> Result<()> {
+    let filters = super::filter::Filters::parse(filter, super::filter::SERVICE_KEYS)?;
     let services = match stack {
         Some(stack) => {
             let services = super::stack::fetch_stack_services(c, stack).await?;
@@ -463,7 +472,10 @@ pub async fn ls(
     };
     let tasks = fetch_tasks(c, "").await?;
     let mut rows = Vec::new();
-    for s in &services {
+    for s in services
+        .iter()
+        .filter(|s| super::filter::service(&filters, s))
+    {
         let mine = tasks.iter().filter(|t| t.service_id == s.id);
         let running = mine
             .clone()

@@ -54,6 +54,9 @@ pub enum StackCmd {
         quiet: bool,
         #[arg(long, value_enum)]
         format: Option<Format>,
+        /// Filter output (id, label, mode, name), as KEY=VALUE; repeatable.
+        #[arg(short = 'f', long = "filter")]
+        filter: Vec<String>,
     },
     /// Remove one or more stacks.
     Rm {
@@ -93,9 +96,10 @@ pub async fn run(host: &str, cmd: StackCmd) -> Result<()> {
             stack,
             quiet,
             format,
+            filter,
         } => {
             let mut c = connect(host).await?;
-            super::service::ls(&mut c, quiet, format, Some(&stack)).await
+            super::service::ls(&mut c, quiet, format, &filter, Some(&stack)).await
         }
         StackCmd::Rm { stacks } => rm(host, &stacks).await,
     }

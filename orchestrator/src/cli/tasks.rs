@@ -10,7 +10,7 @@ use serde_json::json;
 use std::collections::HashMap;
 
 /// The output flags `service ps` and `node ps` share.
-#[derive(Args, Debug, Clone, Copy)]
+#[derive(Args, Debug, Clone)]
 pub struct TableArgs {
     #[arg(long)]
     pub no_trunc: bool,
@@ -18,6 +18,10 @@ pub struct TableArgs {
     pub quiet: bool,
     #[arg(long, value_enum)]
     pub format: Option<Format>,
+    /// Filter output (desired-state, id, name, node), as KEY=VALUE;
+    /// repeatable.
+    #[arg(short = 'f', long = "filter")]
+    pub filter: Vec<String>,
 }
 
 /// `service ps` and `node ps` output. `nodes` maps node IDs to hostnames.
@@ -30,7 +34,10 @@ pub fn print_tasks(
         no_trunc,
         quiet,
         format,
+        filter,
     } = out;
+    let filters = super::filter::Filters::parse(&filter, super::filter::TASK_KEYS)?;
+    tasks.retain(|t| super::filter::task(&filters, t, nodes));
     // Slot by slot; within a slot the newest task first, older ones as history.
     tasks.sort_by(|a, b| {
         (
