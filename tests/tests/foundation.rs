@@ -716,17 +716,20 @@ fn filters_pick_services_nodes_and_tasks_as_docker_s_do() {
             .filter(|n| n == &web || n == &db)
             .collect()
     };
-    assert_eq!(names(&["--filter", &format!("name={web}")]), [web.clone()]);
+    assert_eq!(
+        names(&["--filter", &format!("name={web}")]),
+        vec![web.as_str()]
+    );
     // A prefix, as docker matches names; two values of one key are either.
     assert_eq!(
         names(&["-f", "name=flt-", "-f", "mode=global"]),
-        [db.clone()]
+        vec![db.as_str()]
     );
     assert_eq!(
         names(&["-f", &format!("name={web}"), "-f", &format!("name={db}")]).len(),
         2
     );
-    assert_eq!(names(&["-f", "label=tier=front"]), [web.clone()]);
+    assert_eq!(names(&["-f", "label=tier=front"]), vec![web.as_str()]);
     assert!(names(&["-f", "label=tier=back"]).is_empty());
 
     let me = swarm(&["node", "ls", "-q"]).ok().stdout;
