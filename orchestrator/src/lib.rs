@@ -7,6 +7,11 @@
 // demand; our helpers return them as-is rather than boxing and unboxing.
 #![allow(clippy::result_large_err)]
 
+/// This build's version, and the commit it was built from (`build.rs`):
+/// what `swarm version` reports for the client and the daemon alike.
+pub(crate) const VERSION: &str = env!("CARGO_PKG_VERSION");
+pub(crate) const COMMIT: &str = env!("SWARM_COMMIT");
+
 mod agent;
 mod api;
 mod bench;

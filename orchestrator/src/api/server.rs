@@ -186,8 +186,8 @@ impl Control for ControlService {
                 .get()
                 .map(|m| m.lock().expect("mesh lock").mode.as_str().to_string())
                 .unwrap_or_default(),
-            version: env!("CARGO_PKG_VERSION").into(),
-            commit: env!("SWARM_COMMIT").into(),
+            version: crate::VERSION.into(),
+            commit: crate::COMMIT.into(),
             nodes: st.nodes.len() as u32,
             managers: st
                 .nodes

@@ -249,15 +249,13 @@ pub async fn info(host: &str, format: Option<Format>) -> Result<()> {
 /// `swarm version`: this client's version and commit, then the daemon's
 /// with its data plane (or why the daemon could not be asked).
 pub async fn version(host: &str, format: Option<Format>) -> Result<()> {
-    let client = (env!("CARGO_PKG_VERSION"), env!("SWARM_COMMIT"));
-    let server = match connect(host).await {
-        Ok(mut c) => c
-            .info(pb::InfoRequest {})
-            .await
-            .map(|r| r.into_inner())
-            .map_err(status_error),
-        Err(e) => Err(e),
-    };
+    let client = (crate::VERSION, crate::COMMIT);
+    let server = async {
+        let mut c = connect(host).await?;
+        let info = c.info(pb::InfoRequest {}).await.map_err(status_error)?;
+        anyhow::Ok(info.into_inner())
+    }
+    .await;
     if is_json(format) {
         let server = server.as_ref().ok().map(
             |i| json!({"Version": i.version, "GitCommit": i.commit, "Dataplane": i.dataplane}),
