@@ -552,10 +552,30 @@ fn a_bad_update_rolls_back_by_itself_and_port_8000_never_fails_a_request() {
     assert!(answered >= 5, "the client kept asking: {answered}");
     assert!(
         failed.is_empty(),
-        "{} of {} requests failed: {failed:?}",
+        "{} of {} requests failed: {failed:?}\nnginx's errors:\n{}",
         failed.len(),
-        answered + failed.len()
+        answered + failed.len(),
+        proxy_errors()
     );
+}
+
+/// What the tutorial's nginx tasks logged other than answered requests: on
+/// a failed request, this says whether `web` did not resolve or refused.
+fn proxy_errors() -> String {
+    containers(&["com.docker.swarm.service.name=demo_nginx"], false)
+        .iter()
+        .map(|id| {
+            let logs = run(std::process::Command::new("docker").args(["logs", id]));
+            let lines: Vec<&str> = logs
+                .stdout
+                .lines()
+                .chain(logs.stderr.lines())
+                .filter(|l| !l.contains("\" 200 "))
+                .collect();
+            format!("{}:\n{}", &id[..12], lines.join("\n"))
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 #[test]
