@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Builds the container images that tests and the demo need, with no registry:
+# Builds the container images that tests and the demo need, with no registry
+# (the pause image is not among them: the daemon carries it, agent/pause.rs):
 #
-#   swarm/pause:latest                      static Rust binary (images/pause), the task sandbox
 #   swarm/whoami:latest                     static Rust binary (images/whoami), a test server
 #   redis:latest                            Debian redis-server
 #   lsapan/docker-swarm-demo-web:latest     Debian python3 + Flask app (images/web)
@@ -18,7 +18,7 @@
 # loopback addresses inside containers' own network namespaces.
 #
 # Usage: scripts/images.sh [--only NAME...] [--force] [--verify | --no-verify]
-#   NAME is one of: pause whoami redis web nginx (or the image's full tag)
+#   NAME is one of: whoami redis web nginx (or the image's full tag)
 #   --force       rebuild even when the recipe label matches
 #   --verify      also check images that were cached (default: only new ones)
 #   --no-verify   skip all checks
@@ -30,9 +30,8 @@ set -euo pipefail
 # shellcheck source=scripts/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-ALL_IMAGES=(pause whoami redis web nginx)
+ALL_IMAGES=(whoami redis web nginx)
 declare -A TAG=(
-    [pause]=swarm/pause:latest
     [whoami]=swarm/whoami:latest
     [redis]=redis:latest
     [web]=lsapan/docker-swarm-demo-web:latest
@@ -218,8 +217,6 @@ static_image() {
     import_tarball "$tmp/rootfs.tar" "$tag" "$hash" "$@"
 }
 
-no_files() { :; }
-
 # A Debian minbase rootfs with extra packages, made by mmdebstrap from the
 # host's apt sources, then imported.
 # Args: tag hash packages(comma-separated) hooks-array-name [docker-changes...]
@@ -275,17 +272,11 @@ put_file() { # src dst mode
 # helper functions and repo files (relative paths or globs) it depends on.
 
 declare -A RECIPE_DEPS=(
-    [pause]="import_tarball static_image no_files BIN:swarm-pause"
     [whoami]="import_tarball static_image whoami_files BIN:swarm-whoami"
     [redis]="import_tarball debian_image DEBIAN"
     [web]="import_tarball debian_image put_file DEBIAN images/web/*"
     [nginx]="import_tarball debian_image put_file DEBIAN images/nginx/*"
 )
-
-build_pause() {
-    static_image "$1" "$2" "$BIN_DIR/swarm-pause" pause no_files \
-        'ENTRYPOINT ["/pause"]'
-}
 
 whoami_files() {
     local root=$1
@@ -375,20 +366,6 @@ in_netns_retry() {
         sleep 0.1
     done
     nsenter -t "$pid" -n "$@"
-}
-
-verify_pause() {
-    local c t0 code
-    c=$(vname pause)
-    docker run -d --name "$c" --network none "${TAG[pause]}" >/dev/null
-    sleep 0.3
-    [[ $(docker inspect -f '{{.State.Running}}' "$c") == true ]] || die "pause: not running"
-    t0=$(now)
-    docker stop -t 10 "$c" >/dev/null
-    code=$(docker inspect -f '{{.State.ExitCode}}' "$c")
-    [[ $code == 0 ]] || die "pause: exit code $code after SIGTERM (want 0)"
-    docker rm "$c" >/dev/null
-    CHECK="stops on SIGTERM with exit code 0 in $(elapsed "$t0")"
 }
 
 verify_whoami() {
@@ -500,12 +477,12 @@ build_binaries() {
         PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
     fi
     have cargo || die "cargo not found; run scripts/setup.sh"
-    log "cargo build (static) swarm-pause swarm-whoami"
+    log "cargo build (static) swarm-whoami"
     (
         cd "$REPO_ROOT"
         RUSTFLAGS="-C target-feature=+crt-static" CARGO_TARGET_DIR="$REPO_ROOT/target/images" \
-            cargo build -q --release --target "$RUST_TARGET" -p swarm-pause -p swarm-whoami
-    ) || die "cargo build of swarm-pause/swarm-whoami failed (if another workspace member's manifest is broken, cargo cannot even resolve -p)"
+            cargo build -q --release --target "$RUST_TARGET" -p swarm-whoami
+    ) || die "cargo build of swarm-whoami failed (if another workspace member's manifest is broken, cargo cannot even resolve -p)"
 }
 
 main() {
@@ -559,7 +536,7 @@ main() {
     t_all=$(now)
     for name in "${selected[@]}"; do
         case $name in
-        pause | whoami) needs_bins=1 ;;
+        whoami) needs_bins=1 ;;
         *) needs_debian=1 ;;
         esac
     done

@@ -9,6 +9,7 @@ pub mod exec;
 pub mod mesh;
 pub mod network;
 pub mod options;
+pub mod pause;
 pub mod secrets;
 pub mod session;
 

@@ -185,7 +185,9 @@ pub struct DaemonArgs {
     #[arg(long, default_value = "172.18.0.0/16")]
     pub gateway_subnet: ipnet::Ipv4Net,
     /// Image of the container that holds each task's network namespace.
-    #[arg(long, default_value = "swarm/pause:latest")]
+    /// The default is carried in this binary and imported into Docker
+    /// when missing; another is used as it is.
+    #[arg(long, default_value = crate::agent::pause::DEFAULT_IMAGE)]
     pub pause_image: String,
     /// The routing mesh and VIP load balancer: BPF programs (xdp), or nat
     /// rules (iptables). xdp falls back to iptables where BPF is unavailable.

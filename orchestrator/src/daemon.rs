@@ -551,6 +551,11 @@ async fn run_generation(
     tracing::info!(node_id = %identity.node_id, raft_id = identity.raft_id, data_dir = %data_dir.display(), "starting swarm daemon");
 
     let engine = Engine::connect(&identity.node_id, &data_dir.display().to_string()).await?;
+    // Now rather than at the first task, so a fault shows at start; the
+    // agent checks again per task (the image may be removed meanwhile).
+    if let Err(e) = crate::agent::pause::ensure(&engine, &config.pause_image).await {
+        tracing::warn!("{e}: tasks cannot start on this node until it is fixed");
+    }
     let store = Store::open(&data_dir, identity.raft_id).await?;
     let stop = CancellationToken::new();
     let known: Vec<String> = std::fs::read(data_dir.join("managers.json"))

@@ -149,13 +149,12 @@ pub fn require_lab_prerequisites() {
         swarm_bin().exists(),
         "build it: cargo build -p swarm-orchestrator",
     );
-    for img in ["swarm/pause:latest", "swarm/whoami:latest"] {
-        require(
-            img,
-            docker(&["image", "inspect", img]).code == 0,
-            "build the images: scripts/images.sh",
-        );
-    }
+    // Not the pause image: the daemon imports the one it carries.
+    require(
+        "swarm/whoami:latest",
+        docker(&["image", "inspect", "swarm/whoami:latest"]).code == 0,
+        "build the images: scripts/images.sh",
+    );
 }
 
 static LAB: OnceLock<()> = OnceLock::new();

@@ -769,3 +769,59 @@ fn filters_pick_services_nodes_and_tasks_as_docker_s_do() {
     assert!(bad.stderr.contains("invalid filter 'colour'"), "{bad:?}");
     swarm(&["service", "rm", &web, &db]).ok();
 }
+
+/// The pause image's digest label and entrypoint, or None when Docker
+/// has no such image.
+fn pause_image_digest() -> Option<String> {
+    let r = docker(&[
+        "image",
+        "inspect",
+        "-f",
+        "{{index .Config.Labels \"swarm.pause.digest\"}} {{json .Config.Entrypoint}}",
+        "swarm/pause:latest",
+    ]);
+    (r.code == 0).then(|| r.stdout.trim().to_string())
+}
+
+#[test]
+fn the_daemon_imports_the_pause_image_it_carries_when_docker_lacks_it_or_has_another() {
+    let _lab = single_node_swarm();
+    let carried = pause_image_digest().expect("imported when the lab's daemon started");
+    let (digest, entrypoint) = carried.split_once(' ').unwrap();
+    assert!(
+        digest.len() == 64 && digest.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{carried}"
+    );
+    assert_eq!(entrypoint, r#"["/pause"]"#);
+
+    // Removed (running sandboxes keep their image, only the name goes):
+    // the next task brings it back.
+    docker(&["rmi", "-f", "swarm/pause:latest"]).ok();
+    assert_eq!(pause_image_digest(), None);
+    let name = unique("pause");
+    swarm(&["service", "create", "--name", &name, "swarm/whoami"]).ok();
+    assert_eq!(running_tasks(&name).len(), 1);
+    assert_eq!(pause_image_digest().as_deref(), Some(carried.as_str()));
+
+    // Another image under the name (an older build's, say) is replaced.
+    docker(&["tag", "swarm/whoami:latest", "swarm/pause:latest"]).ok();
+    swarm(&["service", "scale", &format!("{name}=2")]).ok();
+    wait_for("the second task to run", CONVERGE, || {
+        (running_tasks(&name).len() == 2).then_some(())
+    });
+    assert_eq!(pause_image_digest().as_deref(), Some(carried.as_str()));
+
+    // It does what PID 1 must: ends on SIGTERM, with exit code 0 (ignoring
+    // it would mean SIGKILL after the stop timeout: 137).
+    let c = docker(&["run", "-d", "--network", "none", "swarm/pause:latest"])
+        .ok()
+        .stdout;
+    let c = c.trim();
+    docker(&["stop", "-t", "30", c]).ok();
+    let code = docker(&["inspect", "-f", "{{.State.ExitCode}}", c])
+        .ok()
+        .stdout;
+    docker(&["rm", c]).ok();
+    assert_eq!(code.trim(), "0");
+    swarm(&["service", "rm", &name]).ok();
+}

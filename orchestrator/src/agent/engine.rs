@@ -64,6 +64,38 @@ pub fn split_tag(image: &str) -> (&str, &str) {
     }
 }
 
+/// Follow an image pull or import to its end: Docker reports failures in
+/// the stream as well as in the status code.
+async fn drain(
+    mut stream: impl futures::Stream<Item = Result<bollard::models::CreateImageInfo, bollard::errors::Error>>
+        + Unpin,
+    mut progress: impl FnMut(String),
+) -> Result<(), String> {
+    use futures::StreamExt;
+    while let Some(item) = stream.next().await {
+        match item {
+            Ok(info) => {
+                if let Some(err) = info.error {
+                    return Err(err);
+                }
+                let line = [info.status, info.progress]
+                    .into_iter()
+                    .flatten()
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                if !line.is_empty() {
+                    progress(line);
+                }
+            }
+            Err(bollard::errors::Error::DockerResponseServerError { message, .. }) => {
+                return Err(message)
+            }
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+    Ok(())
+}
+
 /// A running container's healthcheck state, from the container list's
 /// status text (`Up 5 seconds (health: starting)`): no inspect per task.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -218,47 +250,50 @@ impl Engine {
     /// Pull `image` from its registry, calling `progress` with Docker's
     /// status lines (`Downloading [==>   ] 1.2MB/3.4MB`) as they come.
     /// Docker's message when the pull fails.
-    pub async fn pull(&self, image: &str, mut progress: impl FnMut(String)) -> Result<(), String> {
+    pub async fn pull(&self, image: &str, progress: impl FnMut(String)) -> Result<(), String> {
         use bollard::image::CreateImageOptions;
-        use futures::StreamExt;
         let (name, tag) = split_tag(image);
         let opts = CreateImageOptions {
             from_image: name,
             tag,
             ..Default::default()
         };
-        let mut stream = self.docker.create_image(Some(opts), None, None);
-        while let Some(item) = stream.next().await {
-            match item {
-                Ok(info) => {
-                    if let Some(err) = info.error {
-                        return Err(err);
-                    }
-                    let line = [info.status, info.progress]
-                        .into_iter()
-                        .flatten()
-                        .collect::<Vec<_>>()
-                        .join(" ");
-                    if !line.is_empty() {
-                        progress(line);
-                    }
-                }
-                Err(bollard::errors::Error::DockerResponseServerError { message, .. }) => {
-                    return Err(message)
-                }
-                Err(e) => return Err(e.to_string()),
-            }
+        drain(self.docker.create_image(Some(opts), None, None), progress).await
+    }
+
+    /// Import a root filesystem (a tar) as image `image`, with Dockerfile
+    /// instructions (`ENTRYPOINT`, `LABEL`) applied, as `docker import` does.
+    pub async fn import(
+        &self,
+        image: &str,
+        rootfs: Vec<u8>,
+        changes: &[&str],
+    ) -> Result<(), String> {
+        use bollard::image::CreateImageOptions;
+        let (repo, tag) = split_tag(image);
+        let opts = CreateImageOptions {
+            from_src: "-",
+            repo,
+            tag,
+            changes: changes.to_vec(),
+            ..Default::default()
+        };
+        let body = Some(rootfs.into());
+        drain(self.docker.create_image(Some(opts), body, None), |_| {}).await
+    }
+
+    /// A local image's labels; Docker's message if it is missing.
+    pub async fn image_labels(&self, image: &str) -> Result<HashMap<String, String>, String> {
+        match self.docker.inspect_image(image).await {
+            Ok(i) => Ok(i.config.and_then(|c| c.labels).unwrap_or_default()),
+            Err(bollard::errors::Error::DockerResponseServerError { message, .. }) => Err(message),
+            Err(e) => Err(e.to_string()),
         }
-        Ok(())
     }
 
     /// Whether the image is present locally; Docker's message if not.
     pub async fn check_image(&self, image: &str) -> Result<(), String> {
-        match self.docker.inspect_image(image).await {
-            Ok(_) => Ok(()),
-            Err(bollard::errors::Error::DockerResponseServerError { message, .. }) => Err(message),
-            Err(e) => Err(e.to_string()),
-        }
+        self.image_labels(image).await.map(|_| ())
     }
 
     /// Create and start the pause container, returning its ID and PID.

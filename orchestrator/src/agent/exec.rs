@@ -47,8 +47,7 @@ impl Controller<'_> {
         if agent.engine.check_image(&task.spec.image).await.is_err() {
             self.pull().await?;
         }
-        if let Err(msg) = agent.engine.check_image(&agent.pause_image).await {
-            let err = format!("{msg} (the pause image is built by scripts/images.sh)");
+        if let Err(err) = super::pause::ensure(&agent.engine, &agent.pause_image).await {
             return Err(rejected("preparing failed", err));
         }
         let missing = Networks::missing(task, self.view);
