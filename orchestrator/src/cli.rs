@@ -14,6 +14,7 @@ pub mod secret;
 pub mod service;
 pub mod stack;
 pub mod tasks;
+pub mod template;
 pub mod update;
 
 use crate::api::client::DEFAULT_HOST;
@@ -100,12 +101,12 @@ pub enum Cmd {
     },
     /// Show the client's and the daemon's versions and the data plane.
     Version {
-        #[arg(long, value_enum)]
+        #[arg(long, value_parser = Format::parse, help = FORMAT_HELP)]
         format: Option<Format>,
     },
     /// Show this daemon's node and swarm status.
     Info {
-        #[arg(long, value_enum)]
+        #[arg(long, value_parser = Format::parse, help = FORMAT_HELP)]
         format: Option<Format>,
     },
     /// Manage services.
@@ -143,7 +144,7 @@ pub enum Cmd {
     /// Check this host for what the daemon needs: kernel, BPF, capabilities,
     /// iptables, forwarding, ports and Docker (ok, warn or fail, with the fix).
     Check {
-        #[arg(long, value_enum)]
+        #[arg(long, value_parser = Format::parse, help = FORMAT_HELP)]
         format: Option<Format>,
         /// The address the daemon will advertise: its interface is probed
         /// for native XDP (default: the default route's interface).
@@ -214,10 +215,27 @@ pub enum LogFormat {
     Json,
 }
 
-#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Format {
-    Table,
-    Json,
+pub use template::Format;
+
+/// `--format`'s help, the same on every command that takes it.
+pub const FORMAT_HELP: &str = "Output: table, json, or a Go template \
+    ('{{.Name}}', 'table {{.ID}}\\t{{.Name}}'; the fields are those json prints)";
+
+/// Print `items` (the objects `--format json` prints) as `format` asks;
+/// `table` is the command's own table.
+pub fn print_items<T: serde::Serialize>(
+    format: &Option<Format>,
+    items: &[T],
+    table: impl FnOnce(),
+) -> anyhow::Result<()> {
+    match format {
+        Some(Format::Json) => format::json_lines(items),
+        Some(Format::Template { source, table }) => {
+            print!("{}", template::render(source, *table, &values(items)?)?)
+        }
+        None | Some(Format::Table) => table(),
+    }
+    Ok(())
 }
 
 /// clap adapter for `format::parse_duration`.
@@ -225,6 +243,25 @@ pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     format::parse_duration(s).map_err(|e| e.to_string())
 }
 
-pub fn is_json(f: Option<Format>) -> bool {
-    f == Some(Format::Json)
+/// Print what `inspect` found: the objects as a JSON array, or a template's
+/// line per object.
+pub fn print_inspected<T: serde::Serialize>(
+    format: &Option<Format>,
+    items: &[T],
+) -> anyhow::Result<()> {
+    match format {
+        Some(Format::Template { source, .. }) => {
+            print!("{}", template::render_inspected(source, &values(items)?)?)
+        }
+        _ => println!("{}", serde_json::to_string_pretty(items)?),
+    }
+    Ok(())
+}
+
+fn values<T: serde::Serialize>(items: &[T]) -> serde_json::Result<Vec<serde_json::Value>> {
+    items.iter().map(serde_json::to_value).collect()
+}
+
+pub fn is_json(f: &Option<Format>) -> bool {
+    *f == Some(Format::Json)
 }

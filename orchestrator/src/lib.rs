@@ -22,6 +22,11 @@ mod daemon;
 mod dispatcher;
 mod files;
 pub mod fuzz;
+/// `--format`'s template engine, for the tests that hold it against
+/// docker's own.
+pub mod template {
+    pub use crate::cli::template::{render, render_inspected, Format};
+}
 mod keyring;
 mod limits;
 mod manager;
@@ -143,10 +148,9 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 daemon_socket: cli.host.strip_prefix("unix://").map(Into::into),
             };
             let items = preflight::run(&host).await;
-            if cli::is_json(format) {
-                println!("{}", serde_json::to_string_pretty(&items)?);
-            } else {
-                print!("{}", preflight::render(&items));
+            match format {
+                None | Some(cli::Format::Table) => print!("{}", preflight::render(&items)),
+                _ => cli::print_inspected(&format, &items)?,
             }
             if preflight::worst(&items) == preflight::Level::Fail {
                 anyhow::bail!(

@@ -679,7 +679,7 @@ fn the_daemon_logs_one_json_object_per_line_when_asked() {
 }
 
 #[test]
-fn filters_pick_services_nodes_and_tasks_as_docker_s_do() {
+fn filters_pick_and_templates_print_services_nodes_and_tasks_as_docker_s_do() {
     let _lab = single_node_swarm();
     let web = unique("flt-web");
     let db = unique("flt-db");
@@ -767,6 +767,48 @@ fn filters_pick_services_nodes_and_tasks_as_docker_s_do() {
     let bad = swarm(&["service", "ls", "-f", "colour=red"]);
     assert_ne!(bad.code, 0);
     assert!(bad.stderr.contains("invalid filter 'colour'"), "{bad:?}");
+
+    // Go templates, as docker takes them (tests/tests/format.rs holds the
+    // engine against docker's own).
+    let line = swarm(&[
+        "service",
+        "ls",
+        "-f",
+        &format!("name={web}"),
+        "--format",
+        "{{.Name}} {{.Mode}} {{.Replicas}} {{.Image | upper}}",
+    ])
+    .ok()
+    .stdout;
+    assert_eq!(line, format!("{web} replicated 2/2 SWARM/WHOAMI\n"));
+    let table = swarm(&[
+        "service",
+        "ps",
+        &web,
+        "-f",
+        "desired-state=running",
+        "--format",
+        r"table {{.Name}}\t{{.DesiredState}}",
+    ])
+    .ok()
+    .stdout;
+    let width = web.len() + 2 + 3;
+    let expected = format!(
+        "{:<width$}DESIRED STATE\n{web}.1{:<3}Running\n{web}.2{:<3}Running\n",
+        "NAME", "", ""
+    );
+    assert_eq!(table, expected);
+    let inspected = swarm(&["service", "inspect", &web, "--format", "{{.spec.name}}"])
+        .ok()
+        .stdout;
+    assert_eq!(inspected, format!("{web}\n"));
+    let typo = swarm(&["service", "ls", "--format", "{{.Nmae}}"]);
+    assert!(typo.code != 0 && typo.stderr.contains("Nmae"), "{typo:?}");
+    let broken = swarm(&["node", "ls", "--format", "{{.Hostname"]);
+    assert!(
+        broken.code != 0 && broken.stderr.contains("--format"),
+        "{broken:?}"
+    );
     swarm(&["service", "rm", &web, &db]).ok();
 }
 

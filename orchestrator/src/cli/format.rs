@@ -1,32 +1,44 @@
 //! Output helpers shared by the CLI commands: docker-style tables, relative
-//! times, durations, and JSON lines for `--format json`.
+//! times, durations, and JSON lines for `--format json` (templates are in
+//! `template.rs`).
 
 use crate::types::Millis;
 use anyhow::{bail, Result};
 
-/// Print rows as a left-aligned table with docker's three-space gutters.
+/// Print rows as a left-aligned table, as docker prints its own.
 pub fn table(header: &[&str], rows: &[Vec<String>]) {
-    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    let mut all = vec![header.iter().map(|h| h.to_string()).collect()];
+    all.extend(rows.iter().cloned());
+    print!("{}", tabulate(&all));
+}
+
+/// Cells aligned as docker's tabwriter aligns them (minimum width 10,
+/// padding 3): every cell but a line's last is padded to its column's
+/// width; a line ends without trailing blanks.
+pub fn tabulate(rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = Vec::new();
     for row in rows {
-        for (i, cell) in row.iter().enumerate() {
-            widths[i] = widths[i].max(cell.chars().count());
+        for (i, cell) in row.iter().enumerate().take(row.len().saturating_sub(1)) {
+            if widths.len() <= i {
+                widths.push(0);
+            }
+            widths[i] = widths[i].max((cell.chars().count() + 3).max(10));
         }
     }
-    let line = |cells: Vec<&str>| {
-        let mut out = String::new();
-        for (i, c) in cells.iter().enumerate() {
-            if i + 1 == cells.len() {
-                out.push_str(c);
+    let mut out = String::new();
+    for row in rows {
+        let mut line = String::new();
+        for (i, cell) in row.iter().enumerate() {
+            if i + 1 == row.len() {
+                line.push_str(cell);
             } else {
-                out.push_str(&format!("{:<w$}   ", c, w = widths[i]));
+                line.push_str(&format!("{cell:<w$}", w = widths[i]));
             }
         }
-        println!("{}", out.trim_end());
-    };
-    line(header.to_vec());
-    for row in rows {
-        line(row.iter().map(String::as_str).collect());
+        out.push_str(line.trim_end());
+        out.push('\n');
     }
+    out
 }
 
 /// Print each value as one JSON document per line, as `docker --format json` does.

@@ -98,7 +98,7 @@ pub enum MeshCmd {
     Dump {
         #[arg(long)]
         json: bool,
-        #[arg(long, value_enum)]
+        #[arg(long, value_parser = super::Format::parse, help = super::FORMAT_HELP)]
         format: Option<super::Format>,
         /// Read the data plane directly instead of asking the daemon.
         #[arg(long)]
@@ -187,7 +187,9 @@ pub async fn run(host: &str, cmd: MeshCmd) -> Result<()> {
                     .map_err(crate::api::client::status_error)?;
                 serde_json::from_str(&resp.into_inner().dump_json)?
             };
-            if json || super::is_json(format) {
+            if let Some(super::Format::Template { .. }) = format {
+                super::print_inspected(&format, &[&dump])?;
+            } else if json || super::is_json(&format) {
                 println!("{}", serde_json::to_string_pretty(&dump)?);
             } else {
                 print_dump(&dump);

@@ -1,8 +1,8 @@
 //! `swarm network ...`: overlay networks, as `docker network` shows them
 //! for swarm-scoped networks.
 
-use super::format::{json_lines, short, table};
-use super::{is_json, Format};
+use super::format::{short, table};
+use super::{print_inspected, print_items, Format, FORMAT_HELP};
 use crate::api::client::{connect, status_error, Client};
 use crate::api::pb;
 use crate::types::{Network, NetworkSpec};
@@ -38,13 +38,15 @@ pub enum NetworkCmd {
     Ls {
         #[arg(short, long)]
         quiet: bool,
-        #[arg(long, value_enum)]
+        #[arg(long, value_parser = Format::parse, help = FORMAT_HELP)]
         format: Option<Format>,
     },
     /// Display detailed information on one or more networks.
     Inspect {
         #[arg(required = true)]
         networks: Vec<String>,
+        #[arg(short, long, value_parser = Format::parse, help = FORMAT_HELP)]
+        format: Option<Format>,
     },
     /// Remove one or more networks.
     Rm {
@@ -92,24 +94,24 @@ pub async fn run(host: &str, cmd: NetworkCmd) -> Result<()> {
             nets.sort_by(|a, b| a.spec.name.cmp(&b.spec.name));
             if quiet {
                 nets.iter().for_each(|n| println!("{}", short(&n.id)));
-            } else if is_json(format) {
-                json_lines(&nets);
             } else {
-                let rows: Vec<Vec<String>> = nets
-                    .iter()
-                    .map(|n| {
-                        vec![
-                            short(&n.id).to_string(),
-                            n.spec.name.clone(),
-                            n.spec.driver.clone(),
-                            "swarm".into(),
-                        ]
-                    })
-                    .collect();
-                table(&["NETWORK ID", "NAME", "DRIVER", "SCOPE"], &rows);
+                print_items(&format, &nets, || {
+                    let rows: Vec<Vec<String>> = nets
+                        .iter()
+                        .map(|n| {
+                            vec![
+                                short(&n.id).to_string(),
+                                n.spec.name.clone(),
+                                n.spec.driver.clone(),
+                                "swarm".into(),
+                            ]
+                        })
+                        .collect();
+                    table(&["NETWORK ID", "NAME", "DRIVER", "SCOPE"], &rows);
+                })?;
             }
         }
-        NetworkCmd::Inspect { networks } => {
+        NetworkCmd::Inspect { networks, format } => {
             let mut out = Vec::new();
             for n in networks {
                 let req = pb::GetNetworkRequest { network: n };
@@ -117,7 +119,7 @@ pub async fn run(host: &str, cmd: NetworkCmd) -> Result<()> {
                 let net: Network = serde_json::from_str(&resp.into_inner().network_json)?;
                 out.push(net);
             }
-            println!("{}", serde_json::to_string_pretty(&out)?);
+            print_inspected(&format, &out)?;
         }
         NetworkCmd::Rm { networks } => {
             for n in networks {

@@ -1,9 +1,9 @@
 //! `swarm init`, `swarm info` and `swarm node ...`
 
-use super::format::{json_lines, table};
+use super::format::table;
 use super::service::{fetch_nodes, fetch_tasks};
 use super::tasks::{print_tasks, TableArgs};
-use super::{is_json, Format};
+use super::{print_inspected, print_items, Format, FORMAT_HELP};
 use crate::api::client::{connect, status_error, Client};
 use crate::api::pb;
 use crate::types::{Availability, Node, NodeRole, NodeState};
@@ -19,7 +19,7 @@ pub enum NodeCmd {
     Ls {
         #[arg(short, long)]
         quiet: bool,
-        #[arg(long, value_enum)]
+        #[arg(long, value_parser = Format::parse, help = FORMAT_HELP)]
         format: Option<Format>,
         /// Filter output (id, label, membership, name, role), as
         /// KEY=VALUE; repeatable.
@@ -32,6 +32,8 @@ pub enum NodeCmd {
         nodes: Vec<String>,
         #[arg(long)]
         pretty: bool,
+        #[arg(short, long, value_parser = Format::parse, help = FORMAT_HELP)]
+        format: Option<Format>,
     },
     /// List tasks running on one or more nodes (default: this node).
     Ps {
@@ -211,15 +213,14 @@ pub async fn info(host: &str, format: Option<Format>) -> Result<()> {
         .map_err(status_error)?
         .into_inner();
     let ca_expiry = (i.ca_expiry > 0).then(|| super::format::utc_date(i.ca_expiry));
-    if is_json(format) {
-        json_lines(&[json!({
-            "NodeID": i.node_id, "Hostname": i.hostname, "Swarm": i.swarm_state,
-            "ClusterID": i.cluster_id, "IsLeader": i.is_leader, "AdvertiseAddr": i.advertise_addr,
-            "RaftTerm": i.raft_term, "Dataplane": i.dataplane, "ServerVersion": i.version,
-            "Nodes": i.nodes, "Managers": i.managers, "CAExpiry": ca_expiry,
-            "Autolock": i.autolock,
-        })]);
-    } else {
+    let item = json!({
+        "NodeID": i.node_id, "Hostname": i.hostname, "Swarm": i.swarm_state,
+        "ClusterID": i.cluster_id, "IsLeader": i.is_leader, "AdvertiseAddr": i.advertise_addr,
+        "RaftTerm": i.raft_term, "Dataplane": i.dataplane, "ServerVersion": i.version,
+        "Nodes": i.nodes, "Managers": i.managers, "CAExpiry": ca_expiry,
+        "Autolock": i.autolock,
+    });
+    print_items(&format, &[item], || {
         println!(
             "Node ID:   {}\nHostname:  {}\nSwarm:     {}",
             i.node_id, i.hostname, i.swarm_state
@@ -242,8 +243,7 @@ pub async fn info(host: &str, format: Option<Format>) -> Result<()> {
             println!("Dataplane: {}", i.dataplane);
         }
         println!("Version:   {} ({})", i.version, i.commit);
-    }
-    Ok(())
+    })
 }
 
 /// `swarm version`: this client's version and commit, then the daemon's
@@ -256,15 +256,13 @@ pub async fn version(host: &str, format: Option<Format>) -> Result<()> {
         anyhow::Ok(info.into_inner())
     }
     .await;
-    if is_json(format) {
-        let server = server.as_ref().ok().map(
+    let item = json!({
+        "Client": {"Version": client.0, "GitCommit": client.1},
+        "Server": server.as_ref().ok().map(
             |i| json!({"Version": i.version, "GitCommit": i.commit, "Dataplane": i.dataplane}),
-        );
-        json_lines(&[json!({
-            "Client": {"Version": client.0, "GitCommit": client.1},
-            "Server": server,
-        })]);
-    } else {
+        ),
+    });
+    print_items(&format, &[item], || {
         println!(
             "Client:\n Version:    {}\n Git commit: {}",
             client.0, client.1
@@ -280,14 +278,18 @@ pub async fn version(host: &str, format: Option<Format>) -> Result<()> {
                 i.version, i.commit, dataplane
             );
         }
-    }
+    })?;
     server.map(drop)
 }
 
 pub async fn run(host: &str, cmd: NodeCmd) -> Result<()> {
     let mut c = connect(host).await?;
     match cmd {
-        NodeCmd::Inspect { nodes, pretty } => inspect(&mut c, &nodes, pretty).await?,
+        NodeCmd::Inspect {
+            nodes,
+            pretty,
+            format,
+        } => inspect(&mut c, &nodes, pretty, format).await?,
         NodeCmd::Ps { nodes, out } => ps(&mut c, nodes, out).await?,
         NodeCmd::Update {
             availability,
@@ -359,14 +361,12 @@ pub async fn run(host: &str, cmd: NodeCmd) -> Result<()> {
                     (n, status, avail, manager, self_mark)
                 })
                 .collect();
-            if is_json(format) {
-                let items: Vec<_> = rows.iter().map(|(n, status, avail, manager, self_mark)| json!({
-                    "ID": n.id, "Hostname": n.hostname, "Status": status, "Availability": avail,
-                    "ManagerStatus": manager, "EngineVersion": n.engine_version, "Self": !self_mark.is_empty(),
-                    "Addr": n.addr,
-                })).collect();
-                json_lines(&items);
-            } else {
+            let items: Vec<_> = rows.iter().map(|(n, status, avail, manager, self_mark)| json!({
+                "ID": n.id, "Hostname": n.hostname, "Status": status, "Availability": avail,
+                "ManagerStatus": manager, "EngineVersion": n.engine_version, "Self": !self_mark.is_empty(),
+                "Addr": n.addr,
+            })).collect();
+            print_items(&format, &items, || {
                 let rows: Vec<Vec<String>> = rows
                     .iter()
                     .map(|(n, status, avail, manager, self_mark)| {
@@ -390,8 +390,8 @@ pub async fn run(host: &str, cmd: NodeCmd) -> Result<()> {
                         "ENGINE VERSION",
                     ],
                     &rows,
-                );
-            }
+                )
+            })?;
         }
     }
     Ok(())
@@ -419,7 +419,12 @@ fn find<'a>(nodes: &'a [Node], key: &str) -> Result<&'a Node> {
     }
 }
 
-async fn inspect(c: &mut Client, keys: &[String], pretty: bool) -> Result<()> {
+async fn inspect(
+    c: &mut Client,
+    keys: &[String],
+    pretty: bool,
+    format: Option<Format>,
+) -> Result<()> {
     let all = fetch_nodes(c).await?;
     let mut out = Vec::new();
     for key in keys {
@@ -448,10 +453,10 @@ async fn inspect(c: &mut Client, keys: &[String], pretty: bool) -> Result<()> {
             );
             println!("Engine Version:\t\t{}\n", n.engine_version);
         }
+        Ok(())
     } else {
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        print_inspected(&format, &out)
     }
-    Ok(())
 }
 
 async fn ps(c: &mut Client, keys: Vec<String>, out: TableArgs) -> Result<()> {

@@ -2,8 +2,8 @@
 //! docker has them, plus `update`, which adds a version that the services
 //! using it roll onto.
 
-use super::format::{ago, json_lines, short, table};
-use super::{is_json, Format};
+use super::format::{ago, short, table};
+use super::{print_inspected, print_items, Format, FORMAT_HELP};
 use crate::api::client::{connect, status_error};
 use crate::api::pb;
 use crate::api::secret::pb_kind;
@@ -26,13 +26,15 @@ pub enum SecretCmd {
     Ls {
         #[arg(short, long)]
         quiet: bool,
-        #[arg(long, value_enum)]
+        #[arg(long, value_parser = Format::parse, help = FORMAT_HELP)]
         format: Option<Format>,
     },
     /// Display detailed information (a secret's value is never shown).
     Inspect {
         #[arg(required = true)]
         names: Vec<String>,
+        #[arg(short, long, value_parser = Format::parse, help = FORMAT_HELP)]
+        format: Option<Format>,
     },
     /// Remove them (refused while a service uses one).
     Rm {
@@ -105,33 +107,33 @@ pub async fn run(host: &str, kind: SecretKind, cmd: SecretCmd) -> Result<()> {
             all.sort_by(|a, b| a.name.cmp(&b.name));
             if quiet {
                 all.iter().for_each(|s| println!("{}", short(&s.id)));
-            } else if is_json(format) {
-                json_lines(&all);
             } else {
-                let now = now_ms();
-                let rows: Vec<Vec<String>> = all
-                    .iter()
-                    .map(|s| {
-                        vec![
-                            short(&s.id).to_string(),
-                            s.name.clone(),
-                            s.latest().map_or(0, |v| v.version).to_string(),
-                            ago(s.meta.created_at, now),
-                            ago(s.meta.updated_at, now),
-                        ]
-                    })
-                    .collect();
-                table(&["ID", "NAME", "VERSION", "CREATED", "UPDATED"], &rows);
+                print_items(&format, &all, || {
+                    let now = now_ms();
+                    let rows: Vec<Vec<String>> = all
+                        .iter()
+                        .map(|s| {
+                            vec![
+                                short(&s.id).to_string(),
+                                s.name.clone(),
+                                s.latest().map_or(0, |v| v.version).to_string(),
+                                ago(s.meta.created_at, now),
+                                ago(s.meta.updated_at, now),
+                            ]
+                        })
+                        .collect();
+                    table(&["ID", "NAME", "VERSION", "CREATED", "UPDATED"], &rows);
+                })?;
             }
         }
-        SecretCmd::Inspect { names } => {
+        SecretCmd::Inspect { names, format } => {
             let mut out = Vec::new();
             for n in names {
                 let req = pb::SecretRequest { kind: k, secret: n };
                 let resp = c.get_secret(req).await.map_err(status_error)?;
                 out.push(decode(&resp.into_inner().secret_json)?);
             }
-            println!("{}", serde_json::to_string_pretty(&out)?);
+            print_inspected(&format, &out)?;
         }
         SecretCmd::Rm { names } => {
             for n in names {

@@ -1,9 +1,9 @@
 //! `swarm service ...`
 
-use super::format::{json_lines, parse_duration, short, table};
+use super::format::{parse_duration, short, table};
 use super::secret::parse_ref;
 use super::tasks::{print_tasks, TableArgs};
-use super::{is_json, progress, Format};
+use super::{print_inspected, print_items, progress, Format, FORMAT_HELP};
 use crate::api::client::{connect, status_error, Client};
 use crate::api::pb;
 use crate::placement::{parse_bytes, parse_cpus, Placement, Resources};
@@ -27,7 +27,7 @@ pub enum ServiceCmd {
     Ls {
         #[arg(short, long)]
         quiet: bool,
-        #[arg(long, value_enum)]
+        #[arg(long, value_parser = Format::parse, help = FORMAT_HELP)]
         format: Option<Format>,
         /// Filter output (id, label, mode, name), as KEY=VALUE; repeatable.
         #[arg(short = 'f', long = "filter")]
@@ -46,6 +46,8 @@ pub enum ServiceCmd {
         services: Vec<String>,
         #[arg(long)]
         pretty: bool,
+        #[arg(short, long, value_parser = Format::parse, help = FORMAT_HELP)]
+        format: Option<Format>,
         /// Read linearizably: after this manager has applied all the
         /// leader had committed when the read began (one round trip to a
         /// quorum). Without it, a manager answers from its own state,
@@ -295,8 +297,9 @@ pub async fn run(host: &str, cmd: ServiceCmd) -> Result<()> {
         ServiceCmd::Inspect {
             services,
             pretty,
+            format,
             consistent,
-        } => inspect(&mut c, &services, pretty, consistent).await,
+        } => inspect(&mut c, &services, pretty, format, consistent).await,
         ServiceCmd::Update(args) => super::update::update(&mut c, *args).await,
         ServiceCmd::Rollback {
             service,
@@ -497,15 +500,15 @@ pub async fn ls(
     }
     if quiet {
         rows.iter().for_each(|(s, ..)| println!("{}", short(&s.id)));
-    } else if is_json(format) {
-        let items: Vec<_> = rows
-            .iter()
-            .map(|(s, mode, replicas)| {
-                json!({"ID": s.id, "Name": s.spec.name, "Mode": mode, "Replicas": replicas, "Image": s.spec.image, "Ports": ports::display(&s.spec.ports)})
-            })
-            .collect();
-        json_lines(&items);
-    } else {
+        return Ok(());
+    }
+    let items: Vec<_> = rows
+        .iter()
+        .map(|(s, mode, replicas)| {
+            json!({"ID": s.id, "Name": s.spec.name, "Mode": mode, "Replicas": replicas, "Image": s.spec.image, "Ports": ports::display(&s.spec.ports)})
+        })
+        .collect();
+    print_items(&format, &items, || {
         let rows: Vec<Vec<String>> = rows
             .iter()
             .map(|(s, mode, replicas)| {
@@ -520,8 +523,7 @@ pub async fn ls(
             })
             .collect();
         table(&["ID", "NAME", "MODE", "REPLICAS", "IMAGE", "PORTS"], &rows);
-    }
-    Ok(())
+    })
 }
 
 pub async fn ps(c: &mut Client, services: &[String], out: TableArgs) -> Result<()> {
@@ -541,6 +543,7 @@ async fn inspect(
     c: &mut Client,
     services: &[String],
     pretty: bool,
+    format: Option<Format>,
     consistent: bool,
 ) -> Result<()> {
     let mut out = Vec::new();
@@ -576,10 +579,10 @@ async fn inspect(
                 r.condition, r.delay_ms, r.max_attempts
             );
         }
+        Ok(())
     } else {
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        print_inspected(&format, &out)
     }
-    Ok(())
 }
 
 async fn logs(c: &mut Client, service: &str, follow: bool, tail: &str) -> Result<()> {

@@ -2,10 +2,10 @@
 //! CLI reads the files (they are the user's, on this machine) and sends
 //! the loaded document; the daemon converts it, plans and applies.
 
-use super::format::{json_lines, table};
+use super::format::table;
 use super::service::fetch_services;
 use super::tasks::TableArgs;
-use super::{is_json, Format};
+use super::{print_items, Format, FORMAT_HELP};
 use crate::api::client::{connect, status_error, Client};
 use crate::api::pb;
 use crate::types::Service;
@@ -38,7 +38,7 @@ pub enum StackCmd {
     Deploy(DeployArgs),
     /// List stacks.
     Ls {
-        #[arg(long, value_enum)]
+        #[arg(long, value_parser = Format::parse, help = FORMAT_HELP)]
         format: Option<Format>,
     },
     /// List the tasks of a stack.
@@ -52,7 +52,7 @@ pub enum StackCmd {
         stack: String,
         #[arg(short, long)]
         quiet: bool,
-        #[arg(long, value_enum)]
+        #[arg(long, value_parser = Format::parse, help = FORMAT_HELP)]
         format: Option<Format>,
         /// Filter output (id, label, mode, name), as KEY=VALUE; repeatable.
         #[arg(short = 'f', long = "filter")]
@@ -200,20 +200,17 @@ async fn ls(host: &str, format: Option<Format>) -> Result<()> {
             *stacks.entry(stack.to_string()).or_default() += 1;
         }
     }
-    if is_json(format) {
-        let items: Vec<_> = stacks
-            .iter()
-            .map(|(name, n)| json!({"Name": name, "Services": n.to_string(), "Orchestrator": "Swarm"}))
-            .collect();
-        json_lines(&items);
-    } else {
+    let items: Vec<_> = stacks
+        .iter()
+        .map(|(name, n)| json!({"Name": name, "Services": n.to_string(), "Orchestrator": "Swarm"}))
+        .collect();
+    print_items(&format, &items, || {
         let rows: Vec<Vec<String>> = stacks
             .iter()
             .map(|(name, n)| vec![name.clone(), n.to_string()])
             .collect();
         table(&["NAME", "SERVICES"], &rows);
-    }
-    Ok(())
+    })
 }
 
 async fn ps(host: &str, stack: &str, out: TableArgs) -> Result<()> {

@@ -1,7 +1,7 @@
 //! The task table that `service ps` and `node ps` share.
 
-use super::format::{ago, json_lines, short, table};
-use super::{is_json, Format};
+use super::format::{ago, short, table};
+use super::{print_items, Format, FORMAT_HELP};
 use crate::ports;
 use crate::types::{now_ms, Task, TaskState};
 use anyhow::Result;
@@ -16,7 +16,7 @@ pub struct TableArgs {
     pub no_trunc: bool,
     #[arg(short, long)]
     pub quiet: bool,
-    #[arg(long, value_enum)]
+    #[arg(long, value_parser = Format::parse, help = FORMAT_HELP)]
     pub format: Option<Format>,
     /// Filter output (desired-state, id, name, node), as KEY=VALUE;
     /// repeatable.
@@ -133,9 +133,7 @@ pub fn print_tasks(
     if quiet {
         return Ok(());
     }
-    if is_json(format) {
-        json_lines(&json_items);
-    } else {
+    print_items(&format, &json_items, || {
         table(
             &[
                 "ID",
@@ -148,9 +146,8 @@ pub fn print_tasks(
                 "PORTS",
             ],
             &rows,
-        );
-    }
-    Ok(())
+        )
+    })
 }
 
 fn truncate(s: &str, n: usize) -> String {
