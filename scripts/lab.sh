@@ -38,6 +38,7 @@ readonly -a IPT_RULES=(
 readonly MARK_CHAIN=iptables-created-chain
 readonly MARK_JUMP=iptables-added-jump
 readonly BPF_DIR=/sys/fs/bpf/swarm-lab   # pinned maps and links of lab daemons
+readonly METRICS_PORT=9323              # every daemon serves /metrics on its address (docker's port)
 readonly MODE_FILE=dataplane            # in RUN_DIR: the data-plane mode 'up' chose
 
 usage() {
@@ -86,7 +87,8 @@ Layout:
              --socket $RUN_DIR/n<i>.sock --advertise-addr 198.18.0.<10+i>
              --hostname n<i> --gateway-subnet 198.19.<i>.0/24
              --dataplane MODE --pin-dir $BPF_DIR/n<i>
-             --secrets-dir $SECRETS_DIR \$SWARM_DAEMON_ARGS
+             --secrets-dir $SECRETS_DIR --metrics-addr 198.18.0.<10+i>:$METRICS_PORT
+             \$SWARM_DAEMON_ARGS
            pid in $RUN_DIR/n<i>.pid, log appended to $LOG_DIR/n<i>.log
   secrets  a tmpfs at $SECRETS_DIR (host mount namespace), a directory per node
   netfilter  ACCEPT rules for -i/-o $BRIDGE at the top of the $IPT_CHAIN chain
@@ -379,7 +381,8 @@ launch_daemon() {
     local args=(daemon --data-dir "$DATA_DIR/$node" --socket "$sock"
         --advertise-addr "$(node_addr "$i")" --hostname "$node"
         --gateway-subnet "198.19.$i.0/24" --dataplane "$(lab_mode)"
-        --pin-dir "$BPF_DIR/$node" --secrets-dir "$SECRETS_DIR" "${extra[@]}")
+        --pin-dir "$BPF_DIR/$node" --secrets-dir "$SECRETS_DIR"
+        --metrics-addr "$(node_addr "$i"):$METRICS_PORT" "${extra[@]}")
     printf '=== %s lab.sh: starting %s: ip netns exec %s %s %s\n' \
         "$(date '+%Y-%m-%dT%H:%M:%S%z')" "$node" "$ns" "$SWARM_BIN" "${args[*]}" >>"$log"
     # The shell writes its own pid, then execs the daemon, so the pid file names

@@ -17,6 +17,7 @@ PACKAGES=(
     protobuf-compiler              # tonic-build
     jq curl ca-certificates openssl  # scripts and tests
     procps psmisc util-linux       # ps/pkill, fuser, nsenter/mount/findmnt
+    prometheus                     # the metrics test scrapes a lab daemon with it (and promtool)
 )
 
 need_root "installs packages, mounts bpffs and sets sysctls"

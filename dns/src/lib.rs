@@ -5,10 +5,14 @@
 //! Each task gets its own listener, on 127.0.0.11:53 inside the task's
 //! network namespace (the agent opens the socket there, as Docker does),
 //! so a listener knows exactly which task asks and answers only names on
-//! that task's networks. This crate holds no state of its own: the names
-//! are replaced wholesale whenever the node's view changes.
+//! that task's networks. This crate holds no state of its own but counters
+//! (`stats.rs`): the names are replaced wholesale whenever the node's view
+//! changes.
 
 mod forward;
+mod stats;
+
+pub use stats::{Outcome, Snapshot, Stats, LATENCY_BUCKETS};
 
 use hickory_proto::op::{Metadata, ResponseCode};
 use hickory_proto::rr::{rdata::A, Name, RData, Record, RecordType};
@@ -76,6 +80,7 @@ impl Names {
 pub struct Resolver {
     answers: Answers,
     thread: Arc<DnsThread>,
+    stats: Arc<Stats>,
 }
 
 /// What a listener answers from.
@@ -127,7 +132,13 @@ impl Resolver {
                 upstreams: Arc::new(upstreams),
             },
             thread: Arc::new(DnsThread::start()?),
+            stats: Arc::default(),
         })
+    }
+
+    /// What every listener of this resolver answered so far.
+    pub fn stats(&self) -> Arc<Stats> {
+        self.stats.clone()
     }
 
     /// Replace every name (a new view of the cluster).
@@ -149,6 +160,7 @@ impl Resolver {
         let handler = Handler {
             answers: self.answers.clone(),
             scope,
+            stats: self.stats.clone(),
         };
         let mut server = hickory_server::Server::new(handler);
         server.register_socket(socket);
@@ -181,6 +193,7 @@ pub fn upstreams_from_resolv_conf(text: &str) -> Vec<SocketAddr> {
 struct Handler {
     answers: Answers,
     scope: Vec<String>,
+    stats: Arc<Stats>,
 }
 
 #[async_trait::async_trait]
@@ -188,17 +201,31 @@ impl RequestHandler for Handler {
     async fn handle_request<R: ResponseHandler, T: Time>(
         &self,
         request: &Request,
-        mut response: R,
+        response: R,
     ) -> ResponseInfo {
+        let started = std::time::Instant::now();
+        let (info, outcome) = self.answer(request, response).await;
+        self.stats.record(outcome, started.elapsed());
+        info
+    }
+}
+
+impl Handler {
+    async fn answer<R: ResponseHandler>(
+        &self,
+        request: &Request,
+        mut response: R,
+    ) -> (ResponseInfo, Outcome) {
         let mut meta = Metadata::response_from_request(&request.metadata);
         let builder = MessageResponseBuilder::from_message_request(request);
         let Some(query) = request.queries.queries().first() else {
-            return send(
+            let info = send(
                 &mut response,
                 &request.metadata,
                 builder.error_msg(&request.metadata, ResponseCode::FormErr),
             )
             .await;
+            return (info, Outcome::Failed);
         };
         let qname = query.name().to_string();
         let names = self.answers.names.read().expect("names lock").clone();
@@ -216,32 +243,35 @@ impl RequestHandler for Handler {
                     // get an empty NOERROR, never a trip upstream.
                     _ => Vec::new(),
                 };
-                send(
+                let info = send(
                     &mut response,
                     &request.metadata,
                     builder.build(meta, answers.iter(), [], [], []),
                 )
-                .await
+                .await;
+                (info, Outcome::Cluster)
             }
             None => match forward::ask(&self.answers.upstreams, request.as_slice()).await {
                 Some(reply) => {
                     meta.recursion_available = true;
                     meta.response_code = reply.metadata.response_code;
-                    send(
+                    let info = send(
                         &mut response,
                         &request.metadata,
                         builder.build(meta, reply.answers.iter(), reply.authorities.iter(), [], []),
                     )
-                    .await
+                    .await;
+                    (info, Outcome::Forwarded)
                 }
                 // No upstream, or none answered: say so at once.
                 None => {
-                    send(
+                    let info = send(
                         &mut response,
                         &request.metadata,
                         builder.error_msg(&request.metadata, ResponseCode::ServFail),
                     )
-                    .await
+                    .await;
+                    (info, Outcome::Failed)
                 }
             },
         }

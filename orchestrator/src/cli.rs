@@ -207,6 +207,11 @@ pub struct DaemonArgs {
     /// Docker Engine must see too.
     #[arg(long, default_value = "/run/swarm/secrets")]
     pub secrets_dir: PathBuf,
+    /// Serve Prometheus metrics at http://ADDR/metrics (raft, tasks and
+    /// nodes, the scheduler, the dispatcher, the data plane, DNS). Off
+    /// unless given, e.g. 0.0.0.0:9323.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]

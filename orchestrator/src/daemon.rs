@@ -41,6 +41,8 @@ pub struct DaemonConfig {
     pub secrets_dir: PathBuf,
     /// `--socket-group`: a group whose members may use the control socket.
     pub socket_group: Option<u32>,
+    /// `--metrics-addr`: where Prometheus scrapes `/metrics` (none: off).
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 /// The ID of group `name` (a name, or a number).
@@ -130,6 +132,8 @@ pub struct Daemon {
     roles_started: Mutex<bool>,
     /// The data plane, once attached (at init, join or a restart).
     pub mesh: std::sync::OnceLock<SharedMesh>,
+    /// The agent's DNS server's counts, once it runs (for the metrics).
+    pub dns_stats: std::sync::OnceLock<Arc<swarm_dns::Stats>>,
     /// Whether the node API (and the manager loops) run.
     serving: std::sync::atomic::AtomicBool,
     /// Whether this node has taken up its role: at once for a worker, once
@@ -260,6 +264,7 @@ impl Daemon {
                 dir: self.config.secrets_dir.join(&self.identity.node_id),
             },
         };
+        let _ = self.dns_stats.set(agent.dns.stats());
         tokio::spawn(agent.run(self.stop.clone()));
         tokio::spawn(certs::renew_loop(
             tls,
@@ -503,6 +508,9 @@ pub async fn run(config: DaemonConfig) -> Result<()> {
     let (generations, current) = watch::channel(None);
     let generations = Arc::new(generations);
     let signal = CancellationToken::new();
+    if let Some(addr) = config.metrics_addr {
+        crate::metrics::serve(addr, current.clone(), signal.clone()).await?;
+    }
     let server = tokio::spawn({
         let signal = signal.clone();
         tonic::transport::Server::builder()
@@ -579,6 +587,7 @@ async fn run_generation(
         managers: watch::channel(known).0,
         roles_started: Mutex::new(false),
         mesh: std::sync::OnceLock::new(),
+        dns_stats: std::sync::OnceLock::new(),
         serving: Default::default(),
         settled: watch::channel(Settled::Not("not in a swarm".into())).0,
         stop: stop.clone(),

@@ -134,6 +134,7 @@ impl Dispatcher {
                         let alive = last.elapsed() <= limit;
                         let fresh = beats.get(&n.id).is_some_and(|b| b.elapsed() <= limit);
                         if n.state == NodeState::Ready && !alive {
+                            crate::metrics::EVENTS.heartbeat_misses.inc();
                             changes.push((n.id.clone(), NodeState::Down));
                         } else if n.state != NodeState::Ready && fresh {
                             changes.push((n.id.clone(), NodeState::Ready));
@@ -316,6 +317,7 @@ impl dispatcher_server::Dispatcher for Dispatcher {
         let (tx, rx) = tokio::sync::mpsc::channel(16);
         let me = self.clone();
         tokio::spawn(async move {
+            let _open = crate::metrics::EVENTS.session_opened();
             let mut changes = me.store.subscribe();
             let mut sent = Sent::default();
             let mut full = true;

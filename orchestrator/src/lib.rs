@@ -30,6 +30,7 @@ pub mod template {
 mod keyring;
 mod limits;
 mod manager;
+mod metrics;
 mod net;
 mod network;
 mod pki;
@@ -97,6 +98,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
                     .as_deref()
                     .map(daemon::group_id)
                     .transpose()?,
+                metrics_addr: args.metrics_addr,
             })
             .await
         }

@@ -263,7 +263,10 @@ impl Store {
                 }
                 continue;
             }
-            match self.raft.client_write(Command::Batch(cmds)).await {
+            let proposed = crate::metrics::EVENTS.proposal_seconds.start_timer();
+            let written = self.raft.client_write(Command::Batch(cmds)).await;
+            proposed.observe_duration();
+            match written {
                 Ok(resp) => {
                     for (reply, r) in replies.into_iter().zip(resp.data.batch) {
                         let _ = reply.send(match r.error {
@@ -302,7 +305,10 @@ impl Store {
             return Err(self.no_quorum());
         }
         sent.store(true, Ordering::SeqCst);
-        match self.raft.client_write(cmd.clone()).await {
+        let proposed = crate::metrics::EVENTS.proposal_seconds.start_timer();
+        let written = self.raft.client_write(cmd.clone()).await;
+        proposed.observe_duration();
+        match written {
             Ok(resp) => match resp.data.error {
                 Some(e) => Err(StoreError::Rejected(e)),
                 None => Ok(()),

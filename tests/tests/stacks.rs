@@ -890,3 +890,162 @@ fn a_compose_services_container_options_reach_its_containers() {
     assert_eq!(inspect.trim(), "blue 3 opt_data opt opt_app");
     remove("opt");
 }
+
+/// A real Prometheus, scraping every lab node each second, until dropped.
+struct Prometheus {
+    child: std::process::Child,
+    dir: std::path::PathBuf,
+    port: u16,
+}
+
+impl Prometheus {
+    fn start(targets: &[&str]) -> Prometheus {
+        let dir = std::env::temp_dir().join(unique("prometheus"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let targets: Vec<String> = targets.iter().map(|t| format!("'{t}:9323'")).collect();
+        let config = format!(
+            "global: {{scrape_interval: 1s, scrape_timeout: 1s}}\n\
+             scrape_configs:\n- job_name: swarm\n  static_configs:\n  - targets: [{}]\n",
+            targets.join(", ")
+        );
+        std::fs::write(dir.join("prometheus.yml"), config).unwrap();
+        // A port nothing holds now; Prometheus takes it a moment later.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let log = std::fs::File::create(dir.join("log")).unwrap();
+        let child = std::process::Command::new("prometheus")
+            .arg(format!(
+                "--config.file={}",
+                dir.join("prometheus.yml").display()
+            ))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("prometheus (Debian's package; scripts/setup.sh installs it)");
+        Prometheus { child, dir, port }
+    }
+
+    /// The samples of an instant query: (labels, value).
+    fn query(&self, promql: &str) -> Vec<(Value, f64)> {
+        let r = run(std::process::Command::new("curl").args([
+            "-s",
+            "-m",
+            "5",
+            &format!("http://127.0.0.1:{}/api/v1/query", self.port),
+            "--data-urlencode",
+            &format!("query={promql}"),
+        ]));
+        let v: Value = serde_json::from_str(&r.stdout).unwrap_or_default();
+        v["data"]["result"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|s| {
+                let value = s["value"][1].as_str().and_then(|x| x.parse().ok());
+                (s["metric"].clone(), value.unwrap_or(f64::NAN))
+            })
+            .collect()
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[test]
+fn prometheus_scrapes_raft_data_plane_and_dns_metrics_from_every_node() {
+    let _lab = three_node_swarm("xdp");
+    if stack_services("demo").len() != 3 {
+        remove("demo");
+        deploy(TUTORIAL, "demo", &[]).ok();
+    }
+    let nodes = ["198.18.0.11", "198.18.0.12", "198.18.0.13"];
+    // Requests through the mesh, each making nginx look `web` up by name.
+    for node in nodes {
+        wait_for(
+            &format!("{node}:8000 to answer"),
+            Duration::from_secs(30),
+            || tutorial_page(node),
+        );
+    }
+    // What the daemon serves is valid exposition text, by Prometheus' own rules.
+    for node in nodes {
+        let text = run(std::process::Command::new("curl").args([
+            "-sf",
+            "-m",
+            "5",
+            &format!("http://{node}:9323/metrics"),
+        ]));
+        assert_eq!(text.code, 0, "{node}: {text:?}");
+        let mut check = std::process::Command::new("promtool")
+            .args(["check", "metrics"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("promtool (Debian's prometheus package)");
+        use std::io::Write;
+        check
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(text.stdout.as_bytes())
+            .unwrap();
+        let out = check.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "promtool check metrics on {node}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    let managers = swarm(&["node", "ls", "--format", "{{.ManagerStatus}}"])
+        .ok()
+        .stdout
+        .lines()
+        .filter(|l| !l.is_empty())
+        .count();
+    let prom = Prometheus::start(&nodes);
+    wait_for(
+        "Prometheus to scrape every node",
+        Duration::from_secs(60),
+        || {
+            let up = prom.query("up == 1");
+            (up.len() == 3).then_some(())
+        },
+    );
+    // Raft is the managers' alone.
+    let terms = prom.query("swarm_raft_term");
+    assert_eq!(terms.len(), managers, "{terms:?}");
+    assert!(terms.iter().all(|(_, v)| *v >= 1.0), "{terms:?}");
+    let leaders = prom.query("sum(swarm_raft_is_leader)");
+    assert_eq!(leaders.first().map(|s| s.1), Some(1.0), "{leaders:?}");
+    let packets = prom.query(r#"sum(swarm_dataplane_packets_total{frontend=~"demo_nginx.*"})"#);
+    assert!(
+        packets.first().is_some_and(|s| s.1 > 0.0),
+        "the published port's packets: {packets:?}"
+    );
+    let names = prom.query(r#"sum(swarm_dns_queries_total{outcome="cluster"})"#);
+    assert!(
+        names.first().is_some_and(|s| s.1 > 0.0),
+        "nginx's lookups of web: {names:?}"
+    );
+    let running = prom.query(r#"max(swarm_tasks{state="running"})"#);
+    assert!(
+        running.first().is_some_and(|s| s.1 >= 6.0),
+        "3 nginx, 2 web and 1 redis: {running:?}"
+    );
+}

@@ -27,6 +27,11 @@ impl TaskDns {
         })
     }
 
+    /// What this node's listeners answered so far.
+    pub fn stats(&self) -> std::sync::Arc<swarm_dns::Stats> {
+        self.resolver.stats()
+    }
+
     /// Answer from this view from now on.
     pub fn update(&self, view: &NodeView) {
         self.resolver.set_names(Names::new(
