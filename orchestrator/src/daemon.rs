@@ -525,6 +525,7 @@ pub async fn run(config: DaemonConfig) -> Result<()> {
         async move {
             wait_for_signal().await;
             tracing::info!("shutting down");
+            notify_systemd(sd_notify::NotifyState::Stopping);
             signal.cancel();
         }
     });
@@ -540,6 +541,13 @@ pub async fn run(config: DaemonConfig) -> Result<()> {
     let _ = server.await;
     let _ = std::fs::remove_file(&config.socket);
     result
+}
+
+/// Tell systemd (when it started us with a notify socket) how we stand.
+fn notify_systemd(state: sd_notify::NotifyState) {
+    if let Err(e) = sd_notify::notify(&[state]) {
+        tracing::warn!(error = %e, "cannot notify systemd");
+    }
 }
 
 /// One life of the daemon, until a signal (`None`) or a restart.
@@ -610,6 +618,8 @@ async fn run_generation(
         daemon.resume_init().await?;
     }
     generations.send_replace(Some(daemon.clone()));
+    // Under systemd (Type=notify): the control API answers from now on.
+    notify_systemd(sd_notify::NotifyState::Ready);
 
     let why = tokio::select! {
         _ = signal.cancelled() => None,

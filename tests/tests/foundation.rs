@@ -867,3 +867,50 @@ fn the_daemon_imports_the_pause_image_it_carries_when_docker_lacks_it_or_has_ano
     assert_eq!(code.trim(), "0");
     swarm(&["service", "rm", &name]).ok();
 }
+
+#[test]
+fn the_daemon_tells_systemd_when_it_is_ready_and_when_it_stops() {
+    require_lab_prerequisites();
+    let dir = std::env::temp_dir().join(unique("notify"));
+    std::fs::create_dir_all(&dir).unwrap();
+    // systemd's side of Type=notify: a datagram socket named by NOTIFY_SOCKET.
+    let notify = std::os::unix::net::UnixDatagram::bind(dir.join("notify")).unwrap();
+    notify
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    let mut daemon = std::process::Command::new(swarm_bin())
+        .args(["daemon", "--data-dir"])
+        .arg(dir.join("data"))
+        .arg("--socket")
+        .arg(dir.join("swarm.sock"))
+        .env("NOTIFY_SOCKET", dir.join("notify"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut next = || {
+        let mut buf = [0u8; 256];
+        let n = notify.recv(&mut buf).unwrap_or(0);
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    let ready = next();
+    // Ready means the control API answers.
+    let info = swarm_on_socket(&dir.join("swarm.sock"), &["info", "--format", "json"]);
+    let pid = nix::unistd::Pid::from_raw(daemon.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let stopping = next();
+    let status = daemon.wait().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(ready, "READY=1\n");
+    assert_eq!(info.code, 0, "{info:?}");
+    assert_eq!(stopping, "STOPPING=1\n");
+    assert!(status.success(), "{status:?}");
+}
+
+/// The CLI against the daemon listening on `socket`.
+fn swarm_on_socket(socket: &std::path::Path, args: &[&str]) -> Run {
+    run(std::process::Command::new(swarm_bin())
+        .arg("-H")
+        .arg(format!("unix://{}", socket.display()))
+        .args(args))
+}
