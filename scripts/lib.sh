@@ -62,3 +62,13 @@ ensure_packages() {
     mapfile -t missing < <(missing_packages "$@")
     ((${#missing[@]} == 0)) || die "packages still missing after apt-get install: ${missing[*]}"
 }
+
+# cargo-deb, the packager scripts/package.sh uses, at the version it was
+# written for, from crates.io unless present.
+CARGO_DEB_VERSION=3.8.0
+ensure_cargo_deb() {
+    if ! cargo deb --version 2>/dev/null | grep -qF "$CARGO_DEB_VERSION"; then
+        log "installing cargo-deb $CARGO_DEB_VERSION"
+        cargo install -q --locked "cargo-deb@$CARGO_DEB_VERSION"
+    fi
+}

@@ -18,6 +18,9 @@ log "setup";          scripts/setup.sh
 ensure_packages docker-registry
 # setup.sh may have installed a toolchain into a fresh shell's PATH.
 export PATH="$HOME/.cargo/bin:$PATH"
+# The package test builds a .deb: its packager is installed here, outside
+# any cargo run.
+ensure_cargo_deb
 log "build";          cargo build --workspace --all-targets
 log "images";         scripts/images.sh
 log "format";         cargo fmt --all -- --check
