@@ -888,7 +888,7 @@ fn the_daemon_tells_systemd_when_it_is_ready_and_when_it_stops() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let mut next = || {
+    let next = || {
         let mut buf = [0u8; 256];
         let n = notify.recv(&mut buf).unwrap_or(0);
         String::from_utf8_lossy(&buf[..n]).into_owned()
