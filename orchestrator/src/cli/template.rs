@@ -52,14 +52,12 @@ impl Format {
 /// newline.
 pub fn render(source: &str, table: bool, items: &[serde_json::Value]) -> anyhow::Result<String> {
     let source = source.replace("\\t", "\t").replace("\\n", "\n");
-    let mut lines = each(&source, items)?;
-    if table {
-        let header = compile(&source, true)?.execute_to_string(&header(&source))?;
-        lines.insert(0, header);
-    }
     if !table {
-        return Ok(lines.iter().map(|l| format!("{l}\n")).collect());
+        return render_inspected(&source, items);
     }
+    let mut lines = each(&source, items)?;
+    let header = compile(&source, true)?.execute_to_string(&header(&source))?;
+    lines.insert(0, header);
     let rows: Vec<Vec<String>> = lines
         .iter()
         .flat_map(|l| l.split('\n'))
@@ -68,8 +66,8 @@ pub fn render(source: &str, table: bool, items: &[serde_json::Value]) -> anyhow:
     Ok(super::format::tabulate(&rows))
 }
 
-/// Render what `inspect` found: a line per object, the template's text as
-/// it is (docker's `inspect` leaves `\t` alone).
+/// A line per object, the template's text as it is: what `inspect` prints
+/// (docker's `inspect` leaves `\t` alone), and a listing that is no table.
 pub fn render_inspected(source: &str, items: &[serde_json::Value]) -> anyhow::Result<String> {
     Ok(each(source, items)?
         .iter()
