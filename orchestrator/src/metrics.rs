@@ -104,7 +104,13 @@ pub async fn serve(
         "/metrics",
         axum::routing::get(move || {
             let daemon = current.borrow().clone();
-            async move { scrape(daemon.as_deref()) }
+            // Reading the BPF maps blocks: off the async workers, as the
+            // control API's `mesh dump` does.
+            async move {
+                tokio::task::spawn_blocking(move || scrape(daemon.as_deref()))
+                    .await
+                    .unwrap_or_default()
+            }
         }),
     );
     tracing::info!(%addr, "metrics listening");
