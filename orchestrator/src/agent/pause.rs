@@ -22,10 +22,12 @@ const DIGEST_LABEL: &str = "swarm.pause.digest";
 /// One import at a time: tasks prepared together all find it missing.
 static IMPORTING: Mutex<()> = Mutex::const_new(());
 
-fn digest() -> String {
+/// The binary's SHA-256 in hex, worked out once: every task's prepare
+/// compares the image's label with it.
+static DIGEST: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     let d = ring::digest::digest(&ring::digest::SHA256, BINARY);
     d.as_ref().iter().map(|b| format!("{b:02x}")).collect()
-}
+});
 
 /// The image's root filesystem: the binary as `/pause`, nothing else.
 fn rootfs() -> Vec<u8> {
@@ -43,27 +45,25 @@ fn rootfs() -> Vec<u8> {
 }
 
 /// Make `image` usable as the pause image: the carried one is imported
-/// when it is missing or stale. Returns whether it imported; an error says
-/// what Docker refused.
-pub async fn ensure(engine: &Engine, image: &str) -> Result<bool, String> {
+/// when it is missing or stale. An error says what Docker refused.
+pub async fn ensure(engine: &Engine, image: &str) -> Result<(), String> {
     if image != DEFAULT_IMAGE {
         return engine
             .check_image(image)
             .await
-            .map(|()| false)
             .map_err(|e| format!("{e} (the pause image given with --pause-image)"));
     }
-    let want = digest();
+    let want = DIGEST.as_str();
     let current = |labels: &std::collections::HashMap<String, String>| {
-        labels.get(DIGEST_LABEL) == Some(&want)
+        labels.get(DIGEST_LABEL).map(String::as_str) == Some(want)
     };
     if engine.image_labels(image).await.is_ok_and(|l| current(&l)) {
-        return Ok(false);
+        return Ok(());
     }
     let _one = IMPORTING.lock().await;
     // Another task may have imported it while this one waited.
     if engine.image_labels(image).await.is_ok_and(|l| current(&l)) {
-        return Ok(false);
+        return Ok(());
     }
     let label = format!("LABEL {DIGEST_LABEL}={want}");
     let changes = [r#"ENTRYPOINT ["/pause"]"#, label.as_str()];
@@ -72,7 +72,7 @@ pub async fn ensure(engine: &Engine, image: &str) -> Result<bool, String> {
         .await
         .map_err(|e| format!("importing the pause image {image}: {e}"))?;
     tracing::info!(image, digest = %want, "imported the pause image this binary carries");
-    Ok(true)
+    Ok(())
 }
 
 #[cfg(test)]
@@ -109,6 +109,6 @@ mod tests {
         let (phoff, phentsize, phnum) = (word(0x20, 8), word(0x36, 2), word(0x38, 2));
         let types: Vec<usize> = (0..phnum).map(|i| word(phoff + i * phentsize, 4)).collect();
         assert!(!types.is_empty() && !types.contains(&3), "{types:?}");
-        assert_eq!(digest().len(), 64);
+        assert_eq!(DIGEST.len(), 64);
     }
 }
