@@ -1,9 +1,16 @@
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     // protoc comes from Debian's protobuf-compiler (scripts/setup.sh installs it).
+    // The broker's messages are shared: the control API carries them
+    // unchanged between the CLI and its daemon. The APIs that import them
+    // refer to them by path, which leaves a broker file holding no
+    // messages, so broker.proto is compiled last, over it.
     tonic_build::configure()
+        .extern_path(".swarm.broker.v1", "crate::api::broker_pb")
         .compile_protos(&["proto/control.proto", "proto/cluster.proto"], &["proto"])?;
-    println!("cargo:rerun-if-changed=proto/control.proto");
-    println!("cargo:rerun-if-changed=proto/cluster.proto");
+    tonic_build::configure().compile_protos(&["proto/broker.proto"], &["proto"])?;
+    for proto in ["broker", "control", "cluster"] {
+        println!("cargo:rerun-if-changed=proto/{proto}.proto");
+    }
     // The commit `swarm version` reports: from git when building in a
     // checkout, "unknown" otherwise (a source tarball).
     let commit = std::process::Command::new("git")

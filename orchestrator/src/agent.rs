@@ -12,6 +12,7 @@ pub mod options;
 pub mod pause;
 pub mod secrets;
 pub mod session;
+pub mod task_io;
 
 use crate::ports::PublishMode;
 use crate::types::{NodeView, Task, TaskState, TaskStatus};

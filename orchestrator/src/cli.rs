@@ -13,6 +13,7 @@ pub mod progress;
 pub mod secret;
 pub mod service;
 pub mod stack;
+pub mod task_io;
 pub mod tasks;
 pub mod template;
 pub mod update;

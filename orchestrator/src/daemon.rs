@@ -134,6 +134,8 @@ pub struct Daemon {
     pub mesh: std::sync::OnceLock<SharedMesh>,
     /// The agent's DNS server's counts, once it runs (for the metrics).
     pub dns_stats: std::sync::OnceLock<Arc<swarm_dns::Stats>>,
+    /// Task I/O between askers and agents, while this node leads.
+    pub broker: crate::broker::Broker,
     /// Whether the node API (and the manager loops) run.
     serving: std::sync::atomic::AtomicBool,
     /// Whether this node has taken up its role: at once for a worker, once
@@ -235,12 +237,20 @@ impl Daemon {
         tokio::spawn(self.clone().follow_role(tls.clone()));
         tokio::spawn(self.clone().follow_autolock(tls.clone()));
         let (standing_tx, standing_rx) = watch::channel(certs::Standing::default());
+        let (work_tx, work) = tokio::sync::mpsc::unbounded_channel();
         let link = session::spawn(
             self.store.peers().clone(),
             self.managers.clone(),
             standing_tx,
+            work_tx,
             self.stop.clone(),
         );
+        tokio::spawn(crate::agent::task_io::serve(
+            self.engine.clone(),
+            self.store.peers().clone(),
+            work,
+            self.stop.clone(),
+        ));
         tokio::spawn(persist_managers(
             self.managers.subscribe(),
             self.config.data_dir.join("managers.json"),
@@ -369,7 +379,11 @@ impl Daemon {
             .await
             .with_context(|| format!("listening for nodes on port {port}"))?;
         tracing::info!(%addr, "node API listening (mutual TLS)");
-        let dispatcher = Dispatcher::new(self.store.clone(), self.keyring.clone());
+        let dispatcher = Dispatcher::new(
+            self.store.clone(),
+            self.keyring.clone(),
+            self.broker.clone(),
+        );
         tokio::spawn(dispatcher.clone().run_liveness(self.stop.clone()));
         crate::manager::spawn(self.store.clone(), self.stop.clone());
         tokio::spawn(membership::run(self.store.clone(), self.stop.clone()));
@@ -387,6 +401,10 @@ impl Daemon {
             ))
             .add_service(JoinService::new(self.store.clone(), self.keyring.clone()))
             .add_service(dispatcher.into_server())
+            .add_service(crate::broker::BrokerService::server(
+                self.broker.clone(),
+                self.store.clone(),
+            ))
             .serve_with_incoming_shutdown(
                 net::incoming(listener, tls.server_config(), conns, self.stop.clone()),
                 self.stop.clone().cancelled_owned(),
@@ -596,6 +614,7 @@ async fn run_generation(
         roles_started: Mutex::new(false),
         mesh: std::sync::OnceLock::new(),
         dns_stats: std::sync::OnceLock::new(),
+        broker: crate::broker::Broker::new(store.clone()),
         serving: Default::default(),
         settled: watch::channel(Settled::Not("not in a swarm".into())).0,
         stop: stop.clone(),

@@ -30,6 +30,7 @@ const MISSED_BEATS: u32 = 3;
 pub struct Dispatcher {
     store: Store,
     keyring: Keyring,
+    broker: crate::broker::Broker,
     beats: Arc<Mutex<HashMap<String, Instant>>>,
 }
 
@@ -54,10 +55,11 @@ pub fn manager_addrs(st: &State) -> Vec<String> {
 }
 
 impl Dispatcher {
-    pub fn new(store: Store, keyring: Keyring) -> Dispatcher {
+    pub fn new(store: Store, keyring: Keyring, broker: crate::broker::Broker) -> Dispatcher {
         Dispatcher {
             store,
             keyring,
+            broker,
             beats: Arc::default(),
         }
     }
@@ -318,6 +320,7 @@ impl dispatcher_server::Dispatcher for Dispatcher {
         let me = self.clone();
         tokio::spawn(async move {
             let _open = crate::metrics::EVENTS.session_opened();
+            let (_registered, mut work) = me.broker.register(&who.node_id);
             let mut changes = me.store.subscribe();
             let mut sent = Sent::default();
             let mut full = true;
@@ -337,6 +340,12 @@ impl dispatcher_server::Dispatcher for Dispatcher {
                 full = false;
                 tokio::select! {
                     r = changes.changed() => if r.is_err() { return },
+                    Some(w) = work.recv() => {
+                        let msg = SessionMessage { work: Some(w), ..Default::default() };
+                        if tx.send(Ok(msg)).await.is_err() {
+                            return;
+                        }
+                    }
                     _ = tokio::time::sleep(Duration::from_secs(1)) => {}
                     _ = tx.closed() => return,
                 }

@@ -15,6 +15,7 @@ pub(crate) const COMMIT: &str = env!("SWARM_COMMIT");
 mod agent;
 mod api;
 mod bench;
+mod broker;
 mod cli;
 mod cluster;
 mod crash;

@@ -406,11 +406,15 @@ impl Store {
 
     /// A client of the Cluster service on the current leader.
     pub fn leader_client(&self) -> Result<ClusterClient<tonic::transport::Channel>, StoreError> {
+        Ok(ClusterClient::new(self.leader_channel()?))
+    }
+
+    /// A channel to the current leader, for any of its node services.
+    pub fn leader_channel(&self) -> Result<tonic::transport::Channel, StoreError> {
         let leader = self
             .leader_addr()
             .ok_or_else(|| StoreError::NoLeader("no leader is elected".into()))?;
-        let channel = self.peers.channel(&leader).map_err(StoreError::NoLeader)?;
-        Ok(ClusterClient::new(channel))
+        self.peers.channel(&leader).map_err(StoreError::NoLeader)
     }
 
     /// On the leader: the read index, once a quorum confirmed it leads.

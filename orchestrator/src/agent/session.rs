@@ -21,6 +21,10 @@ use tonic::Status;
 
 pub type Report = Vec<(String, TaskStatus)>;
 
+/// Task I/O the leader's broker handed this agent, with the address of the
+/// leader that handed it (where the agent calls back).
+pub type Work = (String, crate::api::broker_pb::Work);
+
 /// What the dispatcher last said this node must run and reach.
 #[derive(Debug, Default)]
 pub struct Assigned {
@@ -51,11 +55,12 @@ const RETRY: Duration = Duration::from_millis(250);
 
 /// `managers` holds the manager addresses to try, and is updated as the
 /// dispatcher reports changes; `standing` receives this node's role and
-/// the CA certificates to trust.
+/// the CA certificates to trust; `work` the broker's task I/O.
 pub fn spawn(
     peers: Arc<Peers>,
     managers: watch::Sender<Vec<String>>,
     standing: watch::Sender<Standing>,
+    work: mpsc::UnboundedSender<Work>,
     stop: CancellationToken,
 ) -> Link {
     let (assigned_tx, assigned) = watch::channel(None);
@@ -67,6 +72,7 @@ pub fn spawn(
         assigned: assigned_tx,
         reports: reports_rx,
         pending: BTreeMap::new(),
+        work,
     };
     tokio::spawn(session.run(stop));
     Link { assigned, reports }
@@ -82,6 +88,7 @@ struct Session {
     reports: mpsc::UnboundedReceiver<Report>,
     /// Reports not yet accepted by a leader: task ID → latest status.
     pending: BTreeMap<String, TaskStatus>,
+    work: mpsc::UnboundedSender<Work>,
 }
 
 impl Session {
@@ -131,8 +138,12 @@ impl Session {
         loop {
             tokio::select! {
                 msg = stream.message() => {
-                    let msg = msg?
+                    let mut msg = msg?
                         .ok_or_else(|| Status::unavailable("the manager closed the session"))?;
+                    if let Some(work) = msg.work.take() {
+                        let _ = self.work.send((addr.to_string(), work));
+                        continue;
+                    }
                     let p = Duration::from_millis(msg.heartbeat_ms.max(50));
                     if p != period {
                         period = p;

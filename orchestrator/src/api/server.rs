@@ -13,8 +13,6 @@ use crate::types::{
 use crate::types::{
     now_ms, Mode, NodeRole, NodeState, Service, ServicePatch, ServiceSpec, MANUAL_ROLLBACK,
 };
-use futures::{Stream, StreamExt};
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 use tonic::{Request, Response, Status};
@@ -147,8 +145,6 @@ impl ControlService {
             .ok_or_else(|| Status::not_found(format!("service {key} not found")))
     }
 }
-
-type LogStream = Pin<Box<dyn Stream<Item = Result<pb::LogChunk, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl Control for ControlService {
@@ -797,60 +793,28 @@ impl Control for ControlService {
         }))
     }
 
-    type ServiceLogsStream = LogStream;
+    type ServiceLogsStream = super::task_io::LogStream;
 
     async fn service_logs(
         &self,
         req: Request<pb::ServiceLogsRequest>,
-    ) -> Result<Response<LogStream>, Status> {
+    ) -> Result<Response<Self::ServiceLogsStream>, Status> {
         let req = req.into_inner();
-        let svc = self.find_service(&req.service)?;
         let st = self.manager_state()?;
-        let node = self.daemon.config.hostname.clone();
-        let mut streams = Vec::new();
-        for task in st.tasks_of(&svc.id) {
-            let Some(container) = task.status.container_id.clone() else {
-                continue;
-            };
-            let opts = bollard::container::LogsOptions::<String> {
-                follow: req.follow,
-                stdout: true,
-                stderr: true,
-                tail: if req.tail == 0 {
-                    "all".into()
-                } else {
-                    req.tail.to_string()
-                },
-                ..Default::default()
-            };
-            let (name, id, node) = (task.name(), task.id.clone(), node.clone());
-            let s =
-                self.daemon.engine.docker.logs(&container, Some(opts)).map(
-                    move |item| match item {
-                        Ok(out) => {
-                            use bollard::container::LogOutput;
-                            let (stream, data) = match out {
-                                LogOutput::StdErr { message } => ("stderr", message),
-                                LogOutput::StdOut { message }
-                                | LogOutput::Console { message }
-                                | LogOutput::StdIn { message } => ("stdout", message),
-                            };
-                            Ok(pb::LogChunk {
-                                task_name: name.clone(),
-                                task_id: id.clone(),
-                                node: node.clone(),
-                                stream: stream.into(),
-                                data: data.to_vec(),
-                            })
-                        }
-                        Err(e) => Err(Status::unavailable(format!("logs of task {name}: {e}"))),
-                    },
-                );
-            streams.push(s.boxed());
-        }
-        Ok(Response::new(Box::pin(futures::stream::select_all(
-            streams,
-        ))))
+        let options = req.options.unwrap_or_default();
+        let stream = super::task_io::logs(&self.daemon, &st, &req.target, options).await?;
+        Ok(Response::new(stream))
+    }
+
+    type ServiceExecStream = crate::broker::Outputs;
+
+    async fn service_exec(
+        &self,
+        req: Request<tonic::Streaming<super::broker_pb::ExecInput>>,
+    ) -> Result<Response<Self::ServiceExecStream>, Status> {
+        let st = self.manager_state()?;
+        let outputs = super::task_io::exec(&self.daemon, &st, req.into_inner()).await?;
+        Ok(Response::new(outputs))
     }
 }
 

@@ -14,10 +14,8 @@ use crate::types::{
 };
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
-use futures::StreamExt;
 use serde_json::json;
 use std::collections::HashMap;
-use std::io::Write;
 
 #[derive(Subcommand, Debug)]
 pub enum ServiceCmd {
@@ -80,15 +78,12 @@ pub enum ServiceCmd {
         #[arg(required = true)]
         services: Vec<String>,
     },
-    /// Fetch the logs of a service's tasks.
-    Logs {
-        service: String,
-        #[arg(short, long)]
-        follow: bool,
-        /// Number of lines to show from the end of each task's log.
-        #[arg(long, default_value = "all")]
-        tail: String,
-    },
+    /// Fetch the logs of a service's tasks, or of one task, from
+    /// whichever nodes run them.
+    Logs(super::task_io::LogsArgs),
+    /// Run a command in a task of a service, on whichever node runs it.
+    /// Exits with the command's exit code.
+    Exec(super::task_io::ExecArgs),
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug)]
@@ -308,11 +303,11 @@ pub async fn run(host: &str, cmd: ServiceCmd) -> Result<()> {
         } => super::update::rollback(&mut c, &service, detach, quiet).await,
         ServiceCmd::Scale { detach, .. } => scale(&mut c, targets, detach).await,
         ServiceCmd::Rm { services } => rm(&mut c, &services).await,
-        ServiceCmd::Logs {
-            service,
-            follow,
-            tail,
-        } => logs(&mut c, &service, follow, &tail).await,
+        ServiceCmd::Logs(args) => super::task_io::logs(&mut c, args).await,
+        ServiceCmd::Exec(args) => {
+            let code = super::task_io::exec(&mut c, args).await?;
+            std::process::exit(code)
+        }
     }
 }
 
@@ -583,39 +578,6 @@ async fn inspect(
     } else {
         print_inspected(&format, &out)
     }
-}
-
-async fn logs(c: &mut Client, service: &str, follow: bool, tail: &str) -> Result<()> {
-    let tail = match tail {
-        "all" => 0,
-        n => n
-            .parse()
-            .map_err(|_| anyhow!("invalid --tail {n:?}: expected a number or \"all\""))?,
-    };
-    let req = pb::ServiceLogsRequest {
-        service: service.into(),
-        follow,
-        tail,
-    };
-    let mut stream = c
-        .service_logs(req)
-        .await
-        .map_err(status_error)?
-        .into_inner();
-    let mut stdout = std::io::stdout();
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(status_error)?;
-        let prefix = format!(
-            "{}.{}@{}",
-            chunk.task_name,
-            short(&chunk.task_id),
-            chunk.node
-        );
-        for line in String::from_utf8_lossy(&chunk.data).lines() {
-            writeln!(stdout, "{prefix}    | {line}")?;
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]

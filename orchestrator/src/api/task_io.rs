@@ -1,0 +1,163 @@
+//! `service logs` and `service exec` on the daemon: the task is resolved
+//! here, from this manager's state, and the I/O goes through the leader's
+//! broker (this daemon's own when it leads), which reaches the task's
+//! agent on whichever node runs it.
+
+use super::broker_pb::{broker_client::BrokerClient, ExecInput, LogsMessage, LogsRequest};
+use super::pb::{LogSource, ServiceLogsMessage};
+use crate::broker::Outputs;
+use crate::daemon::Daemon;
+use crate::state::State;
+use crate::types::{Task, TaskState};
+use futures::{Stream, StreamExt};
+use std::pin::Pin;
+use tonic::{Status, Streaming};
+
+pub type LogStream = Pin<Box<dyn Stream<Item = Result<ServiceLogsMessage, Status>> + Send>>;
+
+/// A task by full ID or unique ID prefix.
+fn find_task<'a>(st: &'a State, key: &str) -> Option<&'a Task> {
+    if let Some(t) = st.tasks.get(key) {
+        return Some(t);
+    }
+    let mut matches = st.tasks.values().filter(|t| t.id.starts_with(key));
+    match (matches.next(), matches.next()) {
+        (Some(t), None) => Some(t),
+        _ => None,
+    }
+}
+
+/// The tasks `target` names that have had a container: every such task
+/// of a service, or the one task.
+fn log_tasks<'a>(st: &'a State, target: &str) -> Result<Vec<&'a Task>, Status> {
+    let tasks: Vec<&Task> = if let Some(svc) = st.find_service(target) {
+        st.tasks_of(&svc.id).collect()
+    } else if let Some(t) = find_task(st, target) {
+        vec![t]
+    } else {
+        return Err(Status::not_found(format!(
+            "no such service or task: {target}"
+        )));
+    };
+    let mut tasks: Vec<&Task> = tasks
+        .into_iter()
+        .filter(|t| t.node_id.is_some() && t.status.container_id.is_some())
+        .collect();
+    tasks.sort_by(|a, b| (a.slot, &a.meta.created_at).cmp(&(b.slot, &b.meta.created_at)));
+    Ok(tasks)
+}
+
+/// The running task `target` names: a task ID, `SERVICE.SLOT`, or a
+/// service (its running task of the lowest slot).
+fn exec_task<'a>(st: &'a State, target: &str) -> Result<&'a Task, Status> {
+    let running = |t: &&Task| t.status.state == TaskState::Running;
+    if let Some(svc) = st.find_service(target) {
+        return st
+            .tasks_of(&svc.id)
+            .filter(running)
+            .min_by_key(|t| t.slot)
+            .ok_or_else(|| {
+                Status::failed_precondition(format!(
+                    "service {} has no running task",
+                    svc.spec.name
+                ))
+            });
+    }
+    if let Some((name, slot)) = target.rsplit_once('.') {
+        if let (Some(svc), Ok(slot)) = (st.find_service(name), slot.parse::<u64>()) {
+            return st
+                .tasks_of(&svc.id)
+                .filter(running)
+                .find(|t| t.slot == slot)
+                .ok_or_else(|| {
+                    Status::failed_precondition(format!(
+                        "service {} has no running task in slot {slot}",
+                        svc.spec.name
+                    ))
+                });
+        }
+    }
+    let task = find_task(st, target)
+        .ok_or_else(|| Status::not_found(format!("no such service, slot or task: {target}")))?;
+    if task.status.state != TaskState::Running {
+        return Err(Status::failed_precondition(format!(
+            "task {} is {}, not running",
+            task.id,
+            task.status.state.as_str()
+        )));
+    }
+    Ok(task)
+}
+
+fn source(st: &State, t: &Task) -> LogSource {
+    let node = t.node_id.as_deref().unwrap_or_default();
+    LogSource {
+        task_id: t.id.clone(),
+        task_name: t.name(),
+        node: st
+            .nodes
+            .get(node)
+            .map_or_else(|| node.to_string(), |n| n.hostname.clone()),
+    }
+}
+
+/// `service logs TARGET`: the sources first, then the lines as they come.
+pub async fn logs(
+    daemon: &Daemon,
+    st: &State,
+    target: &str,
+    options: LogsRequest,
+) -> Result<LogStream, Status> {
+    let tasks = log_tasks(st, target)?;
+    let req = LogsRequest {
+        task_ids: tasks.iter().map(|t| t.id.clone()).collect(),
+        ..options
+    };
+    let head = ServiceLogsMessage {
+        sources: tasks.iter().map(|t| source(st, t)).collect(),
+        logs: None,
+    };
+    let lines: Pin<Box<dyn Stream<Item = Result<LogsMessage, Status>> + Send>> =
+        if daemon.store.is_leader() {
+            daemon.broker.logs(req)?.boxed()
+        } else {
+            let channel = daemon.store.leader_channel().map_err(Status::from)?;
+            let mut client = BrokerClient::new(channel);
+            client.subscribe_logs(req).await?.into_inner().boxed()
+        };
+    let rest = lines.map(|m| {
+        m.map(|logs| ServiceLogsMessage {
+            sources: Vec::new(),
+            logs: Some(logs),
+        })
+    });
+    Ok(futures::stream::once(async { Ok(head) })
+        .chain(rest)
+        .boxed())
+}
+
+/// `service exec TARGET CMD`: the first input names the target; the rest
+/// go to the command as they come.
+pub async fn exec(
+    daemon: &Daemon,
+    st: &State,
+    mut inputs: Streaming<ExecInput>,
+) -> Result<Outputs, Status> {
+    let mut start = crate::broker::first_start(&mut inputs).await?;
+    if start.cmd.is_empty() {
+        return Err(Status::invalid_argument("exec needs a command to run"));
+    }
+    start.task_id = exec_task(st, &start.target)?.id.clone();
+    // Inputs end at the caller's first error (it went away).
+    let inputs = inputs.scan((), |_, r| futures::future::ready(r.ok()));
+    if daemon.store.is_leader() {
+        return daemon.broker.exec(start, inputs.map(Ok)).await;
+    }
+    let channel = daemon.store.leader_channel().map_err(Status::from)?;
+    let first = ExecInput {
+        input: Some(super::broker_pb::exec_input::Input::Start(start)),
+    };
+    let all = futures::stream::once(async { first }).chain(inputs);
+    let outputs = BrokerClient::new(channel).exec(all).await?.into_inner();
+    Ok(outputs.boxed())
+}
