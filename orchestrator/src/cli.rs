@@ -3,6 +3,7 @@
 pub mod autolock;
 pub mod ca;
 pub mod docs;
+pub mod events;
 pub mod filter;
 pub mod format;
 pub mod health;
@@ -105,6 +106,9 @@ pub enum Cmd {
         #[arg(long, value_parser = Format::parse, help = FORMAT_HELP)]
         format: Option<Format>,
     },
+    /// Stream the cluster's events (services, nodes, tasks, networks,
+    /// secrets, configs) as docker events shows them.
+    Events(events::EventsArgs),
     /// Show this daemon's node and swarm status.
     Info {
         #[arg(long, value_parser = Format::parse, help = FORMAT_HELP)]

@@ -136,6 +136,8 @@ pub struct Daemon {
     pub dns_stats: std::sync::OnceLock<Arc<swarm_dns::Stats>>,
     /// Task I/O between askers and agents, while this node leads.
     pub broker: crate::broker::Broker,
+    /// The cluster events this manager derived from its applied state.
+    pub events: Arc<crate::events::Log>,
     /// Whether the node API (and the manager loops) run.
     serving: std::sync::atomic::AtomicBool,
     /// Whether this node has taken up its role: at once for a worker, once
@@ -386,6 +388,11 @@ impl Daemon {
         );
         tokio::spawn(dispatcher.clone().run_liveness(self.stop.clone()));
         crate::manager::spawn(self.store.clone(), self.stop.clone());
+        tokio::spawn(
+            self.events
+                .clone()
+                .record(self.store.clone(), self.stop.clone()),
+        );
         tokio::spawn(membership::run(self.store.clone(), self.stop.clone()));
         let conns = net::Connections::default();
         tokio::spawn(crate::cluster::access::cut_on_change(
@@ -615,6 +622,7 @@ async fn run_generation(
         mesh: std::sync::OnceLock::new(),
         dns_stats: std::sync::OnceLock::new(),
         broker: crate::broker::Broker::new(store.clone()),
+        events: Arc::default(),
         serving: Default::default(),
         settled: watch::channel(Settled::Not("not in a swarm".into())).0,
         stop: stop.clone(),

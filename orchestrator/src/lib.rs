@@ -21,6 +21,7 @@ mod cluster;
 mod crash;
 mod daemon;
 mod dispatcher;
+mod events;
 mod files;
 pub mod fuzz;
 /// `--format`'s template engine, for the tests that hold it against
@@ -125,6 +126,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             rotate,
             role,
         } => cli::node::join_token(&cli.host, role, quiet, rotate).await,
+        Cmd::Events(args) => cli::events::events(&cli.host, args).await,
         Cmd::Info { format } => cli::node::info(&cli.host, format).await,
         Cmd::Version { format } => cli::node::version(&cli.host, format).await,
         Cmd::Service(cmd) => cli::service::run(&cli.host, cmd).await,

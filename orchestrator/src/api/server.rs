@@ -13,6 +13,8 @@ use crate::types::{
 use crate::types::{
     now_ms, Mode, NodeRole, NodeState, Service, ServicePatch, ServiceSpec, MANUAL_ROLLBACK,
 };
+use futures::{Stream, StreamExt};
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 use tonic::{Request, Response, Status};
@@ -804,6 +806,26 @@ impl Control for ControlService {
         let options = req.options.unwrap_or_default();
         let stream = super::task_io::logs(&self.daemon, &st, &req.target, options).await?;
         Ok(Response::new(stream))
+    }
+
+    type EventsStream = Pin<Box<dyn Stream<Item = Result<pb::EventMessage, Status>> + Send>>;
+
+    async fn events(
+        &self,
+        req: Request<pb::EventsRequest>,
+    ) -> Result<Response<Self::EventsStream>, Status> {
+        self.manager_state()?;
+        let req = req.into_inner();
+        let filter =
+            crate::events::Filter::parse(&req.filters).map_err(Status::invalid_argument)?;
+        let until = (req.until != 0).then_some(req.until);
+        let events = self.daemon.events.stream(req.since, until, filter);
+        let stream = tokio_stream::wrappers::ReceiverStream::new(events).map(|e| {
+            Ok(pb::EventMessage {
+                event_json: to_json(&e),
+            })
+        });
+        Ok(Response::new(Box::pin(stream)))
     }
 
     type ServiceExecStream = crate::broker::Outputs;

@@ -97,9 +97,38 @@ pub fn parse_duration(s: &str) -> Result<std::time::Duration> {
     }
 }
 
+/// A time flag (`--since`, `--until`) as Unix seconds: an RFC 3339
+/// time, Unix seconds, or a duration before `now`, as docker takes them.
+pub fn parse_time(flag: &str, s: &str, now: i64) -> Result<i64> {
+    if let Ok(secs) = s.parse::<f64>() {
+        return Ok(secs as i64);
+    }
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
+        return Ok(t.timestamp());
+    }
+    let Ok(ago) = parse_duration(s) else {
+        bail!("invalid {flag} {s:?}: expected a time such as 2013-01-02T13:23:37Z, Unix seconds, or a duration such as 42m")
+    };
+    Ok(now - ago.as_secs() as i64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn times_are_rfc3339_seconds_or_durations_before_now() {
+        let now = 1_700_000_000;
+        let t = |s| parse_time("--since", s, now);
+        assert_eq!(t("2013-01-02T13:23:37Z").unwrap(), 1_357_133_017);
+        assert_eq!(t("1357133017").unwrap(), 1_357_133_017);
+        assert_eq!(t("42m").unwrap(), now - 42 * 60);
+        let err = t("yesterday").unwrap_err().to_string();
+        assert!(
+            err.contains("yesterday") && err.contains("--since"),
+            "{err}"
+        );
+    }
 
     #[test]
     fn durations_parse_like_docker() {

@@ -2,7 +2,7 @@
 //! command run in it, from whichever node runs it (through the daemon and
 //! the leader's broker; see `crate::broker`).
 
-use super::format::{parse_duration, short};
+use super::format::{parse_time, short};
 use crate::api::broker_pb::{
     exec_input, exec_output, ExecInput, ExecStart, LogsRequest, TerminalSize,
 };
@@ -71,21 +71,6 @@ pub struct ExecArgs {
     pub cmd: Vec<String>,
 }
 
-/// `--since` as Unix seconds: an RFC 3339 time, Unix seconds, or a
-/// duration before now.
-fn parse_since(s: &str, now: i64) -> Result<i64> {
-    if let Ok(secs) = s.parse::<f64>() {
-        return Ok(secs as i64);
-    }
-    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
-        return Ok(t.timestamp());
-    }
-    let ago = parse_duration(s).map_err(|_| {
-        anyhow!("invalid --since {s:?}: expected a time such as 2013-01-02T13:23:37Z, Unix seconds, or a duration such as 42m")
-    })?;
-    Ok(now - ago.as_secs() as i64)
-}
-
 fn parse_tail(s: &str) -> Result<Option<u64>> {
     match s {
         "all" => Ok(None),
@@ -126,7 +111,7 @@ pub async fn logs(c: &mut Client, args: LogsArgs) -> Result<()> {
         since: args
             .since
             .as_deref()
-            .map(|s| parse_since(s, now))
+            .map(|s| parse_time("--since", s, now))
             .transpose()?
             .unwrap_or(0),
         timestamps: args.timestamps,
@@ -310,22 +295,6 @@ pub async fn exec(c: &mut Client, args: ExecArgs) -> Result<i32> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn since_takes_times_seconds_and_durations() {
-        let now = 1_700_000_000;
-        assert_eq!(
-            parse_since("2013-01-02T13:23:37Z", now).unwrap(),
-            1_357_133_017
-        );
-        assert_eq!(parse_since("1357133017", now).unwrap(), 1_357_133_017);
-        assert_eq!(parse_since("42m", now).unwrap(), now - 42 * 60);
-        let err = parse_since("yesterday", now).unwrap_err().to_string();
-        assert!(
-            err.contains("yesterday") && err.contains("--since"),
-            "{err}"
-        );
-    }
 
     #[test]
     fn prefixes_are_dockers() {

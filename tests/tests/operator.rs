@@ -1,8 +1,10 @@
-//! Task I/O across nodes in a three-node swarm (manager n1, workers n2 and
-//! n3): `service logs` and `service exec` run on a manager reach a task on
+//! Operating a three-node swarm (manager n1, workers n2 and n3) from the
+//! CLI: `service logs` and `service exec` run on a manager reach a task on
 //! another node through the leader's broker and that task's agent, also
-//! from a manager that does not lead. Real daemons in netns, real Docker.
+//! from a manager that does not lead; `events` shows the changes. Real
+//! daemons in netns, real Docker.
 
+use serde_json::Value;
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -284,4 +286,147 @@ fn service_exec_runs_in_a_task_on_another_node_with_its_stdin_and_exit_code() {
         (swarm_on("n3", &["service", "ls"]).code != 0).then_some(())
     });
     swarm(&["service", "rm", "chatter"]).ok();
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs()
+}
+
+#[test]
+fn events_show_service_task_and_node_changes_with_dockers_fields_live_and_since() {
+    let _lab = three_node_swarm("xdp");
+    swarm(&["service", "rm", "evt"]);
+    let since = unix_now().to_string();
+    let until = (unix_now() + 120).to_string();
+    let mut live = Command::new(repo_root().join("scripts/lab.sh"))
+        .args(["exec", "n1", swarm_bin().to_str().expect("utf-8 path")])
+        .args(["events", "--since", &since, "--until", &until])
+        .args(["-f", "service=evt", "--format", "{{json .}}"])
+        .env("SWARM_BIN", swarm_bin())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("lab.sh runs");
+    let mut out = BufReader::new(live.stdout.take().expect("piped"));
+    let mut seen = Vec::new();
+    let mut next_event = |seen: &mut Vec<String>| {
+        let mut line = String::new();
+        assert!(
+            out.read_line(&mut line).expect("reads") > 0,
+            "the stream ended: {seen:?}"
+        );
+        let e: Value = serde_json::from_str(line.trim()).expect("a JSON event");
+        seen.push(format!(
+            "{} {}",
+            e["Type"].as_str().unwrap(),
+            e["Action"].as_str().unwrap()
+        ));
+        seen.last().cloned().unwrap()
+    };
+    swarm(&[
+        "service",
+        "create",
+        "--detach",
+        "--name",
+        "evt",
+        "swarm/whoami",
+    ])
+    .ok();
+    assert_eq!(next_event(&mut seen), "service create");
+    wait_for("evt running", Duration::from_secs(60), || {
+        (running_tasks("evt").len() == 1).then_some(())
+    });
+    swarm(&["service", "scale", "--detach", "evt=2"]).ok();
+    wait_for("two evt tasks running", Duration::from_secs(60), || {
+        (running_tasks("evt").len() == 2).then_some(())
+    });
+    swarm(&["node", "update", "--availability", "pause", "n3"]).ok();
+    swarm(&["node", "update", "--availability", "active", "n3"]).ok();
+    swarm(&["service", "rm", "evt"]).ok();
+
+    // Everything since the start, up to now: the command ends by itself.
+    let history = wait_for(
+        "the removal among the events",
+        Duration::from_secs(10),
+        || {
+            let r = swarm(&[
+                "events",
+                "--since",
+                &since,
+                "--until",
+                &unix_now().to_string(),
+                "--format",
+                "{{json .}}",
+            ])
+            .ok();
+            r.stdout.contains("\"Action\":\"remove\"").then_some(r)
+        },
+    );
+    let events: Vec<Value> = history.json_lines();
+    let find = |kind: &str, action: &str, attr: &str, value: &str| {
+        events.iter().find(|e| {
+            e["Type"] == kind && e["Action"] == action && e["Actor"]["Attributes"][attr] == value
+        })
+    };
+    let created = find("service", "create", "name", "evt").expect("service create");
+    assert_eq!(created["scope"], "swarm");
+    let t = created["time"].as_u64().expect("a time");
+    assert!(
+        t >= since.parse::<u64>().unwrap() && t <= unix_now(),
+        "{created}"
+    );
+    assert_eq!(created["timeNano"].as_u64().unwrap() / 1_000_000_000, t);
+    let scaled = find("service", "update", "replicas.new", "2").expect("the scale");
+    assert_eq!(scaled["Actor"]["Attributes"]["replicas.old"], "1");
+    assert_eq!(scaled["Actor"]["ID"], created["Actor"]["ID"]);
+    assert!(
+        find("task", "update", "state.new", "running").is_some(),
+        "a task ran"
+    );
+    let paused = find("node", "update", "availability.new", "pause").expect("the pause");
+    assert_eq!(paused["Actor"]["Attributes"]["name"], "n3");
+    assert_eq!(paused["Actor"]["Attributes"]["availability.old"], "active");
+    assert!(find("service", "remove", "name", "evt").is_some());
+
+    // Filters, and docker's default line.
+    let id = created["Actor"]["ID"].as_str().unwrap();
+    let now = unix_now().to_string();
+    let only = swarm(&[
+        "events",
+        "--since",
+        &since,
+        "--until",
+        &now,
+        "-f",
+        "type=service",
+        "-f",
+        "event=create",
+        "-f",
+        "service=evt",
+    ])
+    .ok();
+    let lines: Vec<&str> = only.stdout.lines().collect();
+    assert_eq!(lines.len(), 1, "{}", only.stdout);
+    let (time, rest) = lines[0].split_once(' ').expect("a time first");
+    assert!(time.ends_with('Z') && time.len() == 30, "{time}");
+    assert_eq!(rest, format!("service create {id} (name=evt)"));
+    let bad = swarm(&["events", "-f", "colour=red"]);
+    assert_ne!(bad.code, 0);
+    assert!(
+        bad.stderr.contains("invalid filter 'colour'"),
+        "{}",
+        bad.stderr
+    );
+
+    // The follower, open since before these changes, saw each as it came.
+    while next_event(&mut seen) != "service remove" {}
+    live.kill().ok();
+    live.wait().ok();
+    assert!(seen.contains(&"service update".to_string()), "{seen:?}");
+    assert!(
+        seen.iter().all(|s| s.starts_with("service ")),
+        "the filter held: {seen:?}"
+    );
 }
