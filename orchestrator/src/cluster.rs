@@ -21,6 +21,53 @@ use access::{Gate, Need};
 use tonic::service::interceptor::InterceptedService;
 use tonic::{Request, Response, Status};
 
+pub fn unix_nanos() -> i64 {
+    chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0)
+}
+
+/// How far each manager's clock at `addrs` is from this node's: asked
+/// over the node API, judged at the middle of the round trip (NTP's way).
+pub async fn clock_skews(
+    peers: &crate::raft::network::Peers,
+    addrs: &[String],
+) -> Vec<crate::api::pb::ManagerClock> {
+    use crate::api::cluster_pb::cluster_client::ClusterClient;
+    let mut out = Vec::new();
+    for addr in addrs {
+        let asked = async {
+            let channel = peers.channel(addr)?;
+            let t0 = unix_nanos();
+            let resp = ClusterClient::new(channel)
+                .clock(Empty {})
+                .await
+                .map_err(|s| s.message().to_string())?;
+            let t1 = unix_nanos();
+            let remote = resp.into_inner().unix_nanos;
+            Ok::<_, String>((remote - (t0 + t1) / 2, t1 - t0))
+        };
+        let m = match tokio::time::timeout(std::time::Duration::from_secs(3), asked).await {
+            Ok(Ok((offset, rtt))) => crate::api::pb::ManagerClock {
+                addr: addr.clone(),
+                offset_ms: offset / 1_000_000,
+                rtt_ms: rtt / 1_000_000,
+                error: String::new(),
+            },
+            Ok(Err(e)) => crate::api::pb::ManagerClock {
+                addr: addr.clone(),
+                error: e,
+                ..Default::default()
+            },
+            Err(_) => crate::api::pb::ManagerClock {
+                addr: addr.clone(),
+                error: "no answer within 3 s".into(),
+                ..Default::default()
+            },
+        };
+        out.push(m);
+    }
+    out
+}
+
 pub struct ClusterService {
     store: Store,
     keyring: Keyring,
@@ -276,6 +323,16 @@ impl cluster_server::Cluster for ClusterService {
         let index = self.store.read_index().await.map_err(Status::from)?;
         Ok(Response::new(crate::api::cluster_pb::ReadIndexResponse {
             index,
+        }))
+    }
+
+    async fn clock(
+        &self,
+        req: Request<Empty>,
+    ) -> Result<Response<crate::api::cluster_pb::ClockResponse>, Status> {
+        access::caller(&req, &self.store, Need::Node)?;
+        Ok(Response::new(crate::api::cluster_pb::ClockResponse {
+            unix_nanos: unix_nanos(),
         }))
     }
 

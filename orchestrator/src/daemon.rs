@@ -208,6 +208,12 @@ impl Daemon {
         Ok(next.clone().expect("waited for one"))
     }
 
+    /// The managers this node knows of (from the dispatcher, or the data
+    /// dir after a restart).
+    pub fn known_managers(&self) -> Vec<String> {
+        self.managers.borrow().clone()
+    }
+
     pub fn advertise(&self) -> String {
         net::with_default_port(&self.advertise.read().expect("advertise lock"))
     }

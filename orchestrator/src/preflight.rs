@@ -308,6 +308,81 @@ async fn docker() -> Item {
     }
 }
 
+/// Skew up to which clocks count as in step, and past which certificates
+/// (valid from the moment the CA signs them) may look not yet valid.
+const SKEW_WARN_MS: i64 = 1_000;
+const SKEW_FAIL_MS: i64 = 60_000;
+const NTP_FIX: &str =
+    "keep the clocks in step with NTP (systemd-timesyncd or chrony) on every node";
+
+/// One item per manager: how far its clock is from this node's.
+pub fn clock(managers: &[crate::api::pb::ManagerClock]) -> Vec<Item> {
+    managers
+        .iter()
+        .map(|m| {
+            if !m.error.is_empty() {
+                let detail = format!("cannot ask manager {} for its time: {}", m.addr, m.error);
+                return item(
+                    "clock skew",
+                    Level::Warn,
+                    detail,
+                    Some("check that the manager is up and reachable on its address"),
+                );
+            }
+            let detail = format!(
+                "manager {}: {:+} ms (round trip {} ms)",
+                m.addr, m.offset_ms, m.rtt_ms
+            );
+            match m.offset_ms.abs() {
+                s if s < SKEW_WARN_MS => item("clock skew", Level::Ok, detail, None),
+                s if s < SKEW_FAIL_MS => item("clock skew", Level::Warn, detail, Some(NTP_FIX)),
+                _ => item("clock skew", Level::Fail, detail, Some(NTP_FIX)),
+            }
+        })
+        .collect()
+}
+
+/// The clock items, when a running daemon on `host.daemon_socket` is in a
+/// swarm (it asks the managers over the node API).
+async fn clock_of_daemon(host: &Host) -> Vec<Item> {
+    let Some(socket) = &host.daemon_socket else {
+        return Vec::new();
+    };
+    if std::os::unix::net::UnixStream::connect(socket).is_err() {
+        return Vec::new();
+    }
+    let asked = async {
+        let mut c = crate::api::client::connect(&format!("unix://{}", socket.display()))
+            .await
+            .map_err(|e| e.to_string())?;
+        c.clock_skew(crate::api::pb::ClockSkewRequest {})
+            .await
+            .map_err(|s| s.message().to_string())
+    };
+    match tokio::time::timeout(Duration::from_secs(10), asked).await {
+        Ok(Ok(resp)) => {
+            let resp = resp.into_inner();
+            if resp.joined && resp.managers.is_empty() {
+                let detail = "this node is the only manager: no other clock to compare";
+                return vec![item("clock skew", Level::Ok, detail, None)];
+            }
+            clock(&resp.managers)
+        }
+        Ok(Err(e)) => vec![item(
+            "clock skew",
+            Level::Warn,
+            format!("the daemon could not measure it: {e}"),
+            None,
+        )],
+        Err(_) => vec![item(
+            "clock skew",
+            Level::Warn,
+            "the daemon did not answer within 10 s",
+            None,
+        )],
+    }
+}
+
 /// Every check, in a fixed order.
 pub async fn run(host: &Host) -> Vec<Item> {
     let mut out = kernel();
@@ -319,6 +394,7 @@ pub async fn run(host: &Host) -> Vec<Item> {
     out.push(forwarding());
     out.extend(ports(host));
     out.push(docker().await);
+    out.extend(clock_of_daemon(host).await);
     out
 }
 
@@ -368,6 +444,29 @@ mod tests {
                      eth0\t00000000\t010012AC\t0003\n";
         assert_eq!(default_route_iface(route).as_deref(), Some("eth0"));
         assert_eq!(default_route_iface("Iface\tDestination\n"), None);
+    }
+
+    #[test]
+    fn clock_skew_is_ok_under_a_second_and_fails_past_a_minute() {
+        let m = |offset_ms, error: &str| crate::api::pb::ManagerClock {
+            addr: "10.0.0.1:2377".into(),
+            offset_ms,
+            rtt_ms: 1,
+            error: error.into(),
+        };
+        let items = clock(&[m(-3, ""), m(2_500, ""), m(-90_000, ""), m(0, "refused")]);
+        let levels: Vec<Level> = items.iter().map(|i| i.status).collect();
+        assert_eq!(levels, [Level::Ok, Level::Warn, Level::Fail, Level::Warn]);
+        assert_eq!(
+            items[0].detail,
+            "manager 10.0.0.1:2377: -3 ms (round trip 1 ms)"
+        );
+        assert_eq!(
+            items[1].detail,
+            "manager 10.0.0.1:2377: +2500 ms (round trip 1 ms)"
+        );
+        assert!(items[2].fix.as_deref().unwrap().contains("NTP"));
+        assert!(items[3].detail.contains("refused"), "{}", items[3].detail);
     }
 
     #[test]

@@ -430,3 +430,29 @@ fn events_show_service_task_and_node_changes_with_dockers_fields_live_and_since(
         "the filter held: {seen:?}"
     );
 }
+
+#[test]
+fn swarm_check_on_a_joined_node_compares_its_clock_with_each_managers() {
+    let _lab = three_node_swarm("xdp");
+    let items = |node| -> Vec<Value> {
+        let r = swarm_on(node, &["check", "--format", "json"]).ok();
+        serde_json::from_str(&r.stdout).expect("check --format json is a JSON array")
+    };
+    let clock = |node| -> Vec<Value> {
+        items(node)
+            .into_iter()
+            .filter(|i| i["check"] == "clock skew")
+            .collect()
+    };
+    // The lab's nodes share the host's clock: no skew, a round trip apart.
+    let on_worker = clock("n2");
+    assert_eq!(on_worker.len(), 1, "one item per manager: {on_worker:?}");
+    assert_eq!(on_worker[0]["status"], "ok", "{on_worker:?}");
+    let detail = on_worker[0]["detail"].as_str().unwrap();
+    assert!(detail.starts_with("manager 198.18.0.11:2377: "), "{detail}");
+    let on_manager = clock("n1");
+    assert_eq!(
+        on_manager[0]["detail"],
+        "this node is the only manager: no other clock to compare"
+    );
+}

@@ -808,6 +808,28 @@ impl Control for ControlService {
         Ok(Response::new(stream))
     }
 
+    async fn clock_skew(
+        &self,
+        _req: Request<pb::ClockSkewRequest>,
+    ) -> Result<Response<pb::ClockSkewResponse>, Status> {
+        let daemon = &self.daemon;
+        if daemon.store.peers().tls().is_none() {
+            return Ok(Response::new(pb::ClockSkewResponse::default()));
+        }
+        // This node's own clock is no skew.
+        let me = daemon.advertise();
+        let addrs: Vec<String> = daemon
+            .known_managers()
+            .into_iter()
+            .filter(|a| *a != me)
+            .collect();
+        let managers = crate::cluster::clock_skews(daemon.store.peers(), &addrs).await;
+        Ok(Response::new(pb::ClockSkewResponse {
+            managers,
+            joined: true,
+        }))
+    }
+
     type EventsStream = Pin<Box<dyn Stream<Item = Result<pb::EventMessage, Status>> + Send>>;
 
     async fn events(
