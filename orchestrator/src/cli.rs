@@ -3,6 +3,7 @@
 pub mod autolock;
 pub mod ca;
 pub mod docs;
+pub mod engine_json;
 pub mod events;
 pub mod filter;
 pub mod format;

@@ -394,7 +394,9 @@ fn constraints_drain_and_pause_steer_placement_and_pending_tasks_say_why() {
     // Reservations that fill the four active nodes: the fifth task waits.
     let node: serde_json::Value =
         serde_json::from_str(&swarm_on("n1", &["node", "inspect", "n1"]).ok().stdout).unwrap();
-    let memory = node[0]["memory_bytes"].as_i64().unwrap();
+    let memory = node[0]["Description"]["Resources"]["MemoryBytes"]
+        .as_i64()
+        .unwrap();
     let most = format!("{}M", memory / 1024 / 1024 * 6 / 10);
     let huge = unique("huge");
     try_create("n1", &huge, &["--replicas", "5", "--reserve-memory", &most]).ok();
@@ -977,7 +979,7 @@ fn lin_client(
             }
             let v: serde_json::Value = serde_json::from_str(&r.stdout).expect("inspect JSON");
             for key in LIN_KEYS {
-                let seen = v[0]["spec"]["labels"][key]
+                let seen = v[0]["Spec"]["Labels"][key]
                     .as_str()
                     .unwrap_or("")
                     .to_string();

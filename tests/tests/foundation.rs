@@ -798,7 +798,7 @@ fn filters_pick_and_templates_print_services_nodes_and_tasks_as_docker_s_do() {
         "NAME", "", ""
     );
     assert_eq!(table, expected);
-    let inspected = swarm(&["service", "inspect", &web, "--format", "{{.spec.name}}"])
+    let inspected = swarm(&["service", "inspect", &web, "--format", "{{.Spec.Name}}"])
         .ok()
         .stdout;
     assert_eq!(inspected, format!("{web}\n"));

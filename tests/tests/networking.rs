@@ -58,7 +58,7 @@ fn network(name: &str, extra: &[&str]) -> String {
 fn container_on(service: &str, node: &str) -> String {
     let id = swarm(&["node", "inspect", node]).ok();
     let node_id: Value = serde_json::from_str(&id.stdout).expect("node inspect is JSON");
-    let node_id = node_id[0]["id"].as_str().expect("node id").to_string();
+    let node_id = node_id[0]["ID"].as_str().expect("node id").to_string();
     wait_for(
         &format!("a container of {service} on {node}"),
         Duration::from_secs(20),
@@ -101,12 +101,12 @@ fn http_in(container: &str, host: &str, port: u16) -> Option<String> {
 fn vip_of(service: &str, network_id: &str) -> String {
     let r = swarm(&["service", "inspect", service]).ok();
     let v: Value = serde_json::from_str(&r.stdout).expect("inspect is JSON");
-    v[0]["endpoint"]["vips"]
+    v[0]["Endpoint"]["VirtualIPs"]
         .as_array()
         .expect("vips")
         .iter()
-        .find(|x| x["network_id"] == network_id)
-        .and_then(|x| x["addr"].as_str())
+        .find(|x| x["NetworkID"] == network_id)
+        .and_then(|x| x["Addr"].as_str())
         .expect("a VIP on the network")
         .to_string()
 }

@@ -153,8 +153,8 @@ fn a_redeploy_changes_only_what_changed_and_prune_removes_services_left_out() {
             .iter()
             .map(|s| {
                 (
-                    s["spec"]["name"].as_str().unwrap().to_string(),
-                    s["version"].clone(),
+                    s["Spec"]["Name"].as_str().unwrap().to_string(),
+                    s["Version"].clone(),
                 )
             })
             .collect()
@@ -392,7 +392,7 @@ fn secrets_and_configs_reach_only_the_nodes_whose_tasks_use_them_and_never_touch
     // n1 and n3 run no task of the service: the dispatcher never sent them
     // the secret (agents log the IDs they receive, never the bytes).
     let v: Value = serde_json::from_str(&inspect).unwrap();
-    let id = v[0]["id"].as_str().unwrap().to_string();
+    let id = v[0]["ID"].as_str().unwrap().to_string();
     for n in ["n1", "n3"] {
         let log = std::fs::read_to_string(format!("/var/log/swarm-lab/{n}.log")).unwrap();
         assert!(!log.contains(&id), "{n} received secret {id}");
@@ -540,10 +540,13 @@ fn a_bad_update_rolls_back_by_itself_and_port_8000_never_fails_a_request() {
     );
     let svc = service_json("demo_web");
     assert_eq!(
-        svc["update_status"]["state"], "rollback_completed",
+        svc["UpdateStatus"]["State"], "rollback_completed",
         "{svc:#}"
     );
-    assert_eq!(svc["spec"]["image"], "lsapan/docker-swarm-demo-web");
+    assert_eq!(
+        svc["Spec"]["TaskTemplate"]["ContainerSpec"]["Image"],
+        "lsapan/docker-swarm-demo-web"
+    );
     assert_eq!(
         running_ids("demo_web"),
         before,
@@ -604,7 +607,7 @@ fn a_rotated_secret_rolls_its_service_and_a_drained_node_hands_its_tasks_over() 
         );
     }
     wait_for("the update to complete", Duration::from_secs(60), || {
-        (service_json("demo_web")["update_status"]["state"] == "completed").then_some(())
+        (service_json("demo_web")["UpdateStatus"]["State"] == "completed").then_some(())
     });
     let after = running_ids("demo_web");
     assert_eq!(after.len(), 2);

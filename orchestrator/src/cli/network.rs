@@ -117,7 +117,7 @@ pub async fn run(host: &str, cmd: NetworkCmd) -> Result<()> {
                 let req = pb::GetNetworkRequest { network: n };
                 let resp = c.get_network(req).await.map_err(status_error)?;
                 let net: Network = serde_json::from_str(&resp.into_inner().network_json)?;
-                out.push(net);
+                out.push(super::engine_json::network(&net));
             }
             print_inspected(&format, &out)?;
         }

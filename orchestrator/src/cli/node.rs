@@ -455,7 +455,13 @@ async fn inspect(
         }
         Ok(())
     } else {
-        print_inspected(&format, &out)
+        let me = c.info(pb::InfoRequest {}).await.map_err(status_error)?;
+        let leader = me.into_inner().leader_raft_id;
+        let shaped: Vec<_> = out
+            .iter()
+            .map(|n| super::engine_json::node(n, n.raft_id == leader))
+            .collect();
+        print_inspected(&format, &shaped)
     }
 }
 

@@ -131,7 +131,8 @@ pub async fn run(host: &str, kind: SecretKind, cmd: SecretCmd) -> Result<()> {
             for n in names {
                 let req = pb::SecretRequest { kind: k, secret: n };
                 let resp = c.get_secret(req).await.map_err(status_error)?;
-                out.push(decode(&resp.into_inner().secret_json)?);
+                let secret = decode(&resp.into_inner().secret_json)?;
+                out.push(super::engine_json::secret(&secret));
             }
             print_inspected(&format, &out)?;
         }

@@ -576,7 +576,8 @@ async fn inspect(
         }
         Ok(())
     } else {
-        print_inspected(&format, &out)
+        let shaped: Vec<_> = out.iter().map(super::engine_json::service).collect();
+        print_inspected(&format, &shaped)
     }
 }
 
