@@ -131,10 +131,7 @@ impl Broker {
     }
 
     fn hostname(&self, node: &str) -> String {
-        let st = self.inner.store.state();
-        st.nodes
-            .get(node)
-            .map_or_else(|| node.to_string(), |n| n.hostname.clone())
+        self.inner.store.state().node_name(node)
     }
 
     /// The logs of `req.task_ids`: each task's agent is asked for its part.

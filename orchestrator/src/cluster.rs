@@ -21,10 +21,6 @@ use access::{Gate, Need};
 use tonic::service::interceptor::InterceptedService;
 use tonic::{Request, Response, Status};
 
-pub fn unix_nanos() -> i64 {
-    chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0)
-}
-
 /// How far each manager's clock at `addrs` is from this node's: asked
 /// over the node API, judged at the middle of the round trip (NTP's way).
 pub async fn clock_skews(
@@ -36,12 +32,12 @@ pub async fn clock_skews(
     for addr in addrs {
         let asked = async {
             let channel = peers.channel(addr)?;
-            let t0 = unix_nanos();
+            let t0 = crate::types::now_ns();
             let resp = ClusterClient::new(channel)
                 .clock(Empty {})
                 .await
                 .map_err(|s| s.message().to_string())?;
-            let t1 = unix_nanos();
+            let t1 = crate::types::now_ns();
             let remote = resp.into_inner().unix_nanos;
             Ok::<_, String>((remote - (t0 + t1) / 2, t1 - t0))
         };
@@ -332,7 +328,7 @@ impl cluster_server::Cluster for ClusterService {
     ) -> Result<Response<crate::api::cluster_pb::ClockResponse>, Status> {
         access::caller(&req, &self.store, Need::Node)?;
         Ok(Response::new(crate::api::cluster_pb::ClockResponse {
-            unix_nanos: unix_nanos(),
+            unix_nanos: crate::types::now_ns(),
         }))
     }
 

@@ -325,7 +325,7 @@ impl Log {
                     return;
                 }
             }
-            let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0);
+            let now = crate::types::now_ns();
             let left = match until {
                 Some(u) if u <= now => return,
                 Some(u) => std::time::Duration::from_nanos((u - now) as u64),
@@ -379,7 +379,7 @@ impl Log {
                 r = changes.changed() => if r.is_err() { return },
             }
             let now = changes.borrow_and_update().clone();
-            let nanos = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0);
+            let nanos = crate::types::now_ns();
             for e in diff(&seen, &now, nanos) {
                 seq += 1;
                 self.push(seq, e);

@@ -355,6 +355,26 @@ impl State {
         }
     }
 
+    /// How a node is shown to a user: its hostname, or its ID when the
+    /// state no longer has it.
+    pub fn node_name(&self, id: &str) -> String {
+        self.nodes
+            .get(id)
+            .map_or_else(|| id.to_string(), |n| n.hostname.clone())
+    }
+
+    /// A task by full ID or unique ID prefix.
+    pub fn find_task(&self, key: &str) -> Option<&Task> {
+        if let Some(t) = self.tasks.get(key) {
+            return Some(t);
+        }
+        let mut matches = self.tasks.values().filter(|t| t.id.starts_with(key));
+        match (matches.next(), matches.next()) {
+            (Some(t), None) => Some(t),
+            _ => None,
+        }
+    }
+
     pub fn tasks_of<'a>(&'a self, service_id: &'a str) -> impl Iterator<Item = &'a Task> + 'a {
         self.index
             .of_service(service_id)

@@ -34,6 +34,15 @@ pub fn now_ms() -> Millis {
         .unwrap_or(0)
 }
 
+/// Nanoseconds since the Unix epoch: event times, and clocks compared
+/// across nodes.
+pub fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
+}
+
 /// A random object ID in Docker's style: 25 lowercase alphanumerics.
 pub fn new_id() -> String {
     use rand::Rng;

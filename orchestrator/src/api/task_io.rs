@@ -15,24 +15,12 @@ use tonic::{Status, Streaming};
 
 pub type LogStream = Pin<Box<dyn Stream<Item = Result<ServiceLogsMessage, Status>> + Send>>;
 
-/// A task by full ID or unique ID prefix.
-fn find_task<'a>(st: &'a State, key: &str) -> Option<&'a Task> {
-    if let Some(t) = st.tasks.get(key) {
-        return Some(t);
-    }
-    let mut matches = st.tasks.values().filter(|t| t.id.starts_with(key));
-    match (matches.next(), matches.next()) {
-        (Some(t), None) => Some(t),
-        _ => None,
-    }
-}
-
 /// The tasks `target` names that have had a container: every such task
 /// of a service, or the one task.
 fn log_tasks<'a>(st: &'a State, target: &str) -> Result<Vec<&'a Task>, Status> {
     let tasks: Vec<&Task> = if let Some(svc) = st.find_service(target) {
         st.tasks_of(&svc.id).collect()
-    } else if let Some(t) = find_task(st, target) {
+    } else if let Some(t) = st.find_task(target) {
         vec![t]
     } else {
         return Err(Status::not_found(format!(
@@ -77,7 +65,8 @@ fn exec_task<'a>(st: &'a State, target: &str) -> Result<&'a Task, Status> {
                 });
         }
     }
-    let task = find_task(st, target)
+    let task = st
+        .find_task(target)
         .ok_or_else(|| Status::not_found(format!("no such service, slot or task: {target}")))?;
     if task.status.state != TaskState::Running {
         return Err(Status::failed_precondition(format!(
@@ -90,14 +79,10 @@ fn exec_task<'a>(st: &'a State, target: &str) -> Result<&'a Task, Status> {
 }
 
 fn source(st: &State, t: &Task) -> LogSource {
-    let node = t.node_id.as_deref().unwrap_or_default();
     LogSource {
         task_id: t.id.clone(),
         task_name: t.name(),
-        node: st
-            .nodes
-            .get(node)
-            .map_or_else(|| node.to_string(), |n| n.hostname.clone()),
+        node: st.node_name(t.node_id.as_deref().unwrap_or_default()),
     }
 }
 

@@ -70,7 +70,7 @@ pub async fn events(host: &str, args: EventsArgs) -> Result<()> {
         // Without --since, only what happens from now on.
         since: match &args.since {
             Some(_) => nanos("--since", &args.since)?,
-            None => chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0),
+            None => crate::types::now_ns(),
         },
         until: nanos("--until", &args.until)?,
         filters: args.filter,
