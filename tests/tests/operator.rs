@@ -166,9 +166,28 @@ fn service_logs_on_the_manager_shows_a_task_on_another_node_with_that_nodes_name
         );
         ticks += line.contains("| tick") as usize;
     }
+    assert_eq!(ticks, 3, "-f delivers new lines as they come");
+
+    // Following a service takes in tasks that start after it began: the
+    // second replica's first line comes down the same stream, with its
+    // own prefix.
+    swarm(&["service", "scale", "--detach", "chatter=2"]).ok();
+    let mut second = None;
+    while second.is_none() && Instant::now() < deadline + Duration::from_secs(60) {
+        line.clear();
+        if out.read_line(&mut line).expect("reads") == 0 {
+            break;
+        }
+        if line.starts_with("chatter.2.") && line.ends_with("@n2    | out-1\n") {
+            second = Some(line.clone());
+        }
+    }
     follow.kill().ok();
     follow.wait().ok();
-    assert_eq!(ticks, 3, "-f delivers new lines as they come");
+    assert!(
+        second.is_some(),
+        "the new task's lines join a -f on its service"
+    );
 
     let missing = swarm(&["service", "logs", "nosuch"]);
     assert_ne!(missing.code, 0);

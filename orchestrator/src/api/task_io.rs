@@ -5,12 +5,16 @@
 
 use super::broker_pb::{broker_client::BrokerClient, ExecInput, LogsMessage, LogsRequest};
 use super::pb::{LogSource, ServiceLogsMessage};
-use crate::broker::Outputs;
+use crate::broker::{Broker, Outputs};
 use crate::daemon::Daemon;
 use crate::state::State;
+use crate::store::Store;
 use crate::types::{Task, TaskState};
 use futures::{Stream, StreamExt};
+use std::collections::HashSet;
 use std::pin::Pin;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Status, Streaming};
 
 pub type LogStream = Pin<Box<dyn Stream<Item = Result<ServiceLogsMessage, Status>> + Send>>;
@@ -27,12 +31,14 @@ fn log_tasks<'a>(st: &'a State, target: &str) -> Result<Vec<&'a Task>, Status> {
             "no such service or task: {target}"
         )));
     };
-    let mut tasks: Vec<&Task> = tasks
-        .into_iter()
-        .filter(|t| t.node_id.is_some() && t.status.container_id.is_some())
-        .collect();
+    let mut tasks: Vec<&Task> = tasks.into_iter().filter(|t| has_logs(t)).collect();
     tasks.sort_by(|a, b| (a.slot, &a.meta.created_at).cmp(&(b.slot, &b.meta.created_at)));
     Ok(tasks)
+}
+
+/// A task has logs once it has had a container on a node.
+fn has_logs(t: &Task) -> bool {
+    t.node_id.is_some() && t.status.container_id.is_some()
 }
 
 /// The running task `target` names: a task ID, `SERVICE.SLOT`, or a
@@ -87,6 +93,8 @@ fn source(st: &State, t: &Task) -> LogSource {
 }
 
 /// `service logs TARGET`: the sources first, then the lines as they come.
+/// Following a service, tasks that start later join the stream, as in
+/// docker's (the task list is not fixed when the command starts).
 pub async fn logs(
     daemon: &Daemon,
     st: &State,
@@ -94,6 +102,35 @@ pub async fn logs(
     options: LogsRequest,
 ) -> Result<LogStream, Status> {
     let tasks = log_tasks(st, target)?;
+    let first = subscribe(&daemon.store, &daemon.broker, st, &tasks, options.clone()).await?;
+    let service = match st.find_service(target) {
+        Some(svc) if options.follow => svc.id.clone(),
+        _ => return Ok(first),
+    };
+    let (to, rx) = mpsc::channel(64);
+    let follow = Follow {
+        store: daemon.store.clone(),
+        broker: daemon.broker.clone(),
+        service,
+        known: tasks.iter().map(|t| t.id.clone()).collect(),
+        // A new task's container is new: all of its lines, from `since`.
+        options: LogsRequest {
+            tail: None,
+            ..options
+        },
+    };
+    tokio::spawn(follow.run(first, to));
+    Ok(ReceiverStream::new(rx).boxed())
+}
+
+/// One subscription for `tasks`: their sources, then their lines.
+async fn subscribe(
+    store: &Store,
+    broker: &Broker,
+    st: &State,
+    tasks: &[&Task],
+    options: LogsRequest,
+) -> Result<LogStream, Status> {
     let req = LogsRequest {
         task_ids: tasks.iter().map(|t| t.id.clone()).collect(),
         ..options
@@ -103,10 +140,10 @@ pub async fn logs(
         logs: None,
     };
     let lines: Pin<Box<dyn Stream<Item = Result<LogsMessage, Status>> + Send>> =
-        if daemon.store.is_leader() {
-            daemon.broker.logs(req)?.boxed()
+        if store.is_leader() {
+            broker.logs(req)?.boxed()
         } else {
-            let channel = daemon.store.leader_channel().map_err(Status::from)?;
+            let channel = store.leader_channel().map_err(Status::from)?;
             let mut client = BrokerClient::new(channel);
             client.subscribe_logs(req).await?.into_inner().boxed()
         };
@@ -119,6 +156,68 @@ pub async fn logs(
     Ok(futures::stream::once(async { Ok(head) })
         .chain(rest)
         .boxed())
+}
+
+/// `service logs -f SERVICE`, extended by each task of the service that
+/// gets a container after it started, until the caller goes away or the
+/// service is removed.
+struct Follow {
+    store: Store,
+    broker: Broker,
+    service: String,
+    known: HashSet<String>,
+    options: LogsRequest,
+}
+
+impl Follow {
+    async fn run(mut self, first: LogStream, to: mpsc::Sender<Result<ServiceLogsMessage, Status>>) {
+        let mut states = self.store.subscribe();
+        let mut streams = futures::stream::SelectAll::new();
+        streams.push(first);
+        loop {
+            tokio::select! {
+                m = streams.next(), if !streams.is_empty() => {
+                    if let Some(m) = m {
+                        if to.send(m).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+                changed = states.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    let st = states.borrow_and_update().clone();
+                    if !st.services.contains_key(&self.service) {
+                        return;
+                    }
+                    match self.newcomers(&st).await {
+                        Ok(Some(s)) => streams.push(s),
+                        Ok(None) => {}
+                        Err(e) => {
+                            let _ = to.send(Err(e)).await;
+                            return;
+                        }
+                    }
+                }
+                _ = to.closed() => return,
+            }
+        }
+    }
+
+    /// A subscription for the service's tasks not followed yet, if any.
+    async fn newcomers(&mut self, st: &State) -> Result<Option<LogStream>, Status> {
+        let new: Vec<&Task> = st
+            .tasks_of(&self.service)
+            .filter(|t| has_logs(t) && !self.known.contains(&t.id))
+            .collect();
+        if new.is_empty() {
+            return Ok(None);
+        }
+        self.known.extend(new.iter().map(|t| t.id.clone()));
+        let s = subscribe(&self.store, &self.broker, st, &new, self.options.clone()).await?;
+        Ok(Some(s))
+    }
 }
 
 /// `service exec TARGET CMD`: the first input names the target; the rest
