@@ -98,17 +98,22 @@ fn http_in(container: &str, host: &str, port: u16) -> Option<String> {
     who(&r.stdout).map(|(h, _)| h)
 }
 
+/// The service's VIP on the network, without the `/24` that inspect
+/// writes after it (as Docker does; networks here get a pool's /24).
 fn vip_of(service: &str, network_id: &str) -> String {
     let r = swarm(&["service", "inspect", service]).ok();
     let v: Value = serde_json::from_str(&r.stdout).expect("inspect is JSON");
-    v[0]["Endpoint"]["VirtualIPs"]
+    let cidr = v[0]["Endpoint"]["VirtualIPs"]
         .as_array()
         .expect("vips")
         .iter()
         .find(|x| x["NetworkID"] == network_id)
         .and_then(|x| x["Addr"].as_str())
         .expect("a VIP on the network")
-        .to_string()
+        .to_string();
+    let (addr, len) = cidr.split_once('/').expect("ADDR/PREFIX, as Docker's");
+    assert_eq!(len, "24", "{cidr}");
+    addr.to_string()
 }
 
 swarm_tests::in_both_modes!(

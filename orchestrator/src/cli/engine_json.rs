@@ -6,10 +6,11 @@
 //! is one Docker has, of the type Docker gives it.
 
 use crate::types::{
-    Millis, Mode, Network, Node, NodeRole, RestartCondition, Secret, Service, ServiceSpec,
-    UpdateConfig,
+    Millis, Mode, Mount, MountKind, Network, Node, NodeRole, RestartCondition, Secret, Service,
+    ServiceSpec, Ulimit, UpdateConfig,
 };
 use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
 
 /// Docker's timestamps: RFC 3339 in UTC with nanoseconds.
 fn date(ms: Millis) -> Value {
@@ -113,9 +114,17 @@ fn spec(s: &ServiceSpec) -> Value {
         ("HealthCheck", json!(health)),
         ("Hosts", json!(c.extra_hosts)),
         ("Init", json!(c.init)),
+        ("Mounts", json!(mounts(&c.mounts))),
         ("Secrets", json!(refs(&s.secrets, "SecretID", "SecretName"))),
         ("Configs", json!(refs(&s.configs, "ConfigID", "ConfigName"))),
+        ("Ulimits", json!(ulimits(&c.ulimits))),
     ]);
+    let log_driver = c.logging.as_ref().map(|l| {
+        object(vec![
+            ("Name", json!(l.driver)),
+            ("Options", json!(l.options)),
+        ])
+    });
     let condition = match s.restart.condition {
         RestartCondition::Any => "any",
         RestartCondition::OnFailure => "on-failure",
@@ -168,6 +177,7 @@ fn spec(s: &ServiceSpec) -> Value {
         ),
         ("Placement", placement),
         ("Networks", json!(networks)),
+        ("LogDriver", json!(log_driver)),
         ("ForceUpdate", json!(s.force_update)),
     ]);
     let mode = match s.mode {
@@ -183,6 +193,35 @@ fn spec(s: &ServiceSpec) -> Value {
         ("RollbackConfig", update_config(&s.rollback)),
         ("EndpointSpec", endpoint_spec(s)),
     ])
+}
+
+fn mounts(mounts: &[Mount]) -> Vec<Value> {
+    mounts
+        .iter()
+        .map(|m| {
+            let kind = match m.kind {
+                MountKind::Bind => "bind",
+                MountKind::Volume => "volume",
+                MountKind::Tmpfs => "tmpfs",
+            };
+            let tmpfs = (m.kind == MountKind::Tmpfs)
+                .then(|| object(vec![("SizeBytes", nonzero(m.tmpfs_size_bytes))]));
+            object(vec![
+                ("Type", json!(kind)),
+                ("Source", json!(m.source)),
+                ("Target", json!(m.target)),
+                ("ReadOnly", flag(m.read_only)),
+                ("TmpfsOptions", json!(tmpfs)),
+            ])
+        })
+        .collect()
+}
+
+fn ulimits(ulimits: &BTreeMap<String, Ulimit>) -> Vec<Value> {
+    ulimits
+        .iter()
+        .map(|(name, u)| json!({"Name": name, "Soft": u.soft, "Hard": u.hard}))
+        .collect()
 }
 
 fn ports(s: &ServiceSpec) -> Vec<Value> {
@@ -206,12 +245,20 @@ fn endpoint_spec(s: &ServiceSpec) -> Value {
     ])
 }
 
-pub fn service(s: &Service) -> Value {
+/// A service; `prefix_len` gives a network's subnet prefix length by ID,
+/// as Docker writes a VIP in CIDR form (`10.0.0.2/24`).
+pub fn service(s: &Service, prefix_len: impl Fn(&str) -> Option<u8>) -> Value {
     let vips: Vec<Value> = s
         .endpoint
         .vips
         .iter()
-        .map(|v| json!({"NetworkID": v.network_id, "Addr": v.addr.to_string()}))
+        .map(|v| {
+            let addr = match prefix_len(&v.network_id) {
+                Some(len) => format!("{}/{len}", v.addr),
+                None => v.addr.to_string(),
+            };
+            json!({"NetworkID": v.network_id, "Addr": addr})
+        })
         .collect();
     let update = s.update_status.as_ref().map(|u| {
         object(vec![
@@ -335,8 +382,8 @@ mod tests {
     use super::*;
     use crate::manager::testutil::{node as test_node, service as svc};
     use crate::types::{
-        Attachment, HealthConfig, NetworkAttachmentSpec, NetworkSpec, PortConfig, Proto,
-        PublishMode, SecretRef, UpdateState, UpdateStatus,
+        Attachment, HealthConfig, Logging, NetworkAttachmentSpec, NetworkSpec, PortConfig,
+        Proto, PublishMode, SecretRef, UpdateState, UpdateStatus,
     };
     use serde::de::DeserializeOwned;
 
@@ -378,6 +425,32 @@ mod tests {
         });
         spec.placement.constraints.push("node.role==worker".into());
         spec.resources.reserve_memory_bytes = 1 << 20;
+        spec.container.mounts = vec![
+            Mount {
+                kind: MountKind::Bind,
+                source: "/srv".into(),
+                target: "/data".into(),
+                read_only: true,
+                tmpfs_size_bytes: 0,
+            },
+            Mount {
+                kind: MountKind::Tmpfs,
+                target: "/run".into(),
+                tmpfs_size_bytes: 1 << 16,
+                ..Default::default()
+            },
+        ];
+        spec.container.ulimits.insert(
+            "nofile".into(),
+            Ulimit {
+                soft: 1024,
+                hard: 4096,
+            },
+        );
+        spec.container.logging = Some(Logging {
+            driver: "json-file".into(),
+            options: [("max-size".to_string(), "10m".to_string())].into(),
+        });
         s.endpoint.vips.push(Attachment {
             network_id: "net1".into(),
             addr: "10.0.0.2".parse().unwrap(),
@@ -391,8 +464,24 @@ mod tests {
         });
         s.meta.version = 7;
         s.meta.created_at = 1_700_000_000_123;
-        let v = service(&s);
+        let v = service(&s, |id| (id == "net1").then_some(24));
         survives::<bollard::models::Service>(&v);
+        let c = &v["Spec"]["TaskTemplate"]["ContainerSpec"];
+        assert_eq!(
+            c["Mounts"],
+            json!([
+                {"Type": "bind", "Source": "/srv", "Target": "/data", "ReadOnly": true},
+                {"Type": "tmpfs", "Target": "/run", "TmpfsOptions": {"SizeBytes": 65536}},
+            ])
+        );
+        assert_eq!(
+            c["Ulimits"],
+            json!([{"Name": "nofile", "Soft": 1024, "Hard": 4096}])
+        );
+        assert_eq!(
+            v["Spec"]["TaskTemplate"]["LogDriver"],
+            json!({"Name": "json-file", "Options": {"max-size": "10m"}})
+        );
         assert_eq!(v["ID"], "s1");
         assert_eq!(v["Version"]["Index"], 7);
         assert_eq!(v["CreatedAt"], "2023-11-14T22:13:20.123000000Z");
@@ -400,13 +489,13 @@ mod tests {
         assert_eq!(v["Spec"]["TaskTemplate"]["ContainerSpec"]["Image"], "img");
         assert_eq!(v["Spec"]["Mode"]["Replicated"]["Replicas"], 3);
         assert_eq!(v["Spec"]["Labels"]["team"], "web");
-        assert_eq!(v["Endpoint"]["VirtualIPs"][0]["Addr"], "10.0.0.2");
+        assert_eq!(v["Endpoint"]["VirtualIPs"][0]["Addr"], "10.0.0.2/24");
         assert_eq!(v["UpdateStatus"]["State"], "rollback_completed");
         assert_eq!(
             v["Spec"]["TaskTemplate"]["ContainerSpec"]["Secrets"][0]["SecretName"],
             "db"
         );
-        let global = service(&svc("s2", Mode::Global, 0));
+        let global = service(&svc("s2", Mode::Global, 0), |_| None);
         survives::<bollard::models::Service>(&global);
         assert_eq!(global["Spec"]["Mode"], json!({"Global": {}}));
     }
