@@ -97,6 +97,8 @@ Layout:
 Environment:
   SWARM_BIN          daemon binary (default: <repo>/target/debug/swarm)
   SWARM_DAEMON_ARGS  extra daemon arguments, split on whitespace
+  SWARM_DAEMON_WRAP  a command the daemon is run through, split on whitespace
+                     (e.g. setpriv with the systemd unit's capability set)
 EOF
 }
 
@@ -356,7 +358,7 @@ socket_in_use() {
 
 # launch_daemon NODE: start NODE's daemon in the background; prints the launcher pid.
 launch_daemon() {
-    local node=$1 i ns sock pf log extra=()
+    local node=$1 i ns sock pf log extra=() wrap=()
     i=$(node_index "$node")
     ns=$(node_ns "$node")
     sock=$(sock_path "$node")
@@ -378,13 +380,14 @@ launch_daemon() {
             die "cannot mount a tmpfs for secrets at $SECRETS_DIR"
     fi
     read -r -a extra <<<"${SWARM_DAEMON_ARGS:-}"
+    read -r -a wrap <<<"${SWARM_DAEMON_WRAP:-}"
     local args=(daemon --data-dir "$DATA_DIR/$node" --socket "$sock"
         --advertise-addr "$(node_addr "$i")" --hostname "$node"
         --gateway-subnet "198.19.$i.0/24" --dataplane "$(lab_mode)"
         --pin-dir "$BPF_DIR/$node" --secrets-dir "$SECRETS_DIR"
         --metrics-addr "$(node_addr "$i"):$METRICS_PORT" "${extra[@]}")
     printf '=== %s lab.sh: starting %s: ip netns exec %s %s %s\n' \
-        "$(date '+%Y-%m-%dT%H:%M:%S%z')" "$node" "$ns" "$SWARM_BIN" "${args[*]}" >>"$log"
+        "$(date '+%Y-%m-%dT%H:%M:%S%z')" "$node" "$ns" "${wrap[*]} $SWARM_BIN" "${args[*]}" >>"$log"
     # The shell writes its own pid, then execs the daemon, so the pid file names
     # the daemon itself. No lab fd (the lock) leaks into the daemon.
     (
@@ -392,7 +395,7 @@ launch_daemon() {
         # shellcheck disable=SC2016  # $$ and $@ are for the inner sh
         exec setsid ip netns exec "$ns" \
             sh -c 'echo $$ >"$0.tmp" && mv -f "$0.tmp" "$0" && exec "$@"' \
-            "$pf" "$SWARM_BIN" "${args[@]}"
+            "$pf" "${wrap[@]}" "$SWARM_BIN" "${args[@]}"
     ) </dev/null >>"$log" 2>&1 9>&- &
     echo $!
 }

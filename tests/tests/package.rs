@@ -3,6 +3,7 @@
 //! systemd-analyze, and removed without a trace.
 
 use serde_json::Value;
+use std::time::Duration;
 use swarm_tests::*;
 
 fn dpkg(args: &[&str]) -> Run {
@@ -93,4 +94,103 @@ fn the_package_installs_runs_from_its_path_and_purges_cleanly() {
         assert!(!std::path::Path::new(f).exists(), "{f} left behind");
     }
     let _ = std::fs::remove_dir_all(&out);
+}
+
+/// The capabilities the unit's `CapabilityBoundingSet=` leaves the daemon,
+/// as setpriv and the kernel name them (`bpf`, `net_admin`, ...).
+fn unit_capabilities() -> Vec<String> {
+    let unit = std::fs::read_to_string(repo_root().join("packaging/swarm.service"))
+        .expect("packaging/swarm.service");
+    let line = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("CapabilityBoundingSet="))
+        .expect("the unit bounds the daemon's capabilities");
+    let mut caps: Vec<String> = line
+        .split_whitespace()
+        .map(|c| c.trim_start_matches("CAP_").to_lowercase())
+        .collect();
+    caps.sort();
+    caps
+}
+
+/// The capabilities in a `/proc/PID/status` line, by name.
+fn capabilities(status: &str, key: &str) -> Vec<String> {
+    let status = std::fs::read_to_string(status).expect("a process status");
+    let hex = status
+        .lines()
+        .find_map(|l| l.strip_prefix(key))
+        .expect("a capability line")
+        .trim()
+        .to_string();
+    let r = run(std::process::Command::new("capsh").arg(format!("--decode={hex}")));
+    let (_, names) = r.stdout.trim().split_once('=').expect("capsh's 0x...=caps");
+    let mut names: Vec<String> = names
+        .split(',')
+        .map(|c| c.trim_start_matches("cap_").to_string())
+        .collect();
+    names.sort();
+    names
+}
+
+/// n1's daemon run again the way it normally runs, also when the test fails.
+struct PlainDaemon;
+
+impl Drop for PlainDaemon {
+    fn drop(&mut self) {
+        lab(&["kill", "n1"]);
+        lab(&["start", "n1"]);
+    }
+}
+
+/// What systemd does with the unit's bounding set, done with setpriv: root
+/// gets at exec only the capabilities in the bounding set. With exactly
+/// those the daemon attaches its data plane, runs a task and serves a
+/// published port, so the set in the unit is enough (no systemd runs here
+/// to start the unit itself).
+#[test]
+fn the_daemon_serves_a_published_port_with_only_the_units_capabilities() {
+    let _lab = single_node_swarm();
+    let caps = unit_capabilities();
+    let bounding: String = caps.iter().map(|c| format!(",+{c}")).collect();
+    let _restore = PlainDaemon;
+    lab(&["kill", "n1"]).ok();
+    let start = run(
+        std::process::Command::new(repo_root().join("scripts/lab.sh"))
+            .args(["start", "n1"])
+            .env("SWARM_BIN", swarm_bin())
+            .env(
+                "SWARM_DAEMON_WRAP",
+                format!("setpriv --bounding-set=-all{bounding} --"),
+            ),
+    );
+    assert_eq!(start.code, 0, "{start:?}");
+
+    // The running daemon holds exactly the unit's set, less what this
+    // machine withholds from every process (a container here has no
+    // CAP_SYS_RESOURCE).
+    let pid = std::fs::read_to_string("/run/swarm-lab/n1.pid").expect("n1's pid file");
+    let daemon = format!("/proc/{}/status", pid.trim());
+    let ours = capabilities("/proc/self/status", "CapBnd:");
+    let want: Vec<String> = caps.into_iter().filter(|c| ours.contains(c)).collect();
+    assert_eq!(capabilities(&daemon, "CapBnd:"), want);
+    assert_eq!(capabilities(&daemon, "CapEff:"), want);
+
+    let name = unique("capped");
+    swarm(&[
+        "service",
+        "create",
+        "--name",
+        &name,
+        "--publish",
+        "8097:80",
+        "swarm/whoami",
+    ])
+    .ok();
+    let page = wait_for(
+        "the published port to answer from the client",
+        Duration::from_secs(30),
+        || swarm_tests::cluster::http_get_from("client", "198.18.0.11", 8097),
+    );
+    assert!(page.contains(&format!("hostname: {name}-1-")), "{page}");
+    swarm(&["service", "rm", &name]).ok();
 }

@@ -382,8 +382,8 @@ mod tests {
     use super::*;
     use crate::manager::testutil::{node as test_node, service as svc};
     use crate::types::{
-        Attachment, HealthConfig, Logging, NetworkAttachmentSpec, NetworkSpec, PortConfig,
-        Proto, PublishMode, SecretRef, UpdateState, UpdateStatus,
+        Attachment, HealthConfig, Logging, NetworkAttachmentSpec, NetworkSpec, PortConfig, Proto,
+        PublishMode, SecretRef, UpdateState, UpdateStatus,
     };
     use serde::de::DeserializeOwned;
 

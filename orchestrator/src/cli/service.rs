@@ -577,12 +577,11 @@ async fn inspect(
         Ok(())
     } else {
         // Docker writes a VIP with its network's prefix length.
-        let prefixes: std::collections::HashMap<String, u8> =
-            super::network::fetch_networks(c)
-                .await?
-                .into_iter()
-                .map(|n| (n.id, n.subnet.prefix_len()))
-                .collect();
+        let prefixes: std::collections::HashMap<String, u8> = super::network::fetch_networks(c)
+            .await?
+            .into_iter()
+            .map(|n| (n.id, n.subnet.prefix_len()))
+            .collect();
         let shaped: Vec<_> = out
             .iter()
             .map(|s| super::engine_json::service(s, |id| prefixes.get(id).copied()))
