@@ -15,14 +15,14 @@ use crate::dispatcher::Dispatcher;
 use crate::keyring::Keyring;
 use crate::net::{self, Tls};
 use crate::raft::service::RaftService;
-use crate::store::Store;
+use crate::store::{Standing, Store};
 use crate::types::{new_id, now_ms, Availability, Meta, Node, NodeRole, NodeState};
 use anyhow::{Context, Result};
 use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use swarm_mesh::sandbox::Gateway;
 use tokio::sync::{watch, Mutex};
 use tokio_util::sync::CancellationToken;
@@ -184,6 +184,39 @@ impl Restart {
     }
 }
 
+/// When a demoted manager may drop its raft store. Raft must first take
+/// it out of the voters, and the change needs its vote: joint consensus
+/// commits in the old voter set too, which with two managers is both. So
+/// it keeps serving raft until the newest voter set leaves it out, plus a
+/// grace for its last acknowledgement to reach the leader. A node that was
+/// away when it was removed never hears of it (the leader no longer
+/// replicates to it): with no leader for long, it goes too.
+#[derive(Default)]
+struct Departure {
+    unlisted_since: Option<Instant>,
+    leaderless_since: Option<Instant>,
+}
+
+impl Departure {
+    const GRACE: Duration = Duration::from_secs(2);
+    const LEADERLESS: Duration = Duration::from_secs(15);
+
+    fn may_go(&mut self, standing: Standing, now: Instant) -> bool {
+        fn since(mark: &mut Option<Instant>, on: bool, now: Instant) -> Duration {
+            match on {
+                true => now - *mark.get_or_insert(now),
+                false => {
+                    *mark = None;
+                    Duration::ZERO
+                }
+            }
+        }
+        let unlisted = since(&mut self.unlisted_since, !standing.listed, now);
+        let leaderless = since(&mut self.leaderless_since, !standing.led, now);
+        unlisted >= Self::GRACE || leaderless >= Self::LEADERLESS
+    }
+}
+
 impl Daemon {
     /// End this generation; `run` starts the next. Calls that come from
     /// now on wait for that one: this one's answers would be stale.
@@ -334,36 +367,46 @@ impl Daemon {
     async fn follow_role(self: Arc<Self>, tls: Arc<Tls>) {
         let mut voter =
             tls.identity().role == NodeRole::Manager && self.store.is_initialized().await;
+        let mut departure = Departure::default();
         loop {
-            let role = tls.identity().role;
-            if !voter && role == NodeRole::Manager {
-                let managers = self.managers.borrow().clone();
-                let result = async {
-                    self.fetch_secrets_key(&managers).await?;
-                    self.serve_nodes(&tls).await?;
-                    self.become_voter(&managers, &self.advertise()).await
-                };
-                match result.await {
-                    Ok(()) => {
-                        tracing::info!("this node is now a raft voter");
-                        voter = true;
-                    }
-                    Err(e) => {
-                        let why = format!("{e:#}");
-                        tracing::warn!(
-                            error = why,
-                            "cannot take up the manager role yet; retrying"
-                        );
-                        self.settled.send_replace(Settled::Not(why));
+            match (voter, tls.identity().role) {
+                (false, NodeRole::Manager) => {
+                    let managers = self.managers.borrow().clone();
+                    let result = async {
+                        self.fetch_secrets_key(&managers).await?;
+                        self.serve_nodes(&tls).await?;
+                        self.become_voter(&managers, &self.advertise()).await
+                    };
+                    match result.await {
+                        Ok(()) => {
+                            tracing::info!("this node is now a raft voter");
+                            voter = true;
+                            self.settled.send_replace(Settled::Yes);
+                        }
+                        Err(e) => {
+                            let why = format!("{e:#}");
+                            tracing::warn!(
+                                error = why,
+                                "cannot take up the manager role yet; retrying"
+                            );
+                            self.settled.send_replace(Settled::Not(why));
+                        }
                     }
                 }
-            } else if voter && role == NodeRole::Worker {
-                self.keyring.clear();
-                self.restart(Restart::Demoted);
-                return;
-            }
-            if voter || role == NodeRole::Worker {
-                self.settled.send_replace(Settled::Yes);
+                (true, NodeRole::Worker) => {
+                    if departure.may_go(self.store.standing(), Instant::now()) {
+                        self.keyring.clear();
+                        self.restart(Restart::Demoted);
+                        return;
+                    }
+                    self.settled.send_replace(Settled::Not(
+                        "demoted: serving raft until the leader has removed this node from the voters"
+                            .into(),
+                    ));
+                }
+                (true, NodeRole::Manager) | (false, NodeRole::Worker) => {
+                    self.settled.send_replace(Settled::Yes);
+                }
             }
             tokio::select! {
                 _ = self.stop.cancelled() => return,
@@ -740,5 +783,41 @@ async fn wait_for_signal() {
     tokio::select! {
         _ = term.recv() => {}
         _ = int.recv() => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn standing(listed: bool, led: bool) -> Standing {
+        Standing { listed, led }
+    }
+
+    #[test]
+    fn a_demoted_manager_goes_only_after_raft_has_dropped_it_for_a_grace() {
+        let t0 = Instant::now();
+        let mut d = Departure::default();
+        // Still a voter with a leader: it stays however long it waits.
+        assert!(!d.may_go(standing(true, true), t0));
+        assert!(!d.may_go(standing(true, true), t0 + Duration::from_secs(60)));
+        // Dropped from the newest voter set: it stays for the grace, then goes.
+        let out = t0 + Duration::from_secs(61);
+        assert!(!d.may_go(standing(false, true), out));
+        assert!(!d.may_go(standing(false, true), out + Duration::from_secs(1)));
+        assert!(d.may_go(standing(false, true), out + Departure::GRACE));
+    }
+
+    #[test]
+    fn a_demoted_manager_that_no_leader_replicates_to_goes_after_a_while() {
+        let t0 = Instant::now();
+        let mut d = Departure::default();
+        assert!(!d.may_go(standing(true, false), t0));
+        // A leader heard in between starts the wait again.
+        assert!(!d.may_go(standing(true, true), t0 + Duration::from_secs(10)));
+        let again = t0 + Duration::from_secs(11);
+        assert!(!d.may_go(standing(true, false), again));
+        assert!(!d.may_go(standing(true, false), again + Duration::from_secs(14)));
+        assert!(d.may_go(standing(true, false), again + Departure::LEADERLESS));
     }
 }

@@ -14,6 +14,13 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
 
+/// See [`Store::standing`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Standing {
+    pub listed: bool,
+    pub led: bool,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("cannot open the raft store at {path}: {source}")]
@@ -444,6 +451,18 @@ impl Store {
             .membership()
             .get_node(&id)
             .map(|n| n.addr.clone())
+    }
+
+    /// Where this node stands in raft, for a demoted manager deciding
+    /// when it may go: whether the newest voter set it knows (the target
+    /// of a joint change) still lists it, and whether it knows a leader.
+    pub fn standing(&self) -> Standing {
+        let m = self.raft.metrics().borrow().clone();
+        let newest = m.membership_config.membership().get_joint_config().last();
+        Standing {
+            listed: newest.is_some_and(|voters| voters.contains(&self.raft_id)),
+            led: m.current_leader.is_some(),
+        }
     }
 
     /// Raft IDs of the voting managers.
