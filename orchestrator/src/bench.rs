@@ -4,12 +4,19 @@
 //!
 //! - `raft`: commits per second from N concurrent writers against a group
 //!   of 1, 3 or 5 managers in this process.
+//! - `hollow`: managers and simulated agents with real sessions
+//!   (`hollow.rs`).
 //! - `schedule`: a single manager with simulated ("hollow") nodes, which
 //!   are node records only: how long until every task of a large service is
 //!   placed and committed.
 
-use crate::cluster::ClusterService;
+mod hollow;
+
+use crate::cluster::{ClusterService, JoinService};
+use crate::dispatcher::Dispatcher;
+use crate::keyring::{Field, Keyring};
 use crate::net::{self, Tls};
+use crate::pki::token::{self, JoinToken};
 use crate::pki::{self, RootCa};
 use crate::raft::service::RaftService;
 use crate::state::Command;
@@ -33,6 +40,22 @@ pub enum BenchCmd {
         #[arg(long, default_value_t = 5)]
         seconds: u64,
     },
+    /// Managers and simulated agents with real joins, mutual-TLS
+    /// dispatcher sessions, heartbeats and status reports (no Docker):
+    /// convergence, memory, idle CPU, replacement, failover and view fan-out.
+    Hollow {
+        #[arg(long, default_value_t = 50)]
+        nodes: usize,
+        #[arg(long, default_value_t = 10)]
+        services: usize,
+        #[arg(long, default_value_t = 2_000)]
+        tasks: u64,
+        #[arg(long, default_value_t = 3)]
+        managers: usize,
+        /// From a task's assignment to its RUNNING report (ms|s).
+        #[arg(long, default_value = "300ms", value_parser = crate::cli::format::parse_duration)]
+        delay: Duration,
+    },
     /// Placement throughput with simulated nodes.
     Schedule {
         #[arg(long, default_value_t = 100)]
@@ -51,6 +74,22 @@ pub async fn run(cmd: BenchCmd) -> Result<()> {
             seconds,
         } => raft(&dir, managers, clients, Duration::from_secs(seconds)).await,
         BenchCmd::Schedule { nodes, tasks } => schedule(&dir, nodes, tasks).await,
+        BenchCmd::Hollow {
+            nodes,
+            services,
+            tasks,
+            managers,
+            delay,
+        } => {
+            let size = hollow::Size {
+                nodes,
+                services,
+                tasks,
+                managers,
+                delay,
+            };
+            hollow::run(&dir, size).await
+        }
     };
     let _ = std::fs::remove_dir_all(&dir);
     result
@@ -81,67 +120,240 @@ fn hollow_node(i: usize) -> Node {
     }
 }
 
-/// A raft group of `n` managers in this process, each with its own store
-/// on disk and its own mutual-TLS node server on a loopback port.
-async fn group(dir: &std::path::Path, n: usize, stop: &CancellationToken) -> Result<Vec<Store>> {
-    let ca = RootCa::create("bench")?;
-    let mut stores = Vec::new();
-    let mut addrs = BTreeMap::new();
-    for i in 0..n {
-        let sub = dir.join(format!("m{i}"));
-        std::fs::create_dir_all(&sub)?;
+/// A raft group of managers in this process, each with its own store on
+/// disk and its own mutual-TLS node server on a loopback port, which
+/// serves what a daemon's does: raft, the cluster and join APIs, the
+/// dispatcher and the broker. The leader holds a real cluster record, so
+/// nodes join with a real token.
+pub(crate) struct Group {
+    pub stores: Vec<Store>,
+    pub addrs: Vec<String>,
+    /// Each manager's: cancelling one stops its servers (a killed manager).
+    pub stops: Vec<CancellationToken>,
+    /// Each manager's own (see `manager_thread`).
+    runtimes: Vec<tokio::runtime::Runtime>,
+    pub worker_token: JoinToken,
+}
+
+impl Group {
+    /// Which of the managers still running leads.
+    pub fn leader_index(&self) -> Result<usize> {
+        self.stores
+            .iter()
+            .zip(&self.stops)
+            .position(|(s, stop)| !stop.is_cancelled() && s.is_leader())
+            .context("no leader")
+    }
+
+    pub fn leader(&self) -> Result<&Store> {
+        Ok(&self.stores[self.leader_index()?])
+    }
+
+    pub async fn shutdown(self) {
+        for (s, stop) in self.stores.into_iter().zip(self.stops) {
+            stop.cancel();
+            s.shutdown().await;
+        }
+        // Not dropped here: a runtime may not be dropped inside another.
+        for runtime in self.runtimes {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+/// What stands behind the group's node records.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Members {
+    /// Nothing: records that no agent beats for (judged by heartbeats,
+    /// they would all go DOWN), and no manager loops unless a bench
+    /// starts its own.
+    Records,
+    /// Hollow agents with sessions: the managers run as a daemon's do.
+    Agents,
+}
+
+async fn group(
+    dir: &std::path::Path,
+    n: usize,
+    mode: Members,
+    stop: &CancellationToken,
+) -> Result<Group> {
+    let cluster_id = "bench";
+    let ca = RootCa::create(cluster_id)?;
+    // One swarm key for every manager, as joining managers receive it.
+    let keyrings: Vec<Keyring> = (0..n)
+        .map(|i| {
+            let sub = dir.join(format!("m{i}"));
+            std::fs::create_dir_all(&sub)?;
+            Keyring::load(&sub)
+        })
+        .collect::<Result<_>>()?;
+    keyrings[0].create()?;
+    let key = keyrings[0].export().context("the swarm key just made")?;
+    for k in &keyrings[1..] {
+        k.install(&key)?;
+    }
+    let (mut stores, mut addrs, mut stops, mut runtimes) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut members = BTreeMap::new();
+    for (i, keyring) in keyrings.iter().enumerate() {
         let name = format!("m{i}");
-        let store = Store::open(&sub, pki::raft_id_of(&name)).await?;
         let (key, csr) = pki::new_key_and_csr()?;
         let cert = ca.issue(
             &csr,
             &name,
             NodeRole::Manager,
-            "bench",
+            cluster_id,
             pki::DEFAULT_CERT_EXPIRY,
         )?;
         let tls = Tls::new(&ca.cert_pem, &cert, &key)?;
-        store.peers().set_tls(tls.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let addr = listener.local_addr()?.to_string();
-        let server = tonic::transport::Server::builder()
-            .add_service(RaftService::new(&store))
-            .add_service(ClusterService::new(
-                store.clone(),
-                crate::keyring::Keyring::load(&sub)?,
-            ))
-            .serve_with_incoming_shutdown(
-                net::incoming(
-                    listener,
-                    tls.server_config(),
-                    net::Connections::default(),
-                    stop.clone(),
-                ),
-                stop.clone().cancelled_owned(),
-            );
-        tokio::spawn(server);
-        addrs.insert(pki::raft_id_of(&name), openraft::BasicNode::new(&addr));
+        // Its own runtime, as if a process of its own: one manager's disk
+        // writes or busy loops stall only it, and its CPU can be read
+        // from its threads.
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name(manager_thread(i))
+            .enable_all()
+            .build()
+            .context("a manager's runtime")?;
+        let mine = stop.child_token();
+        let serve = serve_manager(
+            dir.join(&name),
+            pki::raft_id_of(&name),
+            tls,
+            keyring.clone(),
+            mode,
+            mine.clone(),
+        );
+        let (store, addr) = runtime.spawn(serve).await??;
+        members.insert(pki::raft_id_of(&name), openraft::BasicNode::new(&addr));
         stores.push(store);
+        addrs.push(addr);
+        stops.push(mine);
+        runtimes.push(runtime);
     }
-    stores[0].raft().initialize(addrs.clone()).await?;
+    stores[0].raft().initialize(members).await?;
     for s in &stores {
         s.wait_for_leader(Duration::from_secs(10)).await?;
     }
-    // The managers' own records, written on the leader: the node API lets
-    // a manager forward writes only when the state knows it as one.
     let leader = stores
         .iter()
         .find(|s| s.is_leader())
         .context("no leader after the election")?;
-    for (i, node) in addrs.values().enumerate() {
+    let leader_keys = &keyrings[stores.iter().position(|s| s.is_leader()).unwrap_or(0)];
+    let record = |i: usize| {
         let name = format!("m{i}");
         let mut record = hollow_node(i);
         (record.id, record.raft_id, record.role) =
             (name.clone(), pki::raft_id_of(&name), NodeRole::Manager);
-        record.addr = node.addr.clone();
-        leader.write(Command::PutNode(record)).await?;
+        record.addr = addrs[i].clone();
+        // With agents about, tasks go to them: these managers run none.
+        if mode == Members::Agents {
+            record.availability = Availability::Drain;
+        }
+        record
+    };
+    let seal = |field, plain: &str| leader_keys.seal_field(field, plain.as_bytes());
+    let worker_secret = token::new_secret();
+    let cluster = ClusterInfo {
+        id: cluster_id.into(),
+        created_at: now_ms(),
+        ca_cert_pem: ca.cert_pem.clone(),
+        ca_key: seal(Field::CaKey, &ca.key_pem)?,
+        worker_secret: seal(Field::JoinSecret(NodeRole::Worker), &worker_secret)?,
+        manager_secret: seal(Field::JoinSecret(NodeRole::Manager), &token::new_secret())?,
+        unlock_key: None,
+        cert_expiry_ms: pki::DEFAULT_CERT_EXPIRY.as_millis() as u64,
+        heartbeat_ms: 1_000,
+        addr_pool: default_addr_pool(),
+        pool_mask_len: DEFAULT_POOL_MASK_LEN,
+        rotation: None,
+    };
+    leader
+        .write(Command::InitCluster {
+            cluster,
+            node: record(0),
+            ingress_id: new_id(),
+        })
+        .await
+        .context("writing the cluster record")?;
+    // The node API lets a manager forward writes only when the state knows
+    // it as one.
+    for i in 1..n {
+        leader
+            .write(Command::PutNode(record(i)))
+            .await
+            .context("writing a manager's record")?;
     }
-    Ok(stores)
+    let worker_token = JoinToken {
+        ca_digest: pki::ca_digest(&ca.cert_pem)?,
+        secret: worker_secret,
+    };
+    Ok(Group {
+        stores,
+        addrs,
+        stops,
+        runtimes,
+        worker_token,
+    })
+}
+
+/// The prefix of manager `i`'s thread names (at most 15 bytes in all).
+fn manager_thread(i: usize) -> String {
+    format!("bench-m{i}")
+}
+
+/// Open a manager's store and serve its node API on a loopback port.
+async fn serve_manager(
+    dir: std::path::PathBuf,
+    raft_id: u64,
+    tls: Arc<Tls>,
+    keyring: Keyring,
+    mode: Members,
+    stop: CancellationToken,
+) -> Result<(Store, String)> {
+    let store = Store::open(&dir, raft_id).await?;
+    store.peers().set_tls(tls.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?.to_string();
+    serve_node_api(&store, &keyring, mode, listener, stop);
+    Ok((store, addr))
+}
+
+/// What a daemon's node server serves: raft, the cluster and join APIs,
+/// the dispatcher and the broker, until `stop`. With agents about, the
+/// manager also judges nodes by their heartbeats and runs its loops, as a
+/// daemon does.
+fn serve_node_api(
+    store: &Store,
+    keyring: &Keyring,
+    mode: Members,
+    listener: tokio::net::TcpListener,
+    stop: CancellationToken,
+) {
+    let tls = store.peers().tls().expect("a manager's credentials");
+    let broker = crate::broker::Broker::new(store.clone());
+    let dispatcher = Dispatcher::new(store.clone(), keyring.clone(), broker.clone());
+    if mode == Members::Agents {
+        tokio::spawn(dispatcher.clone().run_liveness(stop.clone()));
+        crate::manager::spawn(store.clone(), stop.clone());
+    }
+    let server = tonic::transport::Server::builder()
+        .add_service(RaftService::new(store))
+        .add_service(ClusterService::new(store.clone(), keyring.clone()))
+        .add_service(JoinService::new(store.clone(), keyring.clone()))
+        .add_service(dispatcher.into_server())
+        .add_service(crate::broker::BrokerService::server(broker, store.clone()))
+        .serve_with_incoming_shutdown(
+            net::incoming(
+                listener,
+                tls.server_config(),
+                net::Connections::default(),
+                stop.clone(),
+            ),
+            stop.cancelled_owned(),
+        );
+    tokio::spawn(server);
 }
 
 async fn raft(
@@ -151,12 +363,8 @@ async fn raft(
     window: Duration,
 ) -> Result<()> {
     let stop = CancellationToken::new();
-    let stores = group(dir, managers, &stop).await?;
-    let leader = stores
-        .iter()
-        .find(|s| s.is_leader())
-        .context("no leader elected")?
-        .clone();
+    let group = group(dir, managers, Members::Records, &stop).await?;
+    let leader = group.leader()?.clone();
     let commits = Arc::new(AtomicU64::new(0));
     let deadline = Instant::now() + window;
     let writers: Vec<_> = (0..clients)
@@ -181,16 +389,14 @@ async fn raft(
     }
     let rate = commits.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64();
     println!("{{\"bench\":\"raft\",\"managers\":{managers},\"clients\":{clients},\"commits_per_sec\":{rate:.0}}}");
-    stop.cancel();
-    for s in stores {
-        s.shutdown().await;
-    }
+    group.shutdown().await;
     Ok(())
 }
 
 async fn schedule(dir: &std::path::Path, nodes: usize, tasks: u64) -> Result<()> {
     let stop = CancellationToken::new();
-    let store = group(dir, 1, &stop).await?.remove(0);
+    let group = group(dir, 1, Members::Records, &stop).await?;
+    let store = group.stores[0].clone();
     for i in 0..nodes {
         store.write(Command::PutNode(hollow_node(i))).await?;
     }
@@ -243,6 +449,60 @@ async fn schedule(dir: &std::path::Path, nodes: usize, tasks: u64) -> Result<()>
         phases.join(",")
     );
     stop.cancel();
-    store.shutdown().await;
+    group.shutdown().await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A follower away while the log grew by megabytes, far more than one
+    /// append may carry in openraft's 100 ms, catches up when it is back:
+    /// each append takes a prefix (`raft/network.rs`). Sent whole, the
+    /// backlog timed out on every try.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_follower_away_while_megabytes_were_written_catches_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let stop = CancellationToken::new();
+        let group = group(dir.path(), 3, Members::Records, &stop).await.unwrap();
+        let leader = group.leader_index().unwrap();
+        let away = (leader + 1) % 3;
+        group.stops[away].cancel();
+        let pad = "x".repeat(200_000);
+        for i in 0..100 {
+            let mut node = hollow_node(i);
+            node.labels.insert("pad".into(), pad.clone());
+            group.stores[leader]
+                .write(Command::PutNode(node))
+                .await
+                .expect("two of three managers commit");
+        }
+        let want = group.stores[leader].state().nodes.len();
+        assert!(group.stores[away].state().nodes.len() < want, "it was away");
+
+        // Back, on the address the others know it by.
+        let listener = tokio::net::TcpListener::bind(&group.addrs[away])
+            .await
+            .unwrap();
+        let keyring = Keyring::load(&dir.path().join(format!("m{away}"))).unwrap();
+        let back = stop.child_token();
+        serve_node_api(
+            &group.stores[away],
+            &keyring,
+            Members::Records,
+            listener,
+            back.clone(),
+        );
+        let mut changes = group.stores[away].subscribe();
+        tokio::time::timeout(
+            Duration::from_secs(60),
+            changes.wait_for(|st| st.nodes.len() == want),
+        )
+        .await
+        .expect("the follower caught up within 60 s")
+        .unwrap();
+        back.cancel();
+        group.shutdown().await;
+    }
 }

@@ -137,7 +137,13 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Cmd::Config(cmd) => cli::secret::run(&cli.host, types::SecretKind::Config, cmd).await,
         Cmd::Deploy(args) => cli::stack::deploy(&cli.host, args).await,
         Cmd::Mesh(cmd) => cli::mesh::run(&cli.host, cmd).await,
-        Cmd::Bench(cmd) => bench::run(cmd).await,
+        Cmd::Bench(cmd) => {
+            // Quiet unless asked: the bench's output is its JSON line.
+            if std::env::var_os("SWARM_LOG").is_some() {
+                init_logging(cli::LogFormat::Text);
+            }
+            bench::run(cmd).await
+        }
         Cmd::Completion { shell } => cli::docs::completion(shell),
         Cmd::Check {
             format,

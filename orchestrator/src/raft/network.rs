@@ -178,13 +178,56 @@ impl PeerClient {
     }
 }
 
+/// The most bytes of entries one AppendEntries carries (one entry is sent
+/// whatever its size). openraft gives an append one heartbeat interval
+/// (100 ms) and, when it times out, sends the same again: a follower far
+/// behind, sent hundreds of large entries at once, would time out every
+/// time and never catch up, and with one manager down the swarm would
+/// have no quorum. A prefix answered with PartialSuccess lets openraft go
+/// on from where it got.
+const APPEND_BYTES: usize = 512 << 10;
+
+/// How many of `entries`, from the first, fit in `budget` bytes of JSON
+/// (at least one). Each is measured, not stored: only what is sent is
+/// encoded twice.
+fn entries_within<T: Serialize>(entries: &[T], budget: usize) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    for (i, entry) in entries.iter().enumerate() {
+        serde_json::to_writer(&mut count, entry).expect("raft entries serialize");
+        if count.0 > budget {
+            return i.max(1);
+        }
+    }
+    entries.len()
+}
+
 impl RaftNetwork<TypeConfig> for PeerClient {
     async fn append_entries(
         &mut self,
-        rpc: AppendEntriesRequest<TypeConfig>,
+        mut rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
-        self.call(Rpc::Append, &rpc, option.hard_ttl()).await
+        let total = rpc.entries.len();
+        rpc.entries
+            .truncate(entries_within(&rpc.entries, APPEND_BYTES));
+        let sent = rpc.entries.last().map(|e| e.log_id);
+        match self.call(Rpc::Append, &rpc, option.hard_ttl()).await? {
+            // The follower took the prefix: openraft goes on from there.
+            AppendEntriesResponse::Success if rpc.entries.len() < total => {
+                Ok(AppendEntriesResponse::PartialSuccess(sent))
+            }
+            other => Ok(other),
+        }
     }
 
     async fn install_snapshot(
@@ -204,5 +247,22 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         option: RPCOption,
     ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
         self.call(Rpc::Vote, &rpc, option.hard_ttl()).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::entries_within;
+
+    #[test]
+    fn an_append_carries_the_entries_that_fit_and_always_one() {
+        // Each "xxxx…" string is its length plus two quote bytes in JSON.
+        let entries: Vec<String> = (0..10).map(|_| "x".repeat(98)).collect();
+        assert_eq!(entries_within(&entries, 10_000), 10, "all fit");
+        assert_eq!(entries_within(&entries, 1_000), 10, "exactly");
+        assert_eq!(entries_within(&entries, 999), 9);
+        assert_eq!(entries_within(&entries, 250), 2);
+        assert_eq!(entries_within(&entries, 10), 1, "one, however large");
+        assert_eq!(entries_within(&Vec::<String>::new(), 10), 0);
     }
 }
