@@ -149,13 +149,19 @@ impl Group {
         Ok(&self.stores[self.leader_index()?])
     }
 
-    pub async fn shutdown(self) {
-        for (s, stop) in self.stores.into_iter().zip(self.stops) {
+    pub async fn shutdown(&self) {
+        for (s, stop) in self.stores.iter().zip(&self.stops) {
             stop.cancel();
             s.shutdown().await;
         }
-        // Not dropped here: a runtime may not be dropped inside another.
-        for runtime in self.runtimes {
+    }
+}
+
+impl Drop for Group {
+    /// Also when a bench fails half-way: a runtime may not be dropped
+    /// inside another, which is where a bench runs.
+    fn drop(&mut self) {
+        for runtime in self.runtimes.drain(..) {
             runtime.shutdown_background();
         }
     }
@@ -266,7 +272,13 @@ async fn group(
         cert_expiry_ms: pki::DEFAULT_CERT_EXPIRY.as_millis() as u64,
         heartbeat_ms: 1_000,
         addr_pool: default_addr_pool(),
-        pool_mask_len: DEFAULT_POOL_MASK_LEN,
+        // Every node takes an address on ingress: a /24, the default (as
+        // Docker's), holds 254 nodes. An operator of a larger swarm sets
+        // `--default-addr-pool-mask-length` as this does.
+        pool_mask_len: match mode {
+            Members::Records => DEFAULT_POOL_MASK_LEN,
+            Members::Agents => 16,
+        },
         rotation: None,
     };
     leader

@@ -16,6 +16,7 @@ use crate::net::Peer;
 use crate::state::{Command, State};
 use crate::store::Store;
 use crate::types::{now_ms, NodeRole, NodeState, SecretKind, Task, TaskState, TaskStatus};
+use crate::view::Book;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -32,6 +33,9 @@ pub struct Dispatcher {
     keyring: Keyring,
     broker: crate::broker::Broker,
     beats: Arc<Mutex<HashMap<String, Instant>>>,
+    /// The views' book for the latest state a session asked about: made
+    /// once per state, cut for each node (`view.rs`).
+    book: Arc<Mutex<Option<(Arc<State>, Arc<Book>)>>>,
 }
 
 /// The heartbeat period the cluster was created with.
@@ -61,6 +65,20 @@ impl Dispatcher {
             keyring,
             broker,
             beats: Arc::default(),
+            book: Arc::default(),
+        }
+    }
+
+    /// The book of `st`, made by the first session that asks for it.
+    fn book(&self, st: &Arc<State>) -> Arc<Book> {
+        let mut book = self.book.lock().expect("book lock");
+        match &*book {
+            Some((of, b)) if Arc::ptr_eq(of, st) => b.clone(),
+            _ => {
+                let b = Arc::new(Book::of(st));
+                *book = Some((st.clone(), b.clone()));
+                b
+            }
         }
     }
 
@@ -239,6 +257,7 @@ fn diff_secrets(
 
 fn diff(
     st: &State,
+    book: &Book,
     node: &str,
     keyring: &Keyring,
     sent: &mut Sent,
@@ -278,7 +297,7 @@ fn diff(
     sent.meta = meta;
     // The view travels with the tasks it was computed with, so the agent
     // never sees a task on a network it has not heard of.
-    let view = crate::view::for_node(st, node);
+    let view = book.for_node(st, node);
     if sent.view.as_ref() != Some(&view) {
         msg.view_json = serde_json::to_string(&view).expect("views serialize");
         sent.view = Some(view);
@@ -324,6 +343,7 @@ impl dispatcher_server::Dispatcher for Dispatcher {
             let mut changes = me.store.subscribe();
             let mut sent = Sent::default();
             let mut full = true;
+            let mut changed = true;
             loop {
                 if !me.store.is_leader() {
                     let _ = tx
@@ -331,15 +351,25 @@ impl dispatcher_server::Dispatcher for Dispatcher {
                         .await;
                     return;
                 }
-                let st = changes.borrow_and_update().clone();
-                if let Some(msg) = diff(&st, &who.node_id, &me.keyring, &mut sent, full) {
-                    if tx.send(Ok(msg)).await.is_err() {
-                        return; // the agent went away
+                // Only a new state can change what the node is sent: an
+                // idle swarm's sessions wake for leadership alone.
+                if changed {
+                    let st = changes.borrow_and_update().clone();
+                    let book = me.book(&st);
+                    if let Some(msg) = diff(&st, &book, &who.node_id, &me.keyring, &mut sent, full)
+                    {
+                        if tx.send(Ok(msg)).await.is_err() {
+                            return; // the agent went away
+                        }
                     }
+                    full = false;
                 }
-                full = false;
+                changed = false;
                 tokio::select! {
-                    r = changes.changed() => if r.is_err() { return },
+                    r = changes.changed() => match r {
+                        Ok(()) => changed = true,
+                        Err(_) => return,
+                    },
                     Some(w) = work.recv() => {
                         let msg = SessionMessage { work: Some(w), ..Default::default() };
                         if tx.send(Ok(msg)).await.is_err() {
@@ -431,11 +461,11 @@ mod tests {
         );
 
         let mut other = Sent::default();
-        let msg = diff(&st, "n2", &keyring, &mut other, true).unwrap();
+        let msg = diff(&st, &Book::of(&st), "n2", &keyring, &mut other, true).unwrap();
         assert!(msg.secrets.is_empty(), "n2 runs nothing that uses it");
 
         let mut sent = Sent::default();
-        let msg = diff(&st, "n1", &keyring, &mut sent, true).unwrap();
+        let msg = diff(&st, &Book::of(&st), "n1", &keyring, &mut sent, true).unwrap();
         assert_eq!(msg.secrets.len(), 1);
         assert_eq!(msg.secrets[0].data, b"pw", "opened for the agent");
         assert!(
@@ -445,13 +475,13 @@ mod tests {
             "the task carries a reference, not the bytes"
         );
         assert!(
-            diff(&st, "n1", &keyring, &mut sent, false).is_none(),
+            diff(&st, &Book::of(&st), "n1", &keyring, &mut sent, false).is_none(),
             "sent once"
         );
 
         // Once the task is over, the agent is told to forget it.
         st.task_mut("t1").unwrap().desired_state = TaskState::Shutdown;
-        let msg = diff(&st, "n1", &keyring, &mut sent, false).unwrap();
+        let msg = diff(&st, &Book::of(&st), "n1", &keyring, &mut sent, false).unwrap();
         assert!(msg.secrets.is_empty());
         assert_eq!(msg.secrets_removed.len(), 1);
         assert!(msg.secrets_removed[0].data.is_empty());

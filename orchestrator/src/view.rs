@@ -1,12 +1,12 @@
 //! Computes each node's view of the cluster's service endpoints (networks,
-//! services with VIPs, ports and backends, DNS names) from raft state. A
-//! pure function: the dispatcher streams its result, and a test can check
-//! any state against it.
+//! services with VIPs, ports and backends, DNS names) from raft state.
+//! Pure: a [`Book`] made once per state, from which each node's view is
+//! cut; the dispatcher streams the cuts, and a test can check any state.
 
 use crate::state::{holds_addresses, State};
 use crate::types::{
-    BackendView, DnsRecord, EndpointMode, Mode, NetworkView, Node, NodeView, PublishMode,
-    RemoteEndpoint, Service, ServiceView, Task, TaskState,
+    BackendView, DnsRecord, EndpointMode, Mode, NetworkView, NodeView, PublishMode, RemoteEndpoint,
+    Service, ServiceView, Task, TaskState,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
@@ -17,123 +17,187 @@ fn serves(t: &Task) -> bool {
     t.status.state == TaskState::Running && t.desired_state == TaskState::Running
 }
 
-pub fn for_node(st: &State, node_id: &str) -> NodeView {
-    let node_addr = |id: &Option<String>| -> Option<Ipv4Addr> {
-        st.nodes.get(id.as_deref()?).and_then(Node::underlay)
-    };
-    // Networks that this node's tasks hold addresses on, and ingress: the
-    // routing mesh answers on every node, and reaches remote backends
-    // over it (iptables mode).
-    let local = st.node_networks(node_id);
-    let me = st.nodes.get(node_id);
+/// An endpoint on a network, and the node it belongs to (the task's, or
+/// the node's own attachment), which is left out of that node's view.
+struct Endpoint {
+    owner: String,
+    endpoint: RemoteEndpoint,
+}
 
-    let mut networks = Vec::new();
-    for id in &local {
-        let Some(net) = st.networks.get(id) else {
-            continue;
-        };
-        let mut remote: Vec<RemoteEndpoint> = st
-            .tasks
+/// A service as every node that sees it sees it, and the networks that
+/// make a node see it.
+struct Seen {
+    view: ServiceView,
+    networks: BTreeSet<String>,
+    publishes: bool,
+}
+
+/// What every node's view is cut from, made once per state. A dispatcher
+/// session per node used to scan every task for each network of its node
+/// on every change: at 500 nodes and 20,000 tasks that scan took the
+/// leader's CPU, and raft starved beside it.
+pub struct Book {
+    /// Every node's underlay address, sorted.
+    nodes: Vec<Ipv4Addr>,
+    /// Each network's endpoints, sorted.
+    endpoints: BTreeMap<String, Vec<Endpoint>>,
+    services: Vec<Seen>,
+    /// Names by (network, name), every network but ingress.
+    dns: BTreeMap<(String, String), BTreeSet<Ipv4Addr>>,
+}
+
+impl Book {
+    pub fn of(st: &State) -> Book {
+        let underlay: BTreeMap<&str, Ipv4Addr> = st
+            .nodes
             .values()
-            .filter(|t| t.node_id.is_some() && t.node_id.as_deref() != Some(node_id))
-            .filter(|t| holds_addresses(t))
-            .filter_map(|t| {
-                let node = node_addr(&t.node_id)?;
-                let a = t.networks.iter().flatten().find(|a| &a.network_id == id)?;
-                Some(RemoteEndpoint {
-                    addr: a.addr,
-                    node,
-                    is_node: false,
-                })
-            })
+            .filter_map(|n| Some((n.id.as_str(), n.underlay()?)))
             .collect();
-        remote.extend(
-            st.nodes
-                .values()
-                .filter(|n| n.id != node_id)
-                .filter_map(|n| {
-                    let a = n.attachments.iter().find(|a| &a.network_id == id)?;
-                    Some(RemoteEndpoint {
-                        addr: a.addr,
-                        node: n.underlay()?,
-                        is_node: true,
+        let node_addr = |id: &Option<String>| underlay.get(id.as_deref()?).copied();
+
+        let mut endpoints: BTreeMap<String, Vec<Endpoint>> = BTreeMap::new();
+        for t in st.tasks.values().filter(|t| holds_addresses(t)) {
+            let (Some(owner), Some(node)) = (&t.node_id, node_addr(&t.node_id)) else {
+                continue;
+            };
+            for a in t.networks.iter().flatten() {
+                endpoints
+                    .entry(a.network_id.clone())
+                    .or_default()
+                    .push(Endpoint {
+                        owner: owner.clone(),
+                        endpoint: RemoteEndpoint {
+                            addr: a.addr,
+                            node,
+                            is_node: false,
+                        },
+                    });
+            }
+        }
+        for n in st.nodes.values() {
+            let Some(node) = underlay.get(n.id.as_str()).copied() else {
+                continue;
+            };
+            for a in &n.attachments {
+                endpoints
+                    .entry(a.network_id.clone())
+                    .or_default()
+                    .push(Endpoint {
+                        owner: n.id.clone(),
+                        endpoint: RemoteEndpoint {
+                            addr: a.addr,
+                            node,
+                            is_node: true,
+                        },
+                    });
+            }
+        }
+        for list in endpoints.values_mut() {
+            list.sort_by(|a, b| a.endpoint.cmp(&b.endpoint));
+        }
+
+        let ingress = st.ingress().map(|i| i.id.as_str());
+        let mut services = Vec::new();
+        let mut dns = BTreeMap::new();
+        for svc in st.services.values() {
+            let networks: BTreeSet<String> = st.spec_networks(&svc.spec).into_iter().collect();
+            let backends: Vec<BackendView> = st
+                .tasks_of(&svc.id)
+                .filter(|t| serves(t))
+                .filter_map(|t| {
+                    Some(BackendView {
+                        task_id: t.id.clone(),
+                        node: node_addr(&t.node_id)?,
+                        addrs: t.networks.clone()?,
                     })
-                }),
-        );
-        remote.sort();
-        networks.push(NetworkView {
-            id: net.id.clone(),
-            name: net.spec.name.clone(),
-            subnet: net.subnet,
-            gateway: net.gateway,
-            vni: net.vni,
-            internal: net.spec.internal,
-            ingress: net.spec.ingress,
-            node_addr: me
-                .and_then(|n| n.attachments.iter().find(|a| &a.network_id == id))
-                .map(|a| a.addr),
-            remote,
-        });
+                })
+                .collect();
+            for net in networks.iter().filter(|n| Some(n.as_str()) != ingress) {
+                add_names(&mut dns, svc, net, &backends);
+            }
+            services.push(Seen {
+                view: ServiceView {
+                    id: svc.id.clone(),
+                    name: svc.spec.name.clone(),
+                    endpoint_mode: svc.spec.endpoint_mode,
+                    ports: svc.spec.ports.clone(),
+                    vips: svc.endpoint.vips.clone(),
+                    declared: match svc.spec.mode {
+                        Mode::Replicated => svc.spec.replicas as usize,
+                        Mode::Global => st.nodes.len(),
+                    },
+                    backends,
+                },
+                networks,
+                publishes: svc
+                    .spec
+                    .ports
+                    .iter()
+                    .any(|p| p.mode == PublishMode::Ingress),
+            });
+        }
+        let mut nodes: Vec<Ipv4Addr> = underlay.into_values().collect();
+        nodes.sort();
+        Book {
+            nodes,
+            endpoints,
+            services,
+            dns,
+        }
     }
 
-    let mut services = Vec::new();
-    let mut dns: BTreeMap<(String, String), BTreeSet<Ipv4Addr>> = BTreeMap::new();
-    for svc in st.services.values() {
-        let nets = st.spec_networks(&svc.spec);
-        let publishes = svc
-            .spec
-            .ports
+    /// Node `node_id`'s view: the networks it serves with every other
+    /// node's endpoints on them, the services it can reach or that publish
+    /// ports (ingress is on every node), and their names on its networks.
+    pub fn for_node(&self, st: &State, node_id: &str) -> NodeView {
+        let local = st.node_networks(node_id);
+        let me = st.nodes.get(node_id);
+        let networks = local
             .iter()
-            .any(|p| p.mode == PublishMode::Ingress);
-        let reachable = nets.iter().any(|n| local.contains(n));
-        if !publishes && !reachable {
-            continue;
-        }
-        let backends: Vec<BackendView> = st
-            .tasks_of(&svc.id)
-            .filter(|t| serves(t))
-            .filter_map(|t| {
-                Some(BackendView {
-                    task_id: t.id.clone(),
-                    node: node_addr(&t.node_id)?,
-                    addrs: t.networks.clone()?,
-                })
+            .filter_map(|id| st.networks.get(id))
+            .map(|net| NetworkView {
+                id: net.id.clone(),
+                name: net.spec.name.clone(),
+                subnet: net.subnet,
+                gateway: net.gateway,
+                vni: net.vni,
+                internal: net.spec.internal,
+                ingress: net.spec.ingress,
+                node_addr: me
+                    .and_then(|n| n.attachments.iter().find(|a| a.network_id == net.id))
+                    .map(|a| a.addr),
+                remote: self
+                    .endpoints
+                    .get(&net.id)
+                    .into_iter()
+                    .flatten()
+                    .filter(|e| e.owner != node_id)
+                    .map(|e| e.endpoint.clone())
+                    .collect(),
             })
             .collect();
-        // Names live on the service's own networks: ingress has none.
-        let named = nets
+        let services = self
+            .services
             .iter()
-            .filter(|n| local.contains(*n) && st.ingress().is_none_or(|i| &i.id != *n));
-        for net in named {
-            add_names(&mut dns, svc, net, &backends);
-        }
-        services.push(ServiceView {
-            id: svc.id.clone(),
-            name: svc.spec.name.clone(),
-            endpoint_mode: svc.spec.endpoint_mode,
-            ports: svc.spec.ports.clone(),
-            vips: svc.endpoint.vips.clone(),
-            declared: match svc.spec.mode {
-                Mode::Replicated => svc.spec.replicas as usize,
-                Mode::Global => st.nodes.len(),
-            },
-            backends,
-        });
-    }
-    let mut nodes: Vec<Ipv4Addr> = st.nodes.values().filter_map(Node::underlay).collect();
-    nodes.sort();
-    NodeView {
-        nodes,
-        networks,
-        services,
-        dns: dns
-            .into_iter()
+            .filter(|s| s.publishes || s.networks.iter().any(|n| local.contains(n)))
+            .map(|s| s.view.clone())
+            .collect();
+        let dns = self
+            .dns
+            .iter()
+            .filter(|((network_id, _), _)| local.contains(network_id))
             .map(|((network_id, name), addrs)| DnsRecord {
-                network_id,
-                name,
-                addrs: addrs.into_iter().collect(),
+                network_id: network_id.clone(),
+                name: name.clone(),
+                addrs: addrs.iter().copied().collect(),
             })
-            .collect(),
+            .collect();
+        NodeView {
+            nodes: self.nodes.clone(),
+            networks,
+            services,
+            dns,
+        }
     }
 }
 

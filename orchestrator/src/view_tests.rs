@@ -3,6 +3,11 @@ use crate::manager::testutil::*;
 use crate::state::Command;
 use crate::types::{NetworkAttachmentSpec, NetworkSpec, PortConfig, Proto, TaskStatus};
 
+/// One node's view, from a book made for it alone.
+fn for_node(st: &State, node_id: &str) -> NodeView {
+    Book::of(st).for_node(st, node_id)
+}
+
 fn net(st: &mut State, id: &str, name: &str) {
     let r = st.apply(Command::CreateNetwork {
         id: id.into(),
