@@ -35,8 +35,11 @@ pub struct Dispatcher {
     beats: Arc<Mutex<HashMap<String, Instant>>>,
     /// The views' book for the latest state a session asked about: made
     /// once per state, cut for each node (`view.rs`).
-    book: Arc<Mutex<Option<(Arc<State>, Arc<Book>)>>>,
+    book: Arc<Mutex<Option<Booked>>>,
 }
+
+/// A state and the book made of it.
+type Booked = (Arc<State>, Arc<Book>);
 
 /// The heartbeat period the cluster was created with.
 pub fn heartbeat_period(st: &State) -> Duration {
