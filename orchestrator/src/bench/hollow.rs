@@ -53,9 +53,11 @@ pub async fn run(dir: &std::path::Path, size: Size) -> Result<()> {
     if size.services == 0 || size.nodes == 0 || size.managers == 0 {
         bail!("--nodes, --services and --managers must be at least 1");
     }
+    progress("starting the managers");
     let stop = CancellationToken::new();
     let group = group(dir, size.managers, Members::Agents, &stop).await?;
     let hollows = join_all(&group, &size, &stop).await?;
+    progress("every hollow node joined");
     let leader = group.leader()?.clone();
     wait(&leader, "every hollow node READY", |st| {
         let ready = |n: &&Node| n.role == NodeRole::Worker && n.state == NodeState::Ready;
@@ -113,6 +115,7 @@ pub async fn run(dir: &std::path::Path, size: Size) -> Result<()> {
         .await
         .context("scaling the probe")?;
     wait_views(&hollows, &probe_id, 2).await?;
+    progress("every view has the new backend");
     let view_update_ms = started.elapsed().as_millis();
 
     // 1% of the nodes stop: until their tasks run elsewhere.
@@ -288,13 +291,26 @@ fn duplicates(st: &State) -> usize {
     per_slot.values().filter(|n| **n > 1).count()
 }
 
+/// When the bench began, for its progress lines.
+static BEGAN: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+
+/// A progress line on stderr (stdout carries the result alone): at the
+/// larger sizes a phase takes minutes.
+fn progress(what: &str) {
+    let since = BEGAN.get_or_init(Instant::now).elapsed();
+    eprintln!("hollow: {what} ({:.1} s)", since.as_secs_f64());
+}
+
 async fn wait(store: &Store, what: &str, f: impl Fn(&State) -> bool) -> Result<()> {
     let mut changes = store.subscribe();
     let waited = tokio::time::timeout(PHASE_LIMIT, changes.wait_for(|st| f(st))).await;
     match waited {
         Err(_) => bail!("{what}: not within {PHASE_LIMIT:?}"),
         Ok(Err(_)) => bail!("{what}: the store stopped"),
-        Ok(Ok(_)) => Ok(()),
+        Ok(Ok(_)) => {
+            progress(what);
+            Ok(())
+        }
     }
 }
 
