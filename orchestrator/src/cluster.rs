@@ -11,7 +11,6 @@ use crate::api::cluster_pb::{
     cluster_client::ClusterClient, cluster_server, joining_server, AddVoterRequest, Blob, Empty,
     JoinRequest, JoinResponse, ProposeResponse, RenewRequest, RenewResponse, SecretsKeyResponse,
 };
-use crate::dispatcher::manager_addrs;
 use crate::keyring::{Field, Keyring};
 use crate::pki::token::secrets_match;
 use crate::state::Command;
@@ -192,7 +191,7 @@ impl joining_server::Joining for JoinService {
             .await
             .map_err(Status::from)?;
         tracing::info!(node = %node_id, hostname = %req.hostname, role = role.as_str(), "node joined");
-        let mut managers = manager_addrs(&self.store.state());
+        let mut managers = self.store.state().manager_addrs();
         managers.sort();
         // Only a manager gets the key; the token's CA pin means it goes to
         // the holder of the manager token over a channel only it can read.

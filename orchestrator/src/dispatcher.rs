@@ -53,14 +53,6 @@ pub fn tasks_for<'a>(st: &'a State, node_id: &'a str) -> impl Iterator<Item = &'
         .filter(|t| t.status.state >= TaskState::Assigned)
 }
 
-pub fn manager_addrs(st: &State) -> Vec<String> {
-    st.nodes
-        .values()
-        .filter(|n| n.role == NodeRole::Manager)
-        .map(|n| n.addr.clone())
-        .collect()
-}
-
 impl Dispatcher {
     pub fn new(store: Store, keyring: Keyring, broker: crate::broker::Broker) -> Dispatcher {
         Dispatcher {
@@ -77,8 +69,12 @@ impl Dispatcher {
         let mut book = self.book.lock().expect("book lock");
         match &*book {
             Some((of, b)) if Arc::ptr_eq(of, st) => b.clone(),
-            _ => {
-                let b = Arc::new(Book::of(st));
+            cached => {
+                let made = Book::of(st);
+                let b = Arc::new(match cached {
+                    Some((_, prev)) => made.sharing(prev),
+                    None => made,
+                });
                 *book = Some((st.clone(), b.clone()));
                 b
             }
@@ -258,6 +254,23 @@ fn diff_secrets(
     }
 }
 
+/// Whether `st` holds the same as `prev` for everything node `node` is
+/// sent but the view: its tasks (an unchanged task keeps its `Arc`), its
+/// own record (role, attachments), the cluster record (heartbeat, trust),
+/// the networks and the secrets. False when unsure: the session diffs.
+fn untouched(prev: &State, st: &State, node: &str) -> bool {
+    let same_task = |id: &String| match (prev.tasks.get(id), st.tasks.get(id)) {
+        (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+        _ => false,
+    };
+    prev.nodes.get(node) == st.nodes.get(node)
+        && prev.cluster == st.cluster
+        && prev.networks.ptr_eq(&st.networks)
+        && prev.secrets.ptr_eq(&st.secrets)
+        && prev.index.on_node(node).eq(st.index.on_node(node))
+        && st.index.on_node(node).all(same_task)
+}
+
 fn diff(
     st: &State,
     book: &Book,
@@ -268,7 +281,7 @@ fn diff(
 ) -> Option<SessionMessage> {
     let now: BTreeMap<&String, &Task> = tasks_for(st, node).map(|t| (&t.id, t)).collect();
     let mut msg = SessionMessage {
-        managers: manager_addrs(st),
+        managers: book.managers.to_vec(),
         heartbeat_ms: heartbeat_period(st).as_millis() as u64,
         role: st
             .nodes
@@ -347,6 +360,9 @@ impl dispatcher_server::Dispatcher for Dispatcher {
             let mut sent = Sent::default();
             let mut full = true;
             let mut changed = true;
+            // The state and book last looked at, to skip a change that
+            // does not touch this node (most, in a large swarm).
+            let mut last: Option<Booked> = None;
             loop {
                 if !me.store.is_leader() {
                     let _ = tx
@@ -359,12 +375,20 @@ impl dispatcher_server::Dispatcher for Dispatcher {
                 if changed {
                     let st = changes.borrow_and_update().clone();
                     let book = me.book(&st);
-                    if let Some(msg) = diff(&st, &book, &who.node_id, &me.keyring, &mut sent, full)
-                    {
-                        if tx.send(Ok(msg)).await.is_err() {
-                            return; // the agent went away
+                    let same = !full
+                        && last.as_ref().is_some_and(|(ls, lb)| {
+                            untouched(ls, &st, &who.node_id)
+                                && book.same_cut(lb, &st.node_networks(&who.node_id))
+                        });
+                    if !same {
+                        let msg = diff(&st, &book, &who.node_id, &me.keyring, &mut sent, full);
+                        if let Some(msg) = msg {
+                            if tx.send(Ok(msg)).await.is_err() {
+                                return; // the agent went away
+                            }
                         }
                     }
+                    last = Some((st, book));
                     full = false;
                 }
                 changed = false;
@@ -488,5 +512,81 @@ mod tests {
         assert!(msg.secrets.is_empty());
         assert_eq!(msg.secrets_removed.len(), 1);
         assert!(msg.secrets_removed[0].data.is_empty());
+    }
+
+    /// A session skips a change only when a diff would have sent its node
+    /// nothing, over random changes to tasks on three nodes, one service
+    /// publishing a port (seen everywhere) and one not.
+    #[test]
+    fn a_session_skips_only_changes_that_would_send_its_node_nothing() {
+        use crate::state::Assignment;
+        use crate::types::{PortConfig, Proto, PublishMode};
+        use rand::{Rng, SeedableRng};
+        let dir = tempfile::tempdir().unwrap();
+        let keyring = Keyring::load(dir.path()).unwrap();
+        keyring.create().unwrap();
+        let quiet = service("quiet", Mode::Replicated, 3);
+        let mut web = service("web", Mode::Replicated, 3);
+        web.spec.ports.push(PortConfig {
+            protocol: Proto::Tcp,
+            published: 8080,
+            target: 80,
+            mode: PublishMode::Ingress,
+            force: false,
+        });
+        let nodes = ["n1", "n2", "n3"];
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let (mut skipped, mut sent_any) = (0, 0);
+        for round in 0..20 {
+            let mut st = Arc::new(state(&nodes.map(node), &[quiet.clone(), web.clone()], &[]));
+            let mut book = Arc::new(Book::of(&st));
+            let mut sent: Vec<Sent> = nodes.iter().map(|_| Sent::default()).collect();
+            for (n, s) in nodes.iter().zip(&mut sent) {
+                diff(&st, &book, n, &keyring, s, true);
+            }
+            for step in 0..40 {
+                let mut next = State::clone(&st);
+                let id = format!("t{}", rng.gen_range(0..step + 1));
+                let cmd = match rng.gen_range(0..4) {
+                    0 => {
+                        let svc = [&quiet, &web][rng.gen_range(0..2)];
+                        let mut t =
+                            task(&format!("t{step}"), svc, step as u64, TaskState::Assigned);
+                        t.node_id = Some(format!("n{}", rng.gen_range(1..4)));
+                        Command::CreateTasks(vec![t])
+                    }
+                    1 => Command::Assign(vec![Assignment {
+                        task_id: id,
+                        node_id: Some(format!("n{}", rng.gen_range(1..4))),
+                        message: "scheduled".into(),
+                        at: 1,
+                    }]),
+                    2 => Command::UpdateStatus(vec![(id, TaskStatus::new(TaskState::Running, ""))]),
+                    _ => Command::DeleteTasks(vec![id]),
+                };
+                next.apply(cmd);
+                let next = Arc::new(next);
+                let next_book = Arc::new(Book::of(&next).sharing(&book));
+                for (n, s) in nodes.iter().zip(&mut sent) {
+                    let same = untouched(&st, &next, n)
+                        && next_book.same_cut(&book, &next.node_networks(n));
+                    let msg = diff(&next, &next_book, n, &keyring, s, false);
+                    if same {
+                        assert!(
+                            msg.is_none(),
+                            "round {round} step {step}: {n} skipped {msg:?}"
+                        );
+                        skipped += 1;
+                    } else if msg.is_some() {
+                        sent_any += 1;
+                    }
+                }
+                (st, book) = (next, next_book);
+            }
+        }
+        assert!(
+            skipped > 100 && sent_any > 100,
+            "both kinds: {skipped} {sent_any}"
+        );
     }
 }

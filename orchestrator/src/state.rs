@@ -363,6 +363,15 @@ impl State {
             .map_or_else(|| id.to_string(), |n| n.hostname.clone())
     }
 
+    /// The managers' addresses, which agents dial.
+    pub fn manager_addrs(&self) -> Vec<String> {
+        self.nodes
+            .values()
+            .filter(|n| n.role == crate::types::NodeRole::Manager)
+            .map(|n| n.addr.clone())
+            .collect()
+    }
+
     /// A task by full ID or unique ID prefix.
     pub fn find_task(&self, key: &str) -> Option<&Task> {
         if let Some(t) = self.tasks.get(key) {

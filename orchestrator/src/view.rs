@@ -10,6 +10,7 @@ use crate::types::{
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
+use std::sync::Arc;
 
 /// A task that serves traffic: running, meant to run, and (once services
 /// have healthchecks) healthy.
@@ -19,6 +20,7 @@ fn serves(t: &Task) -> bool {
 
 /// An endpoint on a network, and the node it belongs to (the task's, or
 /// the node's own attachment), which is left out of that node's view.
+#[derive(PartialEq)]
 struct Endpoint {
     owner: String,
     endpoint: RemoteEndpoint,
@@ -26,6 +28,7 @@ struct Endpoint {
 
 /// A service as every node that sees it sees it, and the networks that
 /// make a node see it.
+#[derive(PartialEq)]
 struct Seen {
     view: ServiceView,
     networks: BTreeSet<String>,
@@ -35,15 +38,30 @@ struct Seen {
 /// What every node's view is cut from, made once per state. A dispatcher
 /// session per node used to scan every task for each network of its node
 /// on every change: at 500 nodes and 20,000 tasks that scan took the
-/// leader's CPU, and raft starved beside it.
+/// leader's CPU, and raft starved beside it. Its parts are shared with the
+/// previous state's book where they did not change (`sharing`), so a
+/// session can tell by pointer that its node's cut is the same.
 pub struct Book {
+    /// The managers' addresses, which every session carries too.
+    pub managers: Arc<Vec<String>>,
     /// Every node's underlay address, sorted.
-    nodes: Vec<Ipv4Addr>,
+    nodes: Arc<Vec<Ipv4Addr>>,
     /// Each network's endpoints, sorted.
-    endpoints: BTreeMap<String, Vec<Endpoint>>,
-    services: Vec<Seen>,
+    endpoints: Arc<BTreeMap<String, Vec<Endpoint>>>,
+    /// In service ID order.
+    services: Vec<Arc<Seen>>,
     /// Names by (network, name), every network but ingress.
-    dns: BTreeMap<(String, String), BTreeSet<Ipv4Addr>>,
+    dns: Arc<BTreeMap<(String, String), BTreeSet<Ipv4Addr>>>,
+}
+
+/// `part`, or `prev`'s when they are equal: one comparison per state
+/// saves one per session.
+fn share<T: PartialEq>(part: Arc<T>, prev: &Arc<T>) -> Arc<T> {
+    if *part == **prev {
+        prev.clone()
+    } else {
+        part
+    }
 }
 
 impl Book {
@@ -115,7 +133,7 @@ impl Book {
             for net in networks.iter().filter(|n| Some(n.as_str()) != ingress) {
                 add_names(&mut dns, svc, net, &backends);
             }
-            services.push(Seen {
+            services.push(Arc::new(Seen {
                 view: ServiceView {
                     id: svc.id.clone(),
                     name: svc.spec.name.clone(),
@@ -134,16 +152,58 @@ impl Book {
                     .ports
                     .iter()
                     .any(|p| p.mode == PublishMode::Ingress),
-            });
+            }));
         }
         let mut nodes: Vec<Ipv4Addr> = underlay.into_values().collect();
         nodes.sort();
         Book {
-            nodes,
-            endpoints,
+            managers: Arc::new(st.manager_addrs()),
+            nodes: Arc::new(nodes),
+            endpoints: Arc::new(endpoints),
             services,
-            dns,
+            dns: Arc::new(dns),
         }
+    }
+
+    /// This book with the parts equal to `prev`'s taken from `prev`.
+    pub fn sharing(self, prev: &Book) -> Book {
+        let before: BTreeMap<&str, &Arc<Seen>> = prev
+            .services
+            .iter()
+            .map(|s| (s.view.id.as_str(), s))
+            .collect();
+        let services = self
+            .services
+            .into_iter()
+            .map(|s| match before.get(s.view.id.as_str()) {
+                Some(p) => share(s, p),
+                None => s,
+            })
+            .collect();
+        Book {
+            managers: share(self.managers, &prev.managers),
+            nodes: share(self.nodes, &prev.nodes),
+            endpoints: share(self.endpoints, &prev.endpoints),
+            services,
+            dns: share(self.dns, &prev.dns),
+        }
+    }
+
+    /// Whether a node serving `local` networks is cut the same view (and
+    /// manager list) from this book as from `prev`, by pointers alone.
+    pub fn same_cut(&self, prev: &Book, local: &BTreeSet<String>) -> bool {
+        let seen = |b: &Book| -> Vec<*const Seen> {
+            b.services
+                .iter()
+                .filter(|s| s.publishes || s.networks.iter().any(|n| local.contains(n)))
+                .map(Arc::as_ptr)
+                .collect()
+        };
+        Arc::ptr_eq(&self.managers, &prev.managers)
+            && Arc::ptr_eq(&self.nodes, &prev.nodes)
+            && Arc::ptr_eq(&self.endpoints, &prev.endpoints)
+            && Arc::ptr_eq(&self.dns, &prev.dns)
+            && seen(self) == seen(prev)
     }
 
     /// Node `node_id`'s view: the networks it serves with every other
@@ -193,7 +253,7 @@ impl Book {
             })
             .collect();
         NodeView {
-            nodes: self.nodes.clone(),
+            nodes: self.nodes.to_vec(),
             networks,
             services,
             dns,
