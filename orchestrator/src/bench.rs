@@ -246,7 +246,8 @@ async fn group(
         .iter()
         .find(|s| s.is_leader())
         .context("no leader after the election")?;
-    let leader_keys = &keyrings[stores.iter().position(|s| s.is_leader()).unwrap_or(0)];
+    // Every manager holds the one swarm key: any seals for all.
+    let swarm_key = &keyrings[0];
     let record = |i: usize| {
         let name = format!("m{i}");
         let mut record = hollow_node(i);
@@ -259,7 +260,7 @@ async fn group(
         }
         record
     };
-    let seal = |field, plain: &str| leader_keys.seal_field(field, plain.as_bytes());
+    let seal = |field, plain: &str| swarm_key.seal_field(field, plain.as_bytes());
     let worker_secret = token::new_secret();
     let cluster = ClusterInfo {
         id: cluster_id.into(),
@@ -310,7 +311,7 @@ async fn group(
     })
 }
 
-/// The prefix of manager `i`'s thread names (at most 15 bytes in all).
+/// The name of manager `i`'s runtime threads (at most 15 bytes).
 fn manager_thread(i: usize) -> String {
     format!("bench-m{i}")
 }

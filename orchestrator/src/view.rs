@@ -35,6 +35,14 @@ struct Seen {
     publishes: bool,
 }
 
+impl Seen {
+    /// Whether a node serving `local` networks sees the service: it can
+    /// reach it, or the service publishes a port (ingress is on every node).
+    fn seen_from(&self, local: &BTreeSet<String>) -> bool {
+        self.publishes || self.networks.iter().any(|n| local.contains(n))
+    }
+}
+
 /// What every node's view is cut from, made once per state. A dispatcher
 /// session per node used to scan every task for each network of its node
 /// on every change: at 500 nodes and 20,000 tasks that scan took the
@@ -130,6 +138,7 @@ impl Book {
                     })
                 })
                 .collect();
+            // Names live on the service's own networks: ingress has none.
             for net in networks.iter().filter(|n| Some(n.as_str()) != ingress) {
                 add_names(&mut dns, svc, net, &backends);
             }
@@ -195,7 +204,7 @@ impl Book {
         let seen = |b: &Book| -> Vec<*const Seen> {
             b.services
                 .iter()
-                .filter(|s| s.publishes || s.networks.iter().any(|n| local.contains(n)))
+                .filter(|s| s.seen_from(local))
                 .map(Arc::as_ptr)
                 .collect()
         };
@@ -210,6 +219,9 @@ impl Book {
     /// node's endpoints on them, the services it can reach or that publish
     /// ports (ingress is on every node), and their names on its networks.
     pub fn for_node(&self, st: &State, node_id: &str) -> NodeView {
+        // Networks that this node's tasks hold addresses on, and ingress:
+        // the routing mesh answers on every node, and reaches remote
+        // backends over it (iptables mode).
         let local = st.node_networks(node_id);
         let me = st.nodes.get(node_id);
         let networks = local
@@ -239,7 +251,7 @@ impl Book {
         let services = self
             .services
             .iter()
-            .filter(|s| s.publishes || s.networks.iter().any(|n| local.contains(n)))
+            .filter(|s| s.seen_from(&local))
             .map(|s| s.view.clone())
             .collect();
         let dns = self
